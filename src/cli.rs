@@ -1,0 +1,314 @@
+//! The command line: `serve` (the default), `migrate`, `keys`, `user`, `client`.
+//!
+//! Commands print JSON when stdout is not a terminal (or with `--json`), a short human summary
+//! otherwise. Logs go to stderr.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::accounts::{self, NewAccount, password};
+use crate::clients::{self, ClientSpec};
+use crate::config::{Settings, Sources};
+use crate::db::models::{Client, User};
+use crate::db::repo;
+use crate::db::{Database, PooledConnection};
+use crate::keys;
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "An OAuth2 / OpenID Connect identity provider")]
+pub struct Cli {
+    /// Config file (TOML) overriding the built-in defaults.
+    #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:8080.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Public base URL, used as `iss`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Directory of the private signing keys.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub keys_dir: Option<String>,
+    /// Log format: auto, pretty or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Print command results as JSON even on a terminal.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the identity provider (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// User accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List every key with its state.
+    List,
+    /// Advance the lifecycle: a waiting `next` key becomes active, a new `next` is created.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from the first line of stdin.
+    Add(UserAdd),
+    /// List users (never their password hashes).
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct UserAdd {
+    #[arg(long)]
+    pub email: String,
+    /// Read the password from stdin (so it stays out of shell history and `ps`).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A role, e.g. admin; repeat for more.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Mark the email address as verified.
+    #[arg(long)]
+    pub email_verified: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Add(ClientAdd),
+    /// List clients (never their secrets).
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientAdd {
+    #[arg(long)]
+    pub name: String,
+    /// A public client (no secret: SPAs, native apps).
+    #[arg(long)]
+    pub public: bool,
+    /// Comma-separated: authorization_code, refresh_token, password, client_credentials.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub grant_types: Vec<String>,
+    /// An allowed redirect URI; repeat for more.
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// Space-separated scopes the client may request.
+    #[arg(long, default_value = "")]
+    pub scopes: String,
+    /// An audience for its access tokens; repeat for more.
+    #[arg(long = "audience")]
+    pub audiences: Vec<String>,
+}
+
+impl Cli {
+    /// Settings from every layer, the flags of this command line last.
+    pub fn settings(&self) -> Result<Settings, crate::config::ConfigError> {
+        let flags = [
+            ("server.bind", &self.bind),
+            ("database.url", &self.database_url),
+            ("server.issuer", &self.issuer),
+            ("keys.dir", &self.keys_dir),
+            ("log.format", &self.log_format),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
+        .collect();
+        Settings::load(Sources {
+            file: self.config.clone(),
+            env: std::env::vars().collect(),
+            flags,
+        })
+    }
+}
+
+pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    let out = Output {
+        json: cli.json || !std::io::stdout().is_terminal(),
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => {
+            let db = Database::connect(&settings.database)?;
+            out.print(
+                json!({ "status": "migrated", "database": db.backend_name() }),
+                || format!("database ({}) is up to date", db.backend_name()),
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List) => {
+            let mut conn = connect(&settings)?;
+            let rows = repo::signing_keys::list_all(&mut conn)?;
+            let list: Vec<Value> = rows
+                .iter()
+                .map(|k| {
+                    json!({ "kid": k.kid, "state": k.state, "algorithm": k.algorithm,
+                        "created_at": k.created_at, "activated_at": k.activated_at })
+                })
+                .collect();
+            out.print(Value::Array(list), || {
+                rows.iter()
+                    .map(|k| format!("{:<44} {:<9} {}", k.kid, k.state, k.algorithm))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let mut conn = connect(&settings)?;
+            keys::load_or_init(&mut conn, &settings.keys)?;
+            let rotation = keys::rotate(&mut conn, &settings.keys)?;
+            out.print(serde_json::to_value(&rotation)?, || match &rotation.activated {
+                Some(kid) => format!("{kid} is now active; {} waits as next", rotation.next),
+                None => format!(
+                    "{} is published as next; rotate again to make it sign",
+                    rotation.next
+                ),
+            });
+            Ok(())
+        }
+        Command::User(UserCommand::Add(add)) => {
+            let account = NewAccount::validate(&add.email, add.name.as_deref(), &add.roles, add.email_verified)?;
+            let secret = read_password_line()?;
+            password::check_length(&secret, settings.passwords.min_length)
+                .map_err(|e| anyhow::anyhow!("password: {e}"))?;
+            let hash = password::Hasher::new(&settings.passwords)?.hash(&secret)?;
+            let mut conn = connect(&settings)?;
+            let user = accounts::create(&mut conn, &account, Some(&hash))?;
+            out.print(user_json(&user), || format!("created user {} ({})", user.id, user.email));
+            Ok(())
+        }
+        Command::User(UserCommand::List) => {
+            let mut conn = connect(&settings)?;
+            let users = repo::users::list(&mut conn)?;
+            out.print(Value::Array(users.iter().map(user_json).collect()), || {
+                users
+                    .iter()
+                    .map(|u| format!("{}  {:<32} {}", u.id, u.email, u.roles))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        Command::Client(ClientCommand::Add(add)) => {
+            let spec = ClientSpec {
+                name: add.name,
+                public: add.public,
+                grant_types: add.grant_types.into_iter().map(|g| g.trim().to_string()).collect(),
+                redirect_uris: add.redirect_uris,
+                scopes: add.scopes.split_whitespace().map(String::from).collect(),
+                audiences: add.audiences,
+            };
+            let mut conn = connect(&settings)?;
+            let (client, secret) = clients::create(&mut conn, &spec)?;
+            let mut value = client_json(&client);
+            if let (Some(secret), Some(obj)) = (&secret, value.as_object_mut()) {
+                obj.insert("client_secret".into(), json!(secret));
+            }
+            out.print(value, || match &secret {
+                Some(secret) => format!(
+                    "client_id:     {}\nclient_secret: {secret}\n(the secret is shown this once; only its hash is stored)",
+                    client.id
+                ),
+                None => format!("client_id: {} (public client, no secret)", client.id),
+            });
+            Ok(())
+        }
+        Command::Client(ClientCommand::List) => {
+            let mut conn = connect(&settings)?;
+            let list = repo::clients::list(&mut conn)?;
+            out.print(Value::Array(list.iter().map(client_json).collect()), || {
+                list.iter()
+                    .map(|c| format!("{}  {:<24} {}", c.id, c.name, c.grant_types))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped().await.context("server stopped")
+    })
+}
+
+fn connect(settings: &Settings) -> anyhow::Result<PooledConnection> {
+    Ok(Database::connect(&settings.database)?.get()?)
+}
+
+fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "roles": u.roles.split_whitespace().collect::<Vec<_>>(),
+        "email_verified": u.email_verified_at.is_some(),
+        "active": u.disabled_at.is_none(),
+        "created_at": u.created_at,
+    })
+}
+
+fn client_json(c: &Client) -> Value {
+    let list = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    json!({
+        "client_id": c.id,
+        "name": c.name,
+        "public": c.secret_hash.is_none(),
+        "grant_types": list(&c.grant_types),
+        "redirect_uris": list(&c.redirect_uris),
+        "scopes": list(&c.scopes),
+        "audiences": list(&c.audiences),
+        "created_at": c.created_at,
+    })
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        } else {
+            println!("{}", human());
+        }
+    }
+}

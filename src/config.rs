@@ -1,0 +1,383 @@
+//! Settings: compiled-in defaults (`config/default.toml`) → a config file → environment → flags.
+//!
+//! Every layer is merged as TOML before one typed deserialisation, so a bad value is reported the
+//! same way whichever layer it came from: one line naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// The documented defaults; the file is the single source of truth for them.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+/// Read when no `--config` is given and the file is present in the working directory.
+const LOCAL_CONFIG: &str = "config/default.toml";
+/// Settings that have no default value (so are absent from the defaults file) but may be set.
+const OPTIONAL_STRING_KEYS: &[&str] = &["server.issuer"];
+/// Short environment names for the settings people set most.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("TESSERA_BIND", "server.bind"),
+    ("TESSERA_ISSUER", "server.issuer"),
+    ("DATABASE_URL", "database.url"),
+    ("TESSERA_KEYS_DIR", "keys.dir"),
+    ("TESSERA_LOG", "log.filter"),
+    ("TESSERA_LOG_FORMAT", "log.format"),
+];
+/// TESSERA_ variables read by the command line itself rather than mapped to a setting.
+const ENV_NOT_SETTINGS: &[&str] = &["TESSERA_CONFIG"];
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub keys: KeySettings,
+    pub passwords: PasswordSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub issuer: Option<String>,
+    pub workers: usize,
+    pub body_limit_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+    pub sqlite_busy_timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    pub dir: PathBuf,
+    pub rsa_bits: u32,
+    pub jwks_max_age_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSettings {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub min_length: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+/// Where the settings come from, besides the compiled-in defaults.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// An explicit config file; it must exist.
+    pub file: Option<PathBuf>,
+    /// Environment variables, usually `std::env::vars()`.
+    pub env: Vec<(String, String)>,
+    /// Command-line flags as (`section.key`, value) pairs; they win over everything else.
+    pub flags: Vec<(&'static str, String)>,
+}
+
+impl Settings {
+    /// The compiled-in defaults alone: what tests and tools start from.
+    pub fn defaults() -> Result<Settings, ConfigError> {
+        Settings::from_table(defaults_table()?)
+    }
+
+    pub fn load(sources: Sources) -> Result<Settings, ConfigError> {
+        let mut table = defaults_table()?;
+        let file = match sources.file {
+            Some(path) => Some(path),
+            None => Some(PathBuf::from(LOCAL_CONFIG)).filter(|p| p.is_file()),
+        };
+        if let Some(path) = file {
+            merge(&mut table, read_file(&path)?);
+        }
+        let defaults = defaults_table()?;
+        for (name, raw) in &sources.env {
+            if let Some(key) = env_key(&defaults, name)? {
+                set(&mut table, &key, typed_value(&defaults, &key, raw, name)?);
+            }
+        }
+        for (key, raw) in &sources.flags {
+            let flag = format!("the flag for {key}");
+            set(&mut table, key, typed_value(&defaults, key, raw, &flag)?);
+        }
+        Settings::from_table(table)
+    }
+
+    fn from_table(table: Table) -> Result<Settings, ConfigError> {
+        let settings: Settings = serde_path_to_error::deserialize(Value::Table(table))
+            .map_err(|e| ConfigError(format!("{}: {}", e.path(), e.inner())))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(issuer) = &self.server.issuer {
+            validate_issuer(issuer)?;
+        }
+        crate::db::DatabaseTarget::parse(&self.database.url)
+            .map_err(|e| ConfigError(format!("database.url: {e}")))?;
+        if self.database.max_connections == 0 {
+            return Err(ConfigError("database.max_connections: must be at least 1".into()));
+        }
+        if ![2048, 3072, 4096].contains(&self.keys.rsa_bits) {
+            return Err(ConfigError(format!(
+                "keys.rsa_bits: {} is not one of 2048, 3072, 4096",
+                self.keys.rsa_bits
+            )));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(ConfigError("server.body_limit_bytes: must be at least 1024".into()));
+        }
+        if self.passwords.min_length < 8 {
+            return Err(ConfigError("passwords.min_length: must be at least 8".into()));
+        }
+        crate::accounts::password::Hasher::new(&self.passwords)
+            .map_err(|e| ConfigError(format!("passwords: {e}")))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|e| ConfigError(format!("log.filter: {e}")))?;
+        Ok(())
+    }
+
+    /// The issuer: the configured one, or `http://` + the address actually bound.
+    pub fn issuer_for(&self, bound: SocketAddr) -> String {
+        match &self.server.issuer {
+            Some(issuer) => issuer.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// An issuer is an http(s) URL with no query or fragment (OIDC Discovery §3, RFC 8414 §2).
+fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| Err(ConfigError(format!("server.issuer: {issuer:?} {why}")));
+    let rest = match issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+    {
+        Some(rest) => rest,
+        None => return bad("must start with https:// or http://"),
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return bad("has no host");
+    }
+    if issuer.contains(['?', '#']) {
+        return bad("must not have a query or fragment");
+    }
+    if issuer.contains(char::is_whitespace) {
+        return bad("must not contain spaces");
+    }
+    Ok(())
+}
+
+fn defaults_table() -> Result<Table, ConfigError> {
+    DEFAULTS
+        .parse::<Table>()
+        .map_err(|e| ConfigError(format!("built-in defaults: {}", e.message())))
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    text.parse::<Table>().map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start].lines().count().max(1))
+            .unwrap_or(0);
+        ConfigError(format!(
+            "{} line {line}: {}",
+            path.display(),
+            e.message().trim()
+        ))
+    })
+}
+
+/// Deep merge: tables merge key by key, anything else is replaced.
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn set(table: &mut Table, key: &str, value: Value) {
+    let (section, name) = key.split_once('.').unwrap_or(("", key));
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| Value::Table(Table::new()));
+    if let Value::Table(section) = entry {
+        section.insert(name.to_string(), value);
+    }
+}
+
+fn known_keys(defaults: &Table) -> Vec<String> {
+    let mut keys: Vec<String> = OPTIONAL_STRING_KEYS.iter().map(|k| k.to_string()).collect();
+    for (section, value) in defaults {
+        if let Value::Table(inner) = value {
+            keys.extend(inner.keys().map(|k| format!("{section}.{k}")));
+        }
+    }
+    keys
+}
+
+/// Maps an environment variable to a setting; `Ok(None)` for variables that are not ours.
+fn env_key(defaults: &Table, name: &str) -> Result<Option<String>, ConfigError> {
+    if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| *alias == name) {
+        return Ok(Some(key.to_string()));
+    }
+    if !name.starts_with("TESSERA_") || ENV_NOT_SETTINGS.contains(&name) {
+        return Ok(None);
+    }
+    known_keys(defaults)
+        .into_iter()
+        .find(|key| env_name(key) == name)
+        .map(Some)
+        .ok_or_else(|| ConfigError(format!("unknown environment variable {name}")))
+}
+
+fn env_name(key: &str) -> String {
+    format!("TESSERA_{}", key.replace('.', "_").to_uppercase())
+}
+
+/// Parses a raw string as the type its default has, so `TESSERA_SERVER_WORKERS=4` is a number.
+fn typed_value(defaults: &Table, key: &str, raw: &str, source: &str) -> Result<Value, ConfigError> {
+    let (section, name) = key.split_once('.').unwrap_or(("", key));
+    let default = defaults
+        .get(section)
+        .and_then(Value::as_table)
+        .and_then(|t| t.get(name));
+    match default {
+        Some(Value::Integer(_)) => raw.trim().parse::<i64>().map(Value::Integer).map_err(|_| {
+            ConfigError(format!("{key} (from {source}): {raw:?} is not a whole number"))
+        }),
+        Some(Value::Boolean(_)) => raw.trim().parse::<bool>().map(Value::Boolean).map_err(|_| {
+            ConfigError(format!("{key} (from {source}): {raw:?} is not true or false"))
+        }),
+        Some(_) => Ok(Value::String(raw.to_string())),
+        None if OPTIONAL_STRING_KEYS.contains(&key) => Ok(Value::String(raw.to_string())),
+        None => Err(ConfigError(format!("unknown setting {key} (from {source})"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], file: Option<&str>) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file.map(|text| {
+            let path = dir.path().join("tessera.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
+        Settings::load(Sources {
+            // An explicit empty file keeps a developer's local config out of the test.
+            file: Some(path.unwrap_or_else(|| {
+                let empty = dir.path().join("empty.toml");
+                std::fs::write(&empty, "").expect("write config");
+                empty
+            })),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flags: vec![],
+        })
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::defaults().expect("defaults load");
+        assert_eq!(s.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://data/tessera.db");
+        assert_eq!(s.keys.dir, PathBuf::from("keys"));
+        assert_eq!(s.server.issuer, None);
+        assert_eq!(s.issuer_for(s.server.bind), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let s = load(
+            &[("TESSERA_BIND", "0.0.0.0:9000"), ("TESSERA_KEYS_RSA_BITS", "3072")],
+            Some("[server]\nbind = \"127.0.0.1:1\"\nworkers = 3\n"),
+        )
+        .expect("loads");
+        assert_eq!(s.server.bind.to_string(), "0.0.0.0:9000", "env beats file");
+        assert_eq!(s.server.workers, 3, "file beats defaults");
+        assert_eq!(s.keys.rsa_bits, 3072);
+        let flagged = Settings::load(Sources {
+            file: None,
+            env: vec![("TESSERA_BIND".into(), "0.0.0.0:9000".into())],
+            flags: vec![("server.bind", "127.0.0.1:7000".into())],
+        })
+        .expect("loads");
+        assert_eq!(flagged.server.bind.to_string(), "127.0.0.1:7000", "flag beats env");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load(&[], Some("[server]\nbindd = \"x\"\n")).expect_err("rejected");
+        assert!(err.to_string().contains("bindd"), "{err}");
+        let err = load(&[("TESSERA_BND", "x")], None).expect_err("rejected");
+        assert!(err.to_string().contains("TESSERA_BND"), "{err}");
+        let err = load(&[], Some("[serverr]\n")).expect_err("rejected");
+        assert!(err.to_string().contains("serverr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_one_line_and_name_the_key() {
+        for (env, needle) in [
+            (("TESSERA_BIND", "localhost"), "server.bind"),
+            (("TESSERA_SERVER_WORKERS", "many"), "server.workers"),
+            (("DATABASE_URL", "mysql://x"), "database.url"),
+            (("TESSERA_ISSUER", "id.example.com"), "server.issuer"),
+            (("TESSERA_ISSUER", "https://id.example.com/?a=b"), "server.issuer"),
+            (("TESSERA_KEYS_RSA_BITS", "1024"), "keys.rsa_bits"),
+            (("TESSERA_LOG_FORMAT", "xml"), "log.format"),
+        ] {
+            let err = load(&[env], None).expect_err("rejected");
+            let text = err.to_string();
+            assert!(text.contains(needle), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+        let err = load(&[], Some("[server\n")).expect_err("rejected");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn other_environment_variables_are_ignored() {
+        let s = load(&[("PATH", "/bin"), ("TESSERA_CONFIG", "x")], None).expect("loads");
+        assert_eq!(s.server.workers, 0);
+    }
+}

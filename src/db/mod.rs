@@ -1,0 +1,316 @@
+//! The database: one connection type for SQLite and PostgreSQL, a bounded pool, migrations, and
+//! the one way request handlers reach it (`Database::run`, on the blocking pool).
+//!
+//! Repository functions in `repo` are plain `fn(&mut DbConnection, …) -> QueryResult<T>`.
+
+pub mod models;
+pub mod repo;
+pub mod schema;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::Semaphore;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("no database connection available: {0}")]
+    Unavailable(#[from] r2d2::Error),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database.url: {0}")]
+    InvalidUrl(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("the database task did not finish: {0}")]
+    Task(String),
+}
+
+impl DbError {
+    /// True when the database cannot be reached at all, as opposed to a query going wrong: the
+    /// HTTP layer answers these with 503 and `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Connect(_) | DbError::Unavailable(_))
+    }
+}
+
+/// Which backend a `DATABASE_URL` names. The scheme decides, so a PostgreSQL URL that cannot
+/// connect reports PostgreSQL's own error rather than falling through to SQLite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+impl DatabaseTarget {
+    pub fn parse(url: &str) -> Result<DatabaseTarget, String> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/tessera.db".into());
+            }
+            return Ok(DatabaseTarget::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseTarget::Postgres {
+                url: url.to_string(),
+            });
+        }
+        let scheme = url.split_once(':').map_or("none", |(s, _)| s);
+        Err(format!(
+            "unsupported scheme {scheme:?}: use sqlite://PATH or postgres://…"
+        ))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            DatabaseTarget::Sqlite { .. } => "sqlite",
+            DatabaseTarget::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Connection(#[from] diesel::ConnectionError),
+    #[error("{0}")]
+    Setup(#[from] diesel::result::Error),
+    #[error("cannot create the directory for {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// An r2d2 manager that opens the backend the URL names and prepares every SQLite connection.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    target: DatabaseTarget,
+    sqlite_busy_timeout_ms: u32,
+}
+
+impl ConnectionManager {
+    pub fn new(target: DatabaseTarget, sqlite_busy_timeout_ms: u32) -> Self {
+        ConnectionManager {
+            target,
+            sqlite_busy_timeout_ms,
+        }
+    }
+
+    fn establish(&self) -> Result<DbConnection, ConnectError> {
+        match &self.target {
+            DatabaseTarget::Postgres { url } => {
+                Ok(DbConnection::Postgres(diesel::PgConnection::establish(url)?))
+            }
+            DatabaseTarget::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| ConnectError::Directory {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                }
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
+                // WAL lets readers run beside the one writer; NORMAL sync in WAL mode loses no
+                // committed transaction when the process dies (only on power loss).
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;",
+                    self.sqlite_busy_timeout_ms
+                ))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectError> {
+        self.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
+        Ok(conn.batch_execute("SELECT 1")?)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// The pool plus a semaphore that bounds how many blocking threads wait on it at once.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    permits: Arc<Semaphore>,
+    target: DatabaseTarget,
+}
+
+impl Database {
+    /// Connects once directly (so a bad URL or a down server reports its real error), applies
+    /// pending migrations, then builds the pool. Blocking: call before the server starts.
+    pub fn connect(settings: &crate::config::DatabaseSettings) -> Result<Database, DbError> {
+        let target = DatabaseTarget::parse(&settings.url).map_err(DbError::InvalidUrl)?;
+        let manager = ConnectionManager::new(target.clone(), settings.sqlite_busy_timeout_ms);
+        let mut first = manager.establish()?;
+        run_migrations(&mut first)?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.max_connections)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)))
+            .test_on_check_out(false)
+            .error_handler(Box::new(PoolErrorLogger))
+            .build_unchecked(manager);
+        Ok(Database {
+            pool,
+            permits: Arc::new(Semaphore::new(settings.max_connections as usize)),
+            target,
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.target.backend_name()
+    }
+
+    /// A connection for blocking callers (the CLI, start-up).
+    pub fn get(&self) -> Result<PooledConnection, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `work` with a pooled connection on the blocking pool, in the caller's tracing span.
+    /// At most `max_connections` run at once; the rest wait here, not on a blocked thread.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?;
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _permit = permit;
+            let mut conn = pool.get().map_err(DbError::from)?;
+            work(&mut conn)
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            Err(e) => Err(DbError::Task(e.to_string()).into()),
+        }
+    }
+
+    /// True if a connection can be had and answers a trivial query.
+    pub async fn is_ready(&self) -> bool {
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+            .await
+            .is_ok()
+    }
+}
+
+#[derive(Debug)]
+struct PoolErrorLogger;
+
+impl r2d2::HandleError<ConnectError> for PoolErrorLogger {
+    fn handle_error(&self, error: ConnectError) {
+        tracing::warn!(%error, "database connection failed");
+    }
+}
+
+/// Applies every pending migration for the connection's backend.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| DbError::Migration(e.to_string()))?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// Seconds since the Unix epoch: the one time representation both backends store alike.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A new time-ordered id (UUID v7), as stored in every `id` column.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        assert_eq!(
+            DatabaseTarget::parse("sqlite://data/t.db"),
+            Ok(DatabaseTarget::Sqlite {
+                path: PathBuf::from("data/t.db")
+            })
+        );
+        assert_eq!(
+            DatabaseTarget::parse("sqlite:///tmp/t.db"),
+            Ok(DatabaseTarget::Sqlite {
+                path: PathBuf::from("/tmp/t.db")
+            })
+        );
+        assert!(matches!(
+            DatabaseTarget::parse("postgresql://u@h/db"),
+            Ok(DatabaseTarget::Postgres { .. })
+        ));
+        assert!(DatabaseTarget::parse("mysql://x").is_err());
+        assert!(DatabaseTarget::parse("data/t.db").is_err());
+        assert!(DatabaseTarget::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let names = |dir: &str| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .expect("migrations folder")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let sqlite = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"));
+        let postgres = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, postgres);
+    }
+}

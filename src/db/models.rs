@@ -1,0 +1,92 @@
+//! Row structs (what a query returns) and insert structs (what a write takes), kept apart so an
+//! insert never has to invent values the database fills in.
+
+use diesel::prelude::*;
+
+use super::schema::{audit_events, clients, signing_keys, users};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub email_lower: String,
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub roles: String,
+    pub security_stamp: String,
+    pub email_verified_at: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub email_lower: &'a str,
+    pub name: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub roles: &'a str,
+    pub security_stamp: &'a str,
+    pub email_verified_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = clients)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub grant_types: String,
+    pub scopes: String,
+    pub redirect_uris: String,
+    pub audiences: String,
+    pub access_token_ttl_secs: Option<i64>,
+    pub refresh_idle_ttl_secs: Option<i64>,
+    pub refresh_absolute_ttl_secs: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = clients)]
+pub struct NewClient<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub secret_hash: Option<&'a str>,
+    pub grant_types: &'a str,
+    pub scopes: &'a str,
+    pub redirect_uris: &'a str,
+    pub audiences: &'a str,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditEvent<'a> {
+    pub id: &'a str,
+    pub occurred_at: i64,
+    pub event: &'a str,
+    pub user_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub detail: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub algorithm: String,
+    pub state: String,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub retiring_at: Option<i64>,
+    pub retired_at: Option<i64>,
+}

@@ -1,0 +1,21 @@
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::models::NewAuditEvent;
+use crate::db::schema::audit_events;
+
+pub fn insert(conn: &mut DbConnection, event: &NewAuditEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(audit_events::table)
+        .values(event)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Event names, newest last, for one user: what an operator (and a test) reads back.
+pub fn events_for_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<String>> {
+    audit_events::table
+        .filter(audit_events::user_id.eq(user_id))
+        .order(audit_events::id.asc())
+        .select(audit_events::event)
+        .load(conn)
+}

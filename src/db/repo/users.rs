@@ -1,0 +1,36 @@
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::models::{NewUser, User};
+use crate::db::schema::users;
+
+pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_email(conn: &mut DbConnection, email_lower: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email_lower.eq(email_lower))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<User>> {
+    users::table
+        .order(users::created_at.asc())
+        .then_order_by(users::id.asc())
+        .select(User::as_select())
+        .load(conn)
+}

@@ -1,0 +1,134 @@
+// Written by hand to match migrations/{sqlite,postgres}: only the SQL types both backends share
+// through diesel's MultiConnection (Text, BigInt).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        email_lower -> Text,
+        name -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
+        roles -> Text,
+        security_stamp -> Text,
+        email_verified_at -> Nullable<BigInt>,
+        disabled_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Nullable<Text>,
+        grant_types -> Text,
+        scopes -> Text,
+        redirect_uris -> Text,
+        audiences -> Text,
+        access_token_ttl_secs -> Nullable<BigInt>,
+        refresh_idle_ttl_secs -> Nullable<BigInt>,
+        refresh_absolute_ttl_secs -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    refresh_token_families (id) {
+        id -> Text,
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        security_stamp -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        absolute_expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Text,
+        parent_hash -> Nullable<Text>,
+        scope -> Text,
+        issued_at -> BigInt,
+        idle_expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        nonce -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        code_challenge_method -> Nullable<Text>,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        family_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    federated_identities (id) {
+        id -> Text,
+        provider -> Text,
+        subject -> Text,
+        user_id -> Text,
+        email -> Nullable<Text>,
+        created_at -> BigInt,
+        last_login_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        occurred_at -> BigInt,
+        event -> Text,
+        user_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        algorithm -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        activated_at -> Nullable<BigInt>,
+        retiring_at -> Nullable<BigInt>,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(refresh_token_families -> users (user_id));
+diesel::joinable!(refresh_token_families -> clients (client_id));
+diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
+diesel::joinable!(authorization_codes -> clients (client_id));
+diesel::joinable!(authorization_codes -> users (user_id));
+diesel::joinable!(federated_identities -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    clients,
+    refresh_token_families,
+    refresh_tokens,
+    authorization_codes,
+    federated_identities,
+    audit_events,
+    signing_keys,
+);

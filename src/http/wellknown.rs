@@ -1,0 +1,84 @@
+//! `/.well-known/jwks.json` and the two discovery documents.
+//!
+//! The metadata lists exactly what this build serves: an endpoint appears here in the same
+//! change that implements it, and a test fetches every URL it names.
+
+use actix_web::http::header::{self, EntityTag, IfNoneMatch};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+
+pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let ring = state.keys.current();
+    let cache_control = state.jwks_cache_control.clone();
+    let etag = ring.etag();
+    if not_modified(&req, etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, cache_control))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .body(ring.jwks_json().clone())
+}
+
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    let Ok(ours) = etag.parse::<EntityTag>() else {
+        return false;
+    };
+    // RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+    match <IfNoneMatch as header::Header>::parse(req) {
+        Ok(IfNoneMatch::Any) => true,
+        Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&ours)),
+        Err(_) => false,
+    }
+}
+
+pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    metadata_response(&state.metadata.openid)
+}
+
+pub async fn oauth_authorization_server(state: web::Data<AppState>) -> HttpResponse {
+    metadata_response(&state.metadata.oauth)
+}
+
+fn metadata_response(body: &bytes::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body.clone())
+}
+
+/// Both documents, serialised once at start-up.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub openid: bytes::Bytes,
+    pub oauth: bytes::Bytes,
+}
+
+impl Metadata {
+    pub fn new(issuer: &str) -> Metadata {
+        let jwks_uri = format!("{issuer}/.well-known/jwks.json");
+        // RFC 8414 §2: what an OAuth client needs. No grant is served yet, so no endpoint
+        // and no response type is advertised.
+        let oauth = json!({
+            "issuer": issuer,
+            "jwks_uri": jwks_uri,
+            "response_types_supported": [],
+        });
+        // OpenID Connect Discovery §3 adds the subject and ID-token signing facts.
+        let mut openid = oauth.clone();
+        if let Some(doc) = openid.as_object_mut() {
+            doc.insert("subject_types_supported".into(), json!(["public"]));
+            doc.insert("id_token_signing_alg_values_supported".into(), json!([crate::keys::ALGORITHM]));
+        }
+        Metadata {
+            openid: serde_json::to_vec(&openid).unwrap_or_default().into(),
+            oauth: serde_json::to_vec(&oauth).unwrap_or_default().into(),
+        }
+    }
+}

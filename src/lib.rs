@@ -1,0 +1,13 @@
+//! Tessera: a standalone OAuth2 / OpenID Connect identity provider.
+
+pub mod accounts;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod http;
+pub mod keys;
+pub mod startup;
+pub mod telemetry;
+pub mod tokens;

@@ -1,0 +1,100 @@
+//! Builds the application the same way for `main` and for tests: bind (port 0 works), read the
+//! real address back, connect the database, load keys, and return a server ready to run.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::db::Database;
+use crate::http::{self, AppState};
+use crate::keys::{self, KeyStore};
+
+pub struct Application {
+    address: SocketAddr,
+    state: web::Data<AppState>,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let db = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || Database::connect(&settings.database))
+                .await
+                .context("database start-up task")??
+        };
+        let key_ring = {
+            let key_settings = settings.keys.clone();
+            db.run(move |conn| keys::load_or_init(conn, &key_settings))
+                .await?
+        };
+        let listener = TcpListener::bind(settings.server.bind)
+            .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+        let address = listener.local_addr()?;
+        let issuer = settings.issuer_for(address);
+        let state = web::Data::new(AppState::new(
+            db,
+            Arc::new(KeyStore::new(key_ring)),
+            settings.clone(),
+            issuer,
+        ));
+
+        let body_limit = settings.server.body_limit_bytes;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(web::JsonConfig::default().limit(body_limit))
+                .app_data(web::FormConfig::default().limit(body_limit))
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+                .wrap(ErrorHandlers::new().default_handler(http::error::json_error_body))
+                .wrap(from_fn(http::observe))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.run();
+        tracing::info!(
+            %address,
+            issuer = %state.issuer,
+            database = state.db.backend_name(),
+            "listening"
+        );
+        Ok(Application {
+            address,
+            state,
+            server,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (or `handle().stop()`), letting in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
