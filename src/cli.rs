@@ -20,7 +20,11 @@ use crate::keys;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "An OAuth2 / OpenID Connect identity provider")]
+#[command(
+    name = "tessera",
+    version,
+    about = "An OAuth2 / OpenID Connect identity provider"
+)]
 pub struct Cli {
     /// Config file (TOML) overriding the built-in defaults.
     #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
@@ -183,24 +187,33 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let mut conn = connect(&settings)?;
             keys::load_or_init(&mut conn, &settings.keys)?;
             let rotation = keys::rotate(&mut conn, &settings.keys)?;
-            out.print(serde_json::to_value(&rotation)?, || match &rotation.activated {
-                Some(kid) => format!("{kid} is now active; {} waits as next", rotation.next),
-                None => format!(
-                    "{} is published as next; rotate again to make it sign",
-                    rotation.next
-                ),
+            out.print(serde_json::to_value(&rotation)?, || {
+                match &rotation.activated {
+                    Some(kid) => format!("{kid} is now active; {} waits as next", rotation.next),
+                    None => format!(
+                        "{} is published as next; rotate again to make it sign",
+                        rotation.next
+                    ),
+                }
             });
             Ok(())
         }
         Command::User(UserCommand::Add(add)) => {
-            let account = NewAccount::validate(&add.email, add.name.as_deref(), &add.roles, add.email_verified)?;
+            let account = NewAccount::validate(
+                &add.email,
+                add.name.as_deref(),
+                &add.roles,
+                add.email_verified,
+            )?;
             let secret = read_password_line()?;
             password::check_length(&secret, settings.passwords.min_length)
                 .map_err(|e| anyhow::anyhow!("password: {e}"))?;
             let hash = password::Hasher::new(&settings.passwords)?.hash(&secret)?;
             let mut conn = connect(&settings)?;
             let user = accounts::create(&mut conn, &account, Some(&hash))?;
-            out.print(user_json(&user), || format!("created user {} ({})", user.id, user.email));
+            out.print(user_json(&user), || {
+                format!("created user {} ({})", user.id, user.email)
+            });
             Ok(())
         }
         Command::User(UserCommand::List) => {
@@ -219,7 +232,11 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let spec = ClientSpec {
                 name: add.name,
                 public: add.public,
-                grant_types: add.grant_types.into_iter().map(|g| g.trim().to_string()).collect(),
+                grant_types: add
+                    .grant_types
+                    .into_iter()
+                    .map(|g| g.trim().to_string())
+                    .collect(),
                 redirect_uris: add.redirect_uris,
                 scopes: add.scopes.split_whitespace().map(String::from).collect(),
                 audiences: add.audiences,
@@ -306,7 +323,10 @@ struct Output {
 impl Output {
     fn print(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
         } else {
             println!("{}", human());
         }

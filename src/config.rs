@@ -133,7 +133,7 @@ impl Settings {
 
     fn from_table(table: Table) -> Result<Settings, ConfigError> {
         let settings: Settings = serde_path_to_error::deserialize(Value::Table(table))
-            .map_err(|e| ConfigError(format!("{}: {}", e.path(), e.inner())))?;
+            .map_err(|e| ConfigError(format!("{}: {}", e.path(), e.inner().message().trim())))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -145,7 +145,9 @@ impl Settings {
         crate::db::DatabaseTarget::parse(&self.database.url)
             .map_err(|e| ConfigError(format!("database.url: {e}")))?;
         if self.database.max_connections == 0 {
-            return Err(ConfigError("database.max_connections: must be at least 1".into()));
+            return Err(ConfigError(
+                "database.max_connections: must be at least 1".into(),
+            ));
         }
         if ![2048, 3072, 4096].contains(&self.keys.rsa_bits) {
             return Err(ConfigError(format!(
@@ -154,10 +156,14 @@ impl Settings {
             )));
         }
         if self.server.body_limit_bytes < 1024 {
-            return Err(ConfigError("server.body_limit_bytes: must be at least 1024".into()));
+            return Err(ConfigError(
+                "server.body_limit_bytes: must be at least 1024".into(),
+            ));
         }
         if self.passwords.min_length < 8 {
-            return Err(ConfigError("passwords.min_length: must be at least 8".into()));
+            return Err(ConfigError(
+                "passwords.min_length: must be at least 8".into(),
+            ));
         }
         crate::accounts::password::Hasher::new(&self.passwords)
             .map_err(|e| ConfigError(format!("passwords: {e}")))?;
@@ -279,14 +285,20 @@ fn typed_value(defaults: &Table, key: &str, raw: &str, source: &str) -> Result<V
         .and_then(|t| t.get(name));
     match default {
         Some(Value::Integer(_)) => raw.trim().parse::<i64>().map(Value::Integer).map_err(|_| {
-            ConfigError(format!("{key} (from {source}): {raw:?} is not a whole number"))
+            ConfigError(format!(
+                "{key} (from {source}): {raw:?} is not a whole number"
+            ))
         }),
         Some(Value::Boolean(_)) => raw.trim().parse::<bool>().map(Value::Boolean).map_err(|_| {
-            ConfigError(format!("{key} (from {source}): {raw:?} is not true or false"))
+            ConfigError(format!(
+                "{key} (from {source}): {raw:?} is not true or false"
+            ))
         }),
         Some(_) => Ok(Value::String(raw.to_string())),
         None if OPTIONAL_STRING_KEYS.contains(&key) => Ok(Value::String(raw.to_string())),
-        None => Err(ConfigError(format!("unknown setting {key} (from {source})"))),
+        None => Err(ConfigError(format!(
+            "unknown setting {key} (from {source})"
+        ))),
     }
 }
 
@@ -329,7 +341,10 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         let s = load(
-            &[("TESSERA_BIND", "0.0.0.0:9000"), ("TESSERA_KEYS_RSA_BITS", "3072")],
+            &[
+                ("TESSERA_BIND", "0.0.0.0:9000"),
+                ("TESSERA_KEYS_RSA_BITS", "3072"),
+            ],
             Some("[server]\nbind = \"127.0.0.1:1\"\nworkers = 3\n"),
         )
         .expect("loads");
@@ -342,7 +357,11 @@ mod tests {
             flags: vec![("server.bind", "127.0.0.1:7000".into())],
         })
         .expect("loads");
-        assert_eq!(flagged.server.bind.to_string(), "127.0.0.1:7000", "flag beats env");
+        assert_eq!(
+            flagged.server.bind.to_string(),
+            "127.0.0.1:7000",
+            "flag beats env"
+        );
     }
 
     #[test]
@@ -362,7 +381,10 @@ mod tests {
             (("TESSERA_SERVER_WORKERS", "many"), "server.workers"),
             (("DATABASE_URL", "mysql://x"), "database.url"),
             (("TESSERA_ISSUER", "id.example.com"), "server.issuer"),
-            (("TESSERA_ISSUER", "https://id.example.com/?a=b"), "server.issuer"),
+            (
+                ("TESSERA_ISSUER", "https://id.example.com/?a=b"),
+                "server.issuer",
+            ),
             (("TESSERA_KEYS_RSA_BITS", "1024"), "keys.rsa_bits"),
             (("TESSERA_LOG_FORMAT", "xml"), "log.format"),
         ] {

@@ -11,13 +11,17 @@ pub struct RandomError;
 /// `bytes` bytes from the OS RNG, base64url without padding: for ids, secrets, codes.
 pub fn random_token(bytes: usize) -> Result<String, RandomError> {
     let mut buf = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut buf).map_err(|_| RandomError)?;
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| RandomError)?;
     Ok(URL_SAFE_NO_PAD.encode(&buf))
 }
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut buf = [0u8; N];
-    SystemRandom::new().fill(&mut buf).map_err(|_| RandomError)?;
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| RandomError)?;
     Ok(buf)
 }
 
@@ -45,7 +49,10 @@ mod tests {
         let b = random_token(32).expect("rng");
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[test]

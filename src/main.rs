@@ -16,10 +16,35 @@ fn main() -> ExitCode {
     match cli::run(cli, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the whole cause chain on one line.
             tracing::debug!(error = ?e, "command failed");
-            eprintln!("tessera: {e:#}");
+            eprintln!("tessera: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The cause chain on one line, each cause once: many errors repeat their source's text in
+/// their own message, and libpq's messages span lines.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let mut text = String::new();
+        for line in cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            if !text.contains(line) {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(line);
+            }
+        }
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }

@@ -19,7 +19,10 @@ pub fn init(settings: &LogSettings) {
         .with_writer(std::io::stderr);
     // A second init (tests start many servers in one process) is harmless: keep the first.
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true)
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
             .with_span_list(false)
             .try_init()
     } else {

@@ -65,7 +65,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_address() {
-        for bad in ["", "ann", "@example.com", "ann@", "ann@localhost", "a b@example.com", "ann@exa_mple.com", "ann@-x.com"] {
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@localhost",
+            "a b@example.com",
+            "ann@exa_mple.com",
+            "ann@-x.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -53,11 +53,18 @@ impl NewAccount {
     ) -> Result<NewAccount, AccountError> {
         let email = email::Email::parse(email).map_err(AccountError::InvalidEmail)?;
         for role in roles {
-            if role.is_empty() || !role.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+            if role.is_empty()
+                || !role
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            {
                 return Err(AccountError::InvalidRole(role.clone()));
             }
         }
-        let name = name.map(str::trim).filter(|n| !n.is_empty()).map(String::from);
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from);
         Ok(NewAccount {
             email,
             name,

@@ -53,8 +53,8 @@ impl Hasher {
     }
 
     pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let salt_bytes = crate::crypto::random_bytes::<16>()
-            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let salt_bytes =
+            crate::crypto::random_bytes::<16>().map_err(|e| PasswordError::Hash(e.to_string()))?;
         let salt =
             SaltString::encode_b64(&salt_bytes).map_err(|e| PasswordError::Hash(e.to_string()))?;
         self.argon2
@@ -81,7 +81,11 @@ impl Hasher {
                     && p.t_cost() == self.params.t_cost()
                     && p.p_cost() == self.params.p_cost()
             });
-        if current { Verified::Yes } else { Verified::YesRehash }
+        if current {
+            Verified::Yes
+        } else {
+            Verified::YesRehash
+        }
     }
 }
 

@@ -56,7 +56,9 @@ impl ClientSpec {
         if self.public && self.grant_types.iter().any(|g| g == "client_credentials") {
             return invalid("grant types: a public client cannot use client_credentials".into());
         }
-        if self.grant_types.iter().any(|g| g == "authorization_code") && self.redirect_uris.is_empty() {
+        if self.grant_types.iter().any(|g| g == "authorization_code")
+            && self.redirect_uris.is_empty()
+        {
             return invalid("redirect URIs: authorization_code needs at least one".into());
         }
         for uri in &self.redirect_uris {
@@ -73,7 +75,9 @@ impl ClientSpec {
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 /// RFC 6749 §3.1.2: absolute, no fragment. Plain http only for loopback (RFC 8252 §7.3).
@@ -114,11 +118,14 @@ pub fn create(
 ) -> Result<(Client, Option<String>), ClientError> {
     spec.validate()?;
     let random = |bytes| {
-        crate::crypto::random_token(bytes).map_err(|e| ClientError::Db(DbError::Task(e.to_string())))
+        crate::crypto::random_token(bytes)
+            .map_err(|e| ClientError::Db(DbError::Task(e.to_string())))
     };
     let id = random(16)?;
     let secret = if spec.public { None } else { Some(random(32)?) };
-    let secret_hash = secret.as_deref().map(|s| crate::crypto::sha256_hex(s.as_bytes()));
+    let secret_hash = secret
+        .as_deref()
+        .map(|s| crate::crypto::sha256_hex(s.as_bytes()));
     let now = crate::db::now();
     clients::insert(
         conn,
@@ -155,11 +162,31 @@ mod tests {
 
     #[test]
     fn redirect_uris_are_checked() {
-        assert!(spec(&["authorization_code"], &["https://app.example.com/cb"]).validate().is_ok());
-        assert!(spec(&["authorization_code"], &["http://127.0.0.1:3000/cb"]).validate().is_ok());
-        assert!(spec(&["authorization_code"], &["com.example.app:/cb"]).validate().is_err());
-        assert!(spec(&["authorization_code"], &["http://app.example.com/cb"]).validate().is_err());
-        assert!(spec(&["authorization_code"], &["https://app.example.com/cb#x"]).validate().is_err());
+        assert!(
+            spec(&["authorization_code"], &["https://app.example.com/cb"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            spec(&["authorization_code"], &["http://127.0.0.1:3000/cb"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            spec(&["authorization_code"], &["com.example.app:/cb"])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            spec(&["authorization_code"], &["http://app.example.com/cb"])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            spec(&["authorization_code"], &["https://app.example.com/cb#x"])
+                .validate()
+                .is_err()
+        );
         assert!(spec(&["authorization_code"], &[]).validate().is_err());
         assert!(spec(&["teleport"], &[]).validate().is_err());
     }

@@ -18,6 +18,8 @@ use tokio::sync::Semaphore;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// Arbitrary, fixed: the advisory lock id under which PostgreSQL migrations run.
+const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
 
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -122,9 +124,9 @@ impl ConnectionManager {
 
     fn establish(&self) -> Result<DbConnection, ConnectError> {
         match &self.target {
-            DatabaseTarget::Postgres { url } => {
-                Ok(DbConnection::Postgres(diesel::PgConnection::establish(url)?))
-            }
+            DatabaseTarget::Postgres { url } => Ok(DbConnection::Postgres(
+                diesel::PgConnection::establish(url)?,
+            )),
             DatabaseTarget::Sqlite { path } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|source| ConnectError::Directory {
@@ -253,12 +255,26 @@ impl r2d2::HandleError<ConnectError> for PoolErrorLogger {
 
 /// Applies every pending migration for the connection's backend.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
-    let applied = match conn {
-        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+    let names = |versions: Vec<diesel::migration::MigrationVersion<'_>>| {
+        versions.iter().map(|v| v.to_string()).collect::<Vec<_>>()
+    };
+    match conn {
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(names)
+            .map_err(|e| DbError::Migration(e.to_string())),
+        DbConnection::Postgres(c) => {
+            // Replicas starting together would race to create the same tables; a session
+            // advisory lock lets one migrate while the others wait, then find nothing to do.
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(names)
+                .map_err(|e| DbError::Migration(e.to_string()));
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+            result
+        }
     }
-    .map_err(|e| DbError::Migration(e.to_string()))?;
-    Ok(applied.iter().map(|v| v.to_string()).collect())
 }
 
 /// Seconds since the Unix epoch: the one time representation both backends store alike.

@@ -107,7 +107,10 @@ pub fn json_error_body<B: MessageBody + 'static>(
         StatusCode::PAYLOAD_TOO_LARGE => ("request_too_large", "the request body is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("invalid_request", "unsupported content type"),
         s if s.is_server_error() => ("server_error", "internal error"),
-        _ => ("invalid_request", status.canonical_reason().unwrap_or("error")),
+        _ => (
+            "invalid_request",
+            status.canonical_reason().unwrap_or("error"),
+        ),
     };
     let (req, old) = res.into_parts();
     let mut new = HttpResponse::build(status).json(ErrorBody {

@@ -74,7 +74,10 @@ impl Metadata {
         let mut openid = oauth.clone();
         if let Some(doc) = openid.as_object_mut() {
             doc.insert("subject_types_supported".into(), json!(["public"]));
-            doc.insert("id_token_signing_alg_values_supported".into(), json!([crate::keys::ALGORITHM]));
+            doc.insert(
+                "id_token_signing_alg_values_supported".into(),
+                json!([crate::keys::ALGORITHM]),
+            );
         }
         Metadata {
             openid: serde_json::to_vec(&openid).unwrap_or_default().into(),

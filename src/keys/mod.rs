@@ -292,7 +292,8 @@ fn create_key(
     state: KeyState,
     record: impl FnOnce(&mut DbConnection, &SigningKeyRow) -> Result<(), KeyError>,
 ) -> Result<String, KeyError> {
-    let key_pair = KeyPair::generate(key_size(settings.rsa_bits)).map_err(|_| KeyError::Generate)?;
+    let key_pair =
+        KeyPair::generate(key_size(settings.rsa_bits)).map_err(|_| KeyError::Generate)?;
     let pkcs8 = key_pair.as_der().map_err(|_| KeyError::Generate)?;
     let key = SigningKey::from_key_pair(key_pair, state);
     let path = files::write_private_key(&settings.dir, &key.kid, pkcs8.as_ref())?;

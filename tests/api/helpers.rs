@@ -1,0 +1,232 @@
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use tempfile::TempDir;
+use tessera::config::Settings;
+use tessera::http::AppState;
+use tessera::startup::Application;
+
+/// A fresh database for one test, removed when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub fn new(dir: &Path) -> TestDatabase {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            None => TestDatabase {
+                url: format!("sqlite://{}", dir.join("tessera.db").display()),
+                postgres: None,
+            },
+            Some(admin_url) => {
+                let name = format!("tessera_test_{}", uuid::Uuid::now_v7().simple());
+                let mut admin = diesel::PgConnection::establish(&admin_url)
+                    .expect("TEST_DATABASE_URL must reach a PostgreSQL server");
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                TestDatabase {
+                    url: with_database(&admin_url, &name),
+                    postgres: Some((admin_url, name)),
+                }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.postgres
+            && let Ok(mut admin) = diesel::PgConnection::establish(admin_url)
+        {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// The same server URL with another database name.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_end = base
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| base[start..].find('/').map(|j| start + j))
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Settings for a test server: port 0, the given database and keys directory, one worker,
+/// cheap argon2 so tests do not crawl.
+pub fn test_settings(database_url: &str, keys_dir: &Path) -> Settings {
+    let mut settings = Settings::defaults().expect("defaults");
+    settings.server.bind = "127.0.0.1:0".parse().expect("addr");
+    settings.server.workers = 1;
+    settings.server.shutdown_timeout_secs = 1;
+    settings.database.url = database_url.to_string();
+    settings.database.max_connections = 4;
+    settings.keys.dir = keys_dir.to_path_buf();
+    settings.passwords.argon2_memory_kib = 1024;
+    settings.passwords.argon2_iterations = 1;
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub issuer: String,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<AppState>,
+    pub settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// A test's world: a temporary directory (keys, SQLite file) and a fresh database.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub db: TestDatabase,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TestDatabase::new(dir.path());
+        TestEnv { dir, db }
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn settings(&self) -> Settings {
+        test_settings(&self.db.url, &self.keys_dir())
+    }
+
+    pub async fn spawn(&self) -> TestApp {
+        self.spawn_with(self.settings()).await
+    }
+
+    pub async fn spawn_with(&self, settings: Settings) -> TestApp {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("application builds");
+        let address = format!("http://{}", app.address());
+        let state = app.state();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            issuer: state.issuer.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            state,
+            settings,
+            handle,
+        }
+    }
+
+    /// Runs the real `tessera` binary against this test's database and keys.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        run_cli(
+            args,
+            &[
+                ("DATABASE_URL", self.db.url.as_str()),
+                ("TESSERA_KEYS_DIR", &self.keys_dir().to_string_lossy()),
+            ],
+            stdin,
+        )
+    }
+}
+
+/// The binary with a clean TESSERA_ environment plus `env`, run in a temporary directory.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command.args(args).current_dir(cwd.path());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TESSERA_") || name == "DATABASE_URL" {
+            command.env_remove(name);
+        }
+    }
+    command.env("TESSERA_LOG", "warn");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("tessera binary runs");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("tessera exits")
+}
+
+pub fn stdout_json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn database_names_are_swapped_in_urls() {
+    assert_eq!(
+        with_database("postgres://u@h:5432/postgres", "x"),
+        "postgres://u@h:5432/x"
+    );
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    assert_eq!(
+        with_database("postgres://u@h/db?sslmode=disable", "x"),
+        "postgres://u@h/x?sslmode=disable"
+    );
+}

@@ -1,0 +1,169 @@
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+use tessera::db::Database;
+use tessera::db::repo::signing_keys;
+
+use crate::helpers::{TestApp, TestEnv, stdout_json};
+
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let body: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+    body["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_string())
+        .collect()
+}
+
+fn signing_kid(app: &TestApp) -> String {
+    let token = tessera::tokens::sign(
+        app.state.keys.current().active(),
+        "JWT",
+        &serde_json::json!({}),
+    )
+    .expect("signs");
+    jsonwebtoken::decode_header(&token)
+        .expect("header")
+        .kid
+        .expect("kid")
+}
+
+fn key_states(env: &TestEnv) -> Vec<(String, String)> {
+    let db = Database::connect(&env.settings().database).expect("db");
+    let mut conn = db.get().expect("conn");
+    signing_keys::list_all(&mut conn)
+        .expect("rows")
+        .into_iter()
+        .map(|r| (r.kid, r.state))
+        .collect()
+}
+
+#[tokio::test]
+async fn first_start_creates_one_key_and_a_restart_keeps_it() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let first = published_kids(&app).await;
+    assert_eq!(first.len(), 1);
+    app.stop().await;
+
+    let files: Vec<_> = std::fs::read_dir(env.keys_dir())
+        .expect("keys dir")
+        .collect();
+    assert_eq!(files.len(), 1, "one key file");
+    let path = env.keys_dir().join(format!("{}.pem", first[0]));
+    let mode = std::fs::metadata(&path)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "key file is 0600");
+    let text = std::fs::read_to_string(&path).expect("pem");
+    assert!(
+        text.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8 PEM"
+    );
+
+    let again = env.spawn().await;
+    assert_eq!(
+        published_kids(&again).await,
+        first,
+        "same key after restart"
+    );
+    assert_eq!(signing_kid(&again), first[0]);
+    assert_eq!(
+        key_states(&env),
+        vec![(first[0].clone(), "active".to_string())]
+    );
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn rotate_publishes_a_next_key_before_it_signs() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let original = published_kids(&app).await[0].clone();
+    app.stop().await;
+
+    let first = stdout_json(&env.cli(&["keys", "rotate"], None));
+    assert_eq!(first["activated"], Value::Null);
+    let next = first["next"].as_str().expect("next kid").to_string();
+    let app = env.spawn().await;
+    assert_eq!(
+        published_kids(&app).await,
+        [original.clone(), next.clone()],
+        "active first"
+    );
+    assert_eq!(
+        signing_kid(&app),
+        original,
+        "the next key does not sign yet"
+    );
+    app.stop().await;
+
+    let second = stdout_json(&env.cli(&["keys", "rotate"], None));
+    assert_eq!(second["activated"], next.as_str());
+    assert_eq!(second["retiring"], original.as_str());
+    let newest = second["next"].as_str().expect("next kid").to_string();
+    let app = env.spawn().await;
+    assert_eq!(signing_kid(&app), next, "the waiting key signs now");
+    let kids = published_kids(&app).await;
+    assert_eq!(kids, [next.clone(), newest.clone(), original.clone()]);
+    app.stop().await;
+
+    let mut states = key_states(&env);
+    states.sort();
+    let mut expected = vec![
+        (original, "retiring".to_string()),
+        (next, "active".to_string()),
+        (newest, "next".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(states, expected);
+    let listed = stdout_json(&env.cli(&["keys", "list"], None));
+    assert_eq!(listed.as_array().expect("list").len(), 3);
+    for file in std::fs::read_dir(env.keys_dir()).expect("keys dir") {
+        let mode = file
+            .expect("entry")
+            .metadata()
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn replicas_starting_together_agree_on_one_active_key() {
+    let env = TestEnv::new();
+    let (a, b) = tokio::join!(env.spawn(), env.spawn());
+    let kids_a = published_kids(&a).await;
+    assert_eq!(kids_a, published_kids(&b).await);
+    assert_eq!(kids_a.len(), 1);
+    assert_eq!(signing_kid(&a), signing_kid(&b));
+    let active = key_states(&env)
+        .into_iter()
+        .filter(|(_, state)| state == "active")
+        .count();
+    assert_eq!(active, 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_key_file_is_a_clear_start_up_error() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let kid = published_kids(&app).await[0].clone();
+    app.stop().await;
+    std::fs::remove_file(env.keys_dir().join(format!("{kid}.pem"))).expect("remove");
+    let error = match tessera::startup::Application::build(env.settings()).await {
+        Ok(_) => panic!("start-up must fail without the active key's file"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains(&kid) && error.contains("missing"), "{error}");
+}

@@ -1,0 +1,14 @@
+//! Every integration test, in one binary (one link on 2 cores). Each test starts the real
+//! server on port 0 against a fresh database: a temporary SQLite file, or a fresh PostgreSQL
+//! database when TEST_DATABASE_URL names a server.
+
+// Tests state their expectations with expect/panic; the crate-wide denial is for server code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod cli;
+mod errors;
+mod health;
+mod keys;
+mod wellknown;
