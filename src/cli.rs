@@ -206,7 +206,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 add.email_verified,
             )?;
             let secret = read_password_line()?;
-            password::check_length(&secret, settings.passwords.min_length)
+            password::check_policy(&secret, account.email.display(), settings.passwords.min_length)
                 .map_err(|e| anyhow::anyhow!("password: {e}"))?;
             let hash = password::Hasher::new(&settings.passwords)?.hash(&secret)?;
             let mut conn = connect(&settings)?;

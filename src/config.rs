@@ -37,6 +37,9 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub keys: KeySettings,
+    pub tokens: TokenSettings,
+    pub accounts: AccountSettings,
+    pub throttle: ThrottleSettings,
     pub passwords: PasswordSettings,
     pub log: LogSettings,
 }
@@ -49,6 +52,7 @@ pub struct ServerSettings {
     pub workers: usize,
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,11 +74,37 @@ pub struct KeySettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_idle_ttl_secs: i64,
+    pub refresh_absolute_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    pub self_registration: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSettings {
+    pub account_free_attempts: i64,
+    pub ip_free_attempts: i64,
+    pub window_secs: i64,
+    pub max_backoff_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordSettings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
     pub min_length: usize,
+    pub hash_threads: usize,
+    pub hash_queue: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +190,26 @@ impl Settings {
                 "server.body_limit_bytes: must be at least 1024".into(),
             ));
         }
+        for origin in &self.server.cors_allowed_origins {
+            validate_origin(origin)?;
+        }
+        for (key, value) in [
+            ("tokens.access_token_ttl_secs", self.tokens.access_token_ttl_secs),
+            ("tokens.id_token_ttl_secs", self.tokens.id_token_ttl_secs),
+            ("tokens.refresh_idle_ttl_secs", self.tokens.refresh_idle_ttl_secs),
+            ("tokens.refresh_absolute_ttl_secs", self.tokens.refresh_absolute_ttl_secs),
+            ("throttle.account_free_attempts", self.throttle.account_free_attempts),
+            ("throttle.ip_free_attempts", self.throttle.ip_free_attempts),
+            ("throttle.window_secs", self.throttle.window_secs),
+            ("throttle.max_backoff_secs", self.throttle.max_backoff_secs),
+        ] {
+            if value < 1 {
+                return Err(ConfigError(format!("{key}: must be at least 1")));
+            }
+        }
+        if self.passwords.hash_queue == 0 {
+            return Err(ConfigError("passwords.hash_queue: must be at least 1".into()));
+        }
         if self.passwords.min_length < 8 {
             return Err(ConfigError(
                 "passwords.min_length: must be at least 8".into(),
@@ -199,6 +249,25 @@ fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
     }
     if issuer.contains(char::is_whitespace) {
         return bad("must not contain spaces");
+    }
+    Ok(())
+}
+
+/// A CORS origin is exactly scheme://host[:port]; "*" would let any site read tokens.
+fn validate_origin(origin: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError(format!(
+            "server.cors_allowed_origins: {origin:?} {why}"
+        )))
+    };
+    if origin == "*" {
+        return bad("is a wildcard; list each origin instead");
+    }
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return bad("is not scheme://host[:port]");
+    };
+    if !matches!(scheme, "http" | "https") || host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+        return bad("is not scheme://host[:port] (no path, no trailing slash)");
     }
     Ok(())
 }
@@ -294,6 +363,13 @@ fn typed_value(defaults: &Table, key: &str, raw: &str, source: &str) -> Result<V
                 "{key} (from {source}): {raw:?} is not true or false"
             ))
         }),
+        Some(Value::Array(_)) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
         Some(_) => Ok(Value::String(raw.to_string())),
         None if OPTIONAL_STRING_KEYS.contains(&key) => Ok(Value::String(raw.to_string())),
         None => Err(ConfigError(format!(
@@ -351,6 +427,15 @@ mod tests {
         assert_eq!(s.server.bind.to_string(), "0.0.0.0:9000", "env beats file");
         assert_eq!(s.server.workers, 3, "file beats defaults");
         assert_eq!(s.keys.rsa_bits, 3072);
+        let listed = load(
+            &[("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "https://a.example, http://localhost:3000")],
+            None,
+        )
+        .expect("loads");
+        assert_eq!(
+            listed.server.cors_allowed_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
         let flagged = Settings::load(Sources {
             file: None,
             env: vec![("TESSERA_BIND".into(), "0.0.0.0:9000".into())],
@@ -387,6 +472,10 @@ mod tests {
             ),
             (("TESSERA_KEYS_RSA_BITS", "1024"), "keys.rsa_bits"),
             (("TESSERA_LOG_FORMAT", "xml"), "log.format"),
+            (("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "*"), "cors_allowed_origins"),
+            (("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "https://a.example/"), "cors_allowed_origins"),
+            (("TESSERA_TOKENS_ACCESS_TOKEN_TTL_SECS", "0"), "access_token_ttl_secs"),
+            (("TESSERA_ACCOUNTS_SELF_REGISTRATION", "maybe"), "self_registration"),
         ] {
             let err = load(&[env], None).expect_err("rejected");
             let text = err.to_string();

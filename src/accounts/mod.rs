@@ -1,7 +1,9 @@
 //! User accounts: validation, creation and lookup, free of HTTP.
 
 pub mod email;
+pub mod hash_pool;
 pub mod password;
+pub mod throttle;
 
 use crate::db::models::{NewUser, User};
 use crate::db::repo::users;

@@ -4,6 +4,9 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use crate::config::PasswordSettings;
 
 pub const MAX_LENGTH: usize = 1024;
@@ -89,15 +92,30 @@ impl Hasher {
     }
 }
 
-/// The length rules every new password meets; the fuller policy (common passwords, equal to
-/// the email) sits with registration.
-pub fn check_length(password: &str, min_length: usize) -> Result<(), String> {
+/// The 11,611 most common passwords of eight or more characters (lower-cased), taken from the
+/// zxcvbn frequency lists (MIT licence), which rank passwords seen in public breaches.
+const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
+
+fn is_common(password: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| COMMON_PASSWORDS.lines().collect())
+        .contains(password.to_lowercase().as_str())
+}
+
+/// The rules every new password meets; the error says what is wrong, never echoing it.
+pub fn check_policy(password: &str, email: &str, min_length: usize) -> Result<(), String> {
     let chars = password.chars().count();
     if chars < min_length {
         return Err(format!("must be at least {min_length} characters"));
     }
     if chars > MAX_LENGTH {
         return Err(format!("must be at most {MAX_LENGTH} characters"));
+    }
+    if password.trim().eq_ignore_ascii_case(email.trim()) {
+        return Err("must not be the email address".into());
+    }
+    if is_common(password) {
+        return Err("is one of the most commonly used passwords; choose another".into());
     }
     Ok(())
 }
@@ -112,6 +130,8 @@ mod tests {
             argon2_iterations: 1,
             argon2_parallelism: 1,
             min_length: 8,
+            hash_threads: 1,
+            hash_queue: 4,
         }
     }
 
@@ -129,9 +149,14 @@ mod tests {
     }
 
     #[test]
-    fn length_rules() {
-        assert!(check_length("short", 8).is_err());
-        assert!(check_length("long enough", 8).is_ok());
-        assert!(check_length(&"x".repeat(1025), 8).is_err());
+    fn policy() {
+        let email = "ann@example.com";
+        assert!(check_policy("short", email, 8).is_err());
+        assert!(check_policy("long enough", email, 8).is_ok());
+        assert!(check_policy(&"x".repeat(1025), email, 8).is_err());
+        assert!(check_policy("Ann@Example.com", email, 8).is_err());
+        assert!(check_policy("PASSWORD1", email, 8).is_err(), "common, any case");
+        assert!(check_policy("trustno1", email, 8).is_err());
+        assert!(check_policy("correct horse battery", email, 8).is_ok());
     }
 }

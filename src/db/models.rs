@@ -90,3 +90,30 @@ pub struct SigningKeyRow {
     pub retiring_at: Option<i64>,
     pub retired_at: Option<i64>,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::db::schema::refresh_token_families)]
+pub struct RefreshFamily {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub security_stamp: String,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::db::schema::refresh_tokens)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub family_id: String,
+    pub parent_hash: Option<String>,
+    pub scope: String,
+    pub issued_at: i64,
+    pub idle_expires_at: i64,
+    pub used_at: Option<i64>,
+}

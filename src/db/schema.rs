@@ -131,4 +131,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     federated_identities,
     audit_events,
     signing_keys,
+    login_throttles,
 );
+
+diesel::table! {
+    login_throttles (throttle_key) {
+        throttle_key -> Text,
+        failures -> BigInt,
+        window_started_at -> BigInt,
+        blocked_until -> Nullable<BigInt>,
+    }
+}

@@ -112,6 +112,7 @@ pub struct SigningKey {
     state: KeyState,
     key_pair: KeyPair,
     jwk: PublicJwk,
+    decoding: jsonwebtoken::DecodingKey,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -129,7 +130,12 @@ impl SigningKey {
         let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
         let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
         let kid = thumbprint(&n, &e);
+        let decoding = jsonwebtoken::DecodingKey::from_rsa_raw_components(
+            public.modulus().big_endian_without_leading_zero(),
+            public.exponent().big_endian_without_leading_zero(),
+        );
         SigningKey {
+            decoding,
             jwk: PublicJwk {
                 kty: "RSA",
                 use_: "sig",
@@ -232,6 +238,14 @@ impl KeyRing {
 
     pub fn keys(&self) -> &[Arc<SigningKey>] {
         &self.keys
+    }
+
+    /// The verification key for `kid`, if that key is published.
+    pub fn decoding_key(&self, kid: &str) -> Option<&jsonwebtoken::DecodingKey> {
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid && k.state != KeyState::Retired)
+            .map(|k| &k.decoding)
     }
 
     /// The JWKS document (`{"keys":[…]}`), serialised once.

@@ -1,8 +1,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Serialize;
 
-use crate::keys::{ALGORITHM, KeyError, SigningKey};
+use super::AccessClaims;
+use crate::keys::{ALGORITHM, KeyError, KeyRing, SigningKey};
+
+/// The JOSE `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -10,6 +15,21 @@ pub enum TokenError {
     Encode(#[from] serde_json::Error),
     #[error(transparent)]
     Key(#[from] KeyError),
+}
+
+/// Why an access token was refused; the text is safe to show the client.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is not an access token")]
+    WrongType,
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
+    #[error("the token is expired")]
+    Expired,
+    #[error("the token is invalid")]
+    Invalid,
 }
 
 #[derive(Serialize)]
@@ -36,4 +56,46 @@ pub fn sign<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> Result<Str
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
     Ok(token)
+}
+
+/// Verifies one of our access tokens: RS256 only, a published key, `typ` at+jwt, our issuer,
+/// not expired. The audience is the resource server's to check, not ours.
+pub fn verify_access_token(
+    token: &str,
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+) -> Result<AccessClaims, VerifyError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+    if header.alg != Algorithm::RS256 {
+        return Err(VerifyError::Invalid);
+    }
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"))
+    {
+        return Err(VerifyError::WrongType);
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| ring.decoding_key(kid))
+        .ok_or(VerifyError::UnknownKey)?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
+        match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => VerifyError::Expired,
+            _ => VerifyError::Invalid,
+        }
+    })?;
+    // jsonwebtoken reads the clock itself; check against ours too, so tests can move it.
+    if data.claims.exp <= now {
+        return Err(VerifyError::Expired);
+    }
+    Ok(data.claims)
 }

@@ -1,6 +1,10 @@
-//! JSON Web Tokens: minted here with the active key (parsed once, see `keys`), verified with
-//! `jsonwebtoken` against the published keys.
+//! Tokens: RFC 9068 access tokens and OIDC ID tokens (JWTs minted with the active key, parsed
+//! once, see `keys`; verified with `jsonwebtoken` against the published keys), and opaque
+//! refresh tokens stored only as hashes.
 
+mod claims;
 mod jwt;
+pub mod refresh;
 
-pub use jwt::{TokenError, sign};
+pub use claims::{AccessClaims, Audience, IdClaims, UserClaims};
+pub use jwt::{TokenError, VerifyError, sign, verify_access_token};

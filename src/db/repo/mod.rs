@@ -3,5 +3,7 @@
 
 pub mod audit;
 pub mod clients;
+pub mod refresh;
 pub mod signing_keys;
+pub mod throttles;
 pub mod users;

@@ -1,0 +1,174 @@
+//! A bounded pool of threads for argon2, sized to the cores and run at a lower scheduling
+//! priority than the request workers: a storm of logins queues here and takes the CPU that is
+//! left over, while JWKS, refresh and the rest keep answering promptly.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::password::{Hasher, PasswordError, Verified};
+
+/// Nice value of the hashing threads (0 is normal, 19 the lowest priority).
+const HASH_THREAD_NICE: i32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashPoolError {
+    #[error("too many password checks are waiting")]
+    Busy,
+    #[error("the password hashing threads are gone")]
+    Gone,
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+type Job = Box<dyn FnOnce(&Hasher) + Send>;
+
+#[derive(Clone)]
+pub struct HashPool {
+    jobs: SyncSender<Job>,
+    threads: usize,
+}
+
+impl std::fmt::Debug for HashPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HashPool({} threads)", self.threads)
+    }
+}
+
+impl HashPool {
+    /// `threads` 0 means one per core. The threads end when the last handle is dropped.
+    pub fn new(hasher: Hasher, threads: usize, queue: usize) -> std::io::Result<HashPool> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let (jobs, receiver) = sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let hasher = Arc::new(hasher);
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            let hasher = hasher.clone();
+            std::thread::Builder::new()
+                .name(format!("tessera-hash-{index}"))
+                .spawn(move || work(&receiver, &hasher))?;
+        }
+        Ok(HashPool { jobs, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Hasher) -> T + Send + 'static,
+    ) -> Result<T, HashPoolError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let span = tracing::Span::current();
+        let job: Job = Box::new(move |hasher| {
+            let _entered = span.enter();
+            let _ = done.send(job(hasher));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(HashPoolError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(HashPoolError::Gone),
+        }
+        result.await.map_err(|_| HashPoolError::Gone)
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, HashPoolError> {
+        Ok(self.submit(move |hasher| hasher.hash(&password)).await??)
+    }
+
+    /// Verifies against `stored`, or, when there is no stored hash (unknown user, or one
+    /// without a password), against a dummy hash of the same cost, so both take as long.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<Verified, HashPoolError> {
+        self.submit(move |hasher| match stored {
+            Some(phc) => hasher.verify(&password, &phc),
+            None => {
+                hasher.verify(&password, dummy_hash(hasher));
+                Verified::No
+            }
+        })
+        .await
+    }
+}
+
+/// A hash of a random password under the current parameters, made once on first need (not at
+/// start-up, which must stay fast).
+fn dummy_hash(hasher: &Hasher) -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let password = crate::crypto::random_token(24).unwrap_or_else(|_| "x".repeat(32));
+        hasher.hash(&password).unwrap_or_default()
+    })
+}
+
+fn work(receiver: &Mutex<Receiver<Job>>, hasher: &Hasher) {
+    lower_priority();
+    loop {
+        let job = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(hasher),
+            Err(_) => return,
+        }
+    }
+}
+
+/// On Linux, setpriority(PRIO_PROCESS, tid) renices just this thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, HASH_THREAD_NICE) != 0 {
+            tracing::debug!("could not lower the priority of a hashing thread");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PasswordSettings;
+
+    fn pool(queue: usize) -> HashPool {
+        let hasher = Hasher::new(&PasswordSettings {
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            min_length: 8,
+            hash_threads: 1,
+            hash_queue: queue,
+        })
+        .expect("params");
+        HashPool::new(hasher, 1, queue).expect("threads")
+    }
+
+    #[tokio::test]
+    async fn hashes_and_verifies_off_the_caller() {
+        let pool = pool(4);
+        let hash = pool.hash("correct horse".into()).await.expect("hash");
+        let verified = pool
+            .verify("correct horse".into(), Some(hash.clone()))
+            .await
+            .expect("verify");
+        assert_eq!(verified, Verified::Yes);
+        assert_eq!(
+            pool.verify("wrong".into(), Some(hash)).await.expect("verify"),
+            Verified::No
+        );
+        assert_eq!(
+            pool.verify("anything".into(), None).await.expect("verify"),
+            Verified::No
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! Opaque refresh tokens: 256 bits from the OS RNG, URL-safe, stored only as SHA-256, each in
+//! a family that stands for one login session.
+
+use crate::db::models::{RefreshFamily, RefreshToken};
+use crate::db::repo::refresh;
+use crate::db::{DbConnection, DbError};
+
+/// The lifetimes a family lives under (server defaults or the client's own).
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub idle_secs: i64,
+    pub absolute_secs: i64,
+}
+
+/// Starts a family for a fresh login and returns its first token. Runs inside the caller's
+/// transaction.
+pub fn start_family(
+    conn: &mut DbConnection,
+    user: &crate::db::models::User,
+    client_id: &str,
+    scope: &str,
+    lifetimes: Lifetimes,
+    now: i64,
+) -> Result<String, DbError> {
+    let family = RefreshFamily {
+        id: crate::db::new_id(),
+        user_id: user.id.clone(),
+        client_id: client_id.to_string(),
+        scope: scope.to_string(),
+        security_stamp: user.security_stamp.clone(),
+        auth_time: now,
+        created_at: now,
+        absolute_expires_at: now + lifetimes.absolute_secs,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    refresh::insert_family(conn, &family)?;
+    let token = new_token()?;
+    refresh::insert_token(
+        conn,
+        &RefreshToken {
+            token_hash: crate::crypto::sha256_hex(token.as_bytes()),
+            family_id: family.id,
+            parent_hash: None,
+            scope: scope.to_string(),
+            issued_at: now,
+            idle_expires_at: (now + lifetimes.idle_secs).min(family.absolute_expires_at),
+            used_at: None,
+        },
+    )?;
+    Ok(token)
+}
+
+pub fn new_token() -> Result<String, DbError> {
+    crate::crypto::random_token(32).map_err(|e| DbError::Task(e.to_string()))
+}
