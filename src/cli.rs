@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::accounts::{self, NewAccount, password};
-use crate::clients::{self, ClientSpec};
+use crate::accounts::{self, NewAccount, UserView, password};
+use crate::clients::{self, ClientSpec, ClientView};
 use crate::config::{Settings, Sources};
 use crate::db::models::{Client, User};
 use crate::db::repo;
@@ -82,6 +82,27 @@ pub enum UserCommand {
     Add(UserAdd),
     /// List users (never their password hashes).
     List,
+    /// Disable an account: it can no longer sign in, and its sessions end.
+    Disable(UserRef),
+    /// Enable a disabled account.
+    Enable(UserRef),
+    /// Replace a user's roles.
+    Roles(UserRoles),
+}
+
+#[derive(Debug, Args)]
+pub struct UserRef {
+    #[arg(long)]
+    pub email: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UserRoles {
+    #[arg(long)]
+    pub email: String,
+    /// A role; repeat for more, or give none to remove every role.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +128,11 @@ pub enum ClientCommand {
     Add(ClientAdd),
     /// List clients (never their secrets).
     List,
+    /// Delete a client; its refresh tokens and codes go with it.
+    Delete {
+        #[arg(long)]
+        client_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -206,8 +232,12 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 add.email_verified,
             )?;
             let secret = read_password_line()?;
-            password::check_policy(&secret, account.email.display(), settings.passwords.min_length)
-                .map_err(|e| anyhow::anyhow!("password: {e}"))?;
+            password::check_policy(
+                &secret,
+                account.email.display(),
+                settings.passwords.min_length,
+            )
+            .map_err(|e| anyhow::anyhow!("password: {e}"))?;
             let hash = password::Hasher::new(&settings.passwords)?.hash(&secret)?;
             let mut conn = connect(&settings)?;
             let user = accounts::create(&mut conn, &account, Some(&hash))?;
@@ -225,6 +255,40 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                     .map(|u| format!("{}  {:<32} {}", u.id, u.email, u.roles))
                     .collect::<Vec<_>>()
                     .join("\n")
+            });
+            Ok(())
+        }
+        Command::User(UserCommand::Disable(who)) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &who.email)?;
+            let user = accounts::set_disabled(&mut conn, &user.id, true, None, crate::db::now())?;
+            out.print(user_json(&user), || format!("disabled {}", user.email));
+            Ok(())
+        }
+        Command::User(UserCommand::Enable(who)) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &who.email)?;
+            let user = accounts::set_disabled(&mut conn, &user.id, false, None, crate::db::now())?;
+            out.print(user_json(&user), || format!("enabled {}", user.email));
+            Ok(())
+        }
+        Command::User(UserCommand::Roles(change)) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &change.email)?;
+            let user =
+                accounts::set_roles(&mut conn, &user.id, &change.roles, None, crate::db::now())?;
+            out.print(user_json(&user), || {
+                format!("{}: roles {:?}", user.email, user.roles)
+            });
+            Ok(())
+        }
+        Command::Client(ClientCommand::Delete { client_id }) => {
+            let mut conn = connect(&settings)?;
+            if !clients::delete(&mut conn, &client_id)? {
+                anyhow::bail!("no client {client_id:?}");
+            }
+            out.print(json!({ "deleted": client_id }), || {
+                format!("deleted client {client_id}")
             });
             Ok(())
         }
@@ -281,6 +345,15 @@ fn connect(settings: &Settings) -> anyhow::Result<PooledConnection> {
     Ok(Database::connect(&settings.database)?.get()?)
 }
 
+fn find_user(conn: &mut PooledConnection, email: &str) -> anyhow::Result<User> {
+    let key = accounts::email::Email::parse(email)
+        .map_err(|e| anyhow::anyhow!("email: {e}"))?
+        .lookup_key()
+        .to_string();
+    repo::users::find_by_email(conn, &key)?
+        .ok_or_else(|| anyhow::anyhow!("no user with email {email}"))
+}
+
 fn read_password_line() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
@@ -291,29 +364,11 @@ fn read_password_line() -> anyhow::Result<String> {
 }
 
 fn user_json(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "name": u.name,
-        "roles": u.roles.split_whitespace().collect::<Vec<_>>(),
-        "email_verified": u.email_verified_at.is_some(),
-        "active": u.disabled_at.is_none(),
-        "created_at": u.created_at,
-    })
+    serde_json::to_value(UserView::from(u)).unwrap_or_default()
 }
 
 fn client_json(c: &Client) -> Value {
-    let list = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    json!({
-        "client_id": c.id,
-        "name": c.name,
-        "public": c.secret_hash.is_none(),
-        "grant_types": list(&c.grant_types),
-        "redirect_uris": list(&c.redirect_uris),
-        "scopes": list(&c.scopes),
-        "audiences": list(&c.audiences),
-        "created_at": c.created_at,
-    })
+    serde_json::to_value(ClientView::from(c)).unwrap_or_default()
 }
 
 struct Output {

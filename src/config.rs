@@ -194,11 +194,23 @@ impl Settings {
             validate_origin(origin)?;
         }
         for (key, value) in [
-            ("tokens.access_token_ttl_secs", self.tokens.access_token_ttl_secs),
+            (
+                "tokens.access_token_ttl_secs",
+                self.tokens.access_token_ttl_secs,
+            ),
             ("tokens.id_token_ttl_secs", self.tokens.id_token_ttl_secs),
-            ("tokens.refresh_idle_ttl_secs", self.tokens.refresh_idle_ttl_secs),
-            ("tokens.refresh_absolute_ttl_secs", self.tokens.refresh_absolute_ttl_secs),
-            ("throttle.account_free_attempts", self.throttle.account_free_attempts),
+            (
+                "tokens.refresh_idle_ttl_secs",
+                self.tokens.refresh_idle_ttl_secs,
+            ),
+            (
+                "tokens.refresh_absolute_ttl_secs",
+                self.tokens.refresh_absolute_ttl_secs,
+            ),
+            (
+                "throttle.account_free_attempts",
+                self.throttle.account_free_attempts,
+            ),
             ("throttle.ip_free_attempts", self.throttle.ip_free_attempts),
             ("throttle.window_secs", self.throttle.window_secs),
             ("throttle.max_backoff_secs", self.throttle.max_backoff_secs),
@@ -208,7 +220,9 @@ impl Settings {
             }
         }
         if self.passwords.hash_queue == 0 {
-            return Err(ConfigError("passwords.hash_queue: must be at least 1".into()));
+            return Err(ConfigError(
+                "passwords.hash_queue: must be at least 1".into(),
+            ));
         }
         if self.passwords.min_length < 8 {
             return Err(ConfigError(
@@ -266,7 +280,8 @@ fn validate_origin(origin: &str) -> Result<(), ConfigError> {
     let Some((scheme, host)) = origin.split_once("://") else {
         return bad("is not scheme://host[:port]");
     };
-    if !matches!(scheme, "http" | "https") || host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+    if !matches!(scheme, "http" | "https") || host.is_empty() || host.contains(['/', '?', '#', ' '])
+    {
         return bad("is not scheme://host[:port] (no path, no trailing slash)");
     }
     Ok(())
@@ -428,7 +443,10 @@ mod tests {
         assert_eq!(s.server.workers, 3, "file beats defaults");
         assert_eq!(s.keys.rsa_bits, 3072);
         let listed = load(
-            &[("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "https://a.example, http://localhost:3000")],
+            &[(
+                "TESSERA_SERVER_CORS_ALLOWED_ORIGINS",
+                "https://a.example, http://localhost:3000",
+            )],
             None,
         )
         .expect("loads");
@@ -472,10 +490,22 @@ mod tests {
             ),
             (("TESSERA_KEYS_RSA_BITS", "1024"), "keys.rsa_bits"),
             (("TESSERA_LOG_FORMAT", "xml"), "log.format"),
-            (("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "*"), "cors_allowed_origins"),
-            (("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "https://a.example/"), "cors_allowed_origins"),
-            (("TESSERA_TOKENS_ACCESS_TOKEN_TTL_SECS", "0"), "access_token_ttl_secs"),
-            (("TESSERA_ACCOUNTS_SELF_REGISTRATION", "maybe"), "self_registration"),
+            (
+                ("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "*"),
+                "cors_allowed_origins",
+            ),
+            (
+                ("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "https://a.example/"),
+                "cors_allowed_origins",
+            ),
+            (
+                ("TESSERA_TOKENS_ACCESS_TOKEN_TTL_SECS", "0"),
+                "access_token_ttl_secs",
+            ),
+            (
+                ("TESSERA_ACCOUNTS_SELF_REGISTRATION", "maybe"),
+                "self_registration",
+            ),
         ] {
             let err = load(&[env], None).expect_err("rejected");
             let text = err.to_string();

@@ -1,14 +1,17 @@
 //! Tessera: a standalone OAuth2 / OpenID Connect identity provider.
 
 pub mod accounts;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod grants;
 pub mod http;
 pub mod keys;
+pub mod services;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;

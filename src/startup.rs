@@ -9,10 +9,14 @@ use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::accounts::hash_pool::HashPool;
+use crate::accounts::password::Hasher;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Database;
 use crate::http::{self, AppState};
 use crate::keys::{self, KeyStore};
+use crate::services::Services;
 
 pub struct Application {
     address: SocketAddr,
@@ -22,6 +26,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Application::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// As `build`, with a clock tests can move.
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let db = {
             let settings = settings.clone();
@@ -34,26 +43,40 @@ impl Application {
             db.run(move |conn| keys::load_or_init(conn, &key_settings))
                 .await?
         };
+        let hashes = HashPool::new(
+            Hasher::new(&settings.passwords)?,
+            settings.passwords.hash_threads,
+            settings.passwords.hash_queue,
+        )
+        .context("cannot start the password hashing threads")?;
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let address = listener.local_addr()?;
-        let issuer = settings.issuer_for(address);
-        let state = web::Data::new(AppState::new(
+        let state = web::Data::new(AppState::new(Services {
             db,
-            Arc::new(KeyStore::new(key_ring)),
-            settings.clone(),
-            issuer,
-        ));
+            keys: Arc::new(KeyStore::new(key_ring)),
+            hashes,
+            issuer: settings.issuer_for(address),
+            settings: settings.clone(),
+            clock,
+        }));
 
         let body_limit = settings.server.body_limit_bytes;
+        let cors_origins = settings.server.cors_allowed_origins.clone();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
-                .app_data(web::JsonConfig::default().limit(body_limit))
-                .app_data(web::FormConfig::default().limit(body_limit))
-                .configure(http::routes)
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(|e, _| http::json_payload_error(e).into()),
+                )
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    http::error::ApiError::InvalidRequest(e.to_string()).into()
+                }))
+                .configure(|cfg| http::routes(cfg, &cors_origins))
                 .default_service(web::to(http::not_found))
                 .wrap(ErrorHandlers::new().default_handler(http::error::json_error_body))
                 .wrap(from_fn(http::observe))
@@ -66,8 +89,8 @@ impl Application {
         let server = server.run();
         tracing::info!(
             %address,
-            issuer = %state.issuer,
-            database = state.db.backend_name(),
+            issuer = %state.services.issuer,
+            database = state.services.db.backend_name(),
             "listening"
         );
         Ok(Application {

@@ -151,7 +151,10 @@ fn startup(binary: &Path, runs: usize, idle_secs: u64) -> Result<()> {
         ms(times[0]),
         ms(times[times.len() - 1])
     );
-    println!("| first start, creating database and key | {:.1} ms | |", ms(first_start));
+    println!(
+        "| first start, creating database and key | {:.1} ms | |",
+        ms(first_start)
+    );
     println!(
         "| idle RSS after {idle_secs} s | {:.1} MiB | < 15 MB |",
         rss[0] as f64 / 1024.0
@@ -160,6 +163,9 @@ fn startup(binary: &Path, runs: usize, idle_secs: u64) -> Result<()> {
         "| binary size | {:.1} MiB | |",
         size as f64 / (1024.0 * 1024.0)
     );
-    println!("| cores | {} | |", std::thread::available_parallelism()?.get());
+    println!(
+        "| cores | {} | |",
+        std::thread::available_parallelism()?.get()
+    );
     Ok(())
 }

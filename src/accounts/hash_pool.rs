@@ -163,7 +163,9 @@ mod tests {
             .expect("verify");
         assert_eq!(verified, Verified::Yes);
         assert_eq!(
-            pool.verify("wrong".into(), Some(hash)).await.expect("verify"),
+            pool.verify("wrong".into(), Some(hash))
+                .await
+                .expect("verify"),
             Verified::No
         );
         assert_eq!(

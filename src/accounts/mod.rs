@@ -5,9 +5,14 @@ pub mod hash_pool;
 pub mod password;
 pub mod throttle;
 
+use diesel::Connection;
+use serde_json::json;
+
+use crate::audit::{self, Event, Record};
 use crate::db::models::{NewUser, User};
 use crate::db::repo::users;
 use crate::db::{DbConnection, DbError};
+use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -19,8 +24,10 @@ pub enum AccountError {
     InvalidRole(String),
     #[error("an account with this email already exists")]
     DuplicateEmail,
+    #[error("no such user")]
+    NotFound,
     #[error(transparent)]
-    Password(#[from] password::PasswordError),
+    Hashing(#[from] hash_pool::HashPoolError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -33,6 +40,32 @@ impl From<diesel::result::Error> for AccountError {
                 _,
             ) => AccountError::DuplicateEmail,
             other => AccountError::Db(DbError::Query(other)),
+        }
+    }
+}
+
+/// What the API and the CLI show of a user: never the password hash or the security stamp.
+#[derive(Debug, serde::Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    pub email_verified: bool,
+    pub active: bool,
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            roles: u.roles.split_whitespace().map(String::from).collect(),
+            email_verified: u.email_verified_at.is_some(),
+            active: u.disabled_at.is_none(),
+            created_at: u.created_at,
         }
     }
 }
@@ -104,4 +137,107 @@ pub fn create(
     users::find_by_id(conn, &id)?.ok_or(AccountError::Db(DbError::Query(
         diesel::result::Error::NotFound,
     )))
+}
+
+/// Self-registration (POST /users): validates, checks the password policy, hashes on the
+/// hashing pool, then creates the account and its audit record in one transaction.
+pub async fn register(
+    svc: &Services,
+    email: &str,
+    password: String,
+    name: Option<&str>,
+    ip: Option<String>,
+) -> Result<User, AccountError> {
+    let account = NewAccount::validate(email, name, &[], false)?;
+    password::check_policy(
+        &password,
+        account.email.display(),
+        svc.settings.passwords.min_length,
+    )
+    .map_err(AccountError::WeakPassword)?;
+    let hash = svc.hashes.hash(password).await?;
+    let now = svc.clock.now();
+    svc.db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let user = create(conn, &account, Some(&hash))?;
+                audit::record(
+                    conn,
+                    Event::UserRegistered,
+                    Record {
+                        user_id: Some(&user.id),
+                        ip: ip.as_deref(),
+                        detail: Some(json!({ "via": "self_registration" })),
+                        ..Record::default()
+                    },
+                    now,
+                )?;
+                Ok(user)
+            })
+        })
+        .await
+}
+
+/// Disables or re-enables an account. Either way its security stamp changes, so sessions
+/// started before (refresh token families) end.
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    user_id: &str,
+    disabled: bool,
+    actor: Option<&str>,
+    now: i64,
+) -> Result<User, AccountError> {
+    conn.transaction(|conn| {
+        let stamp = crate::crypto::random_token(16).map_err(|e| DbError::Task(e.to_string()))?;
+        let changed = users::set_disabled(conn, user_id, disabled.then_some(now), &stamp, now)?;
+        if changed == 0 {
+            return Err(AccountError::NotFound);
+        }
+        let event = if disabled {
+            Event::UserDisabled
+        } else {
+            Event::UserEnabled
+        };
+        audit::record(conn, event, actor_record(user_id, actor), now)?;
+        users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)
+    })
+}
+
+pub fn set_roles(
+    conn: &mut DbConnection,
+    user_id: &str,
+    roles: &[String],
+    actor: Option<&str>,
+    now: i64,
+) -> Result<User, AccountError> {
+    for role in roles {
+        if !is_role_name(role) {
+            return Err(AccountError::InvalidRole(role.clone()));
+        }
+    }
+    conn.transaction(|conn| {
+        if users::set_roles(conn, user_id, &roles.join(" "), now)? == 0 {
+            return Err(AccountError::NotFound);
+        }
+        let mut record = actor_record(user_id, actor);
+        record.detail = Some(json!({ "roles": roles, "by": actor }));
+        audit::record(conn, Event::RolesChanged, record, now)?;
+        users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)
+    })
+}
+
+fn actor_record<'a>(user_id: &'a str, actor: Option<&'a str>) -> Record<'a> {
+    Record {
+        user_id: Some(user_id),
+        detail: Some(json!({ "by": actor.unwrap_or("cli") })),
+        ..Record::default()
+    }
+}
+
+fn is_role_name(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 64
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }

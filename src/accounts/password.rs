@@ -155,7 +155,10 @@ mod tests {
         assert!(check_policy("long enough", email, 8).is_ok());
         assert!(check_policy(&"x".repeat(1025), email, 8).is_err());
         assert!(check_policy("Ann@Example.com", email, 8).is_err());
-        assert!(check_policy("PASSWORD1", email, 8).is_err(), "common, any case");
+        assert!(
+            check_policy("PASSWORD1", email, 8).is_err(),
+            "common, any case"
+        );
         assert!(check_policy("trustno1", email, 8).is_err());
         assert!(check_policy("correct horse battery", email, 8).is_ok());
     }

@@ -37,7 +37,9 @@ impl Policy {
 
     /// Back-off after the `excess`-th attempt past the free ones: 1 s, doubling, capped.
     fn backoff(&self, excess: i64) -> i64 {
-        let doubled = 1i64.checked_shl(excess.clamp(0, 62) as u32).unwrap_or(i64::MAX);
+        let doubled = 1i64
+            .checked_shl(excess.clamp(0, 62) as u32)
+            .unwrap_or(i64::MAX);
         doubled.min(self.max_backoff_secs)
     }
 
@@ -140,7 +142,11 @@ mod tests {
             ..fresh(now - 10)
         };
         let next = POLICY.attempt(&row, now).expect("wait over");
-        assert_eq!(next.blocked_until, Some(now + 900), "never more than the ceiling");
+        assert_eq!(
+            next.blocked_until,
+            Some(now + 900),
+            "never more than the ceiling"
+        );
         let later = POLICY.attempt(&next, now + 900).expect("new window");
         assert_eq!(later.failures, 1);
         assert_eq!(later.blocked_until, None);

@@ -26,13 +26,51 @@ impl From<diesel::result::Error> for ClientError {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct ClientSpec {
+/// What the API and the CLI show of a client: never its secret or the secret's hash.
+#[derive(Debug, serde::Serialize)]
+pub struct ClientView {
+    pub client_id: String,
     pub name: String,
     pub public: bool,
     pub grant_types: Vec<String>,
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub created_at: i64,
+    /// Only in the answer to the request that created the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl From<&Client> for ClientView {
+    fn from(c: &Client) -> Self {
+        let list = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        ClientView {
+            client_id: c.id.clone(),
+            name: c.name.clone(),
+            public: c.secret_hash.is_none(),
+            grant_types: list(&c.grant_types),
+            redirect_uris: list(&c.redirect_uris),
+            scopes: list(&c.scopes),
+            audiences: list(&c.audiences),
+            created_at: c.created_at,
+            client_secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    pub name: String,
+    #[serde(default)]
+    pub public: bool,
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
     pub audiences: Vec<String>,
 }
 
@@ -108,6 +146,45 @@ fn validate_redirect_uri(uri: &str) -> Result<(), String> {
         s if s.contains('.') => Ok(()),
         _ => bad("has an unsupported scheme"),
     }
+}
+
+/// How a client identified itself at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret { client_id: String, secret: String },
+    /// A public client: its id, no secret.
+    Public { client_id: String },
+}
+
+impl ClientAuth {
+    pub fn client_id(&self) -> &str {
+        match self {
+            ClientAuth::Secret { client_id, .. } | ClientAuth::Public { client_id } => client_id,
+        }
+    }
+}
+
+/// The client, if `auth` proves it: a confidential client's secret must match its stored
+/// SHA-256 (compared in constant time); a public client must present no secret.
+pub fn authenticate(client: Option<Client>, auth: &ClientAuth) -> Option<Client> {
+    let presented = match auth {
+        ClientAuth::Secret { secret, .. } => Some(crate::crypto::sha256_hex(secret.as_bytes())),
+        ClientAuth::Public { .. } => None,
+    };
+    let client = client?;
+    let ok = match (&client.secret_hash, &presented) {
+        (Some(stored), Some(presented)) => {
+            crate::crypto::constant_time_eq(stored.as_bytes(), presented.as_bytes())
+        }
+        (None, None) => true,
+        _ => false,
+    };
+    ok.then_some(client)
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, ClientError> {
+    Ok(clients::delete(conn, id)? > 0)
 }
 
 /// Registers a client. Confidential clients get a 256-bit secret, returned here once and

@@ -1,34 +1,73 @@
 //! The one place errors become HTTP responses: RFC 6749 §5.2-shaped JSON bodies
-//! (`error`, `error_description`) for everything, including actix's own bodyless errors.
+//! (`error`, `error_description`) for everything, including actix's own bodyless errors, with
+//! the headers OAuth needs (`WWW-Authenticate`, `Retry-After`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::accounts::AccountError;
+use crate::accounts::hash_pool::HashPoolError;
+use crate::clients::ClientError;
 use crate::db::DbError;
+use crate::grants::GrantError;
 
-/// Seconds a client is told to wait when a dependency is down.
+/// Seconds a client is told to wait when a dependency is down or busy.
 const RETRY_AFTER_SECS: &str = "5";
 
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,
     pub error_description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    // RFC 6749 §5.2, the token endpoint's errors.
     #[error("{0}")]
-    BadRequest(String),
+    InvalidRequest(String),
+    #[error("client authentication failed")]
+    InvalidClient,
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    #[error("{0}")]
+    UnsupportedGrantType(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    // RFC 6750 §3.1, protected resources.
+    #[error("an access token is required")]
+    MissingToken,
+    #[error("{0}")]
+    InvalidToken(String),
+    #[error("the access token lacks the {0:?} scope")]
+    InsufficientScope(&'static str),
+    // Everything else.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{field}: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: i64 },
     #[error("no such resource")]
     NotFound,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// A dependency (the database) is down; the client may retry.
+    /// A dependency (the database, the hashing pool) is down or full; the client may retry.
     #[error("the service is temporarily unavailable")]
     Unavailable,
     /// Anything the client did not cause. The cause goes to the log, never into the body.
@@ -46,15 +85,102 @@ impl From<DbError> for ApiError {
     }
 }
 
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::InvalidRequest(m) => ApiError::InvalidRequest(m),
+            GrantError::InvalidClient => ApiError::InvalidClient,
+            GrantError::InvalidGrant(m) => ApiError::InvalidGrant(m),
+            GrantError::UnauthorizedClient(m) => ApiError::UnauthorizedClient(m),
+            e @ GrantError::UnsupportedGrantType(_) => {
+                ApiError::UnsupportedGrantType(e.to_string())
+            }
+            GrantError::InvalidScope(m) => ApiError::InvalidScope(m),
+            e @ GrantError::Throttled(retry_after) => ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after,
+            },
+            GrantError::Busy => ApiError::Unavailable,
+            GrantError::Db(e) => e.into(),
+            e @ (GrantError::Token(_) | GrantError::Hashing(_)) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::InvalidEmail(message) => ApiError::Validation {
+                field: "email",
+                message,
+            },
+            AccountError::WeakPassword(message) => ApiError::Validation {
+                field: "password",
+                message,
+            },
+            e @ AccountError::InvalidRole(_) => ApiError::Validation {
+                field: "roles",
+                message: e.to_string(),
+            },
+            e @ AccountError::DuplicateEmail => ApiError::Conflict(e.to_string()),
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::Hashing(HashPoolError::Busy) => ApiError::Unavailable,
+            e @ AccountError::Hashing(_) => ApiError::Internal(e.into()),
+            AccountError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Invalid(message) => ApiError::Validation {
+                field: "client",
+                message,
+            },
+            ClientError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
-            // RFC 6749 §5.2 / §4.1.2.1 names where one fits; plain HTTP names otherwise.
-            ApiError::BadRequest(_) => "invalid_request",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidClient => "invalid_client",
+            ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::UnauthorizedClient(_) => "unauthorized_client",
+            ApiError::UnsupportedGrantType(_) => "unsupported_grant_type",
+            ApiError::InvalidScope(_) => "invalid_scope",
+            // RFC 6750 §3.1: no error code when the request carried no token at all.
+            ApiError::MissingToken => "invalid_request",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::InsufficientScope(_) => "insufficient_scope",
+            ApiError::Forbidden(_) => "access_denied",
+            ApiError::Validation { .. } => "invalid_request",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::UnsupportedMediaType(_) => "invalid_request",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound => "not_found",
             ApiError::PayloadTooLarge(_) => "request_too_large",
             ApiError::Unavailable => "temporarily_unavailable",
             ApiError::Internal(_) => "server_error",
+        }
+    }
+
+    fn www_authenticate(&self) -> Option<String> {
+        match self {
+            // RFC 6749 §5.2: invalid_client answers 401 with the scheme the client may use.
+            ApiError::InvalidClient => Some(r#"Basic realm="tessera""#.into()),
+            ApiError::MissingToken => Some(r#"Bearer realm="tessera""#.into()),
+            ApiError::InvalidToken(description) => Some(format!(
+                r#"Bearer realm="tessera", error="invalid_token", error_description="{}""#,
+                description.replace(['"', '\\'], "")
+            )),
+            ApiError::InsufficientScope(scope) => Some(format!(
+                r#"Bearer realm="tessera", error="insufficient_scope", scope="{scope}""#
+            )),
+            _ => None,
         }
     }
 }
@@ -62,7 +188,19 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_)
+            | ApiError::InvalidGrant(_)
+            | ApiError::UnauthorizedClient(_)
+            | ApiError::UnsupportedGrantType(_)
+            | ApiError::InvalidScope(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidClient | ApiError::MissingToken | ApiError::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::InsufficientScope(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,12 +213,30 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?cause, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable) {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        match self {
+            ApiError::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.max(&1).to_string()));
+            }
+            _ => {}
         }
+        if let Some(challenge) = self.www_authenticate()
+            && let Ok(value) = HeaderValue::from_str(&challenge)
+        {
+            response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        // RFC 6749 §5.1 asks this of token responses; no error is worth caching either.
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        let field = match self {
+            ApiError::Validation { field, .. } => Some(*field),
+            _ => None,
+        };
         response.json(ErrorBody {
             error: self.code(),
             error_description: &self.to_string(),
+            field,
         })
     }
 }
@@ -116,6 +272,7 @@ pub fn json_error_body<B: MessageBody + 'static>(
     let mut new = HttpResponse::build(status).json(ErrorBody {
         error,
         error_description: description,
+        field: None,
     });
     for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
         if let Some(value) = old.headers().get(&name) {

@@ -13,8 +13,8 @@ pub async fn healthz() -> HttpResponse {
 
 /// The database answers and signing keys are loaded: safe to route traffic here.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.db.is_ready().await;
-    let keys = !state.keys.current().keys().is_empty();
+    let database = state.services.db.is_ready().await;
+    let keys = !state.services.keys.current().keys().is_empty();
     let body = json!({
         "status": if database && keys { "ready" } else { "not_ready" },
         "database": if database { "ok" } else { "unavailable" },

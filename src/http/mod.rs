@@ -1,11 +1,15 @@
 //! HTTP: routes, shared state, and the middleware every request passes through. Handlers stay
 //! thin; the work happens in the domain modules.
 
+mod admin;
+mod bearer;
 pub mod error;
 mod health;
+mod token;
+mod userinfo;
+mod users;
 mod wellknown;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_cors::Cors;
@@ -16,51 +20,48 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError, web};
 use tracing::Instrument;
 
-use crate::config::Settings;
-use crate::db::Database;
-use crate::keys::KeyStore;
+use crate::services::Services;
 use error::ApiError;
 pub use wellknown::Metadata;
 
-/// What every handler may reach.
+/// What every handler may reach: the domain's services plus what only HTTP needs.
 pub struct AppState {
-    pub db: Database,
-    pub keys: Arc<KeyStore>,
-    pub settings: Arc<Settings>,
-    pub issuer: String,
+    pub services: Services,
     pub metadata: Metadata,
     pub jwks_cache_control: HeaderValue,
 }
 
 impl AppState {
-    pub fn new(db: Database, keys: Arc<KeyStore>, settings: Arc<Settings>, issuer: String) -> Self {
-        let max_age = settings.keys.jwks_max_age_secs;
+    pub fn new(services: Services) -> Self {
+        let max_age = services.settings.keys.jwks_max_age_secs;
         AppState {
-            metadata: Metadata::new(&issuer),
+            metadata: Metadata::new(&services.issuer),
             jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))
                 .unwrap_or(HeaderValue::from_static("public, max-age=300")),
-            db,
-            keys,
-            settings,
-            issuer,
+            services,
         }
     }
 }
 
 /// Every route. Public metadata may be read cross-origin by any page (it carries no
-/// credentials), so it gets a wildcard CORS policy of its own.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let public_cors = || {
-        Cors::default()
-            .allow_any_origin()
-            .send_wildcard()
-            .allowed_methods(["GET"])
-            .max_age(86_400)
-    };
+/// credentials), so it gets a wildcard CORS policy of its own; the API answers only the
+/// configured first-party origins, never with credentials.
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
+    let public_cors = Cors::default()
+        .allow_any_origin()
+        .send_wildcard()
+        .allowed_methods(["GET"])
+        .max_age(86_400);
+    let api_cors = cors_origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(3600);
     // Resources rather than bare routes, so a known path with the wrong method gets 405.
     cfg.service(
         web::scope("/.well-known")
-            .wrap(public_cors())
+            .wrap(public_cors)
             .service(web::resource("/jwks.json").route(web::get().to(wellknown::jwks)))
             .service(
                 web::resource("/openid-configuration")
@@ -72,11 +73,39 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             ),
     )
     .service(web::resource("/healthz").route(web::get().to(health::healthz)))
-    .service(web::resource("/readyz").route(web::get().to(health::readyz)));
+    .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+    .service(
+        web::scope("")
+            .wrap(api_cors)
+            .service(web::resource(token::PATH).route(web::post().to(token::token)))
+            .service(
+                web::resource(userinfo::PATH)
+                    .route(web::get().to(userinfo::userinfo))
+                    .route(web::post().to(userinfo::userinfo)),
+            )
+            .service(web::resource("/users").route(web::post().to(users::register)))
+            .configure(admin::routes)
+            .default_service(web::to(not_found)),
+    );
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
+}
+
+/// A JSON body the handler cannot use, as the client should hear it.
+pub fn json_payload_error(e: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match e {
+        E::ContentType => {
+            ApiError::UnsupportedMediaType("the body must be application/json".into())
+        }
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge(limit)
+        }
+        E::Deserialize(e) => ApiError::InvalidRequest(format!("the JSON body is invalid: {e}")),
+        other => ApiError::InvalidRequest(format!("the body could not be read: {other}")),
+    }
 }
 
 /// Refuses a declared body over the limit before anything reads it; bodies without a length
@@ -106,7 +135,7 @@ pub async fn observe(
     let started = Instant::now();
     let limit = req
         .app_data::<web::Data<AppState>>()
-        .map_or(usize::MAX, |s| s.settings.server.body_limit_bytes);
+        .map_or(usize::MAX, |s| s.services.settings.server.body_limit_bytes);
     let result = if content_length_exceeds(&req, limit) {
         let response = ApiError::PayloadTooLarge(limit).error_response();
         Ok(req.into_response(response).map_into_right_body())
@@ -137,4 +166,10 @@ pub async fn observe(
             .insert(header::HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
+}
+
+/// The client's address as the socket saw it. Forwarded headers are not trusted: anyone can
+/// send them, and throttling by IP would be bypassed.
+pub fn peer_ip(req: &actix_web::HttpRequest) -> Option<String> {
+    req.peer_addr().map(|addr| addr.ip().to_string())
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::AppState;
 
 pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let ring = state.keys.current();
+    let ring = state.services.keys.current();
     let cache_control = state.jwks_cache_control.clone();
     let etag = ring.etag();
     if not_modified(&req, etag) {
@@ -62,21 +62,43 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn new(issuer: &str) -> Metadata {
-        let jwks_uri = format!("{issuer}/.well-known/jwks.json");
-        // RFC 8414 §2: what an OAuth client needs. No grant is served yet, so no endpoint
-        // and no response type is advertised.
+        // RFC 8414 §2: what an OAuth client needs. Only grants this build serves are listed;
+        // no authorization endpoint exists yet, so no response type is advertised.
         let oauth = json!({
             "issuer": issuer,
-            "jwks_uri": jwks_uri,
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "token_endpoint": format!("{issuer}{}", super::token::PATH),
+            "token_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post", "none"],
+            "grant_types_supported": ["password", "client_credentials"],
             "response_types_supported": [],
+            "scopes_supported": ["openid", "email", "profile"],
         });
-        // OpenID Connect Discovery §3 adds the subject and ID-token signing facts.
+        // OpenID Connect Discovery §3 adds userinfo, subjects, ID-token signing and claims.
         let mut openid = oauth.clone();
         if let Some(doc) = openid.as_object_mut() {
+            doc.insert(
+                "userinfo_endpoint".into(),
+                json!(format!("{issuer}{}", super::userinfo::PATH)),
+            );
             doc.insert("subject_types_supported".into(), json!(["public"]));
             doc.insert(
                 "id_token_signing_alg_values_supported".into(),
                 json!([crate::keys::ALGORITHM]),
+            );
+            doc.insert(
+                "claims_supported".into(),
+                json!([
+                    "iss",
+                    "sub",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "email",
+                    "email_verified",
+                    "name"
+                ]),
             );
         }
         Metadata {

@@ -63,7 +63,11 @@ impl UserClaims {
         UserClaims {
             email: has("email").then(|| user.email.clone()),
             email_verified: has("email").then_some(user.email_verified_at.is_some()),
-            name: if has("profile") { user.name.clone() } else { None },
+            name: if has("profile") {
+                user.name.clone()
+            } else {
+                None
+            },
         }
     }
 }

@@ -70,11 +70,9 @@ pub fn verify_access_token(
     if header.alg != Algorithm::RS256 {
         return Err(VerifyError::Invalid);
     }
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"))
-    {
+    if !header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
+    }) {
         return Err(VerifyError::WrongType);
     }
     let key = header
@@ -87,12 +85,13 @@ pub fn verify_access_token(
     validation.validate_aud = false;
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
-        match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => VerifyError::Expired,
-            _ => VerifyError::Invalid,
-        }
-    })?;
+    let data =
+        jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => VerifyError::Expired,
+                _ => VerifyError::Invalid,
+            }
+        })?;
     // jsonwebtoken reads the clock itself; check against ours too, so tests can move it.
     if data.claims.exp <= now {
         return Err(VerifyError::Expired);

@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use tempfile::TempDir;
+use tessera::clock::Clock;
 use tessera::config::Settings;
 use tessera::http::AppState;
 use tessera::startup::Application;
@@ -96,6 +97,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: actix_web::web::Data<AppState>,
     pub settings: Settings,
+    pub clock: Clock,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -143,7 +145,11 @@ impl TestEnv {
     }
 
     pub async fn spawn_with(&self, settings: Settings) -> TestApp {
-        let app = Application::build(settings.clone())
+        self.spawn_with_clock(settings, Clock::system()).await
+    }
+
+    pub async fn spawn_with_clock(&self, settings: Settings, clock: Clock) -> TestApp {
+        let app = Application::build_with_clock(settings.clone(), clock.clone())
             .await
             .expect("application builds");
         let address = format!("http://{}", app.address());
@@ -152,13 +158,14 @@ impl TestEnv {
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
-            issuer: state.issuer.clone(),
+            issuer: state.services.issuer.clone(),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
             state,
             settings,
+            clock,
             handle,
         }
     }

@@ -23,7 +23,7 @@ async fn published_kids(app: &TestApp) -> Vec<String> {
 
 fn signing_kid(app: &TestApp) -> String {
     let token = tessera::tokens::sign(
-        app.state.keys.current().active(),
+        app.state.services.keys.current().active(),
         "JWT",
         &serde_json::json!({}),
     )

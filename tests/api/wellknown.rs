@@ -117,7 +117,7 @@ async fn a_token_the_server_signed_verifies_against_the_published_jwks() {
         exp: now + 300,
         iat: now,
     };
-    let ring = app.state.keys.current();
+    let ring = app.state.services.keys.current();
     let token = tessera::tokens::sign(ring.active(), "at+jwt", &claims).expect("signs");
 
     let jwks: JwkSet = app

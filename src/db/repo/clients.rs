@@ -26,3 +26,7 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Client>> {
         .select(Client::as_select())
         .load(conn)
 }
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(clients::table.find(id)).execute(conn)
+}

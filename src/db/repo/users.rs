@@ -34,3 +34,38 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<User>> {
         .select(User::as_select())
         .load(conn)
 }
+
+pub fn set_password_hash(
+    conn: &mut DbConnection,
+    id: &str,
+    hash: &str,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Disables (with `Some(time)`) or enables (`None`) an account, with a new security stamp.
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    id: &str,
+    disabled_at: Option<i64>,
+    stamp: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::disabled_at.eq(disabled_at),
+            users::security_stamp.eq(stamp),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+pub fn set_roles(conn: &mut DbConnection, id: &str, roles: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((users::roles.eq(roles), users::updated_at.eq(now)))
+        .execute(conn)
+}

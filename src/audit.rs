@@ -1,0 +1,66 @@
+//! The audit trail: who did what, when, from where. Never a password, token or secret.
+
+use crate::db::models::NewAuditEvent;
+use crate::db::repo;
+use crate::db::{DbConnection, DbError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    LoginSuccess,
+    LoginFailure,
+    LoginThrottled,
+    UserRegistered,
+    UserDisabled,
+    UserEnabled,
+    RolesChanged,
+    ClientCreated,
+    ClientDeleted,
+}
+
+impl Event {
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::LoginSuccess => "login_success",
+            Event::LoginFailure => "login_failure",
+            Event::LoginThrottled => "login_throttled",
+            Event::UserRegistered => "user_registered",
+            Event::UserDisabled => "user_disabled",
+            Event::UserEnabled => "user_enabled",
+            Event::RolesChanged => "roles_changed",
+            Event::ClientCreated => "client_created",
+            Event::ClientDeleted => "client_deleted",
+        }
+    }
+}
+
+/// One audit record. `detail` is a small JSON object of non-secret facts.
+#[derive(Debug, Default)]
+pub struct Record<'a> {
+    pub user_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub detail: Option<serde_json::Value>,
+}
+
+pub fn record(
+    conn: &mut DbConnection,
+    event: Event,
+    record: Record<'_>,
+    now: i64,
+) -> Result<(), DbError> {
+    let id = crate::db::new_id();
+    let detail = record.detail.map(|d| d.to_string());
+    repo::audit::insert(
+        conn,
+        &NewAuditEvent {
+            id: &id,
+            occurred_at: now,
+            event: event.name(),
+            user_id: record.user_id,
+            client_id: record.client_id,
+            ip: record.ip,
+            detail: detail.as_deref(),
+        },
+    )?;
+    Ok(())
+}

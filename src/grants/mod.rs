@@ -1,0 +1,213 @@
+//! The token endpoint's grants (RFC 6749 §4), one module each, as plain logic over the
+//! database, the hashing pool and the keys. Errors are RFC 6749 §5.2's, mapped to HTTP in
+//! `http::error`.
+
+pub mod client_credentials;
+mod issue;
+pub mod password;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::accounts::hash_pool::HashPoolError;
+use crate::clients::ClientAuth;
+use crate::db::models::Client;
+use crate::db::{DbError, repo};
+use crate::services::Services;
+use crate::tokens::TokenError;
+
+pub use issue::Issued;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("client authentication failed")]
+    InvalidClient,
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    #[error("grant type {0:?} is not supported")]
+    UnsupportedGrantType(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("too many failed attempts; try again in {0} s")]
+    Throttled(i64),
+    #[error("too many requests are waiting; try again shortly")]
+    Busy,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl From<HashPoolError> for GrantError {
+    fn from(e: HashPoolError) -> Self {
+        match e {
+            HashPoolError::Busy => GrantError::Busy,
+            other => GrantError::Hashing(other.to_string()),
+        }
+    }
+}
+
+/// The token request's form parameters, each at most once (RFC 6749 §3.2), empty values
+/// treated as absent (§3.1).
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn parse(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Params, GrantError> {
+        let mut map = HashMap::new();
+        for (name, value) in pairs {
+            if map.contains_key(&name) {
+                return Err(GrantError::InvalidRequest(format!(
+                    "parameter {name:?} is repeated"
+                )));
+            }
+            map.insert(name, value);
+        }
+        map.retain(|_, value| !value.is_empty());
+        Ok(Params(map))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, GrantError> {
+        self.get(name)
+            .ok_or_else(|| GrantError::InvalidRequest(format!("parameter {name:?} is missing")))
+    }
+}
+
+/// The client's response, ready to serialise as RFC 6749 §5.1 JSON.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Everything a token request carries besides its grant's own parameters.
+#[derive(Debug)]
+pub struct TokenRequest {
+    pub params: Params,
+    pub client: ClientAuth,
+    /// The address the request came from, for throttling and audit.
+    pub ip: Option<String>,
+}
+
+/// POST /token: authenticates the client, then runs the grant it asked for.
+pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenResponse, GrantError> {
+    let grant_type = request.params.required("grant_type")?.to_string();
+    let client = authenticate_client(svc, &request.client).await?;
+    let issued = match grant_type.as_str() {
+        "password" => password::grant(svc, &client, &request).await?,
+        "client_credentials" => client_credentials::grant(svc, &client, &request.params)?,
+        _ => return Err(GrantError::UnsupportedGrantType(grant_type)),
+    };
+    Ok(issued.into_response())
+}
+
+async fn authenticate_client(svc: &Services, auth: &ClientAuth) -> Result<Client, GrantError> {
+    let id = auth.client_id().to_string();
+    let client = svc
+        .db
+        .run(move |conn| repo::clients::find(conn, &id).map_err(DbError::from))
+        .await?;
+    crate::clients::authenticate(client, auth).ok_or(GrantError::InvalidClient)
+}
+
+/// The client must be registered for the grant (RFC 6749 §5.2 `unauthorized_client`).
+fn require_grant(client: &Client, grant: &str) -> Result<(), GrantError> {
+    if client.grant_types.split_whitespace().any(|g| g == grant) {
+        Ok(())
+    } else {
+        Err(GrantError::UnauthorizedClient(format!(
+            "this client may not use the {grant} grant"
+        )))
+    }
+}
+
+/// The scope to grant: the requested one if every value is allowed for the client, else
+/// `invalid_scope`; with none requested, everything the client may have (RFC 6749 §3.3).
+fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, GrantError> {
+    let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
+    let Some(requested) = requested else {
+        return Ok(allowed.join(" "));
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+        if !crate::clients::is_scope_token(scope) || !allowed.contains(&scope) {
+            return Err(GrantError::InvalidScope(format!(
+                "scope {scope:?} is not allowed for this client"
+            )));
+        }
+        if !granted.contains(&scope) {
+            granted.push(scope);
+        }
+    }
+    Ok(granted.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(scopes: &str) -> Client {
+        Client {
+            id: "c".into(),
+            name: "c".into(),
+            secret_hash: None,
+            grant_types: "password".into(),
+            scopes: scopes.into(),
+            redirect_uris: String::new(),
+            audiences: String::new(),
+            access_token_ttl_secs: None,
+            refresh_idle_ttl_secs: None,
+            refresh_absolute_ttl_secs: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn scopes_are_a_subset_of_the_clients() {
+        let c = client("openid email api");
+        assert_eq!(
+            resolve_scope(&c, None).expect("default"),
+            "openid email api"
+        );
+        assert_eq!(
+            resolve_scope(&c, Some("api openid api")).expect("subset"),
+            "api openid"
+        );
+        assert!(matches!(
+            resolve_scope(&c, Some("openid admin")),
+            Err(GrantError::InvalidScope(_))
+        ));
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused_and_empty_ones_ignored() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert!(Params::parse(pairs(&[("scope", "a"), ("scope", "b")])).is_err());
+        let params =
+            Params::parse(pairs(&[("scope", ""), ("grant_type", "password")])).expect("ok");
+        assert_eq!(params.get("scope"), None);
+        assert_eq!(params.get("grant_type"), Some("password"));
+    }
+}

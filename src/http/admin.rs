@@ -1,0 +1,200 @@
+//! /admin: user and client management for users with the `admin` role, through an access
+//! token carrying the `admin` scope. The CLI does the same offline.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::AppState;
+use super::bearer;
+use super::error::ApiError;
+use crate::accounts::{self, UserView};
+use crate::audit::{self, Event, Record};
+use crate::clients::{self, ClientError, ClientSpec, ClientView};
+use crate::db::{DbError, repo};
+use crate::services::Services;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/admin/users").route(web::get().to(list_users)))
+        .service(web::resource("/admin/users/{id}/disable").route(web::post().to(disable_user)))
+        .service(web::resource("/admin/users/{id}/enable").route(web::post().to(enable_user)))
+        .service(web::resource("/admin/users/{id}/roles").route(web::put().to(set_roles)))
+        .service(
+            web::resource("/admin/clients")
+                .route(web::get().to(list_clients))
+                .route(web::post().to(create_client)),
+        )
+        .service(web::resource("/admin/clients/{id}").route(web::delete().to(delete_client)));
+}
+
+/// The caller, if its token has the `admin` scope and it is, right now, an active user with
+/// the admin role (a role removed since the token was issued counts).
+async fn require_admin(req: &HttpRequest, svc: &Services) -> Result<String, ApiError> {
+    let claims = bearer::verify(req, svc)?;
+    if !claims.has_scope("admin") {
+        return Err(ApiError::InsufficientScope("admin"));
+    }
+    let user_id = claims.sub.clone();
+    let user = svc
+        .db
+        .run(move |conn| repo::users::find_by_id(conn, &user_id).map_err(DbError::from))
+        .await?;
+    match user {
+        Some(u) if u.disabled_at.is_none() && u.roles.split_whitespace().any(|r| r == "admin") => {
+            Ok(u.id)
+        }
+        _ => Err(ApiError::Forbidden(
+            "this user is not an administrator".into(),
+        )),
+    }
+}
+
+async fn list_users(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    require_admin(&req, svc).await?;
+    let users = svc
+        .db
+        .run(|conn| repo::users::list(conn).map_err(DbError::from))
+        .await?;
+    Ok(HttpResponse::Ok().json(users.iter().map(UserView::from).collect::<Vec<_>>()))
+}
+
+async fn disable_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    toggle_user(req, path.into_inner(), state, true).await
+}
+
+async fn enable_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    toggle_user(req, path.into_inner(), state, false).await
+}
+
+async fn toggle_user(
+    req: HttpRequest,
+    user_id: String,
+    state: web::Data<AppState>,
+    disabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let admin = require_admin(&req, svc).await?;
+    let now = svc.clock.now();
+    let user = svc
+        .db
+        .run(move |conn| accounts::set_disabled(conn, &user_id, disabled, Some(&admin), now))
+        .await?;
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Roles {
+    roles: Vec<String>,
+}
+
+async fn set_roles(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Roles>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let admin = require_admin(&req, svc).await?;
+    let user_id = path.into_inner();
+    let roles = body.into_inner().roles;
+    let now = svc.clock.now();
+    let user = svc
+        .db
+        .run(move |conn| accounts::set_roles(conn, &user_id, &roles, Some(&admin), now))
+        .await?;
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+}
+
+async fn list_clients(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    require_admin(&req, svc).await?;
+    let list = svc
+        .db
+        .run(|conn| repo::clients::list(conn).map_err(DbError::from))
+        .await?;
+    Ok(HttpResponse::Ok().json(list.iter().map(ClientView::from).collect::<Vec<_>>()))
+}
+
+async fn create_client(
+    req: HttpRequest,
+    body: web::Json<ClientSpec>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let admin = require_admin(&req, svc).await?;
+    let spec = body.into_inner();
+    let now = svc.clock.now();
+    let (client, secret) = svc
+        .db
+        .run(move |conn| {
+            let (client, secret) = clients::create(conn, &spec)?;
+            audit_client(conn, Event::ClientCreated, &client.id, &admin, now)?;
+            Ok::<_, ClientError>((client, secret))
+        })
+        .await?;
+    let mut view = ClientView::from(&client);
+    view.client_secret = secret;
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(view))
+}
+
+async fn delete_client(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let admin = require_admin(&req, svc).await?;
+    let client_id = path.into_inner();
+    let now = svc.clock.now();
+    let deleted = svc
+        .db
+        .run(move |conn| {
+            let deleted = clients::delete(conn, &client_id)?;
+            if deleted {
+                audit_client(conn, Event::ClientDeleted, &client_id, &admin, now)?;
+            }
+            Ok::<_, ClientError>(deleted)
+        })
+        .await?;
+    if deleted {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+fn audit_client(
+    conn: &mut crate::db::DbConnection,
+    event: Event,
+    client_id: &str,
+    admin: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    audit::record(
+        conn,
+        event,
+        Record {
+            user_id: Some(admin),
+            client_id: Some(client_id),
+            ..Record::default()
+        },
+        now,
+    )
+}

@@ -1,0 +1,25 @@
+//! Bearer tokens on protected endpoints (RFC 6750 §2.1): read from `Authorization`, verified
+//! against our own published keys.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+
+use super::error::ApiError;
+use crate::services::Services;
+use crate::tokens::{AccessClaims, verify_access_token};
+
+pub fn verify(req: &HttpRequest, svc: &Services) -> Result<AccessClaims, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingToken)?;
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken("the Authorization header is malformed".into()))?;
+    let token = match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(ApiError::MissingToken),
+    };
+    verify_access_token(token, &svc.keys.current(), &svc.issuer, svc.clock.now())
+        .map_err(|e| ApiError::InvalidToken(e.to_string()))
+}

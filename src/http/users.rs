@@ -1,0 +1,35 @@
+//! POST /users: self-registration, when enabled.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::accounts::{self, UserView};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    email: String,
+    password: String,
+    name: Option<String>,
+}
+
+pub async fn register(
+    req: HttpRequest,
+    body: web::Json<Registration>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    if !svc.settings.accounts.self_registration {
+        return Err(ApiError::Forbidden("self-registration is disabled".into()));
+    }
+    let Registration {
+        email,
+        password,
+        name,
+    } = body.into_inner();
+    let user =
+        accounts::register(svc, &email, password, name.as_deref(), super::peer_ip(&req)).await?;
+    Ok(HttpResponse::Created().json(UserView::from(&user)))
+}
