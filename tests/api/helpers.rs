@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use tempfile::TempDir;
+use tessera::clients::ClientSpec;
 use tessera::clock::Clock;
 use tessera::config::Settings;
 use tessera::http::AppState;
@@ -112,6 +113,103 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Creates a user directly (as `tessera user add` would) and returns its id.
+    pub async fn create_user(&self, email: &str, password: &str, roles: &[&str]) -> String {
+        let account = tessera::accounts::NewAccount::validate(
+            email,
+            Some("Test User"),
+            &roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            true,
+        )
+        .expect("valid account");
+        let hash = self
+            .state
+            .services
+            .hashes
+            .hash(password.to_string())
+            .await
+            .expect("hash");
+        self.state
+            .services
+            .db
+            .run(move |conn| tessera::accounts::create(conn, &account, Some(&hash)))
+            .await
+            .expect("user created")
+            .id
+    }
+
+    /// Registers a client; returns its id and, for a confidential one, its secret.
+    pub async fn create_client(&self, spec: ClientSpec) -> (String, Option<String>) {
+        let (client, secret) = self
+            .state
+            .services
+            .db
+            .run(move |conn| tessera::clients::create(conn, &spec))
+            .await
+            .expect("client created");
+        (client.id, secret)
+    }
+
+    /// A confidential first-party client for the password grant, with refresh tokens.
+    pub async fn first_party_client(&self) -> (String, String) {
+        let (id, secret) = self
+            .create_client(ClientSpec {
+                name: "first party".into(),
+                grant_types: vec!["password".into(), "refresh_token".into()],
+                scopes: ["openid", "email", "profile", "api", "admin"]
+                    .map(String::from)
+                    .to_vec(),
+                audiences: vec!["api".into()],
+                ..ClientSpec::default()
+            })
+            .await;
+        (id, secret.expect("confidential"))
+    }
+
+    /// POST /token with `client_secret_basic` and form parameters.
+    pub async fn token(&self, client: (&str, &str), form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url("/token"))
+            .basic_auth(client.0, Some(client.1))
+            .form(form)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn password_login(
+        &self,
+        client: (&str, &str),
+        username: &str,
+        password: &str,
+        scope: &str,
+    ) -> reqwest::Response {
+        self.token(
+            client,
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+                ("scope", scope),
+            ],
+        )
+        .await
+    }
+
+    /// Audit event names recorded for a user, oldest first.
+    pub async fn audit_events(&self, user_id: &str) -> Vec<String> {
+        let user_id = user_id.to_string();
+        self.state
+            .services
+            .db
+            .run(move |conn| {
+                tessera::db::repo::audit::events_for_user(conn, &user_id)
+                    .map_err(tessera::db::DbError::from)
+            })
+            .await
+            .expect("audit events")
     }
 
     pub async fn stop(self) {

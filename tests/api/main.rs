@@ -11,4 +11,6 @@ mod cli;
 mod errors;
 mod health;
 mod keys;
+mod password_grant;
+mod throttling;
 mod wellknown;

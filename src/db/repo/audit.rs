@@ -19,3 +19,11 @@ pub fn events_for_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Ve
         .select(audit_events::event)
         .load(conn)
 }
+
+/// How many events of one kind were recorded (any user): what tests and operators count.
+pub fn count(conn: &mut DbConnection, event: &str) -> QueryResult<i64> {
+    audit_events::table
+        .filter(audit_events::event.eq(event))
+        .count()
+        .get_result(conn)
+}
