@@ -12,5 +12,6 @@ mod errors;
 mod health;
 mod keys;
 mod password_grant;
+mod resources;
 mod throttling;
 mod wellknown;

@@ -1,0 +1,469 @@
+//! client_credentials, userinfo, registration, the admin API and CORS.
+
+use serde_json::{Value, json};
+use tessera::clients::ClientSpec;
+
+use crate::helpers::{TestApp, TestEnv};
+use crate::password_grant::verify_independently;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn access_token(
+    app: &TestApp,
+    client: &(String, String),
+    email: &str,
+    scope: &str,
+) -> String {
+    let response = app
+        .password_login((&client.0, &client.1), email, PASSWORD, scope)
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    body["access_token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test]
+async fn client_credentials_issues_a_token_for_the_client_itself() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let (id, secret) = app
+        .create_client(ClientSpec {
+            name: "billing job".into(),
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["invoices:read".into(), "invoices:write".into()],
+            audiences: vec!["billing".into()],
+            ..ClientSpec::default()
+        })
+        .await;
+    let secret = secret.expect("confidential");
+    let response = app
+        .token(
+            (&id, &secret),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "invoices:read"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.expect("json");
+    assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
+    assert_eq!(body["scope"], "invoices:read");
+    let (header, claims) =
+        verify_independently(&app, body["access_token"].as_str().expect("at")).await;
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(claims["sub"], id.as_str());
+    assert_eq!(claims["client_id"], id.as_str());
+    assert_eq!(claims["aud"], "billing");
+    assert!(claims.get("roles").is_none());
+
+    let response = app
+        .token(
+            (&id, &secret),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "invoices:delete"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let response = app
+        .token(
+            (&id, "not the secret"),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn userinfo_releases_claims_by_scope() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let user_id = app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = app.first_party_client().await;
+
+    let token = access_token(&app, &client, "ann@example.com", "openid email").await;
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/userinfo"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{method}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(
+            body,
+            json!({"sub": user_id, "email": "ann@example.com", "email_verified": true})
+        );
+    }
+    let token = access_token(&app, &client, "ann@example.com", "openid profile").await;
+    let body: Value = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body, json!({"sub": user_id, "name": "Test User"}));
+
+    let no_openid = access_token(&app, &client, "ann@example.com", "api").await;
+    let response = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(&no_openid)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 403);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+
+    let response = app.get("/userinfo").await;
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        challenge.starts_with("Bearer") && !challenge.contains("error="),
+        "{challenge}"
+    );
+
+    for bad in ["garbage", "a.b.c", &format!("{token}x")] {
+        let response = app
+            .client
+            .get(app.url("/userinfo"))
+            .bearer_auth(bad)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 401, "{bad}");
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+    }
+    app.clock.advance(901);
+    let response = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401, "expired");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn self_registration_validates_and_creates_an_account() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let register = |body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/users"))
+                .json(&body)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let response =
+        register(json!({"email": " Bea@Example.COM ", "password": PASSWORD, "name": "Bea"})).await;
+    assert_eq!(response.status(), 201);
+    let user: Value = response.json().await.expect("json");
+    assert_eq!(user["email"], "Bea@example.com");
+    assert_eq!(user["name"], "Bea");
+    assert_eq!(user["email_verified"], false);
+    let text = user.to_string();
+    assert!(
+        !text.contains("argon2") && !text.contains(PASSWORD) && !text.contains("stamp"),
+        "{text}"
+    );
+    let user_id = user["id"].as_str().expect("id").to_string();
+    assert_eq!(app.audit_events(&user_id).await, ["user_registered"]);
+
+    let response =
+        register(json!({"email": "bea@example.com", "password": "another long one"})).await;
+    assert_eq!(response.status(), 409);
+    for (body, field) in [
+        (
+            json!({"email": "cy@example.com", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"email": "cy@example.com", "password": "password123"}),
+            "password",
+        ),
+        (
+            json!({"email": "cy@example.com", "password": "CY@example.com"}),
+            "password",
+        ),
+        (
+            json!({"email": "not-an-email", "password": PASSWORD}),
+            "email",
+        ),
+    ] {
+        let response = register(body.clone()).await;
+        assert_eq!(response.status(), 422, "{body}");
+        let error: Value = response.json().await.expect("json");
+        assert_eq!(error["field"], field, "{body}");
+        assert_eq!(error["error"], "invalid_request");
+    }
+    let response = register(json!({"email": "cy@example.com"})).await;
+    assert_eq!(response.status(), 400);
+    let response = app
+        .client
+        .post(app.url("/users"))
+        .body("email=x")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 415);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "invalid_request"
+    );
+
+    let client = app.first_party_client().await;
+    let response = app
+        .password_login((&client.0, &client.1), "bea@example.com", PASSWORD, "api")
+        .await;
+    assert_eq!(response.status(), 200, "the new account signs in");
+    app.stop().await;
+
+    let mut settings = env.settings();
+    settings.accounts.self_registration = false;
+    let closed = env.spawn_with(settings).await;
+    let response = closed
+        .client
+        .post(closed.url("/users"))
+        .json(&json!({"email": "dee@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 403);
+    closed.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_the_admin_scope_and_role() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("root@example.com", PASSWORD, &["admin"])
+        .await;
+    let ann = app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = app.first_party_client().await;
+    let admin = access_token(&app, &client, "root@example.com", "admin").await;
+    let call = |method: reqwest::Method, path: String, token: String, body: Option<Value>| {
+        let app = &app;
+        async move {
+            let mut request = app
+                .client
+                .request(method, app.url(&path))
+                .bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            request.send().await.expect("request")
+        }
+    };
+
+    let response = call(
+        reqwest::Method::GET,
+        "/admin/users".into(),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let users: Value = response.json().await.expect("json");
+    assert_eq!(users.as_array().expect("list").len(), 2);
+    assert!(!users.to_string().contains("argon2"));
+
+    let response = call(
+        reqwest::Method::POST,
+        format!("/admin/users/{ann}/disable"),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["active"],
+        false
+    );
+    let login = app
+        .password_login((&client.0, &client.1), "ann@example.com", PASSWORD, "api")
+        .await;
+    assert_eq!(login.status(), 400, "disabled");
+    let response = call(
+        reqwest::Method::POST,
+        format!("/admin/users/{ann}/enable"),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let response = call(
+        reqwest::Method::PUT,
+        format!("/admin/users/{ann}/roles"),
+        admin.clone(),
+        Some(json!({"roles": ["editor"]})),
+    )
+    .await;
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["roles"],
+        json!(["editor"])
+    );
+    let response = call(
+        reqwest::Method::POST,
+        "/admin/users/nobody/disable".into(),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+
+    let response = call(
+        reqwest::Method::POST,
+        "/admin/clients".into(),
+        admin.clone(),
+        Some(json!({"name": "reports", "grant_types": ["client_credentials"], "scopes": ["reports"]})),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.expect("json");
+    let new_id = created["client_id"].as_str().expect("id").to_string();
+    let new_secret = created["client_secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_string();
+    let listed = call(
+        reqwest::Method::GET,
+        "/admin/clients".into(),
+        admin.clone(),
+        None,
+    )
+    .await
+    .text()
+    .await
+    .expect("body");
+    assert!(
+        listed.contains(&new_id) && !listed.contains(&new_secret) && !listed.contains("secret")
+    );
+    assert_eq!(
+        app.token(
+            (&new_id, &new_secret),
+            &[("grant_type", "client_credentials")]
+        )
+        .await
+        .status(),
+        200
+    );
+    let response = call(
+        reqwest::Method::DELETE,
+        format!("/admin/clients/{new_id}"),
+        admin.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        app.token(
+            (&new_id, &new_secret),
+            &[("grant_type", "client_credentials")]
+        )
+        .await
+        .status(),
+        401
+    );
+    let response = call(
+        reqwest::Method::POST,
+        "/admin/clients".into(),
+        admin.clone(),
+        Some(json!({"name": "x", "grant_types": ["implicit"]})),
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+
+    // A token without the admin scope, or from a user who lost the role since, is refused.
+    let plain = access_token(&app, &client, "root@example.com", "api").await;
+    let response = call(reqwest::Method::GET, "/admin/users".into(), plain, None).await;
+    assert_eq!(response.status(), 403);
+    let out = env.cli(&["user", "roles", "--email", "root@example.com"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let response = call(reqwest::Method::GET, "/admin/users".into(), admin, None).await;
+    assert_eq!(response.status(), 403);
+    let response = call(
+        reqwest::Method::GET,
+        "/admin/users".into(),
+        String::new(),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins_without_credentials() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.server.cors_allowed_origins = vec!["https://app.example.com".into()];
+    let app = env.spawn_with(settings).await;
+    let preflight = |origin: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/token"))
+                .header("Origin", origin)
+                .header("Access-Control-Request-Method", "POST")
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let allowed = preflight("https://app.example.com").await;
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(
+        !allowed
+            .headers()
+            .contains_key("access-control-allow-credentials")
+    );
+    let refused = preflight("https://evil.example.com").await;
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    app.stop().await;
+}
