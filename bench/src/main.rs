@@ -1,17 +1,25 @@
-//! Benchmarks that need a whole Tessera process. `tessera-bench startup` measures, against a
-//! release build: cold start to the first JWKS answer with an existing key, idle RSS, and the
-//! binary's size, and prints a Markdown table.
+//! Benchmarks that need a whole Tessera process. Each prints a Markdown table.
 //!
-//! cargo build --release -p tessera -p tessera-bench && target/release/tessera-bench startup
+//! - `startup`: cold start to the first JWKS answer with an existing key, idle RSS, binary size.
+//! - `tokens`: password grants/s against the argon2 limit (cores ÷ one hash time), the JWKS p99
+//!   during that login storm, client_credentials/s against cores × RS256 signs/s, and JWKS
+//!   throughput, all measured in the same run. Load comes from `oha` (`cargo install oha`).
+//!
+//! cargo build --release -p tessera -p tessera-bench
+//! target/release/tessera-bench startup
+//! target/release/tessera-bench tokens
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod limits;
+mod load;
+mod server;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+
+use server::Server;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of a running Tessera")]
@@ -34,6 +42,24 @@ enum Bench {
         #[arg(long, default_value_t = 2)]
         idle_secs: u64,
     },
+    /// Token endpoint throughput against the machine's limits.
+    Tokens {
+        /// CPU cores the server is pinned to (the load generator gets the rest).
+        #[arg(long, default_value_t = 1)]
+        server_cores: usize,
+        /// Seconds each load runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients sending password grants.
+        #[arg(long, default_value_t = 16)]
+        login_clients: usize,
+        /// Concurrent clients sending client_credentials grants.
+        #[arg(long, default_value_t = 32)]
+        token_clients: usize,
+        /// Database URL (default: a fresh SQLite file).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -47,99 +73,45 @@ fn main() -> Result<()> {
     };
     match args.command {
         Bench::Startup { runs, idle_secs } => startup(&binary, runs, idle_secs),
+        Bench::Tokens {
+            server_cores,
+            seconds,
+            login_clients,
+            token_clients,
+            database_url,
+        } => tokens(
+            &binary,
+            server_cores,
+            Duration::from_secs(seconds),
+            login_clients,
+            token_clients,
+            database_url,
+        ),
     }
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(binary: &Path, dir: &Path) -> Result<Server> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(binary)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .current_dir(dir)
-            .env("TESSERA_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start tessera")?;
-        Ok(Server { child, port })
-    }
-
-    /// Polls until the JWKS answers 200; returns how long that took from `since`.
-    fn wait_for_jwks(&mut self, since: Instant) -> Result<Duration> {
-        let deadline = since + Duration::from_secs(30);
-        loop {
-            if jwks_answers(self.port) {
-                return Ok(since.elapsed());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("tessera exited early: {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("no JWKS answer within 30 s");
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    }
-
-    fn rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmRSS not found")
-    }
-
-    fn stop(mut self) -> Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-fn jwks_answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let request = "GET /.well-known/jwks.json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    response.starts_with(b"HTTP/1.1 200") && response.windows(7).any(|w| w == b"\"keys\":")
 }
 
 fn startup(binary: &Path, runs: usize, idle_secs: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let setup = server::Setup::new(binary, dir.path(), None, None);
     // First start: creates the SQLite database and the signing key; not timed.
     let started = Instant::now();
-    let mut first = Server::start(binary, dir.path())?;
+    let mut first = Server::start(&setup)?;
     let first_start = first.wait_for_jwks(started)?;
     first.stop()?;
 
     let mut times = Vec::with_capacity(runs);
-    let mut rss = Vec::new();
+    let mut rss = 0;
     for run in 0..runs.max(1) {
         let started = Instant::now();
-        let mut server = Server::start(binary, dir.path())?;
+        let mut server = Server::start(&setup)?;
         times.push(server.wait_for_jwks(started)?);
         if run == 0 {
             std::thread::sleep(Duration::from_secs(idle_secs));
-            rss.push(server.rss_kib()?);
+            rss = server.rss_kib()?;
         }
         server.stop()?;
     }
     times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = times[times.len() / 2];
     let size = std::fs::metadata(binary)?.len();
     println!("| measure | value | target |");
@@ -157,7 +129,7 @@ fn startup(binary: &Path, runs: usize, idle_secs: u64) -> Result<()> {
     );
     println!(
         "| idle RSS after {idle_secs} s | {:.1} MiB | < 15 MB |",
-        rss[0] as f64 / 1024.0
+        rss as f64 / 1024.0
     );
     println!(
         "| binary size | {:.1} MiB | |",
@@ -168,4 +140,114 @@ fn startup(binary: &Path, runs: usize, idle_secs: u64) -> Result<()> {
         std::thread::available_parallelism()?.get()
     );
     Ok(())
+}
+
+fn tokens(
+    binary: &Path,
+    server_cores: usize,
+    seconds: Duration,
+    login_clients: usize,
+    token_clients: usize,
+    database_url: Option<String>,
+) -> Result<()> {
+    let total_cores = std::thread::available_parallelism()?.get();
+    anyhow::ensure!(
+        server_cores >= 1 && server_cores < total_cores,
+        "need at least one core for the load generator ({total_cores} cores here)"
+    );
+    let server_cpus = (0..server_cores)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let load_cpus = (server_cores..total_cores)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let oha = load::Oha::find(&load_cpus)?;
+
+    // The limits, measured on the server's cores while nothing else runs.
+    let hash = limits::argon2_hash_time(&server_cpus)?;
+    let signs_per_sec = limits::rs256_signs_per_sec(&server_cpus)?;
+    let login_limit = server_cores as f64 / hash.as_secs_f64();
+    let sign_limit = server_cores as f64 * signs_per_sec;
+
+    let dir = tempfile::tempdir()?;
+    let setup = server::Setup::new(binary, dir.path(), database_url, Some(server_cpus.clone()));
+    let seed = setup.seed()?;
+    let started = Instant::now();
+    let mut server = Server::start(&setup)?;
+    server.wait_for_jwks(started)?;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let jwks_url = format!("{base}/.well-known/jwks.json");
+    let token_url = format!("{base}/token");
+
+    let jwks = oha.run(&load::Request::get(&jwks_url), 64, seconds, None)?;
+    let login = load::Request::form(
+        &token_url,
+        &seed.client_id,
+        &seed.client_secret,
+        &format!(
+            "grant_type=password&username={}&password={}&scope=api",
+            seed.email, seed.password
+        ),
+    );
+    let (logins, jwks_during) = oha.run_beside(
+        (&login, login_clients, seconds),
+        (&load::Request::get(&jwks_url), 1, seconds, Some(50)),
+    )?;
+    let cc = load::Request::form(
+        &token_url,
+        &seed.client_id,
+        &seed.client_secret,
+        "grant_type=client_credentials&scope=api",
+    );
+    let client_credentials = oha.run(&cc, token_clients, seconds, None)?;
+    let rss = server.rss_kib()?;
+    server.stop()?;
+
+    println!(
+        "Server pinned to {server_cores} core(s) ({server_cpus}), oha on {load_cpus}; {} s per load.",
+        seconds.as_secs()
+    );
+    println!();
+    println!("| path | req/s | p50 | p99 | limit | ratio | target |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| password grant ({login_clients} clients) | {:.1} | {:.1} ms | {:.1} ms | {:.1}/s = {server_cores} ÷ {:.1} ms per argon2id hash | {:.2} | ≥ 0.9 |",
+        logins.ok_per_sec,
+        logins.p50_ms,
+        logins.p99_ms,
+        login_limit,
+        ms(hash),
+        logins.ok_per_sec / login_limit
+    );
+    println!(
+        "| JWKS during the login storm (50 req/s) | {:.0} | {:.2} ms | {:.2} ms | | | p99 < 5 ms |",
+        jwks_during.ok_per_sec, jwks_during.p50_ms, jwks_during.p99_ms
+    );
+    println!(
+        "| client_credentials ({token_clients} clients) | {:.0} | {:.2} ms | {:.2} ms | {:.0}/s = {server_cores} × RS256 signs/s | {:.2} | ≥ 0.85 |",
+        client_credentials.ok_per_sec,
+        client_credentials.p50_ms,
+        client_credentials.p99_ms,
+        sign_limit,
+        client_credentials.ok_per_sec / sign_limit
+    );
+    println!(
+        "| JWKS GET (64 clients) | {:.0} | {:.2} ms | {:.2} ms | | | |",
+        jwks.ok_per_sec, jwks.p50_ms, jwks.p99_ms
+    );
+    println!();
+    println!(
+        "RSS after the run: {:.1} MiB. Non-2xx answers: logins {}, client_credentials {}, JWKS {}.",
+        rss as f64 / 1024.0,
+        logins.failed,
+        client_credentials.failed,
+        jwks.failed + jwks_during.failed
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }

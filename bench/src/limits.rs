@@ -1,0 +1,71 @@
+//! The machine's own limits, measured on the cores the server will use: how long one argon2id
+//! hash takes at Tessera's default cost, and how many RS256 signatures a pre-parsed aws-lc-rs
+//! key makes per second.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+
+/// Runs `work` with this thread pinned to `cpus` (e.g. "0"), then unpins it.
+fn pinned<T>(cpus: &str, work: impl FnOnce() -> T) -> Result<T> {
+    // SAFETY: cpu_set_t is plain data; the calls only read and set this thread's affinity.
+    unsafe {
+        let mut before: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus.split(',') {
+            libc::CPU_SET(cpu.trim().parse::<usize>()?, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(anyhow!("cannot pin to cpus {cpus}"));
+        }
+        let out = work();
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &before);
+        Ok(out)
+    }
+}
+
+/// Median time of one argon2id hash at m=19456 KiB, t=2, p=1 on one of `cpus`.
+pub fn argon2_hash_time(cpus: &str) -> Result<Duration> {
+    let first_cpu = cpus.split(',').next().unwrap_or("0").to_string();
+    pinned(&first_cpu, || -> Result<Duration> {
+        let params = Params::new(19_456, 2, 1, None).map_err(|e| anyhow!("{e}"))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::encode_b64(b"bench salt bytes").map_err(|e| anyhow!("{e}"))?;
+        let mut times = Vec::new();
+        for i in 0..12 {
+            let started = Instant::now();
+            argon2
+                .hash_password(format!("password {i}").as_bytes(), &salt)
+                .map_err(|e| anyhow!("{e}"))?;
+            if i > 1 {
+                times.push(started.elapsed());
+            }
+        }
+        times.sort();
+        Ok(times[times.len() / 2])
+    })?
+}
+
+/// RS256 signatures per second by one thread with a 2048-bit key parsed once.
+pub fn rs256_signs_per_sec(cpus: &str) -> Result<f64> {
+    let first_cpu = cpus.split(',').next().unwrap_or("0").to_string();
+    pinned(&first_cpu, || -> Result<f64> {
+        let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("keygen"))?;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let message = [b'x'; 400];
+        let mut signature = vec![0; key.public_modulus_len()];
+        let started = Instant::now();
+        let mut count = 0u64;
+        while started.elapsed() < Duration::from_secs(2) {
+            key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature)
+                .map_err(|_| anyhow!("sign"))?;
+            count += 1;
+        }
+        Ok(count as f64 / started.elapsed().as_secs_f64())
+    })?
+}
