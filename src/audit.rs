@@ -15,6 +15,8 @@ pub enum Event {
     RolesChanged,
     ClientCreated,
     ClientDeleted,
+    RefreshTokenReuse,
+    SessionsRevoked,
 }
 
 impl Event {
@@ -29,6 +31,8 @@ impl Event {
             Event::RolesChanged => "roles_changed",
             Event::ClientCreated => "client_created",
             Event::ClientDeleted => "client_deleted",
+            Event::RefreshTokenReuse => "refresh_token_reuse",
+            Event::SessionsRevoked => "sessions_revoked",
         }
     }
 }

@@ -40,6 +40,7 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub accounts: AccountSettings,
     pub throttle: ThrottleSettings,
+    pub purge: PurgeSettings,
     pub passwords: PasswordSettings,
     pub log: LogSettings,
 }
@@ -53,6 +54,7 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub cors_allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +81,15 @@ pub struct TokenSettings {
     pub id_token_ttl_secs: i64,
     pub refresh_idle_ttl_secs: i64,
     pub refresh_absolute_ttl_secs: i64,
+    pub refresh_reuse_grace_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeSettings {
+    pub interval_secs: u64,
+    pub retention_secs: i64,
+    pub batch_size: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +102,7 @@ pub struct AccountSettings {
 #[serde(deny_unknown_fields)]
 pub struct ThrottleSettings {
     pub account_free_attempts: i64,
+    pub account_total_free_attempts: i64,
     pub ip_free_attempts: i64,
     pub window_secs: i64,
     pub max_backoff_secs: i64,
@@ -212,12 +224,26 @@ impl Settings {
                 self.throttle.account_free_attempts,
             ),
             ("throttle.ip_free_attempts", self.throttle.ip_free_attempts),
+            (
+                "throttle.account_total_free_attempts",
+                self.throttle.account_total_free_attempts,
+            ),
             ("throttle.window_secs", self.throttle.window_secs),
             ("throttle.max_backoff_secs", self.throttle.max_backoff_secs),
         ] {
             if value < 1 {
                 return Err(ConfigError(format!("{key}: must be at least 1")));
             }
+        }
+        if !(0..=60).contains(&self.tokens.refresh_reuse_grace_secs) {
+            return Err(ConfigError(
+                "tokens.refresh_reuse_grace_secs: must be between 0 and 60".into(),
+            ));
+        }
+        if self.purge.batch_size < 1 || self.purge.retention_secs < 0 {
+            return Err(ConfigError(
+                "purge: batch_size must be at least 1 and retention_secs not negative".into(),
+            ));
         }
         if self.passwords.hash_queue == 0 {
             return Err(ConfigError(

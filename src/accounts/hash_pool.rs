@@ -89,8 +89,9 @@ impl HashPool {
         stored: Option<String>,
     ) -> Result<Verified, HashPoolError> {
         self.submit(move |hasher| match stored {
-            Some(phc) => hasher.verify(&password, &phc),
-            None => {
+            Some(phc) if hasher.is_parsable(&phc) => hasher.verify(&password, &phc),
+            // No hash, or one that cannot be parsed: spend the same time on the dummy.
+            _ => {
                 hasher.verify(&password, dummy_hash(hasher));
                 Verified::No
             }

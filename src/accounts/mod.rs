@@ -20,6 +20,8 @@ pub enum AccountError {
     InvalidEmail(String),
     #[error("password: {0}")]
     WeakPassword(String),
+    #[error("name: must be at most 200 characters, without control characters")]
+    InvalidName,
     #[error("role {0:?} is not a valid role name")]
     InvalidRole(String),
     #[error("an account with this email already exists")]
@@ -100,6 +102,11 @@ impl NewAccount {
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .map(String::from);
+        if let Some(name) = &name
+            && (name.chars().any(char::is_control) || name.chars().count() > 200)
+        {
+            return Err(AccountError::InvalidName);
+        }
         Ok(NewAccount {
             email,
             name,

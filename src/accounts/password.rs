@@ -66,6 +66,10 @@ impl Hasher {
             .map_err(|e| PasswordError::Hash(e.to_string()))
     }
 
+    pub fn is_parsable(&self, phc: &str) -> bool {
+        PasswordHash::new(phc).is_ok()
+    }
+
     /// Checks `password` against a PHC string; a malformed stored hash counts as a mismatch.
     pub fn verify(&self, password: &str, phc: &str) -> Verified {
         let Ok(parsed) = PasswordHash::new(phc) else {

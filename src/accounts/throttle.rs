@@ -1,10 +1,15 @@
-//! Brute-force protection for password logins, per account and per client IP.
+//! Brute-force protection for password logins.
 //!
 //! Every attempt is counted *before* its password is checked, inside a transaction that holds
-//! the counter's lock, so parallel attempts cannot all slip under the limit: with five free
+//! the counters' locks, so parallel attempts cannot all slip under the limit: with five free
 //! attempts, twenty parallel wrong passwords get five checks and fifteen `429`s. Past the free
 //! attempts each one opens a back-off (1 s, 2 s, 4 s … up to a ceiling); the window expiring
 //! or a successful login clears it, so nobody is locked out for good.
+//!
+//! Three counters: the account from one IP (strict: a guesser there is slowed at once), the
+//! account from everywhere (looser: a distributed guesser is slowed too, while one attacker
+//! cannot lock the owner out from the owner's own address), and the IP across accounts. Keys
+//! hold hashes, never the typed username, which may be a password in the wrong field.
 
 use diesel::Connection;
 
@@ -25,6 +30,13 @@ impl Policy {
             free_attempts: settings.account_free_attempts,
             window_secs: settings.window_secs,
             max_backoff_secs: settings.max_backoff_secs,
+        }
+    }
+
+    pub fn account_total(settings: &ThrottleSettings) -> Policy {
+        Policy {
+            free_attempts: settings.account_total_free_attempts,
+            ..Policy::account(settings)
         }
     }
 
@@ -64,12 +76,68 @@ impl Policy {
     }
 }
 
-pub fn account_key(email_lower: &str) -> String {
-    format!("account:{email_lower}")
+/// The counters one login attempt touches, in the fixed order they are locked.
+pub fn keys(
+    settings: &ThrottleSettings,
+    email_lower: &str,
+    ip: Option<&str>,
+) -> Vec<(String, Policy)> {
+    let account = crate::crypto::sha256_hex(email_lower.as_bytes());
+    match ip.map(ip_key) {
+        Some(ip) => vec![
+            (
+                format!(
+                    "pair:{}",
+                    crate::crypto::sha256_hex(format!("{account} {ip}").as_bytes())
+                ),
+                Policy::account(settings),
+            ),
+            (
+                format!("account:{account}"),
+                Policy::account_total(settings),
+            ),
+            (format!("ip:{ip}"), Policy::ip(settings)),
+        ],
+        None => vec![(format!("account:{account}"), Policy::account(settings))],
+    }
 }
 
-pub fn ip_key(ip: &str) -> String {
-    format!("ip:{ip}")
+/// IPv6 clients are counted by their /64: one host usually holds the whole prefix.
+fn ip_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or(ip.to_string(), |v4| v4.to_string()),
+        _ => ip.to_string(),
+    }
+}
+
+/// After a successful login: the account's counters start afresh, the IP gets its attempt back.
+pub fn succeeded(
+    conn: &mut DbConnection,
+    keys: &[(String, Policy)],
+    now: i64,
+) -> Result<(), DbError> {
+    for (key, _) in keys {
+        if key.starts_with("ip:") {
+            throttles::refund(conn, key)?;
+        } else {
+            throttles::reset(conn, key, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives every counter its attempt back (the password was never checked).
+pub fn release(conn: &mut DbConnection, keys: &[(String, Policy)]) -> Result<(), DbError> {
+    for (key, _) in keys {
+        throttles::refund(conn, key)?;
+    }
+    Ok(())
 }
 
 /// Counts one attempt against every key, all or nothing: `Ok(None)` to go ahead,
@@ -131,6 +199,14 @@ mod tests {
         assert_eq!(row.blocked_until, Some(now + 1 + 2));
         row = POLICY.attempt(&row, now + 3).expect("after the wait");
         assert_eq!(row.blocked_until, Some(now + 3 + 4));
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_prefix() {
+        assert_eq!(ip_key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(ip_key("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64");
+        assert_eq!(ip_key("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(ip_key("192.0.2.1"), "192.0.2.1");
     }
 
     #[test]

@@ -149,12 +149,21 @@ fn validate_redirect_uri(uri: &str) -> Result<(), String> {
 }
 
 /// How a client identified itself at the token endpoint (RFC 6749 §2.3.1).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum ClientAuth {
     /// `client_secret_basic` or `client_secret_post`.
     Secret { client_id: String, secret: String },
     /// A public client: its id, no secret.
     Public { client_id: String },
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::Secret { client_id, .. } => write!(f, "Secret({client_id}, [redacted])"),
+            ClientAuth::Public { client_id } => write!(f, "Public({client_id})"),
+        }
+    }
 }
 
 impl ClientAuth {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{audit_events, clients, signing_keys, users};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: String,
@@ -21,7 +21,7 @@ pub struct User {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Insertable)]
+#[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
     pub id: &'a str,
@@ -36,7 +36,7 @@ pub struct NewUser<'a> {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = clients)]
 pub struct Client {
     pub id: String,
@@ -53,7 +53,7 @@ pub struct Client {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Insertable)]
+#[derive(Insertable)]
 #[diesel(table_name = clients)]
 pub struct NewClient<'a> {
     pub id: &'a str,
@@ -106,7 +106,7 @@ pub struct RefreshFamily {
     pub revoked_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::db::schema::refresh_tokens)]
 pub struct RefreshToken {
     pub token_hash: String,
@@ -116,4 +116,54 @@ pub struct RefreshToken {
     pub issued_at: i64,
     pub idle_expires_at: i64,
     pub used_at: Option<i64>,
+}
+
+// Hand-written Debug for rows that hold hashes of secrets: a stray `{:?}` in a log line must
+// not print them.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("roles", &self.roles)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewUser<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("public", &self.secret_hash.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewClient<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewClient")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshToken")
+            .field("family_id", &self.family_id)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
 }

@@ -132,6 +132,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     signing_keys,
     login_throttles,
+    revoked_access_tokens,
 );
 
 diesel::table! {
@@ -140,5 +141,12 @@ diesel::table! {
         failures -> BigInt,
         window_started_at -> BigInt,
         blocked_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    revoked_access_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
     }
 }

@@ -56,9 +56,12 @@ pub fn mint(
         .split_whitespace()
         .map(String::from)
         .collect();
-    if audiences.is_empty() {
-        // No resource server named for this client: the token is for this provider's own
-        // endpoints (userinfo, admin).
+    // This provider is an audience when the token may be used at its own endpoints (userinfo
+    // needs openid, admin needs admin), or when the client names no resource server at all.
+    let for_us = scope
+        .split_whitespace()
+        .any(|s| s == "openid" || s == "admin");
+    if (audiences.is_empty() || for_us) && !audiences.contains(&svc.issuer) {
         audiences.push(svc.issuer.clone());
     }
     let (sub, roles, auth_time) = match &subject {

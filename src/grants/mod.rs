@@ -5,6 +5,7 @@
 pub mod client_credentials;
 mod issue;
 pub mod password;
+pub mod refresh;
 
 use std::collections::HashMap;
 
@@ -45,6 +46,12 @@ pub enum GrantError {
     Hashing(String),
 }
 
+impl From<diesel::result::Error> for GrantError {
+    fn from(e: diesel::result::Error) -> Self {
+        GrantError::Db(DbError::Query(e))
+    }
+}
+
 impl From<HashPoolError> for GrantError {
     fn from(e: HashPoolError) -> Self {
         match e {
@@ -56,13 +63,27 @@ impl From<HashPoolError> for GrantError {
 
 /// The token request's form parameters, each at most once (RFC 6749 §3.2), empty values
 /// treated as absent (§3.1).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Params(HashMap<String, String>);
+
+/// Names only: values include passwords, secrets and tokens.
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Params {
     pub fn parse(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Params, GrantError> {
         let mut map = HashMap::new();
         for (name, value) in pairs {
+            // NUL and other control characters have no business in OAuth parameters, and
+            // PostgreSQL text cannot hold NUL: refuse them here rather than fail later.
+            if name.chars().chain(value.chars()).any(char::is_control) {
+                return Err(GrantError::InvalidRequest(format!(
+                    "parameter {name:?} contains control characters"
+                )));
+            }
             if map.contains_key(&name) {
                 return Err(GrantError::InvalidRequest(format!(
                     "parameter {name:?} is repeated"
@@ -113,6 +134,7 @@ pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenRespons
     let issued = match grant_type.as_str() {
         "password" => password::grant(svc, &client, &request).await?,
         "client_credentials" => client_credentials::grant(svc, &client, &request.params)?,
+        "refresh_token" => refresh::grant(svc, &client, &request.params).await?,
         _ => return Err(GrantError::UnsupportedGrantType(grant_type)),
     };
     Ok(issued.into_response())

@@ -9,7 +9,7 @@ use super::issue::{Issued, Subject, mint};
 use super::{GrantError, TokenRequest, require_grant, resolve_scope};
 use crate::accounts::email::Email;
 use crate::accounts::password::Verified;
-use crate::accounts::throttle::{self, Policy};
+use crate::accounts::throttle;
 use crate::audit::{self, Event, Record};
 use crate::db::models::{Client, User};
 use crate::db::{DbError, repo};
@@ -32,18 +32,13 @@ pub async fn grant(
         .unwrap_or_else(|_| username.trim().to_lowercase());
 
     let now = svc.clock.now();
-    let mut keys = vec![(
-        throttle::account_key(&email_key),
-        Policy::account(&svc.settings.throttle),
-    )];
-    if let Some(ip) = &request.ip {
-        keys.push((throttle::ip_key(ip), Policy::ip(&svc.settings.throttle)));
-    }
+    let keys = throttle::keys(&svc.settings.throttle, &email_key, request.ip.as_deref());
     let lookup_key = email_key.clone();
+    let reserve_keys = keys.clone();
     let (throttled, user) = svc
         .db
         .run(move |conn| {
-            if let Some(wait) = throttle::reserve(conn, &keys, now)? {
+            if let Some(wait) = throttle::reserve(conn, &reserve_keys, now)? {
                 return Ok::<_, DbError>((Some(wait), None));
             }
             Ok((None, repo::users::find_by_email(conn, &lookup_key)?))
@@ -55,7 +50,17 @@ pub async fn grant(
     }
 
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let verified = svc.hashes.verify(password.clone(), stored).await?;
+    let verified = match svc.hashes.verify(password.clone(), stored).await {
+        Ok(verified) => verified,
+        Err(e) => {
+            // The password was never checked: the attempt does not count.
+            let keys = keys.clone();
+            svc.db
+                .run(move |conn| throttle::release(conn, &keys))
+                .await?;
+            return Err(e.into());
+        }
+    };
     let user = match (user, verified) {
         (Some(user), Verified::Yes | Verified::YesRehash) if user.disabled_at.is_none() => user,
         (user, _) => {
@@ -63,6 +68,16 @@ pub async fn grant(
             audit_attempt(svc, Event::LoginFailure, user_id, client, request).await?;
             return Err(GrantError::InvalidGrant(BAD_CREDENTIALS.into()));
         }
+    };
+    let scope = if request.params.get("scope").is_none() && !has_role(&user, "admin") {
+        // The client's default scope: leave out what this user may not have.
+        scope
+            .split_whitespace()
+            .filter(|s| *s != "admin")
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        scope
     };
     if scope.split_whitespace().any(|s| s == "admin") && !has_role(&user, "admin") {
         return Err(GrantError::InvalidScope(
@@ -100,16 +115,12 @@ pub async fn grant(
     };
     let client_id = client.id.clone();
     let ip = request.ip.clone();
-    let account_key = throttle::account_key(&email_key);
     let granted_scope = scope.clone();
     issued.refresh_token = svc
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
-                repo::throttles::delete(conn, &account_key)?;
-                if let Some(ip) = &ip {
-                    repo::throttles::refund(conn, &throttle::ip_key(ip))?;
-                }
+                throttle::succeeded(conn, &keys, now)?;
                 if let Some(hash) = &rehash {
                     repo::users::set_password_hash(conn, &user.id, hash, now)?;
                 }

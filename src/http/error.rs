@@ -118,6 +118,10 @@ impl From<AccountError> for ApiError {
                 field: "password",
                 message,
             },
+            e @ AccountError::InvalidName => ApiError::Validation {
+                field: "name",
+                message: e.to_string(),
+            },
             e @ AccountError::InvalidRole(_) => ApiError::Validation {
                 field: "roles",
                 message: e.to_string(),
@@ -152,8 +156,9 @@ impl ApiError {
             ApiError::UnauthorizedClient(_) => "unauthorized_client",
             ApiError::UnsupportedGrantType(_) => "unsupported_grant_type",
             ApiError::InvalidScope(_) => "invalid_scope",
-            // RFC 6750 §3.1: no error code when the request carried no token at all.
-            ApiError::MissingToken => "invalid_request",
+            // RFC 6750 §3.1 gives no error code when the request carried no token at all;
+            // the challenge header has none, and the body says plainly what is missing.
+            ApiError::MissingToken => "unauthorized",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::Forbidden(_) => "access_denied",

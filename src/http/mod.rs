@@ -168,8 +168,25 @@ pub async fn observe(
     Ok(response)
 }
 
-/// The client's address as the socket saw it. Forwarded headers are not trusted: anyone can
-/// send them, and throttling by IP would be bypassed.
-pub fn peer_ip(req: &actix_web::HttpRequest) -> Option<String> {
-    req.peer_addr().map(|addr| addr.ip().to_string())
+/// The client's address: the socket's peer, unless that peer is a trusted proxy, in which
+/// case the last X-Forwarded-For address that is not itself a trusted proxy. Forwarded headers
+/// from anyone else are ignored: a client must not choose the IP it is throttled by.
+pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[std::net::IpAddr]) -> Option<String> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer.to_string());
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    let client = forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer);
+    Some(client.to_string())
 }

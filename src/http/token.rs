@@ -24,7 +24,7 @@ pub async fn token(
     let request = TokenRequest {
         params,
         client,
-        ip: super::peer_ip(&req),
+        ip: super::client_ip(&req, &state.services.settings.server.trusted_proxies),
     };
     let response = grants::token(&state.services, request).await?;
     let mut http = HttpResponse::Ok().json(response);
@@ -95,7 +95,7 @@ fn parse_basic(value: &HeaderValue) -> Result<(String, String), ApiError> {
             .unwrap_or_default()
     };
     let (id, secret) = (unescape(id), unescape(secret));
-    if id.is_empty() {
+    if id.is_empty() || id.chars().chain(secret.chars()).any(char::is_control) {
         return Err(malformed());
     }
     Ok((id, secret))

@@ -29,7 +29,13 @@ pub async fn register(
         password,
         name,
     } = body.into_inner();
-    let user =
-        accounts::register(svc, &email, password, name.as_deref(), super::peer_ip(&req)).await?;
+    let user = accounts::register(
+        svc,
+        &email,
+        password,
+        name.as_deref(),
+        super::client_ip(&req, &state.services.settings.server.trusted_proxies),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }

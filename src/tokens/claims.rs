@@ -9,6 +9,13 @@ pub enum Audience {
 }
 
 impl Audience {
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
+
     pub fn from_list(mut list: Vec<String>) -> Audience {
         if list.len() == 1 {
             Audience::One(list.remove(0))

@@ -28,6 +28,8 @@ pub enum VerifyError {
     UnknownKey,
     #[error("the token is expired")]
     Expired,
+    #[error("the token is not meant for this server")]
+    WrongAudience,
     #[error("the token is invalid")]
     Invalid,
 }
@@ -58,8 +60,9 @@ pub fn sign<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> Result<Str
     Ok(token)
 }
 
-/// Verifies one of our access tokens: RS256 only, a published key, `typ` at+jwt, our issuer,
-/// not expired. The audience is the resource server's to check, not ours.
+/// Verifies an access token for use at this provider's own endpoints: RS256 only, a published
+/// key, `typ` at+jwt, our issuer, not expired, and this provider among its audiences (a token
+/// minted for another resource server must not be replayed here, RFC 9068 §4).
 pub fn verify_access_token(
     token: &str,
     ring: &KeyRing,
@@ -95,6 +98,9 @@ pub fn verify_access_token(
     // jsonwebtoken reads the clock itself; check against ours too, so tests can move it.
     if data.claims.exp <= now {
         return Err(VerifyError::Expired);
+    }
+    if !data.claims.aud.contains(issuer) {
+        return Err(VerifyError::WrongAudience);
     }
     Ok(data.claims)
 }

@@ -85,7 +85,11 @@ async fn the_password_grant_issues_tokens_that_verify_independently() {
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(claims["iss"], app.issuer.as_str());
     assert_eq!(claims["sub"], user_id.as_str());
-    assert_eq!(claims["aud"], "api");
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!(["api", app.issuer]),
+        "the client's resource server, and this provider because of openid"
+    );
     assert_eq!(claims["client_id"], client.0.as_str());
     assert_eq!(claims["scope"], "openid email profile api");
     assert_eq!(claims["roles"], serde_json::json!(["reader"]));
@@ -156,8 +160,13 @@ async fn scope_decides_the_id_token_and_its_claims() {
         .await;
     assert_eq!(
         response.status(),
-        400,
-        "the default includes admin, which Ann lacks"
+        200,
+        "no scope asked: the client's default"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body["scope"], "openid email profile api",
+        "admin is in the client's default but Ann lacks the role, so it is left out"
     );
     app.stop().await;
 }

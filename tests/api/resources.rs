@@ -94,7 +94,12 @@ async fn userinfo_releases_claims_by_scope() {
             .send()
             .await
             .expect("request");
-        assert_eq!(response.status(), 200, "{method}");
+        assert_eq!(
+            response.status(),
+            200,
+            "{method}: {:?}",
+            response.text().await
+        );
         let body: Value = response.json().await.expect("json");
         assert_eq!(
             body,
@@ -115,6 +120,34 @@ async fn userinfo_releases_claims_by_scope() {
     assert_eq!(body, json!({"sub": user_id, "name": "Test User"}));
 
     let no_openid = access_token(&app, &client, "ann@example.com", "api").await;
+    let response = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(&no_openid)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status(),
+        401,
+        "minted for \"api\" only, not for this server"
+    );
+    // A client naming no resource server gets tokens for this provider, openid or not.
+    let (plain_id, plain_secret) = app
+        .create_client(ClientSpec {
+            name: "plain".into(),
+            grant_types: vec!["password".into()],
+            scopes: vec!["email".into(), "openid".into()],
+            ..ClientSpec::default()
+        })
+        .await;
+    let no_openid = access_token(
+        &app,
+        &(plain_id, plain_secret.expect("secret")),
+        "ann@example.com",
+        "email",
+    )
+    .await;
     let response = app
         .client
         .get(app.url("/userinfo"))
@@ -407,10 +440,14 @@ async fn the_admin_api_needs_the_admin_scope_and_role() {
     .await;
     assert_eq!(response.status(), 422);
 
-    // A token without the admin scope, or from a user who lost the role since, is refused.
-    let plain = access_token(&app, &client, "root@example.com", "api").await;
+    // A token without the admin scope, one minted for another resource server, or one from a
+    // user who lost the role since, is refused.
+    let plain = access_token(&app, &client, "root@example.com", "openid").await;
     let response = call(reqwest::Method::GET, "/admin/users".into(), plain, None).await;
     assert_eq!(response.status(), 403);
+    let elsewhere = access_token(&app, &client, "root@example.com", "api").await;
+    let response = call(reqwest::Method::GET, "/admin/users".into(), elsewhere, None).await;
+    assert_eq!(response.status(), 401, "aud is only \"api\"");
     let out = env.cli(&["user", "roles", "--email", "root@example.com"], None);
     assert!(
         out.status.success(),

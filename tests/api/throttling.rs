@@ -145,3 +145,105 @@ async fn one_ip_has_a_ceiling_across_accounts() {
     assert_eq!(statuses, [400, 400, 400, 429, 429]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_guesser_elsewhere_cannot_lock_the_owner_out() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = app.first_party_client().await;
+    // The attacker's connections come from 127.0.0.2 (loopback, another source address).
+    let attacker = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().expect("ip"))
+        .build()
+        .expect("client");
+    let mut throttled = 0;
+    for i in 0..10 {
+        let response = attacker
+            .post(app.url("/token"))
+            .basic_auth(&client.0, Some(&client.1))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "ann@example.com"),
+                ("password", &format!("guess {i}")),
+            ])
+            .send()
+            .await
+            .expect("request");
+        if response.status() == 429 {
+            throttled += 1;
+        }
+    }
+    assert!(throttled >= 5, "the guesser is slowed: {throttled}");
+    let response = app
+        .password_login((&client.0, &client.1), "ann@example.com", PASSWORD, "api")
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the owner, from her own address, gets in"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_is_ignored_from_untrusted_peers() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.throttle.ip_free_attempts = 3;
+    let app = env.spawn_with(settings).await;
+    let client = app.first_party_client().await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let response = app
+            .client
+            .post(app.url("/token"))
+            .basic_auth(&client.0, Some(&client.1))
+            .header("X-Forwarded-For", format!("203.0.113.{i}"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", &format!("user{i}@example.com")),
+                ("password", "whatever pass"),
+            ])
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [400, 400, 400, 429, 429],
+        "a client cannot pick its IP"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_usernames_get_a_clear_error_not_a_500() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let client = app.first_party_client().await;
+    let long = "x".repeat(10_000);
+    for (username, expected) in [
+        ("ann\0@example.com", "invalid_request"),
+        (long.as_str(), "invalid_grant"),
+        ("' OR 1=1; --", "invalid_grant"),
+    ] {
+        let response = app
+            .password_login((&client.0, &client.1), username, "some password", "api")
+            .await;
+        assert_eq!(
+            response.status(),
+            400,
+            "{}",
+            &username[..username.len().min(20)]
+        );
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"], expected);
+    }
+    let response = app
+        .token(("client\0id", "x"), &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+}

@@ -3,7 +3,9 @@
 
 pub mod audit;
 pub mod clients;
+pub mod codes;
 pub mod refresh;
+pub mod revoked;
 pub mod signing_keys;
 pub mod throttles;
 pub mod users;

@@ -40,3 +40,125 @@ pub fn families_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<V
         .select(RefreshFamily::as_select())
         .load(conn)
 }
+
+/// Marks an unused token used; 1 if this call consumed it, 0 if it was used (or unknown)
+/// already. Always the first statement of a rotation: it takes the write lock at once, so
+/// concurrent rotations of one token queue here instead of racing (SQLite's WAL would refuse
+/// a transaction that read first and wrote later).
+pub fn mark_used(conn: &mut DbConnection, token_hash: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .find(token_hash)
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(now))
+    .execute(conn)
+}
+
+pub fn find_with_family(
+    conn: &mut DbConnection,
+    token_hash: &str,
+) -> QueryResult<Option<(RefreshToken, RefreshFamily)>> {
+    refresh_tokens::table
+        .inner_join(refresh_token_families::table)
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select((RefreshToken::as_select(), RefreshFamily::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// The token that replaced `parent_hash`, if it has not been used itself.
+pub fn unused_child(
+    conn: &mut DbConnection,
+    parent_hash: &str,
+) -> QueryResult<Option<RefreshToken>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::parent_hash.eq(parent_hash))
+        .filter(refresh_tokens::used_at.is_null())
+        .select(RefreshToken::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn revoke_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+    now: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_token_families::table
+            .find(family_id)
+            .filter(refresh_token_families::revoked_at.is_null()),
+    )
+    .set((
+        refresh_token_families::revoked_at.eq(now),
+        refresh_token_families::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}
+
+pub fn revoke_families_of_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_token_families::table
+            .filter(refresh_token_families::user_id.eq(user_id))
+            .filter(refresh_token_families::revoked_at.is_null()),
+    )
+    .set((
+        refresh_token_families::revoked_at.eq(now),
+        refresh_token_families::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}
+
+/// Deletes up to `batch` families revoked or past their absolute expiry before `cutoff`, or
+/// whose every token went idle before it (their tokens go with them).
+pub fn purge_families(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<usize> {
+    use diesel::dsl::{exists, not};
+    let live_token = refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq(refresh_token_families::id))
+        .filter(refresh_tokens::idle_expires_at.ge(cutoff));
+    let doomed = refresh_token_families::table
+        .filter(
+            refresh_token_families::revoked_at
+                .lt(cutoff)
+                .or(refresh_token_families::absolute_expires_at.lt(cutoff))
+                .or(not(exists(live_token))),
+        )
+        .select(refresh_token_families::id)
+        .limit(batch);
+    let ids: Vec<String> = doomed.load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(refresh_token_families::table.filter(refresh_token_families::id.eq_any(&ids)))
+        .execute(conn)
+}
+
+/// Deletes up to `batch` used tokens of live families that went idle before `cutoff`: too old
+/// to be presented again within any grace window, and past their own expiry.
+pub fn purge_used_tokens(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<usize> {
+    let hashes: Vec<String> = refresh_tokens::table
+        .filter(refresh_tokens::used_at.is_not_null())
+        .filter(refresh_tokens::idle_expires_at.lt(cutoff))
+        .select(refresh_tokens::token_hash)
+        .limit(batch)
+        .load(conn)?;
+    if hashes.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::token_hash.eq_any(&hashes)))
+        .execute(conn)
+}
+
+/// (families, tokens) in the tables: for tests and operators.
+pub fn counts(conn: &mut DbConnection) -> QueryResult<(i64, i64)> {
+    let families = refresh_token_families::table.count().get_result(conn)?;
+    let tokens = refresh_tokens::table.count().get_result(conn)?;
+    Ok((families, tokens))
+}

@@ -21,23 +21,29 @@ pub fn lock(conn: &mut DbConnection, key: &str, now: i64) -> QueryResult<Throttl
         window_started_at: now,
         blocked_until: None,
     };
-    // MultiConnection has no upsert: each backend says "insert unless present" its own way.
-    match conn {
-        DbConnection::Postgres(pg) => diesel::insert_into(login_throttles::table)
-            .values(&fresh)
-            .on_conflict_do_nothing()
-            .execute(pg)?,
-        DbConnection::Sqlite(lite) => diesel::insert_or_ignore_into(login_throttles::table)
-            .values(&fresh)
-            .execute(lite)?,
-    };
-    diesel::update(login_throttles::table.find(key))
-        .set(login_throttles::failures.eq(login_throttles::failures))
-        .execute(conn)?;
-    login_throttles::table
-        .find(key)
-        .select(ThrottleRow::as_select())
-        .first(conn)
+    // A purge may delete the row between the insert and the update; then go round again.
+    for _ in 0..3 {
+        // MultiConnection has no upsert: each backend says "insert unless present" its own way.
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(login_throttles::table)
+                .values(&fresh)
+                .on_conflict_do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(lite) => diesel::insert_or_ignore_into(login_throttles::table)
+                .values(&fresh)
+                .execute(lite)?,
+        };
+        let locked = diesel::update(login_throttles::table.find(key))
+            .set(login_throttles::failures.eq(login_throttles::failures))
+            .execute(conn)?;
+        if locked == 1 {
+            return login_throttles::table
+                .find(key)
+                .select(ThrottleRow::as_select())
+                .first(conn);
+        }
+    }
+    Err(diesel::result::Error::NotFound)
 }
 
 pub fn save(conn: &mut DbConnection, row: &ThrottleRow) -> QueryResult<()> {
@@ -47,8 +53,15 @@ pub fn save(conn: &mut DbConnection, row: &ThrottleRow) -> QueryResult<()> {
         .map(drop)
 }
 
-pub fn delete(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
-    diesel::delete(login_throttles::table.find(key))
+/// Clears a key's count and block (a successful login). The row stays: deleting it could
+/// race with a concurrent attempt that has just inserted-or-found it.
+pub fn reset(conn: &mut DbConnection, key: &str, now: i64) -> QueryResult<()> {
+    diesel::update(login_throttles::table.find(key))
+        .set((
+            login_throttles::failures.eq(0),
+            login_throttles::window_started_at.eq(now),
+            login_throttles::blocked_until.eq(None::<i64>),
+        ))
         .execute(conn)
         .map(drop)
 }
@@ -71,4 +84,23 @@ pub fn find(conn: &mut DbConnection, key: &str) -> QueryResult<Option<ThrottleRo
         .select(ThrottleRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// Deletes up to `batch` counters whose window ended before `cutoff` and that block nothing.
+pub fn purge(conn: &mut DbConnection, cutoff: i64, now: i64, batch: i64) -> QueryResult<usize> {
+    let keys: Vec<String> = login_throttles::table
+        .filter(login_throttles::window_started_at.lt(cutoff))
+        .filter(
+            login_throttles::blocked_until
+                .is_null()
+                .or(login_throttles::blocked_until.lt(now)),
+        )
+        .select(login_throttles::throttle_key)
+        .limit(batch)
+        .load(conn)?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(login_throttles::table.filter(login_throttles::throttle_key.eq_any(&keys)))
+        .execute(conn)
 }

@@ -1,0 +1,44 @@
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::revoked_access_tokens;
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = revoked_access_tokens)]
+struct Revoked<'a> {
+    jti: &'a str,
+    expires_at: i64,
+}
+
+/// Records an access token's `jti` as revoked until `expires_at`; revoking twice is a no-op.
+pub fn insert(conn: &mut DbConnection, jti: &str, expires_at: i64) -> QueryResult<()> {
+    let row = Revoked { jti, expires_at };
+    match conn {
+        DbConnection::Postgres(pg) => diesel::insert_into(revoked_access_tokens::table)
+            .values(&row)
+            .on_conflict_do_nothing()
+            .execute(pg)?,
+        DbConnection::Sqlite(lite) => diesel::insert_or_ignore_into(revoked_access_tokens::table)
+            .values(&row)
+            .execute(lite)?,
+    };
+    Ok(())
+}
+
+pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(revoked_access_tokens::table.find(jti))).get_result(conn)
+}
+
+/// Deletes up to `batch` records of tokens that have expired by now anyway.
+pub fn purge(conn: &mut DbConnection, now: i64, batch: i64) -> QueryResult<usize> {
+    let ids: Vec<String> = revoked_access_tokens::table
+        .filter(revoked_access_tokens::expires_at.lt(now))
+        .select(revoked_access_tokens::jti)
+        .limit(batch)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq_any(&ids)))
+        .execute(conn)
+}

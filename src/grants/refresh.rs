@@ -1,0 +1,201 @@
+//! RFC 6749 §6, the refresh grant, with rotation on every use and reuse detection
+//! (RFC 9700 §4.14.2): a refresh token works once; presenting a used one revokes its whole
+//! family, so a thief and the legitimate holder both lose it.
+//!
+//! One transaction does everything, starting with the conditional update that consumes the
+//! token, so of N concurrent presentations exactly one succeeds, on SQLite and PostgreSQL and
+//! across processes. Refusals that must leave no trace (wrong client, expired, bad scope) and
+//! any failure (signing, commit) roll the consumption back; only a detected reuse, which must
+//! revoke, commits a refusal.
+
+use diesel::Connection;
+use serde_json::json;
+
+use super::issue::{Issued, Subject, mint};
+use super::{GrantError, Params, require_grant};
+use crate::audit::{self, Event, Record};
+use crate::db::models::{Client, RefreshFamily, RefreshToken};
+use crate::db::{DbConnection, repo};
+use crate::services::Services;
+
+const INVALID: &str = "the refresh token is invalid, expired or revoked";
+
+enum Outcome {
+    Issued(Box<Issued>),
+    /// Refused, with a state change (a revoked family) that must be committed.
+    Refused,
+}
+
+pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<Issued, GrantError> {
+    require_grant(client, "refresh_token")?;
+    let hash = crate::crypto::sha256_hex(params.required("refresh_token")?.as_bytes());
+    let requested = params.get("scope").map(String::from);
+    let svc_inner = svc.clone();
+    let client = client.clone();
+    let now = svc.clock.now();
+    let outcome = svc
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                rotate(conn, &svc_inner, &client, &hash, requested.as_deref(), now)
+            })
+        })
+        .await?;
+    match outcome {
+        Outcome::Issued(issued) => Ok(*issued),
+        Outcome::Refused => Err(GrantError::InvalidGrant(INVALID.into())),
+    }
+}
+
+fn rotate(
+    conn: &mut DbConnection,
+    svc: &Services,
+    client: &Client,
+    hash: &str,
+    requested_scope: Option<&str>,
+    now: i64,
+) -> Result<Outcome, GrantError> {
+    let invalid = || GrantError::InvalidGrant(INVALID.into());
+    let consumed = repo::refresh::mark_used(conn, hash, now)? == 1;
+    let (token, family) = repo::refresh::find_with_family(conn, hash)?.ok_or_else(invalid)?;
+    if family.client_id != client.id || family.revoked_at.is_some() {
+        return Err(invalid());
+    }
+    if !consumed && !within_grace(conn, svc, &token, now)? {
+        revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
+        tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
+        return Ok(Outcome::Refused);
+    }
+    let user = repo::users::find_by_id(conn, &family.user_id)?;
+    let Some(user) =
+        user.filter(|u| u.disabled_at.is_none() && u.security_stamp == family.security_stamp)
+    else {
+        revoke(conn, &family, now, "user_changed", Event::SessionsRevoked)?;
+        return Ok(Outcome::Refused);
+    };
+    if now >= family.absolute_expires_at || now >= token.idle_expires_at {
+        return Err(invalid());
+    }
+    let scope = narrow_scope(&family.scope, requested_scope)?;
+    if scope.split_whitespace().any(|s| s == "admin")
+        && !user.roles.split_whitespace().any(|r| r == "admin")
+    {
+        return Err(GrantError::InvalidScope(
+            "scope \"admin\" needs the admin role".into(),
+        ));
+    }
+
+    let idle_secs = client
+        .refresh_idle_ttl_secs
+        .unwrap_or(svc.settings.tokens.refresh_idle_ttl_secs);
+    let next = crate::tokens::refresh::new_token()?;
+    repo::refresh::insert_token(
+        conn,
+        &RefreshToken {
+            token_hash: crate::crypto::sha256_hex(next.as_bytes()),
+            family_id: family.id.clone(),
+            parent_hash: Some(hash.to_string()),
+            scope: family.scope.clone(),
+            issued_at: now,
+            idle_expires_at: (now + idle_secs).min(family.absolute_expires_at),
+            used_at: None,
+        },
+    )?;
+    // Signed inside the transaction: if signing fails, the token is not consumed.
+    let mut issued = mint(
+        svc,
+        client,
+        Subject::User {
+            user: &user,
+            auth_time: family.auth_time,
+        },
+        &scope,
+        None,
+        now,
+    )?;
+    issued.refresh_token = Some(next);
+    Ok(Outcome::Issued(Box::new(issued)))
+}
+
+/// Within the grace window only the immediately previous token may be presented again: the
+/// one whose replacement is still unused. That replacement is retired and the caller gets a
+/// fresh pair in the same family.
+fn within_grace(
+    conn: &mut DbConnection,
+    svc: &Services,
+    token: &RefreshToken,
+    now: i64,
+) -> Result<bool, GrantError> {
+    let grace = svc.settings.tokens.refresh_reuse_grace_secs;
+    let Some(used_at) = token.used_at else {
+        return Ok(false);
+    };
+    if grace == 0 || now - used_at > grace {
+        return Ok(false);
+    }
+    let Some(child) = repo::refresh::unused_child(conn, &token.token_hash)? else {
+        return Ok(false);
+    };
+    Ok(repo::refresh::mark_used(conn, &child.token_hash, now)? == 1)
+}
+
+/// RFC 6749 §6: a narrower scope may be asked for, never a wider one than the login granted.
+fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, GrantError> {
+    let Some(requested) = requested else {
+        return Ok(granted.to_string());
+    };
+    let allowed: Vec<&str> = granted.split_whitespace().collect();
+    let mut scope: Vec<&str> = Vec::new();
+    for value in requested.split(' ').filter(|s| !s.is_empty()) {
+        if !allowed.contains(&value) {
+            return Err(GrantError::InvalidScope(format!(
+                "scope {value:?} was not granted at login"
+            )));
+        }
+        if !scope.contains(&value) {
+            scope.push(value);
+        }
+    }
+    Ok(scope.join(" "))
+}
+
+fn revoke(
+    conn: &mut DbConnection,
+    family: &RefreshFamily,
+    now: i64,
+    reason: &str,
+    event: Event,
+) -> Result<(), GrantError> {
+    if repo::refresh::revoke_family(conn, &family.id, now, reason)? > 0 {
+        audit::record(
+            conn,
+            event,
+            Record {
+                user_id: Some(&family.user_id),
+                client_id: Some(&family.client_id),
+                detail: Some(json!({ "family": family.id, "reason": reason })),
+                ..Record::default()
+            },
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_may_narrow_but_not_widen() {
+        assert_eq!(
+            narrow_scope("openid api", None).expect("same"),
+            "openid api"
+        );
+        assert_eq!(
+            narrow_scope("openid api", Some("api")).expect("narrower"),
+            "api"
+        );
+        assert!(narrow_scope("openid api", Some("api admin")).is_err());
+    }
+}
