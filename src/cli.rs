@@ -57,6 +57,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Delete expired and revoked tokens, codes and counters past their retention, now.
+    Purge,
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -88,6 +90,8 @@ pub enum UserCommand {
     Enable(UserRef),
     /// Replace a user's roles.
     Roles(UserRoles),
+    /// End every session of a user (revoke all refresh token families).
+    Logout(UserRef),
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +284,28 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             out.print(user_json(&user), || {
                 format!("{}: roles {:?}", user.email, user.roles)
             });
+            Ok(())
+        }
+        Command::Purge => {
+            let mut conn = connect(&settings)?;
+            let purged = crate::sessions::purge(
+                &mut conn,
+                &settings.purge,
+                settings.throttle.window_secs,
+                crate::db::now(),
+            )?;
+            out.print(serde_json::to_value(&purged)?, || format!("{purged:?}"));
+            Ok(())
+        }
+        Command::User(UserCommand::Logout(who)) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &who.email)?;
+            let revoked =
+                crate::sessions::logout_everywhere(&mut conn, &user.id, "cli", crate::db::now())?;
+            out.print(
+                json!({ "user": user.id, "revoked_sessions": revoked }),
+                || format!("{}: {revoked} session(s) ended", user.email),
+            );
             Ok(())
         }
         Command::Client(ClientCommand::Delete { client_id }) => {

@@ -12,6 +12,7 @@ pub mod grants;
 pub mod http;
 pub mod keys;
 pub mod services;
+pub mod sessions;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;

@@ -61,6 +61,8 @@ impl Application {
             clock,
         }));
 
+        crate::sessions::spawn_purge(state.services.clone());
+
         let body_limit = settings.server.body_limit_bytes;
         let cors_origins = settings.server.cors_allowed_origins.clone();
         let app_state = state.clone();

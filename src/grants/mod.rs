@@ -140,7 +140,8 @@ pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenRespons
     Ok(issued.into_response())
 }
 
-async fn authenticate_client(svc: &Services, auth: &ClientAuth) -> Result<Client, GrantError> {
+/// The client `auth` names, if the credentials prove it (`invalid_client` otherwise).
+pub async fn authenticate_client(svc: &Services, auth: &ClientAuth) -> Result<Client, GrantError> {
     let id = auth.client_id().to_string();
     let client = svc
         .db

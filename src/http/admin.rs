@@ -18,6 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/users/{id}/disable").route(web::post().to(disable_user)))
         .service(web::resource("/admin/users/{id}/enable").route(web::post().to(enable_user)))
         .service(web::resource("/admin/users/{id}/roles").route(web::put().to(set_roles)))
+        .service(web::resource("/admin/users/{id}/logout").route(web::post().to(logout_user)))
         .service(
             web::resource("/admin/clients")
                 .route(web::get().to(list_clients))
@@ -29,7 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The caller, if its token has the `admin` scope and it is, right now, an active user with
 /// the admin role (a role removed since the token was issued counts).
 async fn require_admin(req: &HttpRequest, svc: &Services) -> Result<String, ApiError> {
-    let claims = bearer::verify(req, svc)?;
+    let claims = bearer::authenticate(req, svc).await?;
     if !claims.has_scope("admin") {
         return Err(ApiError::InsufficientScope("admin"));
     }
@@ -197,4 +198,26 @@ fn audit_client(
         },
         now,
     )
+}
+
+async fn logout_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let admin = require_admin(&req, svc).await?;
+    let user_id = path.into_inner();
+    let now = svc.clock.now();
+    let revoked = svc
+        .db
+        .run(move |conn| {
+            if repo::users::find_by_id(conn, &user_id)?.is_none() {
+                return Ok(None);
+            }
+            crate::sessions::logout_everywhere(conn, &user_id, &admin, now).map(Some)
+        })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked_sessions": revoked })))
 }

@@ -5,10 +5,25 @@ use actix_web::HttpRequest;
 use actix_web::http::header;
 
 use super::error::ApiError;
+use crate::db::{DbError, repo};
 use crate::services::Services;
 use crate::tokens::{AccessClaims, verify_access_token};
 
-pub fn verify(req: &HttpRequest, svc: &Services) -> Result<AccessClaims, ApiError> {
+/// The token's claims, if it verifies for this server and has not been revoked.
+pub async fn authenticate(req: &HttpRequest, svc: &Services) -> Result<AccessClaims, ApiError> {
+    let claims = verify(req, svc)?;
+    let jti = claims.jti.clone();
+    let revoked = svc
+        .db
+        .run(move |conn| repo::revoked::is_revoked(conn, &jti).map_err(DbError::from))
+        .await?;
+    if revoked {
+        return Err(ApiError::InvalidToken("the token has been revoked".into()));
+    }
+    Ok(claims)
+}
+
+fn verify(req: &HttpRequest, svc: &Services) -> Result<AccessClaims, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)

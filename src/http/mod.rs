@@ -78,6 +78,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         web::scope("")
             .wrap(api_cors)
             .service(web::resource(token::PATH).route(web::post().to(token::token)))
+            .service(web::resource(token::REVOKE_PATH).route(web::post().to(token::revoke)))
+            .service(web::resource(token::INTROSPECT_PATH).route(web::post().to(token::introspect)))
+            .service(
+                web::resource(userinfo::LOGOUT_EVERYWHERE_PATH)
+                    .route(web::post().to(userinfo::logout_everywhere)),
+            )
             .service(
                 web::resource(userinfo::PATH)
                     .route(web::get().to(userinfo::userinfo))

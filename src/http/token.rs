@@ -12,6 +12,8 @@ use crate::clients::ClientAuth;
 use crate::grants::{self, Params, TokenRequest};
 
 pub const PATH: &str = "/token";
+pub const REVOKE_PATH: &str = "/revoke";
+pub const INTROSPECT_PATH: &str = "/introspect";
 
 pub async fn token(
     req: HttpRequest,
@@ -35,7 +37,7 @@ pub async fn token(
     Ok(http)
 }
 
-fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -53,7 +55,7 @@ fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
 
 /// RFC 6749 §2.3.1: Basic carries the form-urlencoded id and secret; the body may carry them
 /// instead; using both is refused.
-fn client_auth(req: &HttpRequest, params: &Params) -> Result<ClientAuth, ApiError> {
+pub(super) fn client_auth(req: &HttpRequest, params: &Params) -> Result<ClientAuth, ApiError> {
     let basic = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -99,4 +101,39 @@ fn parse_basic(value: &HeaderValue) -> Result<(String, String), ApiError> {
         return Err(malformed());
     }
     Ok((id, secret))
+}
+
+/// POST /revoke (RFC 7009): 200 whether or not the token was known.
+pub async fn revoke(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    require_form(&req)?;
+    let params = Params::parse(form_urlencoded::parse(&body).into_owned())?;
+    let client = grants::authenticate_client(svc, &client_auth(&req, &params)?).await?;
+    crate::sessions::revoke(svc, &client, params.required("token")?).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// POST /introspect (RFC 7662), for confidential clients (resource servers).
+pub async fn introspect(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    require_form(&req)?;
+    let params = Params::parse(form_urlencoded::parse(&body).into_owned())?;
+    let client = grants::authenticate_client(svc, &client_auth(&req, &params)?).await?;
+    if client.secret_hash.is_none() {
+        return Err(ApiError::InvalidClient);
+    }
+    let answer = crate::sessions::introspect(svc, params.required("token")?).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(answer))
 }

@@ -11,6 +11,7 @@ use crate::db::{DbError, repo};
 use crate::tokens::UserClaims;
 
 pub const PATH: &str = "/userinfo";
+pub const LOGOUT_EVERYWHERE_PATH: &str = "/logout-everywhere";
 
 #[derive(Serialize)]
 struct UserInfo {
@@ -24,7 +25,7 @@ pub async fn userinfo(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
-    let claims = bearer::verify(&req, svc)?;
+    let claims = bearer::authenticate(&req, svc).await?;
     if !claims.has_scope("openid") {
         return Err(ApiError::InsufficientScope("openid"));
     }
@@ -43,4 +44,30 @@ pub async fn userinfo(
             sub: user.id.clone(),
             claims: UserClaims::for_scope(&user, &claims.scope),
         }))
+}
+
+/// POST /logout-everywhere: ends every session (refresh token family) of the token's user,
+/// and revokes the token presented.
+pub async fn logout_everywhere(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let claims = bearer::authenticate(&req, svc).await?;
+    if claims.sub == claims.client_id {
+        return Err(ApiError::Forbidden(
+            "a client token has no user to log out".into(),
+        ));
+    }
+    let now = svc.clock.now();
+    let revoked = svc
+        .db
+        .run(move |conn| {
+            repo::revoked::insert(conn, &claims.jti, claims.exp)?;
+            crate::sessions::logout_everywhere(conn, &claims.sub, "self", now)
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "revoked_sessions": revoked })))
 }

@@ -70,7 +70,13 @@ impl Metadata {
             "token_endpoint": format!("{issuer}{}", super::token::PATH),
             "token_endpoint_auth_methods_supported":
                 ["client_secret_basic", "client_secret_post", "none"],
-            "grant_types_supported": ["password", "client_credentials"],
+            "grant_types_supported": ["password", "client_credentials", "refresh_token"],
+            "revocation_endpoint": format!("{issuer}{}", super::token::REVOKE_PATH),
+            "revocation_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint": format!("{issuer}{}", super::token::INTROSPECT_PATH),
+            "introspection_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post"],
             "response_types_supported": [],
             "scopes_supported": ["openid", "email", "profile"],
         });

@@ -60,10 +60,27 @@ pub fn sign<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> Result<Str
     Ok(token)
 }
 
-/// Verifies an access token for use at this provider's own endpoints: RS256 only, a published
-/// key, `typ` at+jwt, our issuer, not expired, and this provider among its audiences (a token
-/// minted for another resource server must not be replayed here, RFC 9068 §4).
+/// Verifies an access token for use at this provider's own endpoints: `decode_access_token`'s
+/// checks plus this provider among its audiences (a token minted for another resource server
+/// must not be replayed here, RFC 9068 §4).
 pub fn verify_access_token(
+    token: &str,
+    ring: &KeyRing,
+    issuer: &str,
+    now: i64,
+) -> Result<AccessClaims, VerifyError> {
+    let claims = decode_access_token(token, ring, issuer, now)?;
+    if claims.aud.contains(issuer) {
+        Ok(claims)
+    } else {
+        Err(VerifyError::WrongAudience)
+    }
+}
+
+/// Checks that `token` is one of our unexpired access tokens: RS256 only, a published key,
+/// `typ` at+jwt, our issuer. Used as is by introspection and revocation, which serve every
+/// audience.
+pub fn decode_access_token(
     token: &str,
     ring: &KeyRing,
     issuer: &str,
@@ -98,9 +115,6 @@ pub fn verify_access_token(
     // jsonwebtoken reads the clock itself; check against ours too, so tests can move it.
     if data.claims.exp <= now {
         return Err(VerifyError::Expired);
-    }
-    if !data.claims.aud.contains(issuer) {
-        return Err(VerifyError::WrongAudience);
     }
     Ok(data.claims)
 }

@@ -7,4 +7,6 @@ mod jwt;
 pub mod refresh;
 
 pub use claims::{AccessClaims, Audience, IdClaims, UserClaims};
-pub use jwt::{ACCESS_TOKEN_TYPE, TokenError, VerifyError, sign, verify_access_token};
+pub use jwt::{
+    ACCESS_TOKEN_TYPE, TokenError, VerifyError, decode_access_token, sign, verify_access_token,
+};

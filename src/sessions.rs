@@ -1,0 +1,230 @@
+//! Sessions after sign-in: refresh token families as login sessions, and what ends them or
+//! reports on them — revocation (RFC 7009), introspection (RFC 7662), log out everywhere, and
+//! the purge that keeps the tables from growing forever.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{self, Event, Record};
+use crate::config::PurgeSettings;
+use crate::db::models::Client;
+use crate::db::{DbConnection, DbError, repo};
+use crate::services::Services;
+use crate::tokens::{Audience, decode_access_token};
+
+/// RFC 7662 §2.2. Inactive tokens say nothing else.
+#[derive(Debug, Serialize, Default, PartialEq)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// Introspects a token of any audience: an access token must verify and not be revoked; a
+/// refresh token must be unused, unexpired, in a live family of an active user. Both kinds are
+/// cheap to recognise, so `token_type_hint` is not needed (RFC 7662 §2.1 lets it be ignored).
+pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, DbError> {
+    let now = svc.clock.now();
+    if let Ok(claims) = decode_access_token(token, &svc.keys.current(), &svc.issuer, now) {
+        let jti = claims.jti.clone();
+        let revoked = svc
+            .db
+            .run(move |conn| repo::revoked::is_revoked(conn, &jti).map_err(DbError::from))
+            .await?;
+        if revoked {
+            return Ok(Introspection::default());
+        }
+        return Ok(Introspection {
+            active: true,
+            token_type: Some("Bearer"),
+            sub: Some(claims.sub),
+            client_id: Some(claims.client_id),
+            scope: Some(claims.scope),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            iss: Some(claims.iss),
+            aud: Some(claims.aud),
+            jti: Some(claims.jti),
+        });
+    }
+    let hash = crate::crypto::sha256_hex(token.as_bytes());
+    svc.db
+        .run(move |conn| {
+            let Some((token, family)) = repo::refresh::find_with_family(conn, &hash)? else {
+                return Ok(Introspection::default());
+            };
+            let user = repo::users::find_by_id(conn, &family.user_id)?;
+            let live = family.revoked_at.is_none()
+                && token.used_at.is_none()
+                && now < token.idle_expires_at
+                && now < family.absolute_expires_at
+                && user.is_some_and(|u| {
+                    u.disabled_at.is_none() && u.security_stamp == family.security_stamp
+                });
+            if !live {
+                return Ok(Introspection::default());
+            }
+            Ok(Introspection {
+                active: true,
+                token_type: Some("refresh_token"),
+                sub: Some(family.user_id),
+                client_id: Some(family.client_id),
+                scope: Some(family.scope),
+                exp: Some(token.idle_expires_at.min(family.absolute_expires_at)),
+                iat: Some(token.issued_at),
+                ..Introspection::default()
+            })
+        })
+        .await
+}
+
+/// RFC 7009: revoking a refresh token revokes its family; revoking an access token records its
+/// `jti` until it expires. A token that is unknown, or was issued to another client, is left
+/// alone and the answer is the same, so nothing is revealed.
+/// As with introspection, `token_type_hint` is not needed to tell the kinds apart.
+pub async fn revoke(svc: &Services, client: &Client, token: &str) -> Result<(), DbError> {
+    let now = svc.clock.now();
+    if let Ok(claims) = decode_access_token(token, &svc.keys.current(), &svc.issuer, now) {
+        if claims.client_id == client.id {
+            let (jti, exp) = (claims.jti, claims.exp);
+            svc.db
+                .run(move |conn| repo::revoked::insert(conn, &jti, exp).map_err(DbError::from))
+                .await?;
+        }
+        return Ok(());
+    }
+    let hash = crate::crypto::sha256_hex(token.as_bytes());
+    let client_id = client.id.clone();
+    svc.db
+        .run(move |conn| {
+            let Some((_, family)) = repo::refresh::find_with_family(conn, &hash)? else {
+                return Ok(());
+            };
+            if family.client_id != client_id {
+                return Ok(());
+            }
+            if repo::refresh::revoke_family(conn, &family.id, now, "revoked")? > 0 {
+                audit::record(
+                    conn,
+                    Event::SessionsRevoked,
+                    Record {
+                        user_id: Some(&family.user_id),
+                        client_id: Some(&family.client_id),
+                        detail: Some(json!({ "family": family.id, "reason": "revocation" })),
+                        ..Record::default()
+                    },
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Ends every session of a user (all refresh token families); returns how many were live.
+pub fn logout_everywhere(
+    conn: &mut DbConnection,
+    user_id: &str,
+    actor: &str,
+    now: i64,
+) -> Result<usize, DbError> {
+    let revoked = repo::refresh::revoke_families_of_user(conn, user_id, now, "logout_everywhere")?;
+    audit::record(
+        conn,
+        Event::SessionsRevoked,
+        Record {
+            user_id: Some(user_id),
+            detail: Some(
+                json!({ "reason": "logout_everywhere", "by": actor, "families": revoked }),
+            ),
+            ..Record::default()
+        },
+        now,
+    )?;
+    Ok(revoked)
+}
+
+/// Rows the purge deleted.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Purged {
+    pub refresh_families: usize,
+    pub used_refresh_tokens: usize,
+    pub authorization_codes: usize,
+    pub revoked_access_tokens: usize,
+    pub login_throttles: usize,
+}
+
+/// Deletes what has been expired or revoked for longer than the retention, in batches of
+/// `batch_size`, each its own short statement.
+pub fn purge(
+    conn: &mut DbConnection,
+    settings: &PurgeSettings,
+    window_secs: i64,
+    now: i64,
+) -> Result<Purged, DbError> {
+    let cutoff = now - settings.retention_secs;
+    let batch = settings.batch_size;
+    let drain = |conn: &mut DbConnection,
+                 step: &dyn Fn(&mut DbConnection) -> diesel::QueryResult<usize>| {
+        let mut total = 0;
+        loop {
+            let deleted = step(conn)?;
+            total += deleted;
+            if deleted < batch as usize {
+                return Ok::<_, DbError>(total);
+            }
+        }
+    };
+    Ok(Purged {
+        refresh_families: drain(conn, &|c| repo::refresh::purge_families(c, cutoff, batch))?,
+        used_refresh_tokens: drain(conn, &|c| {
+            repo::refresh::purge_used_tokens(c, cutoff, batch)
+        })?,
+        authorization_codes: drain(conn, &|c| repo::codes::purge(c, cutoff, batch))?,
+        revoked_access_tokens: drain(conn, &|c| repo::revoked::purge(c, now, batch))?,
+        login_throttles: drain(conn, &|c| {
+            repo::throttles::purge(c, now - window_secs, now, batch)
+        })?,
+    })
+}
+
+/// Runs the purge every `interval_secs` until the process ends.
+pub fn spawn_purge(svc: Services) {
+    let interval = svc.settings.purge.interval_secs;
+    if interval == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(interval));
+        ticker.tick().await; // the first tick is immediate; start-up stays fast
+        loop {
+            ticker.tick().await;
+            let settings = svc.settings.clone();
+            let now = svc.clock.now();
+            let result = svc
+                .db
+                .run(move |conn| purge(conn, &settings.purge, settings.throttle.window_secs, now))
+                .await;
+            match result {
+                Ok(purged) => tracing::info!(?purged, "purge finished"),
+                Err(error) => tracing::warn!(%error, "purge failed"),
+            }
+        }
+    });
+}
