@@ -1,12 +1,8 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 use tessera::db::Database;
 use tessera::db::repo;
 
-use crate::helpers::{TestEnv, run_cli, stdout_json};
+use crate::helpers::{ServerProcess, TestEnv, run_cli, stdout_json};
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).trim().to_string()
@@ -270,68 +266,17 @@ fn an_unwritable_keys_directory_is_one_clear_line() {
 }
 
 /// The binary as an operator runs it: serves JWKS, then stops cleanly on SIGTERM.
-#[test]
-fn serve_answers_and_stops_cleanly_on_sigterm() {
+#[tokio::test]
+async fn serve_answers_and_stops_cleanly_on_sigterm() {
     let env = TestEnv::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
-        .env("DATABASE_URL", &env.db.url)
-        .env("TESSERA_KEYS_DIR", env.keys_dir())
-        .env("TESSERA_LOG", "info")
-        .current_dir(env.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("a log line before exit")
-            .expect("utf-8");
-        let event: Value = serde_json::from_str(&line).expect("JSON log line");
-        if event["message"] == "listening" {
-            break event["address"].as_str().expect("address").to_string();
-        }
-    };
-    let jwks: Value = reqwest::blocking_get(&format!("http://{address}/.well-known/jwks.json"));
+    let server = ServerProcess::start(&env);
+    let jwks: Value = ::reqwest::get(format!("{}/.well-known/jwks.json", server.address))
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "stops within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(exit.success(), "exit status {exit:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(!rest.iter().any(|l| l.contains("panicked")), "{rest:?}");
-}
-
-mod reqwest {
-    /// A GET from a plain test thread (the server runs in its own process).
-    pub fn blocking_get(url: &str) -> serde_json::Value {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            ::reqwest::get(url)
-                .await
-                .expect("request")
-                .json()
-                .await
-                .expect("json")
-        })
-    }
+    let status = server.stop();
+    assert!(status.success(), "exit status {status:?}");
 }

@@ -335,3 +335,67 @@ fn database_names_are_swapped_in_urls() {
         "postgres://u@h/x?sslmode=disable"
     );
 }
+
+/// The real binary serving on a free port against a test's database and keys: a second
+/// server process beside the in-process one.
+pub struct ServerProcess {
+    pub address: String,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub fn start(env: &TestEnv) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+            .env("DATABASE_URL", &env.db.url)
+            .env("TESSERA_KEYS_DIR", env.keys_dir())
+            .env("TESSERA_LOG", "tessera::startup=info,warn")
+            .current_dir(env.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tessera starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("a log line before exit")
+                .expect("utf-8");
+            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if event["message"] == "listening" {
+                break event["address"].as_str().expect("address").to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess {
+            address: format!("http://{address}"),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "stops within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

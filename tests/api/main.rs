@@ -12,6 +12,7 @@ mod errors;
 mod health;
 mod keys;
 mod password_grant;
+mod refresh;
 mod resources;
 mod throttling;
 mod wellknown;

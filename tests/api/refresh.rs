@@ -1,0 +1,558 @@
+//! Refresh tokens: rotation, reuse detection, grace window, atomicity, lifetimes, revocation,
+//! introspection, log out everywhere and purge.
+
+use diesel::connection::SimpleConnection;
+use serde_json::{Value, json};
+use tessera::clients::ClientSpec;
+use tessera::db::{DbConnection, DbError};
+
+use crate::helpers::{TestApp, TestEnv};
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Login {
+    access: String,
+    refresh: String,
+}
+
+async fn login(app: &TestApp, client: &(String, String), scope: &str) -> Login {
+    let response = app
+        .password_login((&client.0, &client.1), "ann@example.com", PASSWORD, scope)
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    Login {
+        access: body["access_token"].as_str().expect("access").into(),
+        refresh: body["refresh_token"].as_str().expect("refresh").into(),
+    }
+}
+
+async fn refresh(
+    app: &TestApp,
+    client: &(String, String),
+    token: &str,
+    scope: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    app.token((&client.0, &client.1), &form).await
+}
+
+/// Refreshes and returns the new pair, asserting success.
+async fn rotate(app: &TestApp, client: &(String, String), token: &str) -> Login {
+    let response = refresh(app, client, token, None).await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let body: Value = response.json().await.expect("json");
+    Login {
+        access: body["access_token"].as_str().expect("access").into(),
+        refresh: body["refresh_token"].as_str().expect("refresh").into(),
+    }
+}
+
+async fn assert_refused(app: &TestApp, client: &(String, String), token: &str) {
+    let response = refresh(app, client, token, None).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+async fn setup_with(
+    env: &TestEnv,
+    settings: tessera::config::Settings,
+) -> (TestApp, String, (String, String)) {
+    let app = env.spawn_with(settings).await;
+    let user = app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = app.first_party_client().await;
+    (app, user, client)
+}
+
+#[tokio::test]
+async fn every_refresh_rotates_and_a_replay_kills_the_family() {
+    let env = TestEnv::new();
+    let (app, user, client) = setup_with(&env, env.settings()).await;
+    let first = login(&app, &client, "openid api").await;
+    let second = rotate(&app, &client, &first.refresh).await;
+    assert_ne!(second.refresh, first.refresh);
+    assert_ne!(second.access, first.access);
+    let (_, claims) = crate::password_grant::verify_independently(&app, &second.access).await;
+    assert_eq!(claims["sub"], user.as_str());
+    let third = rotate(&app, &client, &second.refresh).await;
+
+    // A replay of an old token: refused, and the whole family dies, the newest token too.
+    assert_refused(&app, &client, &first.refresh).await;
+    assert_refused(&app, &client, &third.refresh).await;
+    assert!(
+        app.audit_events(&user)
+            .await
+            .contains(&"refresh_token_reuse".to_string())
+    );
+    // Another session of the same user is untouched.
+    let other = login(&app, &client, "api").await;
+    rotate(&app, &client, &other.refresh).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_no_grace_window_the_previous_token_is_reuse_at_once() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let first = login(&app, &client, "api").await;
+    let second = rotate(&app, &client, &first.refresh).await;
+    assert_refused(&app, &client, &first.refresh).await;
+    assert_refused(&app, &client, &second.refresh).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn within_the_grace_window_only_the_previous_token_gets_a_fresh_pair() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.tokens.refresh_reuse_grace_secs = 10;
+    let (app, _user, client) = setup_with(&env, settings).await;
+
+    // The response carrying `second` is lost; the client retries with `first` in time.
+    let first = login(&app, &client, "api").await;
+    let _lost = rotate(&app, &client, &first.refresh).await;
+    app.clock.advance(5);
+    let retried = rotate(&app, &client, &first.refresh).await;
+    let next = rotate(&app, &client, &retried.refresh).await;
+    // `first` is now two steps back: reuse, even inside the window.
+    assert_refused(&app, &client, &first.refresh).await;
+    assert_refused(&app, &client, &next.refresh).await;
+
+    // After the window, the previous token is reuse too.
+    let first = login(&app, &client, "api").await;
+    let second = rotate(&app, &client, &first.refresh).await;
+    app.clock.advance(11);
+    assert_refused(&app, &client, &first.refresh).await;
+    assert_refused(&app, &client, &second.refresh).await;
+    app.stop().await;
+}
+
+async fn race(app: &TestApp, client: &(String, String), token: &str, n: usize) -> Vec<u16> {
+    let attempts =
+        (0..n).map(|_| async { refresh(app, client, token, None).await.status().as_u16() });
+    futures::future::join_all(attempts).await
+}
+
+#[tokio::test]
+async fn sixteen_concurrent_refreshes_of_one_token_give_exactly_one_success() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let first = login(&app, &client, "api").await;
+    let statuses = race(&app, &client, &first.refresh, 16).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        15,
+        "{statuses:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_server_processes_on_one_database_give_exactly_one_success() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let other = crate::helpers::ServerProcess::start(&env);
+    let first = login(&app, &client, "api").await;
+    let there = reqwest::Client::new();
+    let remote = (0..8).map(|_| {
+        there
+            .post(format!("{}/token", other.address))
+            .basic_auth(&client.0, Some(&client.1))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", first.refresh.as_str()),
+            ])
+            .send()
+    });
+    let (here, there) = tokio::join!(
+        race(&app, &client, &first.refresh, 8),
+        futures::future::join_all(remote)
+    );
+    let mut statuses = here;
+    statuses.extend(
+        there
+            .into_iter()
+            .map(|r| r.expect("request").status().as_u16()),
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+    other.stop();
+    app.stop().await;
+}
+
+async fn execute(app: &TestApp, sqlite: &'static str, postgres: &'static str) {
+    app.state
+        .services
+        .db
+        .run(move |conn| {
+            match conn {
+                DbConnection::Sqlite(c) => c.batch_execute(sqlite),
+                DbConnection::Postgres(c) => c.batch_execute(postgres),
+            }
+            .map_err(DbError::from)
+        })
+        .await
+        .expect("sql");
+}
+
+#[tokio::test]
+async fn a_failure_after_the_check_leaves_the_token_usable() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let first = login(&app, &client, "api").await;
+    // Every insert of a new refresh token now fails: the rotation fails after it consumed the
+    // presented token, inside its transaction.
+    execute(
+        &app,
+        "CREATE TRIGGER fail_refresh BEFORE INSERT ON refresh_tokens BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        "CREATE FUNCTION fail_refresh() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER fail_refresh BEFORE INSERT ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION fail_refresh();",
+    )
+    .await;
+    let response = refresh(&app, &client, &first.refresh, None).await;
+    assert_eq!(response.status(), 500);
+    let body = response.text().await.expect("body");
+    assert!(
+        !body.contains("injected"),
+        "no internals in the body: {body}"
+    );
+    execute(
+        &app,
+        "DROP TRIGGER fail_refresh;",
+        "DROP TRIGGER fail_refresh ON refresh_tokens;",
+    )
+    .await;
+    rotate(&app, &client, &first.refresh).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idle_and_absolute_expiry() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.tokens.refresh_idle_ttl_secs = 100;
+    settings.tokens.refresh_absolute_ttl_secs = 250;
+    let (app, _user, client) = setup_with(&env, settings).await;
+
+    let idle = login(&app, &client, "api").await;
+    app.clock.advance(100);
+    assert_refused(&app, &client, &idle.refresh).await;
+
+    let mut current = login(&app, &client, "api").await;
+    for _ in 0..2 {
+        app.clock.advance(90);
+        current = rotate(&app, &client, &current.refresh).await;
+    }
+    app.clock.advance(90); // 270 s after login: past the absolute limit, though never idle
+    assert_refused(&app, &client, &current.refresh).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn scope_may_narrow_never_widen_and_a_refusal_consumes_nothing() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let first = login(&app, &client, "openid api").await;
+    let response = refresh(&app, &client, &first.refresh, Some("api")).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["scope"], "api");
+    assert!(body.get("id_token").is_none());
+    let narrowed = body["refresh_token"].as_str().expect("refresh").to_string();
+
+    let response = refresh(&app, &client, &narrowed, Some("api email")).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "invalid_scope"
+    );
+    // The refused request consumed nothing; the original grant's scope is still available.
+    let response = refresh(&app, &client, &narrowed, Some("openid api")).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["scope"], "openid api");
+    assert!(body["id_token"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_works_only_for_its_own_client() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let other = app.first_party_client().await;
+    let first = login(&app, &client, "api").await;
+    assert_refused(&app, &other, &first.refresh).await;
+    rotate(&app, &client, &first.refresh).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_users_changed_stamps_and_deleted_clients_end_the_family() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let session = login(&app, &client, "api").await;
+    let out = env.cli(&["user", "disable", "--email", "ann@example.com"], None);
+    assert!(out.status.success());
+    assert_refused(&app, &client, &session.refresh).await;
+    let out = env.cli(&["user", "enable", "--email", "ann@example.com"], None);
+    assert!(out.status.success());
+    // Enabling changed the stamp again: the old session stays dead.
+    assert_refused(&app, &client, &session.refresh).await;
+
+    let session = login(&app, &client, "api").await;
+    let out = env.cli(&["client", "delete", "--client-id", &client.0], None);
+    assert!(out.status.success());
+    let response = refresh(&app, &client, &session.refresh, None).await;
+    assert_eq!(response.status(), 401, "the client is gone");
+    app.stop().await;
+}
+
+async fn introspect(app: &TestApp, client: &(String, String), token: &str) -> Value {
+    let response = app
+        .client
+        .post(app.url("/introspect"))
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+async fn revoke(app: &TestApp, client: &(String, String), token: &str) -> u16 {
+    app.client
+        .post(app.url("/revoke"))
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn introspection_describes_live_tokens_and_nothing_else() {
+    let env = TestEnv::new();
+    let (app, user, client) = setup_with(&env, env.settings()).await;
+    let session = login(&app, &client, "openid api").await;
+
+    let access = introspect(&app, &client, &session.access).await;
+    assert_eq!(access["active"], true);
+    assert_eq!(access["token_type"], "Bearer");
+    assert_eq!(access["sub"], user.as_str());
+    assert_eq!(access["client_id"], client.0.as_str());
+    assert_eq!(access["scope"], "openid api");
+    assert!(access["exp"].is_i64() && access["iat"].is_i64());
+
+    let refresh_info = introspect(&app, &client, &session.refresh).await;
+    assert_eq!(refresh_info["active"], true);
+    assert_eq!(refresh_info["token_type"], "refresh_token");
+    assert_eq!(refresh_info["sub"], user.as_str());
+
+    for dead in ["garbage", "a.b.c", &format!("{}x", session.access)] {
+        assert_eq!(
+            introspect(&app, &client, dead).await,
+            json!({"active": false})
+        );
+    }
+    rotate(&app, &client, &session.refresh).await;
+    assert_eq!(
+        introspect(&app, &client, &session.refresh).await,
+        json!({"active": false}),
+        "used"
+    );
+    app.clock.advance(901);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await,
+        json!({"active": false}),
+        "expired"
+    );
+
+    let (public, _) = app
+        .create_client(ClientSpec {
+            name: "spa".into(),
+            public: true,
+            grant_types: vec!["password".into()],
+            ..ClientSpec::default()
+        })
+        .await;
+    let response = app
+        .client
+        .post(app.url("/introspect"))
+        .form(&[
+            ("token", session.access.as_str()),
+            ("client_id", public.as_str()),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401, "public clients may not introspect");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_ends_refresh_families_and_access_tokens() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let session = login(&app, &client, "openid api").await;
+    let newer = rotate(&app, &client, &session.refresh).await;
+
+    // Revoking an old refresh token of the family revokes the family, newest token included.
+    assert_eq!(revoke(&app, &client, &session.refresh).await, 200);
+    assert_refused(&app, &client, &newer.refresh).await;
+    assert_eq!(
+        introspect(&app, &client, &newer.refresh).await["active"],
+        false
+    );
+
+    // An access token: inactive at introspection and at this server's own endpoints.
+    let session = login(&app, &client, "openid api").await;
+    assert_eq!(revoke(&app, &client, &session.access).await, 200);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await["active"],
+        false
+    );
+    let userinfo = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(&session.access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(userinfo.status(), 401);
+
+    // Unknown tokens: 200, as RFC 7009 §2.2 says. Another client's token: 200, untouched.
+    assert_eq!(revoke(&app, &client, "never issued").await, 200);
+    let other = app.first_party_client().await;
+    let session = login(&app, &client, "api").await;
+    assert_eq!(revoke(&app, &other, &session.refresh).await, 200);
+    rotate(&app, &client, &session.refresh).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn log_out_everywhere_ends_every_session_of_the_user() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let phone = login(&app, &client, "openid api").await;
+    let laptop = login(&app, &client, "openid api").await;
+    let response = app
+        .client
+        .post(app.url("/logout-everywhere"))
+        .bearer_auth(&laptop.access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["revoked_sessions"],
+        2
+    );
+    assert_refused(&app, &client, &phone.refresh).await;
+    assert_refused(&app, &client, &laptop.refresh).await;
+    let userinfo = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(&laptop.access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        userinfo.status(),
+        401,
+        "the token that asked is revoked too"
+    );
+
+    // The CLI does the same for any user.
+    let tablet = login(&app, &client, "api").await;
+    let out = env.cli(&["user", "logout", "--email", "ann@example.com"], None);
+    assert_eq!(crate::helpers::stdout_json(&out)["revoked_sessions"], 1);
+    assert_refused(&app, &client, &tablet.refresh).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn purge_deletes_only_what_is_past_retention() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.tokens.refresh_idle_ttl_secs = 100;
+    let (app, _user, client) = setup_with(&env, settings).await;
+    let dead = login(&app, &client, "api").await;
+    assert_eq!(revoke(&app, &client, &dead.refresh).await, 200);
+    let idle = login(&app, &client, "api").await;
+    let revoked_access = login(&app, &client, "api").await;
+    assert_eq!(revoke(&app, &client, &revoked_access.access).await, 200);
+    let svc = app.state.services.clone();
+    let counts = || {
+        let db = svc.db.clone();
+        async move {
+            db.run(|conn| tessera::db::repo::refresh::counts(conn).map_err(DbError::from))
+                .await
+                .expect("counts")
+        }
+    };
+    assert_eq!(counts().await, (3, 3));
+
+    // Within retention nothing goes.
+    let purge = |now: i64| {
+        let svc = svc.clone();
+        async move {
+            let settings = svc.settings.clone();
+            svc.db
+                .run(move |conn| {
+                    tessera::sessions::purge(
+                        conn,
+                        &settings.purge,
+                        settings.throttle.window_secs,
+                        now,
+                    )
+                })
+                .await
+                .expect("purge")
+        }
+    };
+    let purged = purge(app.clock.now() + 200).await;
+    assert_eq!(purged.refresh_families, 0);
+    assert_eq!(purged.revoked_access_tokens, 0);
+
+    // A live session is kept going; the rest passes retention.
+    let retention = app.settings.purge.retention_secs;
+    let mut live = login(&app, &client, "api").await;
+    for _ in 0..((retention + 200) / 90 + 1) {
+        app.clock.advance(90);
+        live = rotate(&app, &client, &live.refresh).await;
+    }
+    let purged = purge(app.clock.now()).await;
+    assert_eq!(
+        purged.refresh_families, 3,
+        "revoked, idle, and the one whose access token was revoked went idle"
+    );
+    assert_eq!(purged.revoked_access_tokens, 1);
+    assert!(
+        purged.used_refresh_tokens > 0,
+        "old used tokens of the live family"
+    );
+    let (families, _) = counts().await;
+    assert_eq!(families, 1);
+    rotate(&app, &client, &live.refresh).await;
+    let _ = idle;
+    app.stop().await;
+}
