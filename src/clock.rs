@@ -1,5 +1,5 @@
-//! The time, in epoch seconds. Production reads the system clock; tests move it forward to
-//! expire things without sleeping.
+//! The time, in epoch seconds. Production reads the system clock; tests stop it or move it
+//! forward to expire things without sleeping.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
     offset_secs: Arc<AtomicI64>,
+    /// When set, the clock stands still at this time (plus any advance).
+    frozen_at: Option<i64>,
 }
 
 impl Clock {
@@ -14,8 +16,18 @@ impl Clock {
         Clock::default()
     }
 
+    /// A clock that does not move by itself: a burst of requests all happens at one instant.
+    pub fn frozen() -> Clock {
+        Clock {
+            frozen_at: Some(chrono::Utc::now().timestamp()),
+            ..Clock::default()
+        }
+    }
+
     pub fn now(&self) -> i64 {
-        chrono::Utc::now().timestamp() + self.offset_secs.load(Ordering::Relaxed)
+        self.frozen_at
+            .unwrap_or_else(|| chrono::Utc::now().timestamp())
+            + self.offset_secs.load(Ordering::Relaxed)
     }
 
     /// Moves this clock (and every clone of it) forward.

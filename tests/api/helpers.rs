@@ -242,8 +242,10 @@ impl TestEnv {
         self.spawn_with(self.settings()).await
     }
 
+    /// With a stopped clock, so nothing a test does can expire by itself on a slow machine;
+    /// tests move it with `app.clock.advance`.
     pub async fn spawn_with(&self, settings: Settings) -> TestApp {
-        self.spawn_with_clock(settings, Clock::system()).await
+        self.spawn_with_clock(settings, Clock::frozen()).await
     }
 
     pub async fn spawn_with_clock(&self, settings: Settings, clock: Clock) -> TestApp {

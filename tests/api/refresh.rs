@@ -497,7 +497,7 @@ async fn purge_deletes_only_what_is_past_retention() {
     let (app, _user, client) = setup_with(&env, settings).await;
     let dead = login(&app, &client, "api").await;
     assert_eq!(revoke(&app, &client, &dead.refresh).await, 200);
-    let idle = login(&app, &client, "api").await;
+    let _idle = login(&app, &client, "api").await;
     let revoked_access = login(&app, &client, "api").await;
     assert_eq!(revoke(&app, &client, &revoked_access.access).await, 200);
     let svc = app.state.services.clone();
@@ -553,6 +553,5 @@ async fn purge_deletes_only_what_is_past_retention() {
     let (families, _) = counts().await;
     assert_eq!(families, 1);
     rotate(&app, &client, &live.refresh).await;
-    let _ = idle;
     app.stop().await;
 }

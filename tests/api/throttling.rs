@@ -18,6 +18,8 @@ async fn count(app: &crate::helpers::TestApp, event: &'static str) -> i64 {
 #[tokio::test]
 async fn parallel_wrong_passwords_cannot_exceed_the_limit() {
     let env = TestEnv::new();
+    // The test clock stands still: the back-off opened by the fifth attempt cannot run out
+    // mid-burst on a slow machine.
     let app = env.spawn().await;
     app.create_user("ann@example.com", PASSWORD, &[]).await;
     let client = app.first_party_client().await;
