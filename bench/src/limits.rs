@@ -69,3 +69,26 @@ pub fn rs256_signs_per_sec(cpus: &str) -> Result<f64> {
         Ok(count as f64 / started.elapsed().as_secs_f64())
     })?
 }
+
+/// Single-row updates per second, each its own transaction, on `database_url` from one
+/// connection: the most a refresh (one transaction) could ever reach on this database.
+pub fn single_row_updates_per_sec(database_url: &str) -> Result<f64> {
+    use diesel::connection::SimpleConnection;
+    let mut settings = tessera::config::Settings::defaults()?;
+    settings.database.url = database_url.to_string();
+    let db = tessera::db::Database::connect(&settings.database)?;
+    let mut conn = db.get()?;
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS bench_counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
+         DELETE FROM bench_counter; INSERT INTO bench_counter (id, n) VALUES (1, 0);",
+    )?;
+    let started = Instant::now();
+    let mut count = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        conn.batch_execute("UPDATE bench_counter SET n = n + 1 WHERE id = 1")?;
+        count += 1;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    conn.batch_execute("DROP TABLE bench_counter")?;
+    Ok(rate)
+}

@@ -14,7 +14,13 @@ pub struct Oha {
 
 pub struct Request {
     url: String,
-    form: Option<(String, String)>,
+    form: Option<(String, Body)>,
+}
+
+enum Body {
+    Fixed(String),
+    /// A file of bodies, one per line; oha picks a line at random for each request.
+    Lines(std::path::PathBuf),
 }
 
 impl Request {
@@ -29,7 +35,26 @@ impl Request {
     pub fn form(url: &str, client_id: &str, secret: &str, body: &str) -> Request {
         Request {
             url: url.to_string(),
-            form: Some((format!("{client_id}:{secret}"), body.to_string())),
+            form: Some((
+                format!("{client_id}:{secret}"),
+                Body::Fixed(body.to_string()),
+            )),
+        }
+    }
+
+    /// As `form`, each request's body a random line of `lines`.
+    pub fn form_lines(
+        url: &str,
+        client_id: &str,
+        secret: &str,
+        lines: &std::path::Path,
+    ) -> Request {
+        Request {
+            url: url.to_string(),
+            form: Some((
+                format!("{client_id}:{secret}"),
+                Body::Lines(lines.to_path_buf()),
+            )),
         }
     }
 }
@@ -87,7 +112,11 @@ impl Oha {
         if let Some((basic, body)) = &request.form {
             command
                 .args(["-m", "POST", "-T", "application/x-www-form-urlencoded"])
-                .args(["-a", basic, "-d", body]);
+                .args(["-a", basic]);
+            match body {
+                Body::Fixed(text) => command.args(["-d", text]),
+                Body::Lines(path) => command.arg("-Z").arg(path),
+            };
         }
         command
             .arg(&request.url)

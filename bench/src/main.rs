@@ -3,11 +3,16 @@
 //! - `startup`: cold start to the first JWKS answer with an existing key, idle RSS, binary size.
 //! - `tokens`: password grants/s against the argon2 limit (cores ÷ one hash time), the JWKS p99
 //!   during that login storm, client_credentials/s against cores × RS256 signs/s, and JWKS
-//!   throughput, all measured in the same run. Load comes from `oha` (`cargo install oha`).
+//!   throughput, all measured in the same run.
+//! - `refresh`: refresh grants/s against cores × RS256 signs/s and the database's single-row
+//!   update rate, on SQLite or (with `--postgres`) PostgreSQL.
+//!
+//! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use.
 //!
 //! cargo build --release -p tessera -p tessera-bench
 //! target/release/tessera-bench startup
 //! target/release/tessera-bench tokens
+//! target/release/tessera-bench refresh [--postgres postgres://postgres@127.0.0.1/postgres]
 
 mod limits;
 mod load;
@@ -56,9 +61,26 @@ enum Bench {
         /// Concurrent clients sending client_credentials grants.
         #[arg(long, default_value_t = 32)]
         token_clients: usize,
-        /// Database URL (default: a fresh SQLite file).
+        /// Users to spread the logins over (one per line; oha picks at random).
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+    },
+    /// Refresh grant throughput against the RS256 and database limits.
+    Refresh {
+        #[arg(long, default_value_t = 1)]
+        server_cores: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Live refresh tokens to seed; oha picks them at random, so keep this well above the
+        /// requests the run will send (a token picked twice is reuse and fails).
+        #[arg(long, default_value_t = 100_000)]
+        families: usize,
+        /// A PostgreSQL server (admin URL) to run on, in a fresh database made and dropped
+        /// here; SQLite otherwise.
         #[arg(long)]
-        database_url: Option<String>,
+        postgres: Option<String>,
     },
 }
 
@@ -78,14 +100,28 @@ fn main() -> Result<()> {
             seconds,
             login_clients,
             token_clients,
-            database_url,
+            users,
         } => tokens(
             &binary,
             server_cores,
             Duration::from_secs(seconds),
             login_clients,
             token_clients,
-            database_url,
+            users,
+        ),
+        Bench::Refresh {
+            server_cores,
+            seconds,
+            clients,
+            families,
+            postgres,
+        } => refresh(
+            &binary,
+            server_cores,
+            Duration::from_secs(seconds),
+            clients,
+            families,
+            postgres,
         ),
     }
 }
@@ -142,27 +178,27 @@ fn startup(binary: &Path, runs: usize, idle_secs: u64) -> Result<()> {
     Ok(())
 }
 
+/// Which cores the server gets and which the load generator gets, as taskset lists.
+fn split_cores(server_cores: usize) -> Result<(String, String)> {
+    let total = std::thread::available_parallelism()?.get();
+    anyhow::ensure!(
+        server_cores >= 1 && server_cores < total,
+        "need at least one core for the load generator ({total} cores here)"
+    );
+    let list =
+        |range: std::ops::Range<usize>| range.map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+    Ok((list(0..server_cores), list(server_cores..total)))
+}
+
 fn tokens(
     binary: &Path,
     server_cores: usize,
     seconds: Duration,
     login_clients: usize,
     token_clients: usize,
-    database_url: Option<String>,
+    users: usize,
 ) -> Result<()> {
-    let total_cores = std::thread::available_parallelism()?.get();
-    anyhow::ensure!(
-        server_cores >= 1 && server_cores < total_cores,
-        "need at least one core for the load generator ({total_cores} cores here)"
-    );
-    let server_cpus = (0..server_cores)
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let load_cpus = (server_cores..total_cores)
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (server_cpus, load_cpus) = split_cores(server_cores)?;
     let oha = load::Oha::find(&load_cpus)?;
 
     // The limits, measured on the server's cores while nothing else runs.
@@ -172,8 +208,8 @@ fn tokens(
     let sign_limit = server_cores as f64 * signs_per_sec;
 
     let dir = tempfile::tempdir()?;
-    let setup = server::Setup::new(binary, dir.path(), database_url, Some(server_cpus.clone()));
-    let seed = setup.seed()?;
+    let setup = server::Setup::new(binary, dir.path(), None, Some(server_cpus.clone()));
+    let seed = setup.seed(users, 0)?;
     let started = Instant::now();
     let mut server = Server::start(&setup)?;
     server.wait_for_jwks(started)?;
@@ -182,14 +218,11 @@ fn tokens(
     let token_url = format!("{base}/token");
 
     let jwks = oha.run(&load::Request::get(&jwks_url), 64, seconds, None)?;
-    let login = load::Request::form(
+    let login = load::Request::form_lines(
         &token_url,
         &seed.client_id,
         &seed.client_secret,
-        &format!(
-            "grant_type=password&username={}&password={}&scope=api",
-            seed.email, seed.password
-        ),
+        &seed.logins,
     );
     let (logins, jwks_during) = oha.run_beside(
         (&login, login_clients, seconds),
@@ -206,7 +239,7 @@ fn tokens(
     server.stop()?;
 
     println!(
-        "Server pinned to {server_cores} core(s) ({server_cpus}), oha on {load_cpus}; {} s per load.",
+        "Server pinned to {server_cores} core(s) ({server_cpus}), oha on {load_cpus}; {} s per load; SQLite; {users} users.",
         seconds.as_secs()
     );
     println!();
@@ -226,11 +259,12 @@ fn tokens(
         jwks_during.ok_per_sec, jwks_during.p50_ms, jwks_during.p99_ms
     );
     println!(
-        "| client_credentials ({token_clients} clients) | {:.0} | {:.2} ms | {:.2} ms | {:.0}/s = {server_cores} × RS256 signs/s | {:.2} | ≥ 0.85 |",
+        "| client_credentials ({token_clients} clients) | {:.0} | {:.2} ms | {:.2} ms | {:.0}/s = {server_cores} × {:.0} RS256 signs/s | {:.2} | ≥ 0.85 |",
         client_credentials.ok_per_sec,
         client_credentials.p50_ms,
         client_credentials.p99_ms,
         sign_limit,
+        signs_per_sec,
         client_credentials.ok_per_sec / sign_limit
     );
     println!(
@@ -244,6 +278,81 @@ fn tokens(
         logins.failed,
         client_credentials.failed,
         jwks.failed + jwks_during.failed
+    );
+    Ok(())
+}
+
+fn refresh(
+    binary: &Path,
+    server_cores: usize,
+    seconds: Duration,
+    clients: usize,
+    families: usize,
+    postgres: Option<String>,
+) -> Result<()> {
+    let (server_cpus, load_cpus) = split_cores(server_cores)?;
+    let oha = load::Oha::find(&load_cpus)?;
+    let dir = tempfile::tempdir()?;
+    let fresh = match &postgres {
+        Some(admin) => Some(server::FreshPostgres::create(admin)?),
+        None => None,
+    };
+    let database_url = fresh.as_ref().map(|f| f.url.clone());
+    let backend = if fresh.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let setup = server::Setup::new(binary, dir.path(), database_url, Some(server_cpus.clone()));
+
+    let signs_per_sec = limits::rs256_signs_per_sec(&server_cpus)?;
+    let sign_limit = server_cores as f64 * signs_per_sec;
+    let seed = setup.seed(100, families)?;
+    let update_limit = limits::single_row_updates_per_sec(setup.database_url())?;
+    let started = Instant::now();
+    let mut server = Server::start(&setup)?;
+    server.wait_for_jwks(started)?;
+    let token_url = format!("http://127.0.0.1:{}/token", server.port);
+    let request = load::Request::form_lines(
+        &token_url,
+        &seed.client_id,
+        &seed.client_secret,
+        &seed.refreshes,
+    );
+    let outcome = oha.run(&request, clients, seconds, None)?;
+    server.stop()?;
+    drop(fresh);
+
+    let lower = sign_limit.min(update_limit);
+    println!(
+        "{backend}; server pinned to {server_cores} core(s) ({server_cpus}), oha on {load_cpus}; {} s; {clients} clients; {families} live families.",
+        seconds.as_secs()
+    );
+    println!();
+    println!("| path | req/s | p50 | p99 | limit | ratio | target |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| refresh grant | {:.0} | {:.2} ms | {:.2} ms | {:.0}/s = {server_cores} × RS256 signs/s | {:.2} | |",
+        outcome.ok_per_sec,
+        outcome.p50_ms,
+        outcome.p99_ms,
+        sign_limit,
+        outcome.ok_per_sec / sign_limit
+    );
+    println!(
+        "| | | | | {:.0}/s single-row updates ({backend}) | {:.2} | |",
+        update_limit,
+        outcome.ok_per_sec / update_limit
+    );
+    println!(
+        "| against the lower limit | | | | {:.0}/s | {:.2} | ≥ 0.7 |",
+        lower,
+        outcome.ok_per_sec / lower
+    );
+    println!();
+    println!(
+        "Non-2xx answers: {} (a token drawn twice by oha's random pick is reuse and is refused).",
+        outcome.failed
     );
     Ok(())
 }

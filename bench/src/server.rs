@@ -1,6 +1,7 @@
 //! A Tessera process for benchmarks: seeded through its own CLI, optionally pinned to cores.
 
 use std::io::{Read, Write};
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,12 +16,14 @@ pub struct Setup {
     cpus: Option<String>,
 }
 
-/// The user and client a load uses.
+/// The client a load uses, and files of request bodies.
 pub struct Seed {
-    pub email: String,
-    pub password: String,
     pub client_id: String,
     pub client_secret: String,
+    /// Password grants, one user per line.
+    pub logins: PathBuf,
+    /// Refresh grants, one live refresh token per line.
+    pub refreshes: PathBuf,
 }
 
 impl Setup {
@@ -37,6 +40,10 @@ impl Setup {
                 .unwrap_or_else(|| format!("sqlite://{}", dir.join("tessera.db").display())),
             cpus,
         }
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.database_url
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -57,60 +64,73 @@ impl Setup {
         command
     }
 
-    fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<serde_json::Value> {
-        let mut child = self
-            .command(args)
-            .arg("--json")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("run tessera")?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())?;
-        }
-        let output = child.wait_with_output()?;
-        if !output.status.success() {
-            bail!(
-                "tessera {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(serde_json::from_slice(&output.stdout)?)
-    }
+    /// Users, one confidential client, and live refresh tokens, written straight into the
+    /// database through Tessera's own code (one shared password hash, so seeding is quick),
+    /// plus the request bodies for oha: one line each, oha picks lines at random.
+    pub fn seed(&self, users: usize, families: usize) -> Result<Seed> {
+        use diesel::Connection;
+        use tessera::accounts::{self, NewAccount};
+        use tessera::clients::{self, ClientSpec};
+        use tessera::tokens::refresh::{self, Lifetimes};
 
-    /// A user and a confidential client allowed the password and client_credentials grants.
-    pub fn seed(&self) -> Result<Seed> {
-        let email = format!("bench-{}@example.com", std::process::id());
-        let password = "bench password 0123456789".to_string();
-        self.cli(
-            &["user", "add", "--email", &email, "--password-stdin"],
-            Some(&format!("{password}\n")),
-        )?;
-        let client = self.cli(
-            &[
-                "client",
-                "add",
-                "--name",
-                "bench",
-                "--grant-types",
-                "password,client_credentials",
-                "--scopes",
-                "api",
-            ],
-            None,
-        )?;
-        let field = |name: &str| {
-            client[name]
-                .as_str()
-                .map(String::from)
-                .with_context(|| format!("client add printed no {name}"))
+        let mut settings = tessera::config::Settings::defaults()?;
+        settings.database.url = self.database_url.clone();
+        let db = tessera::db::Database::connect(&settings.database)?;
+        let mut conn = db.get()?;
+        let password = "bench-password-0123456789".to_string();
+        let hash =
+            tessera::accounts::password::Hasher::new(&settings.passwords)?.hash(&password)?;
+        let now = tessera::db::now();
+        let lifetimes = Lifetimes {
+            idle_secs: settings.tokens.refresh_idle_ttl_secs,
+            absolute_secs: settings.tokens.refresh_absolute_ttl_secs,
         };
+        let (client, secret, emails, tokens) = conn.transaction(|conn| {
+            let mut created = Vec::with_capacity(users);
+            let mut emails = Vec::with_capacity(users);
+            for i in 0..users.max(1) {
+                let email = format!("bench{i}@example.com");
+                let account = NewAccount::validate(&email, None, &[], true)?;
+                created.push(accounts::create(conn, &account, Some(&hash))?);
+                emails.push(email);
+            }
+            let (client, secret) = clients::create(
+                conn,
+                &ClientSpec {
+                    name: "bench".into(),
+                    grant_types: ["password", "client_credentials", "refresh_token"]
+                        .map(String::from)
+                        .to_vec(),
+                    scopes: vec!["api".into()],
+                    ..ClientSpec::default()
+                },
+            )?;
+            let mut tokens = Vec::with_capacity(families);
+            for i in 0..families {
+                let user = &created[i % created.len()];
+                tokens.push(refresh::start_family(
+                    conn, user, &client.id, "api", lifetimes, now,
+                )?);
+            }
+            Ok::<_, anyhow::Error>((client, secret, emails, tokens))
+        })?;
+        let logins = self.dir.join("logins.txt");
+        let lines: Vec<String> = emails
+            .iter()
+            .map(|e| format!("grant_type=password&username={e}&password={password}&scope=api"))
+            .collect();
+        std::fs::write(&logins, lines.join("\n") + "\n")?;
+        let refreshes = self.dir.join("refreshes.txt");
+        let lines: Vec<String> = tokens
+            .iter()
+            .map(|t| format!("grant_type=refresh_token&refresh_token={t}"))
+            .collect();
+        std::fs::write(&refreshes, lines.join("\n") + "\n")?;
         Ok(Seed {
-            email,
-            password,
-            client_id: field("client_id")?,
-            client_secret: field("client_secret")?,
+            client_id: client.id,
+            client_secret: secret.context("a confidential client")?,
+            logins,
+            refreshes,
         })
     }
 }
@@ -180,4 +200,42 @@ fn jwks_answers(port: u16) -> bool {
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     response.starts_with(b"HTTP/1.1 200") && response.windows(7).any(|w| w == b"\"keys\":")
+}
+
+/// A PostgreSQL database made for one run and dropped after it.
+pub struct FreshPostgres {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl FreshPostgres {
+    pub fn create(admin: &str) -> Result<FreshPostgres> {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let name = format!("tessera_bench_{}", std::process::id());
+        let mut conn = diesel::PgConnection::establish(admin)?;
+        conn.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ))?;
+        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+        Ok(FreshPostgres {
+            admin: admin.to_string(),
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for FreshPostgres {
+    fn drop(&mut self) {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        if let Ok(mut conn) = diesel::PgConnection::establish(&self.admin) {
+            let _ = conn.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }
