@@ -42,12 +42,7 @@ pub struct Introspection {
 pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, DbError> {
     let now = svc.clock.now();
     if let Ok(claims) = decode_access_token(token, &svc.keys.current(), &svc.issuer, now) {
-        let jti = claims.jti.clone();
-        let revoked = svc
-            .db
-            .run(move |conn| repo::revoked::is_revoked(conn, &jti).map_err(DbError::from))
-            .await?;
-        if revoked {
+        if is_revoked(svc, &claims.jti).await? {
             return Ok(Introspection::default());
         }
         return Ok(Introspection {
@@ -91,6 +86,14 @@ pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, Db
                 ..Introspection::default()
             })
         })
+        .await
+}
+
+/// Whether an access token's `jti` has been revoked.
+pub async fn is_revoked(svc: &Services, jti: &str) -> Result<bool, DbError> {
+    let jti = jti.to_string();
+    svc.db
+        .run(move |conn| repo::revoked::is_revoked(conn, &jti).map_err(DbError::from))
         .await
 }
 

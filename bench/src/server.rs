@@ -215,9 +215,10 @@ impl FreshPostgres {
         use diesel::connection::SimpleConnection;
         let name = format!("tessera_bench_{}", std::process::id());
         let mut conn = diesel::PgConnection::establish(admin)?;
-        conn.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))?;
+        // One statement per call: PostgreSQL runs a multi-statement batch as one transaction,
+        // and CREATE/DROP DATABASE refuse to run inside one.
+        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))?;
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
         let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
         Ok(FreshPostgres {
             admin: admin.to_string(),

@@ -5,19 +5,13 @@ use actix_web::HttpRequest;
 use actix_web::http::header;
 
 use super::error::ApiError;
-use crate::db::{DbError, repo};
 use crate::services::Services;
 use crate::tokens::{AccessClaims, verify_access_token};
 
 /// The token's claims, if it verifies for this server and has not been revoked.
 pub async fn authenticate(req: &HttpRequest, svc: &Services) -> Result<AccessClaims, ApiError> {
     let claims = verify(req, svc)?;
-    let jti = claims.jti.clone();
-    let revoked = svc
-        .db
-        .run(move |conn| repo::revoked::is_revoked(conn, &jti).map_err(DbError::from))
-        .await?;
-    if revoked {
+    if crate::sessions::is_revoked(svc, &claims.jti).await? {
         return Err(ApiError::InvalidToken("the token has been revoked".into()));
     }
     Ok(claims)

@@ -20,9 +20,7 @@ pub async fn token(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_form(&req)?;
-    let params = Params::parse(form_urlencoded::parse(&body).into_owned())?;
-    let client = client_auth(&req, &params)?;
+    let (params, client) = form_request(&req, &body)?;
     let request = TokenRequest {
         params,
         client,
@@ -37,7 +35,16 @@ pub async fn token(
     Ok(http)
 }
 
-pub(super) fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
+/// What the token, revocation and introspection endpoints all take: a form body (RFC 6749
+/// §3.2) and the client's credentials.
+fn form_request(req: &HttpRequest, body: &[u8]) -> Result<(Params, ClientAuth), ApiError> {
+    require_form(req)?;
+    let params = Params::parse(form_urlencoded::parse(body).into_owned())?;
+    let client = client_auth(req, &params)?;
+    Ok((params, client))
+}
+
+fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -55,7 +62,7 @@ pub(super) fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
 
 /// RFC 6749 §2.3.1: Basic carries the form-urlencoded id and secret; the body may carry them
 /// instead; using both is refused.
-pub(super) fn client_auth(req: &HttpRequest, params: &Params) -> Result<ClientAuth, ApiError> {
+fn client_auth(req: &HttpRequest, params: &Params) -> Result<ClientAuth, ApiError> {
     let basic = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -110,9 +117,8 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
-    require_form(&req)?;
-    let params = Params::parse(form_urlencoded::parse(&body).into_owned())?;
-    let client = grants::authenticate_client(svc, &client_auth(&req, &params)?).await?;
+    let (params, client) = form_request(&req, &body)?;
+    let client = grants::authenticate_client(svc, &client).await?;
     crate::sessions::revoke(svc, &client, params.required("token")?).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -126,9 +132,8 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
-    require_form(&req)?;
-    let params = Params::parse(form_urlencoded::parse(&body).into_owned())?;
-    let client = grants::authenticate_client(svc, &client_auth(&req, &params)?).await?;
+    let (params, client) = form_request(&req, &body)?;
+    let client = grants::authenticate_client(svc, &client).await?;
     if client.secret_hash.is_none() {
         return Err(ApiError::InvalidClient);
     }
