@@ -207,7 +207,12 @@ pub fn create(
         crate::crypto::random_token(bytes)
             .map_err(|e| ClientError::Db(DbError::Task(e.to_string())))
     };
-    let id = random(16)?;
+    // Hex, not base64url: an id starting with '-' would read as a flag on command lines.
+    let id = crate::crypto::random_bytes::<16>()
+        .map_err(|e| ClientError::Db(DbError::Task(e.to_string())))?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
     let secret = if spec.public { None } else { Some(random(32)?) };
     let secret_hash = secret
         .as_deref()

@@ -141,7 +141,8 @@ impl ConnectionManager {
                     "PRAGMA busy_timeout = {};
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;",
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA cache_size = -32000;",
                     self.sqlite_busy_timeout_ms
                 ))?;
                 Ok(DbConnection::Sqlite(conn))
@@ -184,8 +185,14 @@ impl Database {
         let mut first = manager.establish()?;
         run_migrations(&mut first)?;
         drop(first);
+        // SQLite work runs one closure at a time (below), so one connection serves it all and
+        // its page cache stays warm; PostgreSQL gets the configured pool.
+        let max_size = match target {
+            DatabaseTarget::Sqlite { .. } => 1,
+            DatabaseTarget::Postgres { .. } => settings.max_connections,
+        };
         let pool = r2d2::Pool::builder()
-            .max_size(settings.max_connections)
+            .max_size(max_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)))
             .test_on_check_out(false)

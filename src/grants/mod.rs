@@ -130,11 +130,17 @@ pub struct TokenRequest {
 /// POST /token: authenticates the client, then runs the grant it asked for.
 pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenResponse, GrantError> {
     let grant_type = request.params.required("grant_type")?.to_string();
-    let client = authenticate_client(svc, &request.client).await?;
     let issued = match grant_type.as_str() {
-        "password" => password::grant(svc, &client, &request).await?,
-        "client_credentials" => client_credentials::grant(svc, &client, &request.params)?,
-        "refresh_token" => refresh::grant(svc, &client, &request.params).await?,
+        // The hot path: the client is authenticated inside the refresh's own database call.
+        "refresh_token" => refresh::grant(svc, &request.client, &request.params).await?,
+        "password" => {
+            let client = authenticate_client(svc, &request.client).await?;
+            password::grant(svc, &client, &request).await?
+        }
+        "client_credentials" => {
+            let client = authenticate_client(svc, &request.client).await?;
+            client_credentials::grant(svc, &client, &request.params)?
+        }
         _ => return Err(GrantError::UnsupportedGrantType(grant_type)),
     };
     Ok(issued.into_response())
@@ -142,11 +148,18 @@ pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenRespons
 
 /// The client `auth` names, if the credentials prove it (`invalid_client` otherwise).
 pub async fn authenticate_client(svc: &Services, auth: &ClientAuth) -> Result<Client, GrantError> {
-    let id = auth.client_id().to_string();
-    let client = svc
-        .db
-        .run(move |conn| repo::clients::find(conn, &id).map_err(DbError::from))
-        .await?;
+    let auth = auth.clone();
+    svc.db
+        .run(move |conn| authenticate_client_with(conn, &auth))
+        .await
+}
+
+/// As `authenticate_client`, on a connection the caller already holds.
+pub fn authenticate_client_with(
+    conn: &mut crate::db::DbConnection,
+    auth: &ClientAuth,
+) -> Result<Client, GrantError> {
+    let client = repo::clients::find(conn, auth.client_id())?;
     crate::clients::authenticate(client, auth).ok_or(GrantError::InvalidClient)
 }
 

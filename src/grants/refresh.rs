@@ -14,6 +14,7 @@ use serde_json::json;
 use super::issue::{Issued, Subject, mint};
 use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
+use crate::clients::ClientAuth;
 use crate::db::models::{Client, RefreshFamily, RefreshToken};
 use crate::db::{DbConnection, repo};
 use crate::services::Services;
@@ -26,16 +27,22 @@ enum Outcome {
     Refused,
 }
 
-pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<Issued, GrantError> {
-    require_grant(client, "refresh_token")?;
+pub async fn grant(
+    svc: &Services,
+    auth: &ClientAuth,
+    params: &Params,
+) -> Result<Issued, GrantError> {
     let hash = crate::crypto::sha256_hex(params.required("refresh_token")?.as_bytes());
     let requested = params.get("scope").map(String::from);
     let svc_inner = svc.clone();
-    let client = client.clone();
+    let auth = auth.clone();
     let now = svc.clock.now();
     let outcome = svc
         .db
         .run(move |conn| {
+            // The client is authenticated on the same connection: one trip to the database.
+            let client = super::authenticate_client_with(conn, &auth)?;
+            require_grant(&client, "refresh_token")?;
             conn.transaction(|conn| {
                 rotate(conn, &svc_inner, &client, &hash, requested.as_deref(), now)
             })

@@ -116,6 +116,10 @@ fn client_add_shows_a_confidential_secret_once_and_stores_its_hash() {
         .as_str()
         .expect("client_id")
         .to_string();
+    assert!(
+        client_id.len() == 32 && client_id.chars().all(|c| c.is_ascii_hexdigit()),
+        "hex, so it never starts with '-' on a command line: {client_id}"
+    );
     let secret = created["client_secret"]
         .as_str()
         .expect("secret shown")

@@ -306,12 +306,15 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Outp
     let mut child = command.spawn().expect("tessera binary runs");
     if let Some(input) = stdin {
         use std::io::Write;
-        child
+        // A command that fails before reading stdin (bad arguments) closes it: not an error.
+        if let Err(e) = child
             .stdin
             .take()
             .expect("stdin")
             .write_all(input.as_bytes())
-            .expect("write stdin");
+        {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
     }
     child.wait_with_output().expect("tessera exits")
 }

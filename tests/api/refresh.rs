@@ -317,7 +317,11 @@ async fn disabled_users_changed_stamps_and_deleted_clients_end_the_family() {
 
     let session = login(&app, &client, "api").await;
     let out = env.cli(&["client", "delete", "--client-id", &client.0], None);
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let response = refresh(&app, &client, &session.refresh, None).await;
     assert_eq!(response.status(), 401, "the client is gone");
     app.stop().await;
