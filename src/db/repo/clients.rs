@@ -15,7 +15,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Client>> {
     clients::table
         .find(id)
         .select(Client::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

@@ -22,7 +22,7 @@ pub fn find_token(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Opti
     refresh_tokens::table
         .find(token_hash)
         .select(RefreshToken::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -30,7 +30,7 @@ pub fn find_family(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Refr
     refresh_token_families::table
         .find(id)
         .select(RefreshFamily::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -63,7 +63,7 @@ pub fn find_with_family(
         .inner_join(refresh_token_families::table)
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select((RefreshToken::as_select(), RefreshFamily::as_select()))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

@@ -40,7 +40,7 @@ pub fn lock(conn: &mut DbConnection, key: &str, now: i64) -> QueryResult<Throttl
             return login_throttles::table
                 .find(key)
                 .select(ThrottleRow::as_select())
-                .first(conn);
+                .get_result(conn);
         }
     }
     Err(diesel::result::Error::NotFound)
@@ -82,7 +82,7 @@ pub fn find(conn: &mut DbConnection, key: &str) -> QueryResult<Option<ThrottleRo
     login_throttles::table
         .find(key)
         .select(ThrottleRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

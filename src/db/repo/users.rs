@@ -15,7 +15,7 @@ pub fn find_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>
     users::table
         .find(id)
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -23,7 +23,7 @@ pub fn find_by_email(conn: &mut DbConnection, email_lower: &str) -> QueryResult<
     users::table
         .filter(users::email_lower.eq(email_lower))
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
