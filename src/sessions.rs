@@ -61,17 +61,15 @@ pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, Db
     let hash = crate::crypto::sha256_hex(token.as_bytes());
     svc.db
         .run(move |conn| {
-            let Some((token, family)) = repo::refresh::find_with_family(conn, &hash)? else {
+            let Some((token, family, user)) = repo::refresh::find_session(conn, &hash)? else {
                 return Ok(Introspection::default());
             };
-            let user = repo::users::find_by_id(conn, &family.user_id)?;
             let live = family.revoked_at.is_none()
                 && token.used_at.is_none()
                 && now < token.idle_expires_at
                 && now < family.absolute_expires_at
-                && user.is_some_and(|u| {
-                    u.disabled_at.is_none() && u.security_stamp == family.security_stamp
-                });
+                && user.disabled_at.is_none()
+                && user.security_stamp == family.security_stamp;
             if !live {
                 return Ok(Introspection::default());
             }
@@ -116,7 +114,7 @@ pub async fn revoke(svc: &Services, client: &Client, token: &str) -> Result<(), 
     let client_id = client.id.clone();
     svc.db
         .run(move |conn| {
-            let Some((_, family)) = repo::refresh::find_with_family(conn, &hash)? else {
+            let Some((_, family, _)) = repo::refresh::find_session(conn, &hash)? else {
                 return Ok(());
             };
             if family.client_id != client_id {

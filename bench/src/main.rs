@@ -75,7 +75,7 @@ enum Bench {
         clients: usize,
         /// Live refresh tokens to seed; oha picks them at random, so keep this well above the
         /// requests the run will send (a token picked twice is reuse and fails).
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 250_000)]
         families: usize,
         /// A PostgreSQL server (admin URL) to run on, in a fresh database made and dropped
         /// here; SQLite otherwise.

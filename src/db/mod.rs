@@ -137,13 +137,14 @@ impl ConnectionManager {
                 }
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the one writer; NORMAL sync in WAL mode loses no
-                // committed transaction when the process dies (only on power loss).
+                // committed transaction when the process dies (only on power loss). Fewer,
+                // larger checkpoints write a page changed many times (an index page) once.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {};
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA cache_size = -32000;",
+                     PRAGMA wal_autocheckpoint = 4000;",
                     self.sqlite_busy_timeout_ms
                 ))?;
                 Ok(DbConnection::Sqlite(conn))

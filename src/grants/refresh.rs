@@ -64,7 +64,7 @@ fn rotate(
 ) -> Result<Outcome, GrantError> {
     let invalid = || GrantError::InvalidGrant(INVALID.into());
     let consumed = repo::refresh::mark_used(conn, hash, now)? == 1;
-    let (token, family) = repo::refresh::find_with_family(conn, hash)?.ok_or_else(invalid)?;
+    let (token, family, user) = repo::refresh::find_session(conn, hash)?.ok_or_else(invalid)?;
     if family.client_id != client.id || family.revoked_at.is_some() {
         return Err(invalid());
     }
@@ -73,13 +73,10 @@ fn rotate(
         tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
         return Ok(Outcome::Refused);
     }
-    let user = repo::users::find_by_id(conn, &family.user_id)?;
-    let Some(user) =
-        user.filter(|u| u.disabled_at.is_none() && u.security_stamp == family.security_stamp)
-    else {
+    if user.disabled_at.is_some() || user.security_stamp != family.security_stamp {
         revoke(conn, &family, now, "user_changed", Event::SessionsRevoked)?;
         return Ok(Outcome::Refused);
-    };
+    }
     if now >= family.absolute_expires_at || now >= token.idle_expires_at {
         return Err(invalid());
     }

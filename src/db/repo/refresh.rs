@@ -1,8 +1,8 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::{RefreshFamily, RefreshToken};
-use crate::db::schema::{refresh_token_families, refresh_tokens};
+use crate::db::models::{RefreshFamily, RefreshToken, User};
+use crate::db::schema::{refresh_token_families, refresh_tokens, users};
 
 pub fn insert_family(conn: &mut DbConnection, family: &RefreshFamily) -> QueryResult<()> {
     diesel::insert_into(refresh_token_families::table)
@@ -55,14 +55,19 @@ pub fn mark_used(conn: &mut DbConnection, token_hash: &str, now: i64) -> QueryRe
     .execute(conn)
 }
 
-pub fn find_with_family(
+/// A refresh token with its family and the family's user, in one query.
+pub fn find_session(
     conn: &mut DbConnection,
     token_hash: &str,
-) -> QueryResult<Option<(RefreshToken, RefreshFamily)>> {
+) -> QueryResult<Option<(RefreshToken, RefreshFamily, User)>> {
     refresh_tokens::table
-        .inner_join(refresh_token_families::table)
+        .inner_join(refresh_token_families::table.inner_join(users::table))
         .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((RefreshToken::as_select(), RefreshFamily::as_select()))
+        .select((
+            RefreshToken::as_select(),
+            RefreshFamily::as_select(),
+            User::as_select(),
+        ))
         .get_result(conn)
         .optional()
 }
