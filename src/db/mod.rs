@@ -8,13 +8,13 @@ pub mod repo;
 pub mod schema;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use tokio::sync::Semaphore;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -44,13 +44,18 @@ pub enum DbError {
     Migration(String),
     #[error("the database task did not finish: {0}")]
     Task(String),
+    #[error("too much database work is waiting")]
+    Busy,
 }
 
 impl DbError {
     /// True when the database cannot be reached at all, as opposed to a query going wrong: the
     /// HTTP layer answers these with 503 and `Retry-After`.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, DbError::Connect(_) | DbError::Unavailable(_))
+        matches!(
+            self,
+            DbError::Connect(_) | DbError::Unavailable(_) | DbError::Busy
+        )
     }
 }
 
@@ -218,9 +223,15 @@ impl r2d2::ManageConnection for ConnectionManager {
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
-    permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
     target: DatabaseTarget,
 }
+
+/// A unit of database work waiting for a database thread.
+type Job = Box<dyn FnOnce(&Pool) + Send>;
+
+/// Database work waiting beyond this is refused with 503 rather than queued without bound.
+const QUEUE_CAPACITY: usize = 4096;
 
 impl Database {
     /// Connects once directly (so a bad URL or a down server reports its real error), applies
@@ -253,17 +264,14 @@ impl Database {
             .build_unchecked(manager);
         // SQLite lets one writer in at a time, and a writer that finds the lock taken sleeps
         // in the busy handler (1 ms, 2 ms, 5 ms …) rather than queueing: under a write-heavy
-        // load that idles the CPU. Statements take microseconds, so running SQLite work one
-        // closure at a time (queued here, on the async side) is faster than letting them race.
-        let concurrency = match target {
+        // load that idles the CPU. Statements take microseconds, so one thread running SQLite
+        // work in turn (queued on a channel) is faster than letting them race.
+        let threads = match target {
             DatabaseTarget::Sqlite { .. } => 1,
             DatabaseTarget::Postgres { .. } => settings.max_connections as usize,
         };
-        Ok(Database {
-            pool,
-            permits: Arc::new(Semaphore::new(concurrency)),
-            target,
-        })
+        let jobs = start_workers(&pool, threads).map_err(|e| DbError::Task(e.to_string()))?;
+        Ok(Database { pool, jobs, target })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -275,33 +283,35 @@ impl Database {
         Ok(self.pool.get()?)
     }
 
-    /// Runs `work` with a pooled connection on the blocking pool, in the caller's tracing span.
-    /// At most `max_connections` run at once; the rest wait here, not on a blocked thread.
+    /// Runs `work` with a pooled connection on one of the database threads, in the caller's
+    /// tracing span. The threads are as many as the connections (one for SQLite), so work
+    /// beyond that waits in the queue, never on a blocked async worker.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?;
-        let pool = self.pool.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        let joined = tokio::task::spawn_blocking(move || {
+        let job: Job = Box::new(move |pool| {
             let _entered = span.enter();
-            let _permit = permit;
-            let mut conn = pool.get().map_err(DbError::from)?;
-            work(&mut conn)
-        })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(e) => Err(DbError::Task(e.to_string()).into()),
+            let outcome = match pool.get() {
+                Ok(mut conn) => work(&mut conn),
+                Err(e) => Err(DbError::from(e).into()),
+            };
+            let _ = done.send(outcome);
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(DbError::Busy.into()),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(DbError::Task("the database threads are gone".into()).into());
+            }
         }
+        result
+            .await
+            .unwrap_or_else(|_| Err(DbError::Task("a database task ended early".into()).into()))
     }
 
     /// True if a connection can be had and answers a trivial query.
@@ -310,6 +320,32 @@ impl Database {
             .await
             .is_ok()
     }
+}
+
+/// Threads that take database work off the queue, each with a pooled connection per job.
+fn start_workers(pool: &Pool, threads: usize) -> std::io::Result<SyncSender<Job>> {
+    let (jobs, queue) = sync_channel::<Job>(QUEUE_CAPACITY);
+    let queue = Arc::new(Mutex::new(queue));
+    for index in 0..threads.max(1) {
+        let queue = queue.clone();
+        let pool = pool.clone();
+        std::thread::Builder::new()
+            .name(format!("tessera-db-{index}"))
+            .spawn(move || {
+                loop {
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(&pool),
+                        // Every Database handle is gone: the process is shutting down.
+                        Err(_) => return,
+                    }
+                }
+            })?;
+    }
+    Ok(jobs)
 }
 
 #[derive(Debug)]
