@@ -142,14 +142,15 @@ impl ConnectionManager {
                 }
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the one writer; NORMAL sync in WAL mode loses no
-                // committed transaction when the process dies (only on power loss). Fewer,
-                // larger checkpoints write a page changed many times (an index page) once.
+                // committed transaction when the process dies (only on power loss). No
+                // checkpoint runs inside a commit: a background thread does them (see
+                // `start_checkpointer`), so no request waits for a checkpoint's fsync.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {};
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA wal_autocheckpoint = 4000;",
+                     PRAGMA wal_autocheckpoint = 0;",
                     self.sqlite_busy_timeout_ms
                 ))?;
                 Ok(DbConnection::Sqlite(conn))
@@ -225,6 +226,8 @@ pub struct Database {
     pool: Pool,
     jobs: SyncSender<Job>,
     target: DatabaseTarget,
+    /// The checkpointer thread runs while any clone of this handle lives.
+    _alive: Arc<()>,
 }
 
 /// A unit of database work waiting for a database thread.
@@ -271,7 +274,21 @@ impl Database {
             DatabaseTarget::Postgres { .. } => settings.max_connections as usize,
         };
         let jobs = start_workers(&pool, threads).map_err(|e| DbError::Task(e.to_string()))?;
-        Ok(Database { pool, jobs, target })
+        let alive = Arc::new(());
+        if let DatabaseTarget::Sqlite { path } = &target {
+            start_checkpointer(
+                path.clone(),
+                settings.sqlite_busy_timeout_ms,
+                Arc::downgrade(&alive),
+            )
+            .map_err(|e| DbError::Task(e.to_string()))?;
+        }
+        Ok(Database {
+            pool,
+            jobs,
+            target,
+            _alive: alive,
+        })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -346,6 +363,38 @@ fn start_workers(pool: &Pool, threads: usize) -> std::io::Result<SyncSender<Job>
             })?;
     }
     Ok(jobs)
+}
+
+/// Checkpoints SQLite's WAL into the database file every second from a connection of its own,
+/// in PASSIVE mode (it never blocks the writer), so commits stay free of checkpoint work and
+/// its fsync. Ends when the last handle of the database is dropped.
+fn start_checkpointer(
+    path: PathBuf,
+    busy_timeout_ms: u32,
+    alive: std::sync::Weak<()>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("tessera-checkpoint".into())
+        .spawn(move || {
+            let mut conn = None;
+            while alive.upgrade().is_some() {
+                std::thread::sleep(Duration::from_secs(1));
+                if conn.is_none() {
+                    conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).ok();
+                    if let Some(c) = conn.as_mut() {
+                        let _ =
+                            c.batch_execute(&format!("PRAGMA busy_timeout = {busy_timeout_ms}"));
+                    }
+                }
+                if let Some(c) = conn.as_mut()
+                    && let Err(error) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                {
+                    tracing::warn!(%error, "WAL checkpoint failed");
+                    conn = None;
+                }
+            }
+        })
+        .map(drop)
 }
 
 #[derive(Debug)]
