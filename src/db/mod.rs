@@ -150,7 +150,8 @@ impl ConnectionManager {
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA wal_autocheckpoint = 0;",
+                     PRAGMA wal_autocheckpoint = 0;
+                     PRAGMA mmap_size = 268435456;",
                     self.sqlite_busy_timeout_ms
                 ))?;
                 Ok(DbConnection::Sqlite(conn))

@@ -112,6 +112,7 @@ pub struct RefreshToken {
     pub token_hash: String,
     pub family_id: String,
     pub parent_hash: Option<String>,
+    pub replaced_by: Option<String>,
     pub scope: String,
     pub issued_at: i64,
     pub idle_expires_at: i64,

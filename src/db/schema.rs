@@ -54,6 +54,7 @@ diesel::table! {
         token_hash -> Text,
         family_id -> Text,
         parent_hash -> Nullable<Text>,
+        replaced_by -> Nullable<Text>,
         scope -> Text,
         issued_at -> BigInt,
         idle_expires_at -> BigInt,

@@ -63,12 +63,14 @@ fn rotate(
     now: i64,
 ) -> Result<Outcome, GrantError> {
     let invalid = || GrantError::InvalidGrant(INVALID.into());
-    let consumed = repo::refresh::mark_used(conn, hash, now)? == 1;
+    let next = crate::tokens::refresh::new_token()?;
+    let next_hash = crate::crypto::sha256_hex(next.as_bytes());
+    let consumed = repo::refresh::consume(conn, hash, &next_hash, now)? == 1;
     let (token, family, user) = repo::refresh::find_session(conn, hash)?.ok_or_else(invalid)?;
     if family.client_id != client.id || family.revoked_at.is_some() {
         return Err(invalid());
     }
-    if !consumed && !within_grace(conn, svc, &token, now)? {
+    if !consumed && !within_grace(conn, svc, &token, &next_hash, now)? {
         revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
         tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
         return Ok(Outcome::Refused);
@@ -92,13 +94,13 @@ fn rotate(
     let idle_secs = client
         .refresh_idle_ttl_secs
         .unwrap_or(svc.settings.tokens.refresh_idle_ttl_secs);
-    let next = crate::tokens::refresh::new_token()?;
     repo::refresh::insert_token(
         conn,
         &RefreshToken {
-            token_hash: crate::crypto::sha256_hex(next.as_bytes()),
+            token_hash: next_hash,
             family_id: family.id.clone(),
             parent_hash: Some(hash.to_string()),
+            replaced_by: None,
             scope: family.scope.clone(),
             issued_at: now,
             idle_expires_at: (now + idle_secs).min(family.absolute_expires_at),
@@ -122,25 +124,27 @@ fn rotate(
 }
 
 /// Within the grace window only the immediately previous token may be presented again: the
-/// one whose replacement is still unused. That replacement is retired and the caller gets a
-/// fresh pair in the same family.
+/// one whose successor is still unused. That successor is retired, and the caller gets a fresh
+/// pair in the same family (`successor` becomes the presented token's successor).
 fn within_grace(
     conn: &mut DbConnection,
     svc: &Services,
     token: &RefreshToken,
+    successor: &str,
     now: i64,
 ) -> Result<bool, GrantError> {
     let grace = svc.settings.tokens.refresh_reuse_grace_secs;
-    let Some(used_at) = token.used_at else {
+    let (Some(used_at), Some(replaced_by)) = (token.used_at, &token.replaced_by) else {
         return Ok(false);
     };
     if grace == 0 || now - used_at > grace {
         return Ok(false);
     }
-    let Some(child) = repo::refresh::unused_child(conn, &token.token_hash)? else {
+    if repo::refresh::consume(conn, replaced_by, successor, now)? == 0 {
         return Ok(false);
-    };
-    Ok(repo::refresh::mark_used(conn, &child.token_hash, now)? == 1)
+    }
+    repo::refresh::set_successor(conn, &token.token_hash, successor)?;
+    Ok(true)
 }
 
 /// RFC 6749 §6: a narrower scope may be asked for, never a wider one than the login granted.

@@ -42,6 +42,7 @@ pub fn start_family(
             token_hash: crate::crypto::sha256_hex(token.as_bytes()),
             family_id: family.id,
             parent_hash: None,
+            replaced_by: None,
             scope: scope.to_string(),
             issued_at: now,
             idle_expires_at: (now + lifetimes.idle_secs).min(family.absolute_expires_at),

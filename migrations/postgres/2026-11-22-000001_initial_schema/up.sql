@@ -50,6 +50,7 @@ CREATE TABLE refresh_tokens (
     token_hash TEXT PRIMARY KEY NOT NULL,  -- hex SHA-256 of the opaque token
     family_id TEXT NOT NULL REFERENCES refresh_token_families (id) ON DELETE CASCADE,
     parent_hash TEXT,                      -- the token this one replaced
+    replaced_by TEXT,                      -- the token that replaced this one
     scope TEXT NOT NULL,
     issued_at BIGINT NOT NULL,
     idle_expires_at BIGINT NOT NULL,

@@ -1,3 +1,2 @@
 DROP INDEX refresh_token_families_absolute_expires_at;
-DROP INDEX refresh_tokens_idle_expires_at;
 DROP TABLE revoked_access_tokens;

@@ -6,5 +6,4 @@ CREATE TABLE revoked_access_tokens (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX revoked_access_tokens_expires_at ON revoked_access_tokens (expires_at);
-CREATE INDEX refresh_tokens_idle_expires_at ON refresh_tokens (idle_expires_at);
 CREATE INDEX refresh_token_families_absolute_expires_at ON refresh_token_families (absolute_expires_at);

@@ -50,11 +50,12 @@ CREATE TABLE refresh_tokens (
     token_hash TEXT PRIMARY KEY NOT NULL,  -- hex SHA-256 of the opaque token
     family_id TEXT NOT NULL REFERENCES refresh_token_families (id) ON DELETE CASCADE,
     parent_hash TEXT,                      -- the token this one replaced
+    replaced_by TEXT,                      -- the token that replaced this one
     scope TEXT NOT NULL,
     issued_at BIGINT NOT NULL,
     idle_expires_at BIGINT NOT NULL,
     used_at BIGINT
-);
+) WITHOUT ROWID;                            -- the hash is the key: no second index to write
 CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id);
 
 CREATE TABLE authorization_codes (

@@ -41,18 +41,37 @@ pub fn families_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<V
         .load(conn)
 }
 
-/// Marks an unused token used; 1 if this call consumed it, 0 if it was used (or unknown)
-/// already. Always the first statement of a rotation: it takes the write lock at once, so
-/// concurrent rotations of one token queue here instead of racing (SQLite's WAL would refuse
-/// a transaction that read first and wrote later).
-pub fn mark_used(conn: &mut DbConnection, token_hash: &str, now: i64) -> QueryResult<usize> {
+/// Marks an unused token used and replaced by `successor`; 1 if this call consumed it, 0 if it
+/// was used (or unknown) already. Always the first statement of a rotation: it takes the write
+/// lock at once, so concurrent rotations of one token queue here instead of racing (SQLite's
+/// WAL would refuse a transaction that read first and wrote later).
+pub fn consume(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    successor: &str,
+    now: i64,
+) -> QueryResult<usize> {
     diesel::update(
         refresh_tokens::table
             .find(token_hash)
             .filter(refresh_tokens::used_at.is_null()),
     )
-    .set(refresh_tokens::used_at.eq(now))
+    .set((
+        refresh_tokens::used_at.eq(now),
+        refresh_tokens::replaced_by.eq(successor),
+    ))
     .execute(conn)
+}
+
+/// Points an already used token at a new successor (a grace-window reissue).
+pub fn set_successor(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    successor: &str,
+) -> QueryResult<usize> {
+    diesel::update(refresh_tokens::table.find(token_hash))
+        .set(refresh_tokens::replaced_by.eq(successor))
+        .execute(conn)
 }
 
 /// A refresh token with its family and the family's user, in one query.
@@ -69,19 +88,6 @@ pub fn find_session(
             User::as_select(),
         ))
         .get_result(conn)
-        .optional()
-}
-
-/// The token that replaced `parent_hash`, if it has not been used itself.
-pub fn unused_child(
-    conn: &mut DbConnection,
-    parent_hash: &str,
-) -> QueryResult<Option<RefreshToken>> {
-    refresh_tokens::table
-        .filter(refresh_tokens::parent_hash.eq(parent_hash))
-        .filter(refresh_tokens::used_at.is_null())
-        .select(RefreshToken::as_select())
-        .first(conn)
         .optional()
 }
 
