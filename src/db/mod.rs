@@ -151,7 +151,8 @@ impl ConnectionManager {
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA wal_autocheckpoint = 0;
-                     PRAGMA mmap_size = 268435456;",
+                     PRAGMA mmap_size = 268435456;
+                     PRAGMA cache_size = -8000;",
                     self.sqlite_busy_timeout_ms
                 ))?;
                 Ok(DbConnection::Sqlite(conn))
