@@ -123,7 +123,7 @@ impl Setup {
         let refreshes = self.dir.join("refreshes.txt");
         let lines: Vec<String> = tokens
             .iter()
-            .map(|t| format!("grant_type=refresh_token&refresh_token={t}"))
+            .map(|(t, _)| format!("grant_type=refresh_token&refresh_token={t}"))
             .collect();
         std::fs::write(&refreshes, lines.join("\n") + "\n")?;
         Ok(Seed {

@@ -2,6 +2,7 @@
 
 pub mod email;
 pub mod hash_pool;
+pub mod login;
 pub mod password;
 pub mod throttle;
 

@@ -4,6 +4,7 @@
 use super::{GrantError, TokenResponse};
 use crate::db::models::{Client, User};
 use crate::services::Services;
+use crate::tokens::refresh::{Lifetimes, start_family};
 use crate::tokens::{AccessClaims, Audience, IdClaims, UserClaims, sign};
 
 /// What a grant produced, before it becomes a response.
@@ -14,6 +15,9 @@ pub struct Issued {
     pub scope: String,
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
+    /// The refresh token family started for this issue, if any (an authorization code
+    /// remembers it, to revoke it if the code is replayed).
+    pub family_id: Option<String>,
 }
 
 impl Issued {
@@ -109,5 +113,51 @@ pub fn mint(
         scope: scope.to_string(),
         refresh_token: None,
         id_token,
+        family_id: None,
     })
+}
+
+/// Tokens for a user who has just signed in: signed first, then, if the client may refresh, a
+/// new refresh token family (so a signing failure leaves no family behind).
+pub async fn for_user(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: &str,
+    nonce: Option<&str>,
+    now: i64,
+) -> Result<Issued, GrantError> {
+    let mut issued = mint(
+        svc,
+        client,
+        Subject::User {
+            user,
+            auth_time: now,
+        },
+        scope,
+        nonce,
+        now,
+    )?;
+    if client
+        .grant_types
+        .split_whitespace()
+        .any(|g| g == "refresh_token")
+    {
+        let lifetimes = Lifetimes {
+            idle_secs: client
+                .refresh_idle_ttl_secs
+                .unwrap_or(svc.settings.tokens.refresh_idle_ttl_secs),
+            absolute_secs: client
+                .refresh_absolute_ttl_secs
+                .unwrap_or(svc.settings.tokens.refresh_absolute_ttl_secs),
+        };
+        let (user, client_id, scope) = (user.clone(), client.id.clone(), scope.to_string());
+        let (token, family) = svc
+            .db
+            .run(move |conn| start_family(conn, &user, &client_id, &scope, lifetimes, now))
+            .await?;
+        issued.refresh_token = Some(token);
+        issued.family_id = Some(family);
+    }
+    Ok(issued)
 }

@@ -12,8 +12,8 @@ pub struct Lifetimes {
     pub absolute_secs: i64,
 }
 
-/// Starts a family for a fresh login and returns its first token. Runs inside the caller's
-/// transaction.
+/// Starts a family for a fresh login and returns its first token and the family's id. Runs
+/// inside the caller's transaction.
 pub fn start_family(
     conn: &mut DbConnection,
     user: &crate::db::models::User,
@@ -21,7 +21,7 @@ pub fn start_family(
     scope: &str,
     lifetimes: Lifetimes,
     now: i64,
-) -> Result<String, DbError> {
+) -> Result<(String, String), DbError> {
     let family = RefreshFamily {
         id: crate::db::new_id(),
         user_id: user.id.clone(),
@@ -40,7 +40,7 @@ pub fn start_family(
         conn,
         &RefreshToken {
             token_hash: crate::crypto::sha256_hex(token.as_bytes()),
-            family_id: family.id,
+            family_id: family.id.clone(),
             parent_hash: None,
             replaced_by: None,
             scope: scope.to_string(),
@@ -49,7 +49,7 @@ pub fn start_family(
             used_at: None,
         },
     )?;
-    Ok(token)
+    Ok((token, family.id))
 }
 
 pub fn new_token() -> Result<String, DbError> {

@@ -1,0 +1,152 @@
+//! Checking an email and password, for the password grant and the login page alike: throttled
+//! before any password is checked, the same work and answer for unknown users and wrong
+//! passwords, re-hashing under new parameters, audited.
+
+use diesel::Connection;
+use serde_json::json;
+
+use super::email::Email;
+use super::hash_pool::HashPoolError;
+use super::password::Verified;
+use super::throttle;
+use crate::audit::{self, Event, Record};
+use crate::db::models::User;
+use crate::db::{DbError, repo};
+use crate::services::Services;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user, wrong password, disabled account or no password: one answer for all.
+    #[error("invalid username or password")]
+    BadCredentials,
+    #[error("too many failed attempts; try again in {0} s")]
+    Throttled(i64),
+    #[error("too many requests are waiting; try again shortly")]
+    Busy,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// Where the attempt came from, for throttling and the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub client_id: &'a str,
+    pub ip: Option<&'a str>,
+    /// What asked: "password" (the grant) or "login_page".
+    pub via: &'static str,
+}
+
+/// The user, if `username` and `password` are right and the account is active.
+pub async fn verify_credentials(
+    svc: &Services,
+    username: &str,
+    password: &str,
+    attempt: Attempt<'_>,
+) -> Result<User, LoginError> {
+    let email_key = Email::parse(username)
+        .map(|e| e.lookup_key().to_string())
+        .unwrap_or_else(|_| username.trim().to_lowercase());
+    let now = svc.clock.now();
+    let keys = throttle::keys(&svc.settings.throttle, &email_key, attempt.ip);
+    let reserve_keys = keys.clone();
+    let (throttled, user) = svc
+        .db
+        .run(move |conn| {
+            if let Some(wait) = throttle::reserve(conn, &reserve_keys, now)? {
+                return Ok::<_, DbError>((Some(wait), None));
+            }
+            Ok((None, repo::users::find_by_email(conn, &email_key)?))
+        })
+        .await?;
+    if let Some(wait) = throttled {
+        record(svc, Event::LoginThrottled, None, attempt).await?;
+        return Err(LoginError::Throttled(wait));
+    }
+
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let verified = match svc.hashes.verify(password.to_string(), stored).await {
+        Ok(verified) => verified,
+        Err(e) => {
+            // The password was never checked: the attempt does not count.
+            svc.db
+                .run(move |conn| throttle::release(conn, &keys))
+                .await?;
+            return Err(match e {
+                HashPoolError::Busy => LoginError::Busy,
+                other => LoginError::Hashing(other.to_string()),
+            });
+        }
+    };
+    let user = match (user, verified) {
+        (Some(user), Verified::Yes | Verified::YesRehash) if user.disabled_at.is_none() => user,
+        (user, _) => {
+            record(svc, Event::LoginFailure, user.map(|u| u.id), attempt).await?;
+            return Err(LoginError::BadCredentials);
+        }
+    };
+    let rehash = match verified {
+        Verified::YesRehash => Some(
+            svc.hashes
+                .hash(password.to_string())
+                .await
+                .map_err(|e| LoginError::Hashing(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let client_id = attempt.client_id.to_string();
+    let ip = attempt.ip.map(String::from);
+    let via = attempt.via;
+    let user_id = user.id.clone();
+    svc.db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                throttle::succeeded(conn, &keys, now)?;
+                if let Some(hash) = &rehash {
+                    repo::users::set_password_hash(conn, &user_id, hash, now)?;
+                }
+                audit::record(
+                    conn,
+                    Event::LoginSuccess,
+                    Record {
+                        user_id: Some(&user_id),
+                        client_id: Some(&client_id),
+                        ip: ip.as_deref(),
+                        detail: Some(json!({ "via": via, "rehashed": rehash.is_some() })),
+                    },
+                    now,
+                )
+            })
+        })
+        .await?;
+    Ok(user)
+}
+
+/// The attempted username is not recorded: it may be a password typed into the wrong field.
+async fn record(
+    svc: &Services,
+    event: Event,
+    user_id: Option<String>,
+    attempt: Attempt<'_>,
+) -> Result<(), DbError> {
+    let client_id = attempt.client_id.to_string();
+    let ip = attempt.ip.map(String::from);
+    let via = attempt.via;
+    let now = svc.clock.now();
+    svc.db
+        .run(move |conn| {
+            audit::record(
+                conn,
+                event,
+                Record {
+                    user_id: user_id.as_deref(),
+                    client_id: Some(&client_id),
+                    ip: ip.as_deref(),
+                    detail: Some(json!({ "via": via })),
+                },
+                now,
+            )
+        })
+        .await
+}
