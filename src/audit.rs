@@ -16,6 +16,7 @@ pub enum Event {
     ClientCreated,
     ClientDeleted,
     RefreshTokenReuse,
+    AuthorizationCodeReuse,
     SessionsRevoked,
 }
 
@@ -32,6 +33,7 @@ impl Event {
             Event::ClientCreated => "client_created",
             Event::ClientDeleted => "client_deleted",
             Event::RefreshTokenReuse => "refresh_token_reuse",
+            Event::AuthorizationCodeReuse => "authorization_code_reuse",
             Event::SessionsRevoked => "sessions_revoked",
         }
     }

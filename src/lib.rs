@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod authorize;
 pub mod cli;
 pub mod clients;
 pub mod clock;

@@ -15,9 +15,11 @@ pub struct Issued {
     pub scope: String,
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
-    /// The refresh token family started for this issue, if any (an authorization code
-    /// remembers it, to revoke it if the code is replayed).
+    /// The refresh token family started for this issue, if any, and the access token's `jti`
+    /// and expiry: an authorization code remembers them, to revoke them if it is replayed.
     pub family_id: Option<String>,
+    pub access_jti: String,
+    pub access_expires_at: i64,
 }
 
 impl Issued {
@@ -89,6 +91,7 @@ pub fn mint(
         auth_time,
         roles,
     };
+    let (access_jti, access_expires_at) = (claims.jti.clone(), claims.exp);
     let ring = svc.keys.current();
     let access_token = sign(ring.active(), crate::tokens::ACCESS_TOKEN_TYPE, &claims)?;
     let id_token = match subject {
@@ -114,6 +117,8 @@ pub fn mint(
         refresh_token: None,
         id_token,
         family_id: None,
+        access_jti,
+        access_expires_at,
     })
 }
 
@@ -125,15 +130,13 @@ pub async fn for_user(
     user: &User,
     scope: &str,
     nonce: Option<&str>,
+    auth_time: i64,
     now: i64,
 ) -> Result<Issued, GrantError> {
     let mut issued = mint(
         svc,
         client,
-        Subject::User {
-            user,
-            auth_time: now,
-        },
+        Subject::User { user, auth_time },
         scope,
         nonce,
         now,

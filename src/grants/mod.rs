@@ -2,6 +2,7 @@
 //! database, the hashing pool and the keys. Errors are RFC 6749 §5.2's, mapped to HTTP in
 //! `http::error`.
 
+pub mod authorization_code;
 pub mod client_credentials;
 mod issue;
 pub mod password;
@@ -133,6 +134,10 @@ pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenRespons
     let issued = match grant_type.as_str() {
         // The hot path: the client is authenticated inside the refresh's own database call.
         "refresh_token" => refresh::grant(svc, &request.client, &request.params).await?,
+        "authorization_code" => {
+            let client = authenticate_client(svc, &request.client).await?;
+            authorization_code::grant(svc, &client, &request.params).await?
+        }
         "password" => {
             let client = authenticate_client(svc, &request.client).await?;
             password::grant(svc, &client, &request).await?
@@ -163,6 +168,15 @@ pub fn authenticate_client_with(
     crate::clients::authenticate(client, auth).ok_or(GrantError::InvalidClient)
 }
 
+/// `scope` less what needs a role `user` lacks (`admin`).
+pub fn scope_for_user(user: &crate::db::models::User, scope: &str) -> String {
+    scope
+        .split_whitespace()
+        .filter(|s| *s != "admin" || password::has_role(user, "admin"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The client must be registered for the grant (RFC 6749 §5.2 `unauthorized_client`).
 fn require_grant(client: &Client, grant: &str) -> Result<(), GrantError> {
     if client.grant_types.split_whitespace().any(|g| g == grant) {
@@ -176,7 +190,7 @@ fn require_grant(client: &Client, grant: &str) -> Result<(), GrantError> {
 
 /// The scope to grant: the requested one if every value is allowed for the client, else
 /// `invalid_scope`; with none requested, everything the client may have (RFC 6749 §3.3).
-fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, GrantError> {
+pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, GrantError> {
     let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
     let Some(requested) = requested else {
         return Ok(allowed.join(" "));

@@ -24,12 +24,13 @@ pub async fn grant(
     let user = login::verify_credentials(svc, username, password, attempt).await?;
     let scope = if request.params.get("scope").is_none() {
         // The client's default scope: leave out what this user may not have.
-        without_role_scopes(&user, &scope)
+        super::scope_for_user(&user, &scope)
     } else {
         scope
     };
     check_role_scopes(&user, &scope)?;
-    super::issue::for_user(svc, client, &user, &scope, None, svc.clock.now()).await
+    let now = svc.clock.now();
+    super::issue::for_user(svc, client, &user, &scope, None, now, now).await
 }
 
 /// `admin` is granted only to users with the admin role.
@@ -42,15 +43,7 @@ pub(super) fn check_role_scopes(user: &User, scope: &str) -> Result<(), GrantErr
     Ok(())
 }
 
-pub(super) fn without_role_scopes(user: &User, scope: &str) -> String {
-    scope
-        .split_whitespace()
-        .filter(|s| *s != "admin" || has_role(user, "admin"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn has_role(user: &User, role: &str) -> bool {
+pub(super) fn has_role(user: &User, role: &str) -> bool {
     user.roles.split_whitespace().any(|r| r == role)
 }
 

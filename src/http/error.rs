@@ -246,18 +246,19 @@ impl ResponseError for ApiError {
     }
 }
 
-/// A JSON body for an error response that has none (or a plain-text one from actix itself:
-/// 404 from routing, 405 from a method guard, 413 and 400 from extractors).
+/// A JSON body for an error response that has none, or a plain-text one from actix itself
+/// (404 from routing, 405 from a method guard, 413 and 400 from extractors).
 pub fn json_error_body<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
+    // Our own bodies (JSON errors, HTML pages) stay; actix's are empty or text/plain.
+    let ours = res
         .response()
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if ours {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -2,6 +2,7 @@
 //! thin; the work happens in the domain modules.
 
 mod admin;
+mod authorize;
 mod bearer;
 pub mod error;
 mod health;
@@ -78,6 +79,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         web::scope("")
             .wrap(api_cors)
             .service(web::resource(token::PATH).route(web::post().to(token::token)))
+            .service(
+                web::resource(authorize::PATH)
+                    .route(web::get().to(authorize::show))
+                    .route(web::post().to(authorize::submit)),
+            )
             .service(web::resource(token::REVOKE_PATH).route(web::post().to(token::revoke)))
             .service(web::resource(token::INTROSPECT_PATH).route(web::post().to(token::introspect)))
             .service(

@@ -62,22 +62,25 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn new(issuer: &str) -> Metadata {
-        // RFC 8414 §2: what an OAuth client needs. Only grants this build serves are listed;
-        // no authorization endpoint exists yet, so no response type is advertised.
+        // RFC 8414 §2: what an OAuth client needs; only what this build serves is listed.
         let oauth = json!({
             "issuer": issuer,
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "token_endpoint": format!("{issuer}{}", super::token::PATH),
             "token_endpoint_auth_methods_supported":
                 ["client_secret_basic", "client_secret_post", "none"],
-            "grant_types_supported": ["password", "client_credentials", "refresh_token"],
+            "authorization_endpoint": format!("{issuer}{}", super::authorize::PATH),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "grant_types_supported":
+                ["authorization_code", "password", "client_credentials", "refresh_token"],
             "revocation_endpoint": format!("{issuer}{}", super::token::REVOKE_PATH),
             "revocation_endpoint_auth_methods_supported":
                 ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint": format!("{issuer}{}", super::token::INTROSPECT_PATH),
             "introspection_endpoint_auth_methods_supported":
                 ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": [],
             "scopes_supported": ["openid", "email", "profile"],
         });
         // OpenID Connect Discovery §3 adds userinfo, subjects, ID-token signing and claims.

@@ -71,7 +71,10 @@ CREATE TABLE authorization_codes (
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     used_at BIGINT,
-    family_id TEXT                         -- tokens issued from the code, revoked on its replay
+    -- What was issued from the code, revoked if it is presented again (RFC 6749 §4.1.2).
+    family_id TEXT,
+    access_token_jti TEXT,
+    access_token_expires_at BIGINT
 );
 CREATE INDEX authorization_codes_expires_at ON authorization_codes (expires_at);
 

@@ -1,0 +1,257 @@
+//! The authorization endpoint's logic (RFC 6749 §4.1, PKCE per RFC 7636): checking an
+//! authorization request, and issuing a code once the user has signed in. Free of HTTP; the
+//! login page itself lives in `http::authorize`.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::db::models::{AuthorizationCode, Client, User};
+use crate::db::{DbError, repo};
+use crate::grants::{GrantError, Params};
+use crate::services::Services;
+
+/// Seconds an authorization code lives.
+pub const CODE_TTL_SECS: i64 = 60;
+
+/// An authorization request that passed every check.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    pub client: Client,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizeError {
+    /// The client or its redirect URI cannot be trusted: say so on a page, never redirect
+    /// (RFC 6749 §4.1.2.1, an open redirector otherwise).
+    #[error("{0}")]
+    Page(String),
+    /// Everything else goes back to the client's redirect URI with an error code.
+    #[error("{description}")]
+    Redirect {
+        redirect_uri: String,
+        error: &'static str,
+        description: String,
+        state: Option<String>,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl AuthorizeError {
+    /// The URL to send the browser to, for `Redirect` errors.
+    pub fn redirect_location(&self) -> Option<String> {
+        match self {
+            AuthorizeError::Redirect {
+                redirect_uri,
+                error,
+                description,
+                state,
+            } => {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                query.append_pair("error", error);
+                query.append_pair("error_description", description);
+                if let Some(state) = state {
+                    query.append_pair("state", state);
+                }
+                Some(with_query(redirect_uri, &query.finish()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `uri` with `query` appended (after `?`, or `&` if it already has a query).
+pub fn with_query(uri: &str, query: &str) -> String {
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{separator}{query}")
+}
+
+/// Checks an authorization request in RFC 6749 §4.1.2.1's order: the client and redirect URI
+/// first (errors shown on a page), then the rest (errors sent back to the client).
+pub async fn validate(
+    svc: &Services,
+    params: &Params,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| AuthorizeError::Page("The request names no client (client_id).".into()))?
+        .to_string();
+    let client = svc
+        .db
+        .run(move |conn| repo::clients::find(conn, &client_id).map_err(DbError::from))
+        .await?
+        .ok_or_else(|| AuthorizeError::Page("The application is not registered here.".into()))?;
+    let registered: Vec<&str> = client.redirect_uris.split_whitespace().collect();
+    let redirect_uri = match (params.get("redirect_uri"), registered.as_slice()) {
+        (Some(uri), _) if registered.contains(&uri) => uri.to_string(),
+        (None, [only]) => only.to_string(),
+        (Some(_), _) => {
+            return Err(AuthorizeError::Page(
+                "The redirect URI is not one registered for this application.".into(),
+            ));
+        }
+        (None, _) => {
+            return Err(AuthorizeError::Page(
+                "The request names no redirect URI (redirect_uri).".into(),
+            ));
+        }
+    };
+    let state = params.get("state").map(String::from);
+    let fail = |error: &'static str, description: &str| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        error,
+        description: description.to_string(),
+        state: state.clone(),
+    };
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(_) => {
+            return Err(fail(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
+        None => return Err(fail("invalid_request", "response_type is missing")),
+    }
+    if !client
+        .grant_types
+        .split_whitespace()
+        .any(|g| g == "authorization_code")
+    {
+        return Err(fail(
+            "unauthorized_client",
+            "this client may not use the authorization code flow",
+        ));
+    }
+    let code_challenge = match (
+        params.get("code_challenge"),
+        params.get("code_challenge_method"),
+    ) {
+        (Some(challenge), Some("S256")) if is_pkce_value(challenge) => Some(challenge.to_string()),
+        (Some(_), Some("S256")) => {
+            return Err(fail("invalid_request", "code_challenge is malformed"));
+        }
+        (Some(_), None | Some("plain")) => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256; plain is refused",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256",
+            ));
+        }
+        (None, Some(_)) => return Err(fail("invalid_request", "code_challenge is missing")),
+        (None, None) if client.secret_hash.is_none() => {
+            return Err(fail(
+                "invalid_request",
+                "PKCE (code_challenge, S256) is required for public clients",
+            ));
+        }
+        (None, None) => None,
+    };
+    let scope = crate::grants::resolve_scope(&client, params.get("scope"))
+        .map_err(|e| fail("invalid_scope", &e.to_string()))?;
+    Ok(AuthorizationRequest {
+        client,
+        redirect_uri,
+        scope,
+        state,
+        nonce: params.get("nonce").map(String::from),
+        code_challenge,
+    })
+}
+
+/// RFC 7636 §4.1/§4.2: 43 to 128 characters of [A-Za-z0-9-._~].
+fn is_pkce_value(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// BASE64URL(SHA256(verifier)) == challenge, in constant time.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    if !is_pkce_value(verifier) {
+        return false;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
+    crate::crypto::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+}
+
+/// Issues a single-use code (256 bits, stored hashed) for a signed-in user and returns the URL
+/// to send the browser back to.
+pub async fn issue_code(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    user: &User,
+    auth_time: i64,
+) -> Result<String, GrantError> {
+    let code = crate::crypto::random_token(32).map_err(|e| GrantError::Hashing(e.to_string()))?;
+    let now = svc.clock.now();
+    let row = AuthorizationCode {
+        code_hash: crate::crypto::sha256_hex(code.as_bytes()),
+        client_id: request.client.id.clone(),
+        user_id: user.id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        // Scopes that need a role the user lacks are left out (the token response says what
+        // was granted).
+        scope: crate::grants::scope_for_user(user, &request.scope),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
+        code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_string()),
+        auth_time,
+        created_at: now,
+        expires_at: now + CODE_TTL_SECS,
+        used_at: None,
+        family_id: None,
+        access_token_jti: None,
+        access_token_expires_at: None,
+    };
+    svc.db
+        .run(move |conn| repo::codes::insert(conn, &row).map_err(DbError::from))
+        .await?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("code", &code);
+    if let Some(state) = &request.state {
+        query.append_pair("state", state);
+    }
+    Ok(with_query(&request.redirect_uri, &query.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_matches(verifier, challenge));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx",
+            challenge
+        ));
+        assert!(!pkce_matches("short", challenge));
+    }
+
+    #[test]
+    fn redirects_keep_an_existing_query() {
+        assert_eq!(
+            with_query("https://a.example/cb", "code=x"),
+            "https://a.example/cb?code=x"
+        );
+        assert_eq!(
+            with_query("https://a.example/cb?v=1", "code=x"),
+            "https://a.example/cb?v=1&code=x"
+        );
+    }
+}

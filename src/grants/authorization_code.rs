@@ -1,0 +1,144 @@
+//! RFC 6749 §4.1.3: exchanging an authorization code (with its PKCE verifier, RFC 7636) for
+//! tokens. A code works once, for 60 s, for the client and redirect URI it was issued to; a
+//! code presented again revokes everything issued from it (RFC 6749 §4.1.2).
+
+use diesel::Connection;
+use serde_json::json;
+
+use super::{GrantError, Params, require_grant};
+use crate::audit::{self, Event, Record};
+use crate::authorize::pkce_matches;
+use crate::db::models::{AuthorizationCode, Client};
+use crate::db::{DbConnection, DbError, repo};
+use crate::services::Services;
+
+use super::issue::Issued;
+
+const INVALID: &str = "the authorization code is invalid, expired or already used";
+
+enum Outcome {
+    Accepted(Box<AuthorizationCode>),
+    /// Refused, with what must stay committed (the burnt code, a revocation).
+    Refused(&'static str),
+}
+
+pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<Issued, GrantError> {
+    require_grant(client, "authorization_code")?;
+    let hash = crate::crypto::sha256_hex(params.required("code")?.as_bytes());
+    let redirect_uri = params.get("redirect_uri").map(String::from);
+    let verifier = params.get("code_verifier").map(String::from);
+    let client_id = client.id.clone();
+    let sole_redirect = match client.redirect_uris.split_whitespace().collect::<Vec<_>>()[..] {
+        [only] => Some(only.to_string()),
+        _ => None,
+    };
+    let now = svc.clock.now();
+    let outcome = svc
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                check(
+                    conn,
+                    &hash,
+                    &client_id,
+                    redirect_uri.or(sole_redirect),
+                    verifier,
+                    now,
+                )
+            })
+        })
+        .await?;
+    let code = match outcome {
+        Outcome::Accepted(code) => code,
+        Outcome::Refused(reason) => return Err(GrantError::InvalidGrant(reason.into())),
+    };
+    let user_id = code.user_id.clone();
+    let user = svc
+        .db
+        .run(move |conn| repo::users::find_by_id(conn, &user_id).map_err(DbError::from))
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(|| GrantError::InvalidGrant(INVALID.into()))?;
+    let issued = super::issue::for_user(
+        svc,
+        client,
+        &user,
+        &code.scope,
+        code.nonce.as_deref(),
+        code.auth_time,
+        now,
+    )
+    .await?;
+    let (family, jti, expires) = (
+        issued.family_id.clone(),
+        issued.access_jti.clone(),
+        issued.access_expires_at,
+    );
+    svc.db
+        .run(move |conn| {
+            repo::codes::record_issued(conn, &code.code_hash, family.as_deref(), &jti, expires)
+                .map_err(DbError::from)
+        })
+        .await?;
+    Ok(issued)
+}
+
+/// Consumes the code first (so concurrent exchanges queue on its lock), then checks it. Every
+/// refusal after that keeps the code burnt; a replay also revokes what the code produced.
+fn check(
+    conn: &mut DbConnection,
+    hash: &str,
+    client_id: &str,
+    redirect_uri: Option<String>,
+    verifier: Option<String>,
+    now: i64,
+) -> Result<Outcome, GrantError> {
+    let consumed = repo::codes::consume(conn, hash, now)? == 1;
+    let Some(code) = repo::codes::find(conn, hash)? else {
+        return Ok(Outcome::Refused(INVALID));
+    };
+    if !consumed {
+        revoke_issued(conn, &code, now)?;
+        return Ok(Outcome::Refused(INVALID));
+    }
+    if code.client_id != client_id || now >= code.expires_at {
+        return Ok(Outcome::Refused(INVALID));
+    }
+    if redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
+        return Ok(Outcome::Refused(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&code.code_challenge, verifier) {
+        (Some(challenge), Some(verifier)) if pkce_matches(&verifier, challenge) => {}
+        (None, None) => {}
+        _ => return Ok(Outcome::Refused("the PKCE code_verifier does not match")),
+    }
+    Ok(Outcome::Accepted(Box::new(code)))
+}
+
+fn revoke_issued(
+    conn: &mut DbConnection,
+    code: &AuthorizationCode,
+    now: i64,
+) -> Result<(), GrantError> {
+    if let Some(family) = &code.family_id {
+        repo::refresh::revoke_family(conn, family, now, "code_reuse")?;
+    }
+    if let (Some(jti), Some(expires)) = (&code.access_token_jti, code.access_token_expires_at) {
+        repo::revoked::insert(conn, jti, expires)?;
+    }
+    audit::record(
+        conn,
+        Event::AuthorizationCodeReuse,
+        Record {
+            user_id: Some(&code.user_id),
+            client_id: Some(&code.client_id),
+            detail: Some(json!({ "family": code.family_id })),
+            ..Record::default()
+        },
+        now,
+    )?;
+    tracing::warn!(client = %code.client_id, "authorization code presented twice: its tokens are revoked");
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! GET/POST /authorize: the authorization endpoint and its login page (email + password,
+//! CSRF-protected by a double-submit cookie). The checks and the code are `authorize`'s.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+
+use super::AppState;
+use crate::accounts::login::{self, Attempt, LoginError};
+use crate::authorize::{self, AuthorizationRequest, AuthorizeError};
+use crate::grants::Params;
+use crate::services::Services;
+
+pub const PATH: &str = "/authorize";
+const CSRF_COOKIE: &str = "tessera_csrf";
+const CSRF_FIELD: &str = "csrf_token";
+/// The authorization request's own parameters, carried through the login form.
+const CARRIED: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let svc = &state.services;
+    let params =
+        match Params::parse(form_urlencoded::parse(req.query_string().as_bytes()).into_owned()) {
+            Ok(params) => params,
+            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+    let request = match authorize::validate(svc, &params).await {
+        Ok(request) => request,
+        Err(e) => return refusal(e),
+    };
+    let csrf = match crate::crypto::random_token(32) {
+        Ok(token) => token,
+        Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
+    };
+    let mut response = login_page(StatusCode::OK, &request, &params, &csrf, None);
+    let _ = response.add_cookie(&csrf_cookie(svc, &csrf));
+    response
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
+        Ok(params) => params,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let cookie = req.cookie(CSRF_COOKIE);
+    let csrf_ok = match (cookie.as_ref().map(|c| c.value()), params.get(CSRF_FIELD)) {
+        (Some(cookie), Some(field)) => {
+            crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
+        }
+        _ => false,
+    };
+    if !csrf_ok {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This sign-in form has expired or did not come from this site. Go back to the application and start again.",
+        );
+    }
+    let request = match authorize::validate(svc, &params).await {
+        Ok(request) => request,
+        Err(e) => return refusal(e),
+    };
+    let csrf = params.get(CSRF_FIELD).unwrap_or_default().to_string();
+    let (Some(email), Some(password)) = (params.get("email"), params.get("password")) else {
+        return login_page(
+            StatusCode::BAD_REQUEST,
+            &request,
+            &params,
+            &csrf,
+            Some("Enter your email and password."),
+        );
+    };
+    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    let attempt = Attempt {
+        client_id: &request.client.id,
+        ip: ip.as_deref(),
+        via: "login_page",
+    };
+    match login::verify_credentials(svc, email, password, attempt).await {
+        Ok(user) => signed_in(svc, &request, &user).await,
+        Err(LoginError::BadCredentials) => login_page(
+            StatusCode::UNAUTHORIZED,
+            &request,
+            &params,
+            &csrf,
+            Some("The email or password is not right."),
+        ),
+        Err(LoginError::Throttled(wait)) => {
+            let mut page = login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &request,
+                &params,
+                &csrf,
+                Some(&format!(
+                    "Too many failed attempts. Try again in {wait} seconds."
+                )),
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            page
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable just now. Please try again shortly.",
+            )
+        }
+    }
+}
+
+async fn signed_in(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    user: &crate::db::models::User,
+) -> HttpResponse {
+    match authorize::issue_code(svc, request, user, svc.clock.now()).await {
+        Ok(location) => {
+            let mut response = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, location))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish();
+            // The form is done with: the CSRF cookie goes.
+            let mut expired = Cookie::build(CSRF_COOKIE, "").path(PATH).finish();
+            expired.make_removal();
+            let _ = response.add_cookie(&expired);
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot issue an authorization code");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable just now. Please try again shortly.",
+            )
+        }
+    }
+}
+
+fn refusal(e: AuthorizeError) -> HttpResponse {
+    if let Some(location) = e.redirect_location() {
+        return HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, location))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish();
+    }
+    match e {
+        AuthorizeError::Db(e) => {
+            tracing::error!(error = %e, "authorization request failed");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable just now. Please try again shortly.",
+            )
+        }
+        other => error_page(StatusCode::BAD_REQUEST, &other.to_string()),
+    }
+}
+
+fn csrf_cookie<'a>(svc: &Services, value: &'a str) -> Cookie<'a> {
+    Cookie::build(CSRF_COOKIE, value)
+        .path(PATH)
+        .http_only(true)
+        .secure(svc.issuer.starts_with("https://"))
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::minutes(10))
+        .finish()
+}
+
+/// Headers for every page: no caching, no framing (clickjacking), nothing loaded from
+/// elsewhere, forms posted only here.
+fn page(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    builder
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ));
+    builder
+}
+
+fn login_page(
+    status: StatusCode,
+    request: &AuthorizationRequest,
+    params: &Params,
+    csrf: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let mut hidden = String::new();
+    for name in CARRIED {
+        if let Some(value) = params.get(name) {
+            hidden.push_str(&format!(
+                r#"<input type="hidden" name="{name}" value="{}">"#,
+                escape(value)
+            ));
+        }
+    }
+    let alert = error
+        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in</title>{STYLE}</head>
+<body><main>
+<h1>Sign in</h1>
+<p>to continue to <strong>{client}</strong></p>
+{alert}
+<form method="post" action="{PATH}">
+{hidden}<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
+<label for="email">Email</label>
+<input id="email" name="email" type="email" autocomplete="username" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+</main></body></html>"#,
+        client = escape(&request.client.name),
+        csrf = escape(csrf),
+    );
+    page(status).body(body)
+}
+
+fn error_page(status: StatusCode, message: &str) -> HttpResponse {
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign-in problem</title>{STYLE}</head>
+<body><main><h1>Sign-in problem</h1><p role="alert">{}</p></main></body></html>"#,
+        escape(message)
+    );
+    page(status).body(body)
+}
+
+const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6}\
+main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem}\
+label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
+button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}</style>";
+
+/// HTML-escapes text for element content and double-quoted attributes.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
