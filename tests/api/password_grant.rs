@@ -82,6 +82,24 @@ async fn the_password_grant_issues_tokens_that_verify_independently() {
 
     let (header, claims) =
         verify_independently(&app, body["access_token"].as_str().expect("at")).await;
+    // And with a JWT library, as a resource server would.
+    let jwks: jsonwebtoken::jwk::JwkSet = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .expect("jwks");
+    let kid = header["kid"].as_str().expect("kid");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(kid).expect("published")).expect("key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_issuer(&[&app.issuer]);
+    validation.set_audience(&["api"]);
+    jsonwebtoken::decode::<Value>(
+        body["access_token"].as_str().expect("at"),
+        &key,
+        &validation,
+    )
+    .expect("a resource server for \"api\" accepts it");
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(claims["iss"], app.issuer.as_str());
     assert_eq!(claims["sub"], user_id.as_str());
