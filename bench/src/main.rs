@@ -309,6 +309,10 @@ fn refresh(
     let sign_limit = server_cores as f64 * signs_per_sec;
     let seed = setup.seed(100, families)?;
     let update_limit = limits::single_row_updates_per_sec(setup.database_url())?;
+    // A local PostgreSQL runs beside the load generator, not on the server's core.
+    let _pinned = fresh
+        .as_ref()
+        .map(|_| server::PinnedPostgres::to(&load_cpus));
     let started = Instant::now();
     let mut server = Server::start(&setup)?;
     server.wait_for_jwks(started)?;
@@ -321,6 +325,7 @@ fn refresh(
     );
     let outcome = oha.run(&request, clients, seconds, None)?;
     server.stop()?;
+    drop(_pinned);
     drop(fresh);
 
     let lower = sign_limit.min(update_limit);

@@ -240,3 +240,45 @@ impl Drop for FreshPostgres {
         }
     }
 }
+
+/// While alive, keeps the local PostgreSQL server's processes (and the backends they fork) on
+/// the load generator's cores, so the server's core is Tessera's alone and the limits stay
+/// one core's; restores their affinity when dropped. Only for a server on this machine.
+pub struct PinnedPostgres {
+    pids: Vec<String>,
+}
+
+impl PinnedPostgres {
+    pub fn to(cpus: &str) -> PinnedPostgres {
+        let pids: Vec<String> = Command::new("pgrep")
+            .arg("postgres")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for pid in &pids {
+            let _ = Command::new("taskset")
+                .args(["-a", "-cp", cpus, pid])
+                .output();
+        }
+        PinnedPostgres { pids }
+    }
+}
+
+impl Drop for PinnedPostgres {
+    fn drop(&mut self) {
+        let all = format!(
+            "0-{}",
+            std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+        );
+        for pid in &self.pids {
+            let _ = Command::new("taskset")
+                .args(["-a", "-cp", &all, pid])
+                .output();
+        }
+    }
+}
