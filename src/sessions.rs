@@ -61,7 +61,7 @@ pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, Db
     let hash = crate::crypto::sha256_hex(token.as_bytes());
     svc.db
         .run(move |conn| {
-            let Some((token, family, user)) = repo::refresh::find_session(conn, &hash)? else {
+            let Some((token, family, user, _)) = repo::refresh::find_session(conn, &hash)? else {
                 return Ok(Introspection::default());
             };
             let live = family.revoked_at.is_none()
@@ -114,7 +114,7 @@ pub async fn revoke(svc: &Services, client: &Client, token: &str) -> Result<(), 
     let client_id = client.id.clone();
     svc.db
         .run(move |conn| {
-            let Some((_, family, _)) = repo::refresh::find_session(conn, &hash)? else {
+            let Some((_, family, _, _)) = repo::refresh::find_session(conn, &hash)? else {
                 return Ok(());
             };
             if family.client_id != client_id {

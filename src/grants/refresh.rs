@@ -15,7 +15,7 @@ use super::issue::{Issued, Subject, mint};
 use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
 use crate::clients::ClientAuth;
-use crate::db::models::{Client, RefreshFamily, RefreshToken};
+use crate::db::models::{RefreshFamily, RefreshToken};
 use crate::db::{DbConnection, repo};
 use crate::services::Services;
 
@@ -40,11 +40,8 @@ pub async fn grant(
     let outcome = svc
         .db
         .run(move |conn| {
-            // The client is authenticated on the same connection: one trip to the database.
-            let client = super::authenticate_client_with(conn, &auth)?;
-            require_grant(&client, "refresh_token")?;
             conn.transaction(|conn| {
-                rotate(conn, &svc_inner, &client, &hash, requested.as_deref(), now)
+                rotate(conn, &svc_inner, &auth, &hash, requested.as_deref(), now)
             })
         })
         .await?;
@@ -57,7 +54,7 @@ pub async fn grant(
 fn rotate(
     conn: &mut DbConnection,
     svc: &Services,
-    client: &Client,
+    auth: &ClientAuth,
     hash: &str,
     requested_scope: Option<&str>,
     now: i64,
@@ -66,8 +63,25 @@ fn rotate(
     let next = crate::tokens::refresh::new_token()?;
     let next_hash = crate::crypto::sha256_hex(next.as_bytes());
     let consumed = repo::refresh::consume(conn, hash, &next_hash, now)? == 1;
-    let (token, family, user) = repo::refresh::find_session(conn, hash)?.ok_or_else(invalid)?;
-    if family.client_id != client.id || family.revoked_at.is_some() {
+    // The session comes with its client, so the usual case authenticates the caller against
+    // the row already read. Any error from here on rolls the consumption back.
+    let session = repo::refresh::find_session(conn, hash)?;
+    let (token, family, user, client) = match session {
+        Some((token, family, user, client)) if client.id == auth.client_id() => {
+            let client = crate::clients::authenticate(Some(client), auth)
+                .ok_or(GrantError::InvalidClient)?;
+            (token, family, user, client)
+        }
+        // Unknown token, or another client's: the caller still learns whether *it*
+        // authenticated (invalid_client) before hearing the token is no good.
+        _ => {
+            super::authenticate_client_with(conn, auth)?;
+            return Err(invalid());
+        }
+    };
+    require_grant(&client, "refresh_token")?;
+    let client = &client;
+    if family.revoked_at.is_some() {
         return Err(invalid());
     }
     if !consumed && !within_grace(conn, svc, &token, &next_hash, now)? {

@@ -559,3 +559,26 @@ async fn purge_deletes_only_what_is_past_retention() {
     rotate(&app, &client, &live.refresh).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_invalid_client_and_consumes_nothing() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let session = login(&app, &client, "api").await;
+    let forged = (client.0.clone(), "not the secret".to_string());
+    let response = refresh(&app, &forged, &session.refresh, None).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "invalid_client"
+    );
+    let stranger = (String::from("no-such-client"), String::from("x"));
+    assert_eq!(
+        refresh(&app, &stranger, &session.refresh, None)
+            .await
+            .status(),
+        401
+    );
+    rotate(&app, &client, &session.refresh).await;
+    app.stop().await;
+}

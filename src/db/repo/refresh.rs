@@ -1,8 +1,8 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::{RefreshFamily, RefreshToken, User};
-use crate::db::schema::{refresh_token_families, refresh_tokens, users};
+use crate::db::models::{Client, RefreshFamily, RefreshToken, User};
+use crate::db::schema::{clients, refresh_token_families, refresh_tokens, users};
 
 pub fn insert_family(conn: &mut DbConnection, family: &RefreshFamily) -> QueryResult<()> {
     diesel::insert_into(refresh_token_families::table)
@@ -74,18 +74,23 @@ pub fn set_successor(
         .execute(conn)
 }
 
-/// A refresh token with its family and the family's user, in one query.
+/// A refresh token with its family, the family's user and its client, in one query.
 pub fn find_session(
     conn: &mut DbConnection,
     token_hash: &str,
-) -> QueryResult<Option<(RefreshToken, RefreshFamily, User)>> {
+) -> QueryResult<Option<(RefreshToken, RefreshFamily, User, Client)>> {
     refresh_tokens::table
-        .inner_join(refresh_token_families::table.inner_join(users::table))
+        .inner_join(
+            refresh_token_families::table
+                .inner_join(users::table)
+                .inner_join(clients::table),
+        )
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select((
             RefreshToken::as_select(),
             RefreshFamily::as_select(),
             User::as_select(),
+            Client::as_select(),
         ))
         .get_result(conn)
         .optional()
