@@ -27,12 +27,16 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
 
 /// Lower-case hex SHA-256: how refresh tokens, codes and client secrets are stored.
 pub fn sha256_hex(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = String::with_capacity(64);
-    for byte in digest.as_ref() {
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0x0f)] as char);
+    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
     }
     out
 }

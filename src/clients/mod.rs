@@ -208,11 +208,10 @@ pub fn create(
             .map_err(|e| ClientError::Db(DbError::Task(e.to_string())))
     };
     // Hex, not base64url: an id starting with '-' would read as a flag on command lines.
-    let id = crate::crypto::random_bytes::<16>()
-        .map_err(|e| ClientError::Db(DbError::Task(e.to_string())))?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let id = crate::crypto::hex(
+        &crate::crypto::random_bytes::<16>()
+            .map_err(|e| ClientError::Db(DbError::Task(e.to_string())))?,
+    );
     let secret = if spec.public { None } else { Some(random(32)?) };
     let secret_hash = secret
         .as_deref()
