@@ -80,7 +80,6 @@ fn rotate(
         }
     };
     require_grant(&client, "refresh_token")?;
-    let client = &client;
     if family.revoked_at.is_some() {
         return Err(invalid());
     }
@@ -97,13 +96,8 @@ fn rotate(
         return Err(invalid());
     }
     let scope = narrow_scope(&family.scope, requested_scope)?;
-    if scope.split_whitespace().any(|s| s == "admin")
-        && !user.roles.split_whitespace().any(|r| r == "admin")
-    {
-        return Err(GrantError::InvalidScope(
-            "scope \"admin\" needs the admin role".into(),
-        ));
-    }
+    // The role may have been taken away since the login.
+    super::password::check_role_scopes(&user, &scope)?;
 
     let idle_secs = client
         .refresh_idle_ttl_secs
@@ -124,7 +118,7 @@ fn rotate(
     // Signed inside the transaction: if signing fails, the token is not consumed.
     let mut issued = mint(
         svc,
-        client,
+        &client,
         Subject::User {
             user: &user,
             auth_time: family.auth_time,
