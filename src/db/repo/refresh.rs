@@ -26,21 +26,6 @@ pub fn find_token(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Opti
         .optional()
 }
 
-pub fn find_family(conn: &mut DbConnection, id: &str) -> QueryResult<Option<RefreshFamily>> {
-    refresh_token_families::table
-        .find(id)
-        .select(RefreshFamily::as_select())
-        .get_result(conn)
-        .optional()
-}
-
-pub fn families_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<RefreshFamily>> {
-    refresh_token_families::table
-        .filter(refresh_token_families::user_id.eq(user_id))
-        .select(RefreshFamily::as_select())
-        .load(conn)
-}
-
 /// Marks an unused token used and replaced by `successor`; 1 if this call consumed it, 0 if it
 /// was used (or unknown) already. Always the first statement of a rotation: it takes the write
 /// lock at once, so concurrent rotations of one token queue here instead of racing (SQLite's
