@@ -18,6 +18,9 @@ pub enum Event {
     RefreshTokenReuse,
     AuthorizationCodeReuse,
     SessionsRevoked,
+    FederatedUserCreated,
+    FederatedIdentityLinked,
+    FederatedLogin,
 }
 
 impl Event {
@@ -35,6 +38,9 @@ impl Event {
             Event::RefreshTokenReuse => "refresh_token_reuse",
             Event::AuthorizationCodeReuse => "authorization_code_reuse",
             Event::SessionsRevoked => "sessions_revoked",
+            Event::FederatedUserCreated => "federated_user_created",
+            Event::FederatedIdentityLinked => "federated_identity_linked",
+            Event::FederatedLogin => "federated_login",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Every layer is merged as TOML before one typed deserialisation, so a bad value is reported the
 //! same way whichever layer it came from: one line naming the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,65 @@ pub struct Settings {
     pub purge: PurgeSettings,
     pub passwords: PasswordSettings,
     pub log: LogSettings,
+    pub google: UpstreamSettings,
+    pub federation: FederationSettings,
+    /// Further OpenID Connect upstreams by name (config file only: `[upstreams.<name>]`).
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamSettings>,
+}
+
+/// An OpenID Connect provider people may sign in with. Off while `client_id` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub issuer: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSettings {
+    pub http_timeout_secs: u64,
+}
+
+/// A configured secret: kept out of `Debug`, so settings can be logged whole.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
+    }
+}
+
+/// One enabled upstream, with the name its paths use (`/auth/<name>/…`).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub display_name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,7 +319,61 @@ impl Settings {
             .map_err(|e| ConfigError(format!("passwords: {e}")))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| ConfigError(format!("log.filter: {e}")))?;
+        if self.federation.http_timeout_secs == 0 {
+            return Err(ConfigError(
+                "federation.http_timeout_secs: must be at least 1".into(),
+            ));
+        }
+        for (name, _) in &self.upstreams {
+            if name == "google"
+                || name.is_empty()
+                || name.len() > 32
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(ConfigError(format!(
+                    "upstreams.{name}: a name is 1 to 32 of a-z, 0-9 and '-', and not \"google\" (configure Google in [google])"
+                )));
+            }
+        }
+        let all = std::iter::once(("google".to_string(), &self.google))
+            .chain(self.upstreams.iter().map(|(n, u)| (format!("upstreams.{n}"), u)));
+        for (key, upstream) in all {
+            validate_upstream_issuer(&key, &upstream.issuer)?;
+            if !upstream.client_id.is_empty() && upstream.client_secret.is_empty() {
+                return Err(ConfigError(format!(
+                    "{key}.client_secret: must be set when {key}.client_id is"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The upstream sign-in providers that are switched on (a client id is set).
+    pub fn enabled_upstreams(&self) -> Vec<Upstream> {
+        let google = Upstream {
+            name: "google".into(),
+            display_name: self
+                .google
+                .display_name
+                .clone()
+                .unwrap_or_else(|| "Google".into()),
+            issuer: self.google.issuer.trim_end_matches('/').to_string(),
+            client_id: self.google.client_id.clone(),
+            client_secret: self.google.client_secret.clone(),
+        };
+        let others = self.upstreams.iter().map(|(name, u)| Upstream {
+            name: name.clone(),
+            display_name: u.display_name.clone().unwrap_or_else(|| name.clone()),
+            issuer: u.issuer.trim_end_matches('/').to_string(),
+            client_id: u.client_id.clone(),
+            client_secret: u.client_secret.clone(),
+        });
+        std::iter::once(google)
+            .chain(others)
+            .filter(|u| !u.client_id.is_empty())
+            .collect()
     }
 
     /// The issuer: the configured one, or `http://` + the address actually bound.
@@ -291,6 +405,33 @@ fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
         return bad("must not contain spaces");
     }
     Ok(())
+}
+
+/// An upstream's issuer: https, or plain http to this machine only (a provider under test);
+/// its tokens and codes must never cross a network in the clear.
+fn validate_upstream_issuer(key: &str, issuer: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| Err(ConfigError(format!("{key}.issuer: {issuer:?} {why}")));
+    if issuer.contains(['?', '#']) || issuer.contains(char::is_whitespace) {
+        return bad("must be a URL without query, fragment or spaces");
+    }
+    if let Some(rest) = issuer.strip_prefix("https://") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return bad("has no host");
+        }
+        return Ok(());
+    }
+    let loopback = issuer.strip_prefix("http://").is_some_and(|rest| {
+        let host = rest.split('/').next().unwrap_or_default();
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+        });
+        matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    });
+    if loopback {
+        Ok(())
+    } else {
+        bad("must start with https:// (plain http only for localhost)")
+    }
 }
 
 /// A CORS origin is exactly scheme://host[:port]; "*" would let any site read tokens.

@@ -7,12 +7,14 @@ use crate::accounts::hash_pool::HashPool;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Database;
+use crate::federation::Federation;
 use crate::keys::KeyStore;
 
 #[derive(Clone)]
 pub struct Services {
     pub db: Database,
     pub keys: Arc<KeyStore>,
+    pub federation: Arc<Federation>,
     pub hashes: HashPool,
     pub settings: Arc<Settings>,
     pub issuer: String,

@@ -169,6 +169,7 @@ pub struct Purged {
     pub authorization_codes: usize,
     pub revoked_access_tokens: usize,
     pub login_throttles: usize,
+    pub federation_states: usize,
 }
 
 /// Deletes what has been expired or revoked for longer than the retention, in batches of
@@ -202,6 +203,8 @@ pub fn purge(
         login_throttles: drain(conn, &|c| {
             repo::throttles::purge(c, now - window_secs, now, batch)
         })?,
+        // Pending upstream sign-ins are worthless once expired: no retention.
+        federation_states: drain(conn, &|c| repo::federation::purge_states(c, now, batch))?,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::accounts::password::Hasher;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Database;
+use crate::federation::Federation;
 use crate::http::{self, AppState};
 use crate::keys::{self, KeyStore};
 use crate::services::Services;
@@ -52,11 +53,14 @@ impl Application {
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let address = listener.local_addr()?;
+        let issuer = settings.issuer_for(address);
+        let federation = Federation::new(&settings, &issuer)?;
         let state = web::Data::new(AppState::new(Services {
             db,
             keys: Arc::new(KeyStore::new(key_ring)),
+            federation: Arc::new(federation),
             hashes,
-            issuer: settings.issuer_for(address),
+            issuer,
             settings: settings.clone(),
             clock,
         }));

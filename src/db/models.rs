@@ -198,3 +198,28 @@ impl std::fmt::Debug for AuthorizationCode {
             .finish_non_exhaustive()
     }
 }
+
+/// A sign-in waiting at an upstream provider. `request` is the app's authorization request.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::db::schema::federation_states)]
+pub struct FederationState {
+    pub state_hash: String,
+    pub provider: String,
+    pub browser_hash: String,
+    pub request: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::db::schema::federated_identities)]
+pub struct FederatedIdentity {
+    pub id: String,
+    pub provider: String,
+    pub subject: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub created_at: i64,
+    pub last_login_at: i64,
+}

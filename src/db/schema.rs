@@ -136,6 +136,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     login_throttles,
     revoked_access_tokens,
+    federation_states,
 );
 
 diesel::table! {
@@ -151,5 +152,17 @@ diesel::table! {
     revoked_access_tokens (jti) {
         jti -> Text,
         expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    federation_states (state_hash) {
+        state_hash -> Text,
+        provider -> Text,
+        browser_hash -> Text,
+        request -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
     }
 }

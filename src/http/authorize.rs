@@ -37,11 +37,25 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(request) => request,
         Err(e) => return refusal(e),
     };
+    // `idp=<name>` skips the login page and goes straight to that upstream provider.
+    if let Some(idp) = params.get("idp") {
+        return match svc.federation.get(idp) {
+            Some(provider) => {
+                super::federation::start(&req, svc, provider, Some(carried_query(&params))).await
+            }
+            None => refusal(AuthorizeError::Redirect {
+                redirect_uri: request.redirect_uri,
+                error: "invalid_request",
+                description: "idp names no sign-in provider configured here".into(),
+                state: request.state,
+            }),
+        };
+    }
     let csrf = match crate::crypto::random_token(32) {
         Ok(token) => token,
         Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
     };
-    let mut response = login_page(StatusCode::OK, &request, &params, &csrf, None);
+    let mut response = login_page(svc, StatusCode::OK, &request, &params, &csrf, None);
     let _ = response.add_cookie(&csrf_cookie(svc, &csrf));
     response
 }
@@ -76,6 +90,7 @@ pub async fn submit(
     let csrf = params.get(CSRF_FIELD).unwrap_or_default().to_string();
     let (Some(email), Some(password)) = (params.get("email"), params.get("password")) else {
         return login_page(
+            svc,
             StatusCode::BAD_REQUEST,
             &request,
             &params,
@@ -92,6 +107,7 @@ pub async fn submit(
     match login::verify_credentials(svc, email, password, attempt).await {
         Ok(user) => signed_in(svc, &request, &user).await,
         Err(LoginError::BadCredentials) => login_page(
+            svc,
             StatusCode::UNAUTHORIZED,
             &request,
             &params,
@@ -100,6 +116,7 @@ pub async fn submit(
         ),
         Err(LoginError::Throttled(wait)) => {
             let mut page = login_page(
+                svc,
                 StatusCode::TOO_MANY_REQUESTS,
                 &request,
                 &params,
@@ -130,10 +147,7 @@ async fn signed_in(
 ) -> HttpResponse {
     match authorize::issue_code(svc, request, user, svc.clock.now()).await {
         Ok(location) => {
-            let mut response = HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, location))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish();
+            let mut response = see_other(&location);
             // The form is done with: the CSRF cookie goes.
             let mut expired = Cookie::build(CSRF_COOKIE, "").path(PATH).finish();
             expired.make_removal();
@@ -150,12 +164,28 @@ async fn signed_in(
     }
 }
 
-fn refusal(e: AuthorizeError) -> HttpResponse {
+/// A 303 to `location`, never cached (it may carry a code).
+pub(super) fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// The authorization request's own parameters as a query string, to carry through a sign-in.
+pub(super) fn carried_query(params: &Params) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for name in CARRIED {
+        if let Some(value) = params.get(name) {
+            query.append_pair(name, value);
+        }
+    }
+    query.finish()
+}
+
+pub(super) fn refusal(e: AuthorizeError) -> HttpResponse {
     if let Some(location) = e.redirect_location() {
-        return HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish();
+        return see_other(&location);
     }
     match e {
         AuthorizeError::Db(e) => {
@@ -196,6 +226,7 @@ fn page(status: StatusCode) -> HttpResponseBuilder {
 }
 
 fn login_page(
+    svc: &Services,
     status: StatusCode,
     request: &AuthorizationRequest,
     params: &Params,
@@ -214,6 +245,25 @@ fn login_page(
     let alert = error
         .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, escape(e)))
         .unwrap_or_default();
+    // One link per upstream provider, carrying the request; plain links, so no script.
+    let upstreams: String = svc
+        .federation
+        .providers()
+        .iter()
+        .map(|p| {
+            format!(
+                r#"<a class="upstream" href="/auth/{}/login?{}">Sign in with {}</a>"#,
+                escape(&p.name),
+                escape(&carried_query(params)),
+                escape(&p.display_name)
+            )
+        })
+        .collect();
+    let upstreams = if upstreams.is_empty() {
+        upstreams
+    } else {
+        format!(r#"<p class="or">or</p><nav aria-label="Other ways to sign in">{upstreams}</nav>"#)
+    };
     let body = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -230,6 +280,7 @@ fn login_page(
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>
+{upstreams}
 </main></body></html>"#,
         client = escape(&request.client.name),
         csrf = escape(csrf),
@@ -237,13 +288,19 @@ fn login_page(
     page(status).body(body)
 }
 
-fn error_page(status: StatusCode, message: &str) -> HttpResponse {
+pub(super) fn error_page(status: StatusCode, message: &str) -> HttpResponse {
+    message_page(status, "Sign-in problem", message)
+}
+
+pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    let role = if status.is_success() { "status" } else { "alert" };
     let body = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign-in problem</title>{STYLE}</head>
-<body><main><h1>Sign-in problem</h1><p role="alert">{}</p></main></body></html>"#,
-        escape(message)
+<title>{title}</title>{STYLE}</head>
+<body><main><h1>{title}</h1><p role="{role}">{message}</p></main></body></html>"#,
+        title = escape(title),
+        message = escape(message)
     );
     page(status).body(body)
 }
@@ -251,7 +308,9 @@ fn error_page(status: StatusCode, message: &str) -> HttpResponse {
 const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6}\
 main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem}\
 label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
-button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}</style>";
+button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}\
+.or{text-align:center;color:#555}a.upstream{display:block;text-align:center;padding:.6rem;margin-top:.5rem;\
+border:1px solid #888;border-radius:.25rem;color:#000;text-decoration:none}</style>";
 
 /// HTML-escapes text for element content and double-quoted attributes.
 fn escape(text: &str) -> String {

@@ -4,6 +4,7 @@
 mod admin;
 mod authorize;
 mod bearer;
+mod federation;
 pub mod error;
 mod health;
 mod token;
@@ -83,6 +84,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 web::resource(authorize::PATH)
                     .route(web::get().to(authorize::show))
                     .route(web::post().to(authorize::submit)),
+            )
+            .service(
+                web::resource("/auth/{provider}/login").route(web::get().to(federation::login)),
+            )
+            .service(
+                web::resource("/auth/{provider}/callback")
+                    .route(web::get().to(federation::callback)),
             )
             .service(web::resource(token::REVOKE_PATH).route(web::post().to(token::revoke)))
             .service(web::resource(token::INTROSPECT_PATH).route(web::post().to(token::introspect)))

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod federation;
 pub mod refresh;
 pub mod revoked;
 pub mod signing_keys;

@@ -1,0 +1,88 @@
+//! Sign-in through upstream OpenID Connect providers (Google first; more by configuration).
+//!
+//! Tessera is the broker: the browser goes to the upstream with a fresh `state`, `nonce` and PKCE
+//! challenge, comes back to `/auth/<name>/callback`, Tessera exchanges the code, verifies the ID
+//! token against the upstream's published keys, maps the upstream identity to a Tessera account
+//! ([`link`]) and continues the app's own authorization request. Apps only ever see Tessera's
+//! tokens. Free of HTTP framework types; `http::federation` translates.
+
+pub mod flow;
+mod id_token;
+pub mod link;
+mod provider;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use id_token::UpstreamIdentity;
+pub use provider::Provider;
+
+use crate::authorize::AuthorizeError;
+use crate::config::Settings;
+use crate::db::DbError;
+
+/// Every upstream that is switched on, by name.
+pub struct Federation {
+    providers: Vec<Arc<Provider>>,
+}
+
+impl Federation {
+    pub fn new(settings: &Settings, issuer: &str) -> Result<Federation, FederationError> {
+        let timeout = Duration::from_secs(settings.federation.http_timeout_secs);
+        // No redirects: a token endpoint that redirects is misconfigured or hostile, and the
+        // code and client secret must not follow it anywhere.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FederationError::Internal(format!("HTTP client: {e}")))?;
+        let providers = settings
+            .enabled_upstreams()
+            .into_iter()
+            .map(|upstream| {
+                let redirect_uri = format!("{issuer}/auth/{}/callback", upstream.name);
+                Arc::new(Provider::new(upstream, redirect_uri, http.clone()))
+            })
+            .collect();
+        Ok(Federation { providers })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("no such sign-in provider")]
+    UnknownProvider,
+    /// The callback's `state` is missing, unknown, used, expired, or was started in another
+    /// browser: nothing may be issued (RFC 6749 §10.12, RFC 9700 §4.7).
+    #[error("{0}")]
+    BadState(&'static str),
+    /// The person declined at the upstream, or it refused the request.
+    #[error("the upstream provider answered {error}")]
+    Denied {
+        error: String,
+        request: Option<Box<crate::authorize::AuthorizationRequest>>,
+    },
+    /// The upstream failed or answered something that cannot be trusted; the detail is for
+    /// the log only.
+    #[error("upstream sign-in failed: {0}")]
+    Upstream(String),
+    #[error("the account is disabled")]
+    AccountDisabled,
+    /// The app's authorization request carried through the sign-in is no longer valid.
+    #[error(transparent)]
+    Authorize(#[from] AuthorizeError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
+}
