@@ -91,7 +91,11 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
     }
 }
 
@@ -324,7 +328,7 @@ impl Settings {
                 "federation.http_timeout_secs: must be at least 1".into(),
             ));
         }
-        for (name, _) in &self.upstreams {
+        for name in self.upstreams.keys() {
             if name == "google"
                 || name.is_empty()
                 || name.len() > 32
@@ -337,8 +341,11 @@ impl Settings {
                 )));
             }
         }
-        let all = std::iter::once(("google".to_string(), &self.google))
-            .chain(self.upstreams.iter().map(|(n, u)| (format!("upstreams.{n}"), u)));
+        let all = std::iter::once(("google".to_string(), &self.google)).chain(
+            self.upstreams
+                .iter()
+                .map(|(n, u)| (format!("upstreams.{n}"), u)),
+        );
         for (key, upstream) in all {
             validate_upstream_issuer(&key, &upstream.issuer)?;
             if !upstream.client_id.is_empty() && upstream.client_secret.is_empty() {
@@ -423,7 +430,11 @@ fn validate_upstream_issuer(key: &str, issuer: &str) -> Result<(), ConfigError> 
     let loopback = issuer.strip_prefix("http://").is_some_and(|rest| {
         let host = rest.split('/').next().unwrap_or_default();
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         });
         matches!(host, "localhost" | "127.0.0.1" | "[::1]")
     });
@@ -687,5 +698,66 @@ mod tests {
     fn other_environment_variables_are_ignored() {
         let s = load(&[("PATH", "/bin"), ("TESSERA_CONFIG", "x")], None).expect("loads");
         assert_eq!(s.server.workers, 0);
+    }
+
+    #[test]
+    fn google_comes_from_the_environment_and_more_upstreams_from_the_file() {
+        assert!(
+            load(&[], None)
+                .expect("loads")
+                .enabled_upstreams()
+                .is_empty()
+        );
+        let s = load(
+            &[
+                ("TESSERA_GOOGLE_CLIENT_ID", "abc.apps.googleusercontent.com"),
+                ("TESSERA_GOOGLE_CLIENT_SECRET", "s3cret"),
+            ],
+            Some(
+                "[upstreams.acme]\ndisplay_name = \"Acme SSO\"\nissuer = \"https://sso.acme.example/\"\nclient_id = \"t\"\nclient_secret = \"u\"\n",
+            ),
+        )
+        .expect("loads");
+        let upstreams = s.enabled_upstreams();
+        let names: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["google", "acme"]);
+        assert_eq!(upstreams[0].issuer, "https://accounts.google.com");
+        assert_eq!(upstreams[0].client_secret.expose(), "s3cret");
+        assert_eq!(upstreams[1].issuer, "https://sso.acme.example");
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "secrets stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn upstream_mistakes_are_refused() {
+        for (env, file, needle) in [
+            (
+                vec![("TESSERA_GOOGLE_CLIENT_ID", "abc")],
+                None,
+                "google.client_secret",
+            ),
+            (
+                vec![("TESSERA_GOOGLE_ISSUER", "http://accounts.example.com")],
+                None,
+                "google.issuer",
+            ),
+            (
+                vec![],
+                Some("[upstreams.Bad_Name]\nissuer = \"https://x.example\"\n"),
+                "upstreams.Bad_Name",
+            ),
+            (
+                vec![],
+                Some("[upstreams.google]\nissuer = \"https://x.example\"\n"),
+                "upstreams.google",
+            ),
+        ] {
+            let err = load(&env, file).expect_err("rejected");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let local = load(&[("TESSERA_GOOGLE_ISSUER", "http://127.0.0.1:9000")], None);
+        assert!(local.is_ok(), "plain http is fine on loopback");
     }
 }

@@ -51,9 +51,8 @@ pub async fn start(
     browser_secret: Option<&str>,
 ) -> Result<Started, FederationError> {
     let metadata = provider.metadata().await?;
-    let random = |n| {
-        crate::crypto::random_token(n).map_err(|e| FederationError::Internal(e.to_string()))
-    };
+    let random =
+        |n| crate::crypto::random_token(n).map_err(|e| FederationError::Internal(e.to_string()));
     let browser_secret = match browser_secret.filter(|s| is_secret_shaped(s)) {
         Some(secret) => secret.to_string(),
         None => random(32)?,
@@ -87,9 +86,9 @@ pub async fn finish(
     browser_secret: Option<&str>,
     ip: Option<String>,
 ) -> Result<Finished, FederationError> {
-    let state = callback
-        .state
-        .ok_or(FederationError::BadState("The answer from the sign-in provider carries no state."))?;
+    let state = callback.state.ok_or(FederationError::BadState(
+        "The answer from the sign-in provider carries no state.",
+    ))?;
     let browser_secret = browser_secret.ok_or(FederationError::BadState(
         "This sign-in was not started in this browser, or its cookie has expired.",
     ))?;
@@ -98,14 +97,19 @@ pub async fn finish(
     // Consumed before anything else: a state works once, whatever happens next.
     let pending = svc
         .db
-        .run(move |conn| repo::federation::consume_state(conn, &state_hash, now).map_err(DbError::from))
+        .run(move |conn| {
+            repo::federation::consume_state(conn, &state_hash, now).map_err(DbError::from)
+        })
         .await?
         .ok_or(FederationError::BadState(
             "This sign-in has expired or was already completed. Start again.",
         ))?;
     let browser_hash = crate::crypto::sha256_hex(browser_secret.as_bytes());
     if pending.provider != provider.name
-        || !crate::crypto::constant_time_eq(browser_hash.as_bytes(), pending.browser_hash.as_bytes())
+        || !crate::crypto::constant_time_eq(
+            browser_hash.as_bytes(),
+            pending.browser_hash.as_bytes(),
+        )
     {
         return Err(FederationError::BadState(
             "This sign-in was not started in this browser. Start again.",

@@ -58,10 +58,7 @@ pub fn resolve(
             )?;
             return Ok((user, Outcome::Returning));
         }
-        let email = identity
-            .email
-            .as_deref()
-            .and_then(|e| Email::parse(e).ok());
+        let email = identity.email.as_deref().and_then(|e| Email::parse(e).ok());
         let holder = match &email {
             Some(email) => repo::users::find_by_email(conn, email.lookup_key())?,
             None => None,

@@ -207,11 +207,10 @@ impl Provider {
                     RequestTokenError::Other(e) => format!("token endpoint: {e}"),
                 })
             })?;
-        let id_token = response
-            .extra_fields()
-            .id_token
-            .as_deref()
-            .ok_or_else(|| FederationError::Upstream("no id_token in the token response".into()))?;
+        let id_token =
+            response.extra_fields().id_token.as_deref().ok_or_else(|| {
+                FederationError::Upstream("no id_token in the token response".into())
+            })?;
         let kid = id_token::key_id(id_token)?;
         let key = self.decoding_key(&metadata, &kid).await?;
         id_token::verify(
@@ -299,7 +298,12 @@ fn fits_rs256(jwk: &Jwk) -> bool {
         .common
         .key_algorithm
         .is_none_or(|a| a == KeyAlgorithm::RS256);
-    use_ok && alg_ok && matches!(jwk.algorithm, jsonwebtoken::jwk::AlgorithmParameters::RSA(_))
+    use_ok
+        && alg_ok
+        && matches!(
+            jwk.algorithm,
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
+        )
 }
 
 fn to_decoding_key(jwk: &Jwk) -> Result<DecodingKey, FederationError> {

@@ -293,7 +293,11 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> HttpResponse {
 }
 
 pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-    let role = if status.is_success() { "status" } else { "alert" };
+    let role = if status.is_success() {
+        "status"
+    } else {
+        "alert"
+    };
     let body = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -31,12 +31,12 @@ pub async fn login(
     let request = if req.query_string().is_empty() {
         None
     } else {
-        let params = match Params::parse(
-            form_urlencoded::parse(req.query_string().as_bytes()).into_owned(),
-        ) {
-            Ok(params) => params,
-            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
-        };
+        let params =
+            match Params::parse(form_urlencoded::parse(req.query_string().as_bytes()).into_owned())
+            {
+                Ok(params) => params,
+                Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
         if let Err(e) = crate::authorize::validate(svc, &params).await {
             return refusal(e);
         }
@@ -53,7 +53,14 @@ pub async fn start(
     request: Option<String>,
 ) -> HttpResponse {
     let presented = req.cookie(COOKIE);
-    match flow::start(svc, provider, request, presented.as_ref().map(|c| c.value())).await {
+    match flow::start(
+        svc,
+        provider,
+        request,
+        presented.as_ref().map(|c| c.value()),
+    )
+    .await
+    {
         Ok(started) => {
             let mut response = see_other(&started.location);
             let _ = response.add_cookie(&binding_cookie(svc, &started.browser_secret));
@@ -84,7 +91,15 @@ pub async fn callback(
     };
     let cookie = req.cookie(COOKIE);
     let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
-    match flow::finish(svc, provider, answer, cookie.as_ref().map(|c| c.value()), ip).await {
+    match flow::finish(
+        svc,
+        provider,
+        answer,
+        cookie.as_ref().map(|c| c.value()),
+        ip,
+    )
+    .await
+    {
         Ok(Finished::App { location }) => see_other(&location),
         Ok(Finished::Direct { user, .. }) => {
             let who = if user.email.is_empty() {

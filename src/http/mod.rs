@@ -4,8 +4,8 @@
 mod admin;
 mod authorize;
 mod bearer;
-mod federation;
 pub mod error;
+mod federation;
 mod health;
 mod token;
 mod userinfo;

@@ -67,9 +67,11 @@ pub struct UserClaims {
 impl UserClaims {
     pub fn for_scope(user: &crate::db::models::User, scope: &str) -> UserClaims {
         let has = |wanted: &str| scope.split_whitespace().any(|s| s == wanted);
+        // An account from an upstream that shared no address has none to release.
+        let email = has("email") && !user.email.is_empty();
         UserClaims {
-            email: has("email").then(|| user.email.clone()),
-            email_verified: has("email").then_some(user.email_verified_at.is_some()),
+            email: email.then(|| user.email.clone()),
+            email_verified: email.then_some(user.email_verified_at.is_some()),
             name: if has("profile") {
                 user.name.clone()
             } else {

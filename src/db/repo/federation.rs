@@ -85,7 +85,10 @@ pub fn touch_identity(
         .map(drop)
 }
 
-pub fn identities_of(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<FederatedIdentity>> {
+pub fn identities_of(
+    conn: &mut DbConnection,
+    user_id: &str,
+) -> QueryResult<Vec<FederatedIdentity>> {
     federated_identities::table
         .filter(federated_identities::user_id.eq(user_id))
         .order(federated_identities::created_at.asc())
