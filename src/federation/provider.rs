@@ -57,7 +57,14 @@ pub struct Provider {
     redirect_uri: String,
     http: reqwest::Client,
     metadata: Mutex<Option<Cached<Metadata>>>,
-    jwks: Mutex<Option<Cached<JwkSet>>>,
+    jwks: Mutex<JwksCache>,
+}
+
+#[derive(Default)]
+struct JwksCache {
+    keys: Option<Cached<JwkSet>>,
+    /// When a token with an unknown `kid` last made us refetch.
+    last_miss_fetch: Option<Instant>,
 }
 
 /// The token response with the OIDC `id_token` beside OAuth's fields.
@@ -88,7 +95,7 @@ impl Provider {
             redirect_uri,
             http,
             metadata: Mutex::new(None),
-            jwks: Mutex::new(None),
+            jwks: Mutex::new(JwksCache::default()),
         }
     }
 
@@ -227,38 +234,40 @@ impl Provider {
             .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(bad_url)?))
     }
 
-    /// The key an ID token names, from the cached JWKS, refetched when it is stale or does not
-    /// have the key (the upstream rotated), at most once per interval.
+    /// The key an ID token names, from the cached JWKS. The keys are read again when they are
+    /// stale, or when a token names a key they lack (the provider rotated) — but a miss
+    /// refetches at most once per interval, so forged `kid`s cannot make Tessera hammer the
+    /// provider.
     async fn decoding_key(
         &self,
         metadata: &Metadata,
         kid: &str,
     ) -> Result<DecodingKey, FederationError> {
-        let mut cached = self.jwks.lock().await;
+        let mut cache = self.jwks.lock().await;
         let usable = |set: &JwkSet| set.find(kid).filter(|jwk| fits_rs256(jwk)).cloned();
-        if let Some(c) = cached.as_ref() {
-            let fresh = c.fetched_at.elapsed() < JWKS_TTL;
-            if let Some(jwk) = usable(&c.value).filter(|_| fresh) {
+        let unknown =
+            || FederationError::Upstream(format!("the ID token names an unknown key {kid:?}"));
+        if let Some(keys) = cache.keys.as_ref()
+            && keys.fetched_at.elapsed() < JWKS_TTL
+        {
+            if let Some(jwk) = usable(&keys.value) {
                 return to_decoding_key(&jwk);
             }
-            if fresh && c.fetched_at.elapsed() < JWKS_REFETCH_INTERVAL {
-                return Err(FederationError::Upstream(format!(
-                    "the ID token names an unknown key {kid:?}"
-                )));
+            if cache
+                .last_miss_fetch
+                .is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL)
+            {
+                return Err(unknown());
             }
+            cache.last_miss_fetch = Some(Instant::now());
         }
         let set: JwkSet = self.fetch_json(&metadata.jwks_uri).await?;
         let found = usable(&set);
-        *cached = Some(Cached {
+        cache.keys = Some(Cached {
             value: set,
             fetched_at: Instant::now(),
         });
-        match found {
-            Some(jwk) => to_decoding_key(&jwk),
-            None => Err(FederationError::Upstream(format!(
-                "the ID token names an unknown key {kid:?}"
-            ))),
-        }
+        found.map_or_else(|| Err(unknown()), |jwk| to_decoding_key(&jwk))
     }
 
     async fn fetch_json<T: serde::de::DeserializeOwned>(

@@ -714,3 +714,32 @@ async fn a_disabled_account_cannot_sign_in_through_the_upstream() {
     assert!(answer.headers().get("location").is_none());
     world.upstream.stop().await;
 }
+
+#[tokio::test]
+async fn the_upstreams_keys_are_cached_and_refetched_once_when_it_rotates() {
+    let world = world().await;
+    sign_in(&world).await;
+    sign_in(&world).await;
+    assert_eq!(world.upstream.jwks_requests(), 1, "cached between sign-ins");
+
+    world.upstream.rotate_keys();
+    sign_in(&world).await;
+    assert_eq!(
+        world.upstream.jwks_requests(),
+        2,
+        "an unknown kid refetched the keys"
+    );
+
+    // Tokens naming keys that do not exist are refused, and do not refetch again so soon
+    // after the rotation's refetch.
+    world.upstream.set_knobs(Knobs {
+        unknown_kid: true,
+        ..Knobs::default()
+    });
+    for _ in 0..3 {
+        let mut browser = Browser::new();
+        assert_eq!(through_upstream(&world, &mut browser).await.status(), 502);
+    }
+    assert_eq!(world.upstream.jwks_requests(), 2);
+    world.upstream.stop().await;
+}

@@ -39,6 +39,8 @@ pub struct Knobs {
     pub token_status: Option<u16>,
     /// The token endpoint waits this long before answering.
     pub token_delay: Duration,
+    /// ID tokens name a key id the JWKS does not publish.
+    pub unknown_kid: bool,
 }
 
 struct Grant {
@@ -55,13 +57,17 @@ struct State {
     knobs: Knobs,
     codes: HashMap<String, Grant>,
     token_requests: usize,
+    jwks_requests: usize,
+    /// Which of the two keys signs and is published: a rotation swaps them.
+    rotated: bool,
 }
 
+/// Two key pairs; one signs and is published, the other signs forgeries (or, after a
+/// rotation, takes over under its own kid).
 struct Keys {
-    signing: KeyPair,
-    other: KeyPair,
-    kid: String,
-    jwk: Value,
+    pairs: [KeyPair; 2],
+    kids: [String; 2],
+    jwks: [Value; 2],
 }
 
 pub struct FakeUpstream {
@@ -74,17 +80,18 @@ impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let issuer = format!("http://{}", listener.local_addr().expect("addr"));
-        let signing = KeyPair::generate(KeySize::Rsa2048).expect("key");
-        let other = KeyPair::generate(KeySize::Rsa2048).expect("key");
-        let public = signing.public_key();
-        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
-        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
-        let kid = "fake-key-1".to_string();
+        let pairs = [0, 1].map(|_| KeyPair::generate(KeySize::Rsa2048).expect("key"));
+        let kids = ["fake-key-1".to_string(), "fake-key-2".to_string()];
+        let published = [0, 1].map(|i| {
+            let public = pairs[i].public_key();
+            let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+            let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+            json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kids[i], "n": n, "e": e})
+        });
         let keys = Arc::new(Keys {
-            jwk: json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e}),
-            signing,
-            other,
-            kid,
+            pairs,
+            kids,
+            jwks: published,
         });
         let state = Arc::new(Mutex::new(State {
             issuer: issuer.clone(),
@@ -97,6 +104,8 @@ impl FakeUpstream {
             knobs: Knobs::default(),
             codes: HashMap::new(),
             token_requests: 0,
+            jwks_requests: 0,
+            rotated: false,
         }));
         let (app_state, app_keys) = (state.clone(), keys.clone());
         let server = HttpServer::new(move || {
@@ -136,6 +145,16 @@ impl FakeUpstream {
 
     pub fn token_requests(&self) -> usize {
         self.state.lock().expect("lock").token_requests
+    }
+
+    pub fn jwks_requests(&self) -> usize {
+        self.state.lock().expect("lock").jwks_requests
+    }
+
+    /// Starts signing with the other key and publishes only that one.
+    pub fn rotate_keys(&self) {
+        let mut state = self.state.lock().expect("lock");
+        state.rotated = !state.rotated;
     }
 
     pub async fn stop(&self) {
@@ -215,10 +234,10 @@ async fn token(
     state: web::Data<Mutex<State>>,
     keys: web::Data<Keys>,
 ) -> HttpResponse {
-    let knobs = {
+    let (knobs, current) = {
         let mut state = state.lock().expect("lock");
         state.token_requests += 1;
-        state.knobs.clone()
+        (state.knobs.clone(), usize::from(state.rotated))
     };
     if !knobs.token_delay.is_zero() {
         tokio::time::sleep(knobs.token_delay).await;
@@ -291,11 +310,16 @@ async fn token(
         "exp": exp,
     });
     let signer = if knobs.bad_signature {
-        &keys.other
+        &keys.pairs[1 - current]
     } else {
-        &keys.signing
+        &keys.pairs[current]
     };
-    let id_token = sign(signer, &keys.kid, &claims);
+    let kid = if knobs.unknown_kid {
+        "never-published"
+    } else {
+        &keys.kids[current]
+    };
+    let id_token = sign(signer, kid, &claims);
     HttpResponse::Ok().json(json!({
         "access_token": "upstream-access-token",
         "token_type": "Bearer",
@@ -305,8 +329,13 @@ async fn token(
     }))
 }
 
-async fn jwks(keys: web::Data<Keys>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "keys": [keys.jwk] }))
+async fn jwks(state: web::Data<Mutex<State>>, keys: web::Data<Keys>) -> HttpResponse {
+    let current = {
+        let mut state = state.lock().expect("lock");
+        state.jwks_requests += 1;
+        usize::from(state.rotated)
+    };
+    HttpResponse::Ok().json(json!({ "keys": [keys.jwks[current]] }))
 }
 
 fn sign(key: &KeyPair, kid: &str, claims: &Value) -> String {
