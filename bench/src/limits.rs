@@ -70,6 +70,38 @@ pub fn rs256_signs_per_sec(cpus: &str) -> Result<f64> {
     })?
 }
 
+/// RS256 verifications per second by one thread (ring, the public key parsed once): what a
+/// path whose work is one signature check could reach.
+pub fn rs256_verifies_per_sec(cpus: &str) -> Result<f64> {
+    let first_cpu = cpus.split(',').next().unwrap_or("0").to_string();
+    pinned(&first_cpu, || -> Result<f64> {
+        use aws_lc_rs::signature::KeyPair as _;
+        let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("keygen"))?;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let message = [b'x'; 400];
+        let mut signature = vec![0; key.public_modulus_len()];
+        key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature)
+            .map_err(|_| anyhow!("sign"))?;
+        let public = key.public_key();
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let components = ring::signature::RsaPublicKeyComponents { n: &n, e: &e };
+        let started = Instant::now();
+        let mut count = 0u64;
+        while started.elapsed() < Duration::from_secs(2) {
+            components
+                .verify(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    &message,
+                    &signature,
+                )
+                .map_err(|_| anyhow!("verify"))?;
+            count += 1;
+        }
+        Ok(count as f64 / started.elapsed().as_secs_f64())
+    })?
+}
+
 /// Single-row updates per second, each its own transaction, on `database_url` from one
 /// connection: the most a refresh (one transaction) could ever reach on this database.
 pub fn single_row_updates_per_sec(database_url: &str) -> Result<f64> {

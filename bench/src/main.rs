@@ -2,14 +2,18 @@
 //!
 //! - `startup`: cold start to the first JWKS answer with an existing key, idle RSS, binary size.
 //! - `tokens`: password grants/s against the argon2 limit (cores ÷ one hash time), the JWKS p99
-//!   during that login storm, client_credentials/s against cores × RS256 signs/s, and JWKS
-//!   throughput, all measured in the same run.
+//!   during that login storm, client_credentials/s against cores × RS256 signs/s,
+//!   introspections/s against cores × RS256 verifies/s, JWKS and discovery throughput, and the
+//!   peak RSS under these loads, all measured in the same run.
 //! - `refresh`: refresh grants/s against cores × RS256 signs/s and the database's single-row
 //!   update rate, on SQLite or (with `--postgres`) PostgreSQL.
+//!
+//! - `all`: every one of the above in one run, each table under a heading.
 //!
 //! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use.
 //!
 //! cargo build --release -p tessera -p tessera-bench
+//! target/release/tessera-bench all
 //! target/release/tessera-bench startup
 //! target/release/tessera-bench tokens
 //! target/release/tessera-bench refresh [--postgres postgres://postgres@127.0.0.1/postgres]
@@ -65,6 +69,14 @@ enum Bench {
         #[arg(long, default_value_t = 1000)]
         users: usize,
     },
+    /// Everything above in one run: start-up, tokens, refresh on SQLite, and refresh on
+    /// PostgreSQL when one answers (or `--postgres` names one).
+    All {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Refresh grant throughput against the RS256 and database limits.
     Refresh {
         #[arg(long, default_value_t = 1)]
@@ -109,6 +121,25 @@ fn main() -> Result<()> {
             token_clients,
             users,
         ),
+        Bench::All { seconds, postgres } => {
+            let seconds = Duration::from_secs(seconds);
+            println!("## Start-up and memory\n");
+            startup(&binary, 20, 2)?;
+            println!("\n## Token endpoint, JWKS, discovery, introspection\n");
+            tokens(&binary, 1, seconds, 16, 32, 1000)?;
+            println!("\n## Refresh on SQLite\n");
+            refresh(&binary, 1, seconds / 2, 32, 250_000, None)?;
+            let postgres = postgres.or_else(|| {
+                std::net::TcpStream::connect("127.0.0.1:5432")
+                    .ok()
+                    .map(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+            });
+            if let Some(url) = postgres {
+                println!("\n## Refresh on PostgreSQL\n");
+                refresh(&binary, 1, seconds / 2, 32, 120_000, Some(url))?;
+            }
+            Ok(())
+        }
         Bench::Refresh {
             server_cores,
             seconds,
@@ -204,8 +235,10 @@ fn tokens(
     // The limits, measured on the server's cores while nothing else runs.
     let hash = limits::argon2_hash_time(&server_cpus)?;
     let signs_per_sec = limits::rs256_signs_per_sec(&server_cpus)?;
+    let verifies_per_sec = limits::rs256_verifies_per_sec(&server_cpus)?;
     let login_limit = server_cores as f64 / hash.as_secs_f64();
     let sign_limit = server_cores as f64 * signs_per_sec;
+    let verify_limit = server_cores as f64 * verifies_per_sec;
 
     let dir = tempfile::tempdir()?;
     let setup = server::Setup::new(binary, dir.path(), None, Some(server_cpus.clone()));
@@ -218,6 +251,12 @@ fn tokens(
     let token_url = format!("{base}/token");
 
     let jwks = oha.run(&load::Request::get(&jwks_url), 64, seconds, None)?;
+    let discovery = oha.run(
+        &load::Request::get(&format!("{base}/.well-known/openid-configuration")),
+        64,
+        seconds,
+        None,
+    )?;
     let login = load::Request::form_lines(
         &token_url,
         &seed.client_id,
@@ -235,7 +274,27 @@ fn tokens(
         "grant_type=client_credentials&scope=api",
     );
     let client_credentials = oha.run(&cc, token_clients, seconds, None)?;
+    // Introspection of a live access token: a signature check, a revocation look-up and
+    // the resource server's own authentication.
+    let basic = format!("{}:{}", seed.client_id, seed.client_secret);
+    let issued: serde_json::Value = serde_json::from_str(&server.post_form(
+        "/token",
+        &basic,
+        "grant_type=client_credentials&scope=api",
+    )?)?;
+    let access_token = issued["access_token"]
+        .as_str()
+        .context("no access token")?
+        .to_string();
+    let introspect = load::Request::form(
+        &format!("{base}/introspect"),
+        &seed.client_id,
+        &seed.client_secret,
+        &format!("token={access_token}"),
+    );
+    let introspection = oha.run(&introspect, token_clients, seconds, None)?;
     let rss = server.rss_kib()?;
+    let peak_rss = server.peak_rss_kib()?;
     server.stop()?;
 
     println!(
@@ -268,16 +327,37 @@ fn tokens(
         client_credentials.ok_per_sec / sign_limit
     );
     println!(
-        "| JWKS GET (64 clients) | {:.0} | {:.2} ms | {:.2} ms | | | |",
-        jwks.ok_per_sec, jwks.p50_ms, jwks.p99_ms
+        "| introspection of an access token ({token_clients} clients) | {:.0} | {:.2} ms | {:.2} ms | {:.0}/s = {server_cores} × RS256 verifies/s (ring) | {:.2} | |",
+        introspection.ok_per_sec,
+        introspection.p50_ms,
+        introspection.p99_ms,
+        verify_limit,
+        introspection.ok_per_sec / verify_limit
+    );
+    println!(
+        "| JWKS GET (64 clients) | {:.0} | {:.2} ms | {:.2} ms | nginx serving the file: 88,700/s (guide) | {:.2} | |",
+        jwks.ok_per_sec,
+        jwks.p50_ms,
+        jwks.p99_ms,
+        jwks.ok_per_sec / 88_700.0
+    );
+    println!(
+        "| discovery GET (64 clients) | {:.0} | {:.2} ms | {:.2} ms | nginx serving the file: 88,700/s (guide) | {:.2} | |",
+        discovery.ok_per_sec,
+        discovery.p50_ms,
+        discovery.p99_ms,
+        discovery.ok_per_sec / 88_700.0
     );
     println!();
     println!(
-        "RSS after the run: {:.1} MiB. Non-2xx answers: logins {}, client_credentials {}, JWKS {}.",
+        "RSS: {:.1} MiB after the run, {:.1} MiB at its peak under load. Non-2xx answers: logins {}, client_credentials {}, introspection {}, JWKS {}, discovery {}.",
         rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
         logins.failed,
         client_credentials.failed,
-        jwks.failed + jwks_during.failed
+        introspection.failed,
+        jwks.failed + jwks_during.failed,
+        discovery.failed
     );
     Ok(())
 }

@@ -179,6 +179,37 @@ impl Server {
             .context("VmRSS not found")
     }
 
+    /// The most memory the process has held (VmHWM): its RSS under the loads it has served.
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmHWM not found")
+    }
+
+    /// One form POST with client_secret_basic on a fresh connection (setting up a load, not
+    /// load itself); returns the body of a 200 answer.
+    pub fn post_form(&self, path: &str, basic: &str, body: &str) -> Result<String> {
+        use base64::Engine;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        let auth = base64::engine::general_purpose::STANDARD.encode(basic);
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let (head, body) = response.split_once("\r\n\r\n").context("no HTTP answer")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!("POST {path}: {head}");
+        }
+        Ok(body.to_string())
+    }
+
     pub fn stop(mut self) -> Result<()> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
