@@ -18,6 +18,11 @@ pub enum Event {
     RefreshTokenReuse,
     AuthorizationCodeReuse,
     SessionsRevoked,
+    EmailVerified,
+    MailRequested,
+    PasswordReset,
+    PasswordChanged,
+    UserDeleted,
 }
 
 impl Event {
@@ -35,6 +40,11 @@ impl Event {
             Event::RefreshTokenReuse => "refresh_token_reuse",
             Event::AuthorizationCodeReuse => "authorization_code_reuse",
             Event::SessionsRevoked => "sessions_revoked",
+            Event::EmailVerified => "email_verified",
+            Event::MailRequested => "mail_requested",
+            Event::PasswordReset => "password_reset",
+            Event::PasswordChanged => "password_changed",
+            Event::UserDeleted => "user_deleted",
         }
     }
 }

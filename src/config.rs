@@ -42,6 +42,8 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     pub purge: PurgeSettings,
     pub passwords: PasswordSettings,
+    pub smtp: SmtpSettings,
+    pub mail: MailSettings,
     pub log: LogSettings,
 }
 
@@ -96,6 +98,56 @@ pub struct PurgeSettings {
 #[serde(deny_unknown_fields)]
 pub struct AccountSettings {
     pub self_registration: bool,
+    pub verification_ttl_secs: i64,
+    pub reset_ttl_secs: i64,
+    pub mail_requests_per_email: i64,
+    pub mail_requests_per_ip: i64,
+    pub mail_request_window_secs: i64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: String,
+    pub password: String,
+    pub from: String,
+    pub timeout_secs: u64,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    pub poll_interval_ms: u64,
+    pub retry_base_secs: i64,
+    pub retry_max_secs: i64,
+    pub max_attempts: i64,
+    pub claim_secs: i64,
+    pub batch_size: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +282,28 @@ impl Settings {
             ),
             ("throttle.window_secs", self.throttle.window_secs),
             ("throttle.max_backoff_secs", self.throttle.max_backoff_secs),
+            (
+                "accounts.verification_ttl_secs",
+                self.accounts.verification_ttl_secs,
+            ),
+            ("accounts.reset_ttl_secs", self.accounts.reset_ttl_secs),
+            (
+                "accounts.mail_requests_per_email",
+                self.accounts.mail_requests_per_email,
+            ),
+            (
+                "accounts.mail_requests_per_ip",
+                self.accounts.mail_requests_per_ip,
+            ),
+            (
+                "accounts.mail_request_window_secs",
+                self.accounts.mail_request_window_secs,
+            ),
+            ("mail.retry_base_secs", self.mail.retry_base_secs),
+            ("mail.retry_max_secs", self.mail.retry_max_secs),
+            ("mail.max_attempts", self.mail.max_attempts),
+            ("mail.claim_secs", self.mail.claim_secs),
+            ("mail.batch_size", self.mail.batch_size),
         ] {
             if value < 1 {
                 return Err(ConfigError(format!("{key}: must be at least 1")));
@@ -255,11 +329,24 @@ impl Settings {
                 "passwords.min_length: must be at least 8".into(),
             ));
         }
+        if self.mail.poll_interval_ms < 10 {
+            return Err(ConfigError(
+                "mail.poll_interval_ms: must be at least 10".into(),
+            ));
+        }
+        crate::mail::SmtpTarget::from_settings(&self.smtp).map_err(ConfigError)?;
         crate::accounts::password::Hasher::new(&self.passwords)
             .map_err(|e| ConfigError(format!("passwords: {e}")))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| ConfigError(format!("log.filter: {e}")))?;
         Ok(())
+    }
+
+    /// The longest window any throttle counter uses: the purge keeps counters that long.
+    pub fn counter_window_secs(&self) -> i64 {
+        self.throttle
+            .window_secs
+            .max(self.accounts.mail_request_window_secs)
     }
 
     /// The issuer: the configured one, or `http://` + the address actually bound.

@@ -169,6 +169,8 @@ pub struct Purged {
     pub authorization_codes: usize,
     pub revoked_access_tokens: usize,
     pub login_throttles: usize,
+    pub account_tokens: usize,
+    pub finished_mails: usize,
 }
 
 /// Deletes what has been expired or revoked for longer than the retention, in batches of
@@ -202,6 +204,8 @@ pub fn purge(
         login_throttles: drain(conn, &|c| {
             repo::throttles::purge(c, now - window_secs, now, batch)
         })?,
+        account_tokens: drain(conn, &|c| repo::account_tokens::purge(c, cutoff, batch))?,
+        finished_mails: drain(conn, &|c| repo::outbox::purge(c, cutoff, batch))?,
     })
 }
 
@@ -220,7 +224,7 @@ pub fn spawn_purge(svc: Services) {
             let now = svc.clock.now();
             let result = svc
                 .db
-                .run(move |conn| purge(conn, &settings.purge, settings.throttle.window_secs, now))
+                .run(move |conn| purge(conn, &settings.purge, settings.counter_window_secs(), now))
                 .await;
             match result {
                 Ok(purged) => tracing::info!(?purged, "purge finished"),
