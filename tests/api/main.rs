@@ -15,5 +15,7 @@ mod keys;
 mod password_grant;
 mod refresh;
 mod resources;
+mod self_service;
+mod smtp_sink;
 mod throttling;
 mod wellknown;
