@@ -812,25 +812,39 @@ async fn every_self_service_endpoint_answers_bad_input_with_a_clear_4xx() {
         assert!(error["error_description"].is_string(), "{error}");
     }
 
-    // A client's own token has no account to change or delete.
+    // A client's own token (for its resource server, not for this provider) reaches no account.
+    let (machine_id, machine_secret) = app
+        .create_client(tessera::clients::ClientSpec {
+            name: "machine".into(),
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["api".into()],
+            audiences: vec!["api".into()],
+            ..tessera::clients::ClientSpec::default()
+        })
+        .await;
+    let machine_secret = machine_secret.expect("confidential");
     let client_token = app
         .token(
-            (&client_id, &secret),
-            &[("grant_type", "client_credentials")],
+            (&machine_id, &machine_secret),
+            &[("grant_type", "client_credentials"), ("scope", "api")],
         )
         .await
         .json::<Value>()
         .await
         .expect("json");
-    if let Some(token) = client_token["access_token"].as_str() {
+    let token = client_token["access_token"].as_str().expect("a client token");
+    for (method, path) in [("DELETE", "/account"), ("POST", "/account/password")] {
         let response = app
             .client
-            .delete(app.url("/account"))
+            .request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), app.url(path))
             .bearer_auth(token)
+            .json(&json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
             .send()
             .await
             .expect("request");
-        assert_eq!(response.status(), 403);
+        assert_eq!(response.status(), 401, "{method} {path}");
+        let error: Value = response.json().await.expect("json");
+        assert_eq!(error["error"], "invalid_token");
     }
     // A bearer user with a malformed body.
     let session = login(&app, (&client_id, &secret), "lee@example.com", PASSWORD).await;
