@@ -321,7 +321,9 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 "cli",
                 crate::db::now(),
             )?;
-            out.print(user_json(&user), || format!("{}: email verified", user.email));
+            out.print(user_json(&user), || {
+                format!("{}: email verified", user.email)
+            });
             Ok(())
         }
         Command::User(UserCommand::Delete(who)) => {

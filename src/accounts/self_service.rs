@@ -4,11 +4,11 @@
 use diesel::Connection;
 use serde_json::json;
 
+use super::AccountError;
 use super::email::Email;
 use super::hash_pool::HashPoolError;
 use super::password::{self, Verified};
 use super::throttle::{self, Policy};
-use super::AccountError;
 use crate::audit::{self, Event, Record};
 use crate::db::models::User;
 use crate::db::repo::{self, account_tokens};
@@ -170,8 +170,7 @@ pub async fn verify_email(svc: &Services, token: &str) -> Result<User, SelfServi
     svc.db
         .run(move |conn| {
             conn.transaction(|conn| {
-                if account_tokens::consume(conn, &hash, MailKind::VerifyEmail.as_str(), now)? == 0
-                {
+                if account_tokens::consume(conn, &hash, MailKind::VerifyEmail.as_str(), now)? == 0 {
                     return Err(SelfServiceError::InvalidToken(token_problem(
                         conn,
                         &hash,
@@ -246,8 +245,12 @@ pub async fn reset_password(
             .run(move |conn| live_reset_token_user(conn, &hash, now))
             .await?
     };
-    password::check_policy(&new_password, &user.email, svc.settings.passwords.min_length)
-        .map_err(AccountError::WeakPassword)?;
+    password::check_policy(
+        &new_password,
+        &user.email,
+        svc.settings.passwords.min_length,
+    )
+    .map_err(AccountError::WeakPassword)?;
     let password_hash = svc.hashes.hash(new_password).await?;
     let now = svc.clock.now();
     svc.db
@@ -268,12 +271,8 @@ pub async fn reset_password(
                 }
                 repo::users::mark_email_verified(conn, &user.id, now)?;
                 account_tokens::use_up_all(conn, &user.id, MailKind::ResetPassword.as_str(), now)?;
-                let revoked = repo::refresh::revoke_families_of_user(
-                    conn,
-                    &user.id,
-                    now,
-                    "password_reset",
-                )?;
+                let revoked =
+                    repo::refresh::revoke_families_of_user(conn, &user.id, now, "password_reset")?;
                 audit::record(
                     conn,
                     Event::PasswordReset,
@@ -365,8 +364,12 @@ pub async fn change_password(
     ip: Option<String>,
 ) -> Result<PasswordChanged, SelfServiceError> {
     let user = active_user(svc, user_id).await?;
-    password::check_policy(&new_password, &user.email, svc.settings.passwords.min_length)
-        .map_err(AccountError::WeakPassword)?;
+    password::check_policy(
+        &new_password,
+        &user.email,
+        svc.settings.passwords.min_length,
+    )
+    .map_err(AccountError::WeakPassword)?;
     confirm_password(svc, &user, current_password, ip.as_deref()).await?;
     let password_hash = svc.hashes.hash(new_password).await?;
     let keep_hash = keep_refresh_token.map(|t| crate::crypto::sha256_hex(t.as_bytes()));

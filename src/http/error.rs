@@ -11,8 +11,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::accounts::AccountError;
-use crate::accounts::self_service::SelfServiceError;
 use crate::accounts::hash_pool::HashPoolError;
+use crate::accounts::self_service::SelfServiceError;
 use crate::clients::ClientError;
 use crate::db::DbError;
 use crate::grants::GrantError;

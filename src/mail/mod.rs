@@ -58,17 +58,14 @@ impl SmtpTarget {
             (port, _) => port,
         };
         if settings.from.trim().is_empty() {
-            return Err(
-                "smtp.from: a sender address is required when mail is on, \
+            return Err("smtp.from: a sender address is required when mail is on, \
                  e.g. \"Tessera <no-reply@id.example.com>\""
-                    .into(),
-            );
+                .into());
         }
-        let from = settings
-            .from
-            .trim()
-            .parse::<Mailbox>()
-            .map_err(|e| format!("smtp.from: {:?} is not a mail address: {e}", settings.from))?;
+        let from =
+            settings.from.trim().parse::<Mailbox>().map_err(|e| {
+                format!("smtp.from: {:?} is not a mail address: {e}", settings.from)
+            })?;
         if settings.timeout_secs == 0 {
             return Err("smtp.timeout_secs: must be at least 1".into());
         }
@@ -168,10 +165,12 @@ impl Mailer {
         let tls = match target.tls {
             SmtpTls::None => Tls::None,
             SmtpTls::Starttls => Tls::Required(
-                TlsParameters::new(target.host.clone()).map_err(|e| MailError::Tls(e.to_string()))?,
+                TlsParameters::new(target.host.clone())
+                    .map_err(|e| MailError::Tls(e.to_string()))?,
             ),
             SmtpTls::Tls => Tls::Wrapper(
-                TlsParameters::new(target.host.clone()).map_err(|e| MailError::Tls(e.to_string()))?,
+                TlsParameters::new(target.host.clone())
+                    .map_err(|e| MailError::Tls(e.to_string()))?,
             ),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&target.host)

@@ -158,7 +158,11 @@ async fn deliver(
                     if gave_up {
                         repo::outbox::finish(conn, &id, &claim, "failed", Some(&message), now)?;
                     } else {
-                        let wait = retry_delay(settings.retry_base_secs, settings.retry_max_secs, attempts);
+                        let wait = retry_delay(
+                            settings.retry_base_secs,
+                            settings.retry_max_secs,
+                            attempts,
+                        );
                         repo::outbox::retry_later(conn, &id, &claim, &message, now + wait)?;
                     }
                     Ok(())

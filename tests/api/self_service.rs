@@ -6,8 +6,7 @@ use base64::Engine;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 use tessera::db::schema::{
-    account_tokens, audit_events, federated_identities, mail_outbox, refresh_token_families,
-    users,
+    account_tokens, audit_events, federated_identities, mail_outbox, refresh_token_families, users,
 };
 
 use crate::helpers::{ServerProcess, TestApp, TestEnv};
@@ -111,9 +110,11 @@ async fn query<T: Send + 'static>(
 
 async fn user_by_email(app: &TestApp, email: &str) -> tessera::db::models::User {
     let email = email.to_lowercase();
-    query(app, move |c| tessera::db::repo::users::find_by_email(c, &email))
-        .await
-        .expect("the user exists")
+    query(app, move |c| {
+        tessera::db::repo::users::find_by_email(c, &email)
+    })
+    .await
+    .expect("the user exists")
 }
 
 fn token_of(link: &str) -> String {
@@ -140,8 +141,14 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
     assert_eq!(mails[0].from, "no-reply@tessera.test");
     let link = mails[0].link("/account/verify-email");
     assert!(link.starts_with(&format!("{}/account/verify-email?token=", app.issuer)));
-    assert!(mails[0].part("text/html").contains(&link), "HTML body has the link");
-    assert!(mails[0].part("text/plain").contains(&app.issuer), "names the issuer");
+    assert!(
+        mails[0].part("text/html").contains(&link),
+        "HTML body has the link"
+    );
+    assert!(
+        mails[0].part("text/plain").contains(&app.issuer),
+        "names the issuer"
+    );
     let token = token_of(&link);
     assert!(token.len() >= 43, "at least 256 bits");
     let stored = query(&app, |c| {
@@ -177,12 +184,23 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
         .await
         .expect("request");
     assert_eq!(again.status(), 400);
-    assert!(again.text().await.expect("text").contains("already been used"));
+    assert!(
+        again
+            .text()
+            .await
+            .expect("text")
+            .contains("already been used")
+    );
     let api = app.client.get(&link).send().await.expect("request");
     assert_eq!(api.status(), 400);
     let body: Value = api.json().await.expect("json");
     assert_eq!(body["error"], "invalid_grant");
-    assert!(body["error_description"].as_str().expect("text").contains("already been used"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .expect("text")
+            .contains("already been used")
+    );
 
     // The claims tell the truth now: userinfo (even with the old token) and a new ID token.
     let access = before["access_token"].as_str().expect("access token");
@@ -200,9 +218,18 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
     let after = login(&app, client, "ann@example.com", PASSWORD).await;
     let id_token = after["id_token"].as_str().expect("id token");
     assert_eq!(jwt_claims(id_token)["email_verified"], true);
-    assert!(user_by_email(&app, "ann@example.com").await.email_verified_at.is_some());
+    assert!(
+        user_by_email(&app, "ann@example.com")
+            .await
+            .email_verified_at
+            .is_some()
+    );
     let user_id = user["id"].as_str().expect("id").to_string();
-    assert!(app.audit_events(&user_id).await.contains(&"email_verified".to_string()));
+    assert!(
+        app.audit_events(&user_id)
+            .await
+            .contains(&"email_verified".to_string())
+    );
 }
 
 #[tokio::test]
@@ -217,7 +244,12 @@ async fn verification_links_expire_and_resending_is_rate_limited() {
     let expired = app.client.get(&first).send().await.expect("request");
     assert_eq!(expired.status(), 400);
     let body: Value = expired.json().await.expect("json");
-    assert!(body["error_description"].as_str().expect("text").contains("expired"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .expect("text")
+            .contains("expired")
+    );
 
     let resend = post_json(
         &app,
@@ -247,7 +279,10 @@ async fn verification_links_expire_and_resending_is_rate_limited() {
     .await;
     assert_eq!(resend.status(), 202);
     let rows = outbox_settled(&app).await;
-    assert_eq!(rows.last().and_then(|r| r.outcome.as_deref()), Some("skipped"));
+    assert_eq!(
+        rows.last().and_then(|r| r.outcome.as_deref()),
+        Some("skipped")
+    );
     assert_eq!(sink.mails().len(), 2);
 
     // Three requests per address, then back-off with Retry-After.
@@ -297,7 +332,10 @@ async fn password_reset_answers_alike_for_unknown_addresses_and_sends_nothing_to
     assert_eq!(unknown, known, "the same answer either way");
 
     let rows = outbox_settled(&app).await;
-    let outcomes: Vec<_> = rows.iter().map(|r| r.outcome.clone().unwrap_or_default()).collect();
+    let outcomes: Vec<_> = rows
+        .iter()
+        .map(|r| r.outcome.clone().unwrap_or_default())
+        .collect();
     assert_eq!(outcomes, ["skipped", "sent"]);
     let mails = sink.mails();
     assert_eq!(mails.len(), 1, "nothing for the unknown address");
@@ -357,9 +395,18 @@ async fn password_reset_sets_the_password_once_and_ends_every_session() {
         .await
         .expect("request");
     assert_eq!(done.status(), 200);
-    assert!(done.text().await.expect("text").contains("Password changed"));
+    assert!(
+        done.text()
+            .await
+            .expect("text")
+            .contains("Password changed")
+    );
 
-    assert_eq!(refresh(&app, client, refresh_token).await, 400, "session ended");
+    assert_eq!(
+        refresh(&app, client, refresh_token).await,
+        400,
+        "session ended"
+    );
     let old = app
         .password_login(client, "dee@example.com", PASSWORD, "openid")
         .await;
@@ -390,7 +437,12 @@ async fn password_reset_sets_the_password_once_and_ends_every_session() {
     assert_eq!(reused.status(), 400);
     let body: Value = reused.json().await.expect("json");
     assert_eq!(body["error"], "invalid_grant");
-    assert!(body["error_description"].as_str().expect("text").contains("already been used"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .expect("text")
+            .contains("already been used")
+    );
 
     // A second link, left for more than 30 minutes, has expired.
     post_json(
@@ -409,7 +461,12 @@ async fn password_reset_sets_the_password_once_and_ends_every_session() {
     .await;
     assert_eq!(expired.status(), 400);
     let body: Value = expired.json().await.expect("json");
-    assert!(body["error_description"].as_str().expect("text").contains("expired"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .expect("text")
+            .contains("expired")
+    );
     login(&app, client, "dee@example.com", NEW_PASSWORD).await;
 }
 
@@ -436,9 +493,16 @@ async fn mail_waits_in_the_outbox_while_the_smtp_server_is_down() {
     };
     assert_eq!(failed.attempts, 1);
     assert!(failed.finished_at.is_none(), "still queued");
-    assert_eq!(failed.next_attempt_at, app.clock.now() + 30, "first back-off");
+    assert_eq!(
+        failed.next_attempt_at,
+        app.clock.now() + 30,
+        "first back-off"
+    );
     let tokens = query(&app, |c| account_tokens::table.count().get_result::<i64>(c)).await;
-    assert_eq!(tokens, 0, "the token of the mail that did not leave is gone");
+    assert_eq!(
+        tokens, 0,
+        "the token of the mail that did not leave is gone"
+    );
 
     let sink = SmtpSink::start_on(port).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -558,7 +622,10 @@ async fn password_change_ends_other_sessions_and_may_keep_the_current_one() {
     let rotated = app
         .token(
             client,
-            &[("grant_type", "refresh_token"), ("refresh_token", here_refresh)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", here_refresh),
+            ],
         )
         .await;
     assert_eq!(rotated.status(), 200, "this session stays");
@@ -638,7 +705,9 @@ async fn deleting_an_account_takes_its_sessions_identities_and_mail_with_it() {
     };
     assert_eq!(delete(None).await.status(), 422, "the password is required");
     assert_eq!(
-        delete(Some(json!({"password": "wrong password!"}))).await.status(),
+        delete(Some(json!({"password": "wrong password!"})))
+            .await
+            .status(),
         403
     );
     assert_eq!(
@@ -649,7 +718,10 @@ async fn deleting_an_account_takes_its_sessions_identities_and_mail_with_it() {
     let id = user_id.clone();
     let left = query(&app, move |c| {
         Ok((
-            users::table.filter(users::id.eq(&id)).count().get_result::<i64>(c)?,
+            users::table
+                .filter(users::id.eq(&id))
+                .count()
+                .get_result::<i64>(c)?,
             refresh_token_families::table
                 .filter(refresh_token_families::user_id.eq(&id))
                 .count()
@@ -665,8 +737,15 @@ async fn deleting_an_account_takes_its_sessions_identities_and_mail_with_it() {
     .await;
     assert_eq!((left.0, left.1, left.2, left.3), (0, 0, 0, 0));
     let trail = format!("{:?}", left.4);
-    assert!(!trail.contains("hal@example.com"), "the trail keeps the id only: {trail}");
-    assert!(app.audit_events(&user_id).await.contains(&"user_deleted".to_string()));
+    assert!(
+        !trail.contains("hal@example.com"),
+        "the trail keeps the id only: {trail}"
+    );
+    assert!(
+        app.audit_events(&user_id)
+            .await
+            .contains(&"user_deleted".to_string())
+    );
     let refresh_token = session["refresh_token"].as_str().expect("refresh token");
     assert_eq!(refresh(&app, client, refresh_token).await, 400);
     let info = app
@@ -680,7 +759,8 @@ async fn deleting_an_account_takes_its_sessions_identities_and_mail_with_it() {
 
     // An administrator deletes another account.
     let victim = app.create_user("ida@example.com", PASSWORD, &[]).await;
-    app.create_user("root@example.com", PASSWORD, &["admin"]).await;
+    app.create_user("root@example.com", PASSWORD, &["admin"])
+        .await;
     let admin = app
         .password_login(client, "root@example.com", PASSWORD, "admin")
         .await
@@ -729,7 +809,8 @@ async fn without_smtp_mail_features_say_so_and_operators_verify_addresses() {
     assert!(outbox(&app).await.is_empty());
 
     // The administrator vouches for the address.
-    app.create_user("root@example.com", PASSWORD, &["admin"]).await;
+    app.create_user("root@example.com", PASSWORD, &["admin"])
+        .await;
     let (client_id, secret) = app.first_party_client().await;
     let admin = app
         .password_login((&client_id, &secret), "root@example.com", PASSWORD, "admin")
@@ -751,16 +832,34 @@ async fn without_smtp_mail_features_say_so_and_operators_verify_addresses() {
 
     // And from the command line.
     register(&app, "kim@example.com").await;
-    let output = env.cli(&["user", "verify-email", "--email", "kim@example.com"], None);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(user_by_email(&app, "kim@example.com").await.email_verified_at.is_some());
+    let output = env.cli(
+        &["user", "verify-email", "--email", "kim@example.com"],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        user_by_email(&app, "kim@example.com")
+            .await
+            .email_verified_at
+            .is_some()
+    );
     let output = env.cli(&["user", "delete", "--email", "kim@example.com"], None);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let email = "kim@example.com".to_string();
     assert!(
-        query(&app, move |c| tessera::db::repo::users::find_by_email(c, &email))
-            .await
-            .is_none()
+        query(&app, move |c| tessera::db::repo::users::find_by_email(
+            c, &email
+        ))
+        .await
+        .is_none()
     );
 }
 
@@ -782,23 +881,81 @@ async fn every_self_service_endpoint_answers_bad_input_with_a_clear_4xx() {
     let json_type = Some("application/json");
     let long_token = format!("{{\"token\": \"{}\"}}", "a".repeat(500));
     for (method, path, content_type, body, status) in [
-        ("POST", "/account/password-reset", json_type, r#"{"email": "not an address"}"#, 422),
-        ("POST", "/account/password-reset", json_type, r#"{"mail": "lee@example.com"}"#, 400),
+        (
+            "POST",
+            "/account/password-reset",
+            json_type,
+            r#"{"email": "not an address"}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/account/password-reset",
+            json_type,
+            r#"{"mail": "lee@example.com"}"#,
+            400,
+        ),
         ("POST", "/account/password-reset", json_type, "{", 400),
-        ("POST", "/account/password-reset", Some("text/plain"), "lee@example.com", 415),
+        (
+            "POST",
+            "/account/password-reset",
+            Some("text/plain"),
+            "lee@example.com",
+            415,
+        ),
         ("POST", "/account/verify-email/resend", json_type, "{}", 400),
-        ("POST", "/account/verify-email", json_type, r#"{"token": ""}"#, 400),
-        ("POST", "/account/verify-email", json_type, r#"{"token": "made-up"}"#, 400),
+        (
+            "POST",
+            "/account/verify-email",
+            json_type,
+            r#"{"token": ""}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/account/verify-email",
+            json_type,
+            r#"{"token": "made-up"}"#,
+            400,
+        ),
         ("POST", "/account/verify-email", json_type, &long_token, 400),
         ("GET", "/account/verify-email", None, "", 400),
         ("GET", "/account/verify-email?token=made-up", None, "", 400),
-        ("GET", "/account/password-reset?token=made-up", None, "", 400),
-        ("POST", "/account/password-reset/confirm", json_type, r#"{"token": "x"}"#, 400),
-        ("POST", "/account/password-reset/confirm", json_type,
-            r#"{"token": "made-up", "new_password": "a fine passphrase"}"#, 400),
-        ("POST", "/account/password-reset/confirm", Some("text/plain"), "x", 415),
-        ("POST", "/account/password", json_type,
-            r#"{"current_password": "a", "new_password": "b"}"#, 401),
+        (
+            "GET",
+            "/account/password-reset?token=made-up",
+            None,
+            "",
+            400,
+        ),
+        (
+            "POST",
+            "/account/password-reset/confirm",
+            json_type,
+            r#"{"token": "x"}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/account/password-reset/confirm",
+            json_type,
+            r#"{"token": "made-up", "new_password": "a fine passphrase"}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/account/password-reset/confirm",
+            Some("text/plain"),
+            "x",
+            415,
+        ),
+        (
+            "POST",
+            "/account/password",
+            json_type,
+            r#"{"current_password": "a", "new_password": "b"}"#,
+            401,
+        ),
         ("DELETE", "/account", None, "", 401),
         ("PUT", "/account/password", json_type, "{}", 405),
     ] {
@@ -832,11 +989,16 @@ async fn every_self_service_endpoint_answers_bad_input_with_a_clear_4xx() {
         .json::<Value>()
         .await
         .expect("json");
-    let token = client_token["access_token"].as_str().expect("a client token");
+    let token = client_token["access_token"]
+        .as_str()
+        .expect("a client token");
     for (method, path) in [("DELETE", "/account"), ("POST", "/account/password")] {
         let response = app
             .client
-            .request(reqwest::Method::from_bytes(method.as_bytes()).expect("method"), app.url(path))
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                app.url(path),
+            )
             .bearer_auth(token)
             .json(&json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
             .send()
@@ -862,4 +1024,61 @@ async fn every_self_service_endpoint_answers_bad_input_with_a_clear_4xx() {
         assert_eq!(response.status(), 400, "{body}");
     }
     assert!(sink.mails().is_empty(), "no bad request sent mail");
+}
+
+#[tokio::test]
+async fn two_replicas_never_send_the_same_mail() {
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.smtp.url = sink.url();
+    settings.smtp.from = FROM.to_string();
+    // Neither sender looks by itself during the test: the test drives both at once.
+    settings.mail.poll_interval_ms = 600_000;
+    settings.mail.batch_size = 7;
+    let first = env.spawn_with(settings.clone()).await;
+    let second = env.spawn_with(settings).await;
+    const MAILS: usize = 30;
+    for n in 0..MAILS {
+        let email = format!("user{n}@example.com");
+        first.create_user(&email, PASSWORD, &[]).await;
+        let now = first.clock.now();
+        query(&first, move |c| {
+            tessera::db::repo::outbox::insert(
+                c,
+                &tessera::db::repo::outbox::OutboxRow::new("reset_password", &email, None, now),
+            )
+        })
+        .await;
+    }
+    let drain = |app: &TestApp| {
+        let svc = app.state.services.clone();
+        async move {
+            let mailer = svc.mailer.clone().expect("mail is on");
+            let mut claimed = 0;
+            loop {
+                let n = tessera::mail::outbox::send_due(&svc, &mailer)
+                    .await
+                    .expect("send");
+                if n == 0 {
+                    return claimed;
+                }
+                claimed += n;
+            }
+        }
+    };
+    let (a, b, c, d) = tokio::join!(drain(&first), drain(&second), drain(&first), drain(&second));
+    assert_eq!(a + b + c + d, MAILS, "every mail claimed exactly once");
+    sink.wait_for(MAILS).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut recipients: Vec<String> = sink.mails().iter().map(|m| m.to[0].clone()).collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), MAILS, "nobody got two");
+    assert_eq!(sink.mails().len(), MAILS);
+    let rows = outbox(&first).await;
+    assert!(
+        rows.iter()
+            .all(|r| r.outcome.as_deref() == Some("sent") && r.attempts == 1)
+    );
 }
