@@ -194,7 +194,7 @@ pub async fn verify_email(svc: &Services, token: &str) -> Result<User, SelfServi
                     },
                     now,
                 )?;
-                Ok(repo::users::find_by_id(conn, &user.id)?.ok_or(GONE)?)
+                repo::users::find_by_id(conn, &user.id)?.ok_or(GONE)
             })
         })
         .await
