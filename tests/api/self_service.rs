@@ -1082,3 +1082,38 @@ async fn two_replicas_never_send_the_same_mail() {
             .all(|r| r.outcome.as_deref() == Some("sent") && r.attempts == 1)
     );
 }
+
+/// The reset request does the same work for any address; measured here, as the ratio of the
+/// median answer time for an address with an account to one without (interleaved requests).
+#[tokio::test]
+async fn reset_requests_take_as_long_for_unknown_addresses() {
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.smtp.url = sink.url();
+    settings.smtp.from = FROM.to_string();
+    settings.accounts.mail_requests_per_email = 1_000;
+    settings.accounts.mail_requests_per_ip = 1_000;
+    let app = env.spawn_with(settings).await;
+    app.create_user("max@example.com", PASSWORD, &[]).await;
+    const ROUNDS: usize = 60;
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS * 2 {
+        let (email, times) = if round % 2 == 0 {
+            ("max@example.com", &mut known)
+        } else {
+            ("nobody@example.com", &mut unknown)
+        };
+        let started = std::time::Instant::now();
+        let response = post_json(&app, "/account/password-reset", json!({"email": email})).await;
+        times.push(started.elapsed());
+        assert_eq!(response.status(), 202);
+    }
+    let median = |times: &mut Vec<std::time::Duration>| {
+        times.sort();
+        times[times.len() / 2].as_secs_f64()
+    };
+    let ratio = median(&mut known) / median(&mut unknown);
+    eprintln!("reset request median time, account / no account: {ratio:.2}");
+    assert!((0.5..2.0).contains(&ratio), "ratio {ratio:.2}");
+}
