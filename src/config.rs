@@ -619,6 +619,13 @@ mod tests {
                 ("TESSERA_ACCOUNTS_SELF_REGISTRATION", "maybe"),
                 "self_registration",
             ),
+            (("TESSERA_SMTP_TLS", "ssl"), "smtp.tls"),
+            (("TESSERA_SMTP_URL", "http://mail.example.com"), "smtp.url"),
+            (("TESSERA_SMTP_HOST", "mail.example.com"), "smtp.from"),
+            (
+                ("TESSERA_MAIL_POLL_INTERVAL_MS", "0"),
+                "mail.poll_interval_ms",
+            ),
         ] {
             let err = load(&[env], None).expect_err("rejected");
             let text = err.to_string();

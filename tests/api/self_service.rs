@@ -1117,3 +1117,31 @@ async fn reset_requests_take_as_long_for_unknown_addresses() {
     eprintln!("reset request median time, account / no account: {ratio:.2}");
     assert!((0.5..2.0).contains(&ratio), "ratio {ratio:.2}");
 }
+
+/// With `tls = starttls`, a server that does not offer STARTTLS gets no mail in plain text:
+/// the mail stays queued with the reason.
+#[tokio::test]
+async fn starttls_is_required_not_opportunistic() {
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new();
+    let app = mail_app(&env, &format!("{}?tls=starttls", sink.url())).await;
+    app.create_user("ned@example.com", PASSWORD, &[]).await;
+    post_json(
+        &app,
+        "/account/password-reset",
+        json!({"email": "ned@example.com"}),
+    )
+    .await;
+    let failed = loop {
+        if let Some(row) = outbox(&app)
+            .await
+            .into_iter()
+            .find(|r| r.last_error.is_some())
+        {
+            break row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(failed.finished_at.is_none(), "still queued");
+    assert!(sink.mails().is_empty(), "nothing went out in plain text");
+}
