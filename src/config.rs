@@ -115,6 +115,7 @@ pub struct SmtpSettings {
     pub username: String,
     pub password: String,
     pub from: String,
+    pub ca_file: String,
     pub timeout_secs: u64,
 }
 
@@ -127,6 +128,7 @@ impl std::fmt::Debug for SmtpSettings {
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("from", &self.from)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }

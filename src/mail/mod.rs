@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{SmtpSettings, SmtpTls};
@@ -22,6 +22,8 @@ pub struct SmtpTarget {
     pub credentials: Option<(String, String)>,
     pub from: Mailbox,
     pub timeout: Duration,
+    /// Extra trusted root certificate (PEM), from `smtp.ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -69,6 +71,19 @@ impl SmtpTarget {
         if settings.timeout_secs == 0 {
             return Err("smtp.timeout_secs: must be at least 1".into());
         }
+        let ca_pem = if settings.ca_file.trim().is_empty() {
+            None
+        } else {
+            let pem = std::fs::read(settings.ca_file.trim())
+                .map_err(|e| format!("smtp.ca_file: cannot read {:?}: {e}", settings.ca_file))?;
+            lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|e| {
+                format!(
+                    "smtp.ca_file: {:?} is not a PEM certificate: {e}",
+                    settings.ca_file
+                )
+            })?;
+            Some(pem)
+        };
         Ok(Some(SmtpTarget {
             host,
             port,
@@ -76,6 +91,7 @@ impl SmtpTarget {
             credentials,
             from,
             timeout: Duration::from_secs(settings.timeout_secs),
+            ca_pem,
         }))
     }
 }
@@ -162,16 +178,22 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn new(target: SmtpTarget) -> Result<Mailer, MailError> {
+        let parameters = || {
+            let mut builder = TlsParameters::builder(target.host.clone());
+            if let Some(pem) = &target.ca_pem {
+                builder = builder.add_root_certificate(
+                    Certificate::from_pem(pem).map_err(|e| MailError::Tls(e.to_string()))?,
+                );
+            }
+            builder
+                .build_rustls()
+                .map_err(|e| MailError::Tls(e.to_string()))
+        };
         let tls = match target.tls {
             SmtpTls::None => Tls::None,
-            SmtpTls::Starttls => Tls::Required(
-                TlsParameters::new(target.host.clone())
-                    .map_err(|e| MailError::Tls(e.to_string()))?,
-            ),
-            SmtpTls::Tls => Tls::Wrapper(
-                TlsParameters::new(target.host.clone())
-                    .map_err(|e| MailError::Tls(e.to_string()))?,
-            ),
+            // Required, never opportunistic: a server that does not offer STARTTLS gets nothing.
+            SmtpTls::Starttls => Tls::Required(parameters()?),
+            SmtpTls::Tls => Tls::Wrapper(parameters()?),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&target.host)
             .port(target.port)
@@ -220,6 +242,7 @@ mod tests {
             username: String::new(),
             password: String::new(),
             from: "Tessera <no-reply@example.com>".into(),
+            ca_file: String::new(),
             timeout_secs: 10,
         }
     }

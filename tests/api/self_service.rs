@@ -1042,15 +1042,13 @@ async fn two_replicas_never_send_the_same_mail() {
     for n in 0..MAILS {
         let email = format!("user{n}@example.com");
         first.create_user(&email, PASSWORD, &[]).await;
-        let now = first.clock.now();
-        query(&first, move |c| {
-            tessera::db::repo::outbox::insert(
-                c,
-                &tessera::db::repo::outbox::OutboxRow::new("reset_password", &email, None, now),
-            )
-        })
-        .await;
+        // Due only once the clocks move, so the senders' own first look finds nothing.
+        let mut row = tessera::db::repo::outbox::OutboxRow::new("reset_password", &email, None, 0);
+        row.next_attempt_at = first.clock.now() + 100;
+        query(&first, move |c| tessera::db::repo::outbox::insert(c, &row)).await;
     }
+    first.clock.advance(200);
+    second.clock.advance(200);
     let drain = |app: &TestApp| {
         let svc = app.state.services.clone();
         async move {
@@ -1144,4 +1142,66 @@ async fn starttls_is_required_not_opportunistic() {
     };
     assert!(failed.finished_at.is_none(), "still queued");
     assert!(sink.mails().is_empty(), "nothing went out in plain text");
+}
+
+/// STARTTLS and TLS from the first byte, against a server whose certificate a private CA
+/// (`smtp.ca_file`) signed; without that CA the certificate is refused and nothing is sent.
+#[tokio::test]
+async fn mail_goes_out_over_starttls_and_implicit_tls() {
+    use crate::smtp_sink::{SinkTls, TestCertificates};
+    let certs = TestCertificates::new();
+    for (mode, trusted) in [("starttls", true), ("tls", true), ("tls", false)] {
+        let tls = match mode {
+            "starttls" => SinkTls::Starttls(certs.acceptor.clone()),
+            _ => SinkTls::Implicit(certs.acceptor.clone()),
+        };
+        let sink = SmtpSink::start_with(0, tls).await;
+        let env = TestEnv::new();
+        let ca_file = env.dir.path().join("smtp-ca.pem");
+        std::fs::write(&ca_file, &certs.ca_pem).expect("write CA");
+        let mut settings = env.settings();
+        settings.smtp.host = "127.0.0.1".into();
+        settings.smtp.port = sink.port;
+        settings.smtp.tls = if mode == "starttls" {
+            tessera::config::SmtpTls::Starttls
+        } else {
+            tessera::config::SmtpTls::Tls
+        };
+        settings.smtp.from = FROM.to_string();
+        settings.smtp.timeout_secs = 5;
+        if trusted {
+            settings.smtp.ca_file = ca_file.display().to_string();
+        }
+        settings.mail.poll_interval_ms = 50;
+        let app = env.spawn_with(settings).await;
+        app.create_user("oli@example.com", PASSWORD, &[]).await;
+        post_json(
+            &app,
+            "/account/password-reset",
+            json!({"email": "oli@example.com"}),
+        )
+        .await;
+        if trusted {
+            let mails = sink.wait_for(1).await;
+            assert_eq!(mails[0].to, ["oli@example.com"], "{mode}");
+            assert!(mails[0].link("/account/password-reset").contains("token="));
+        } else {
+            let failed = loop {
+                if let Some(row) = outbox(&app)
+                    .await
+                    .into_iter()
+                    .find(|r| r.last_error.is_some())
+                {
+                    break row;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            assert!(failed.finished_at.is_none(), "still queued");
+            assert!(
+                sink.mails().is_empty(),
+                "an untrusted certificate gets no mail"
+            );
+        }
+        app.stop().await;
+    }
 }

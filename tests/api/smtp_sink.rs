@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 #[derive(Debug, Clone)]
 pub struct ReceivedMail {
@@ -94,6 +96,55 @@ fn decode_quoted_printable(body: &str) -> String {
     String::from_utf8(out).expect("utf-8 body")
 }
 
+/// How the sink speaks TLS.
+#[derive(Clone)]
+pub enum SinkTls {
+    None,
+    /// Offers STARTTLS after EHLO.
+    Starttls(TlsAcceptor),
+    /// TLS from the first byte (port 465 style).
+    Implicit(TlsAcceptor),
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1: what a test's SMTP server presents
+/// and what Tessera is told to trust (`smtp.ca_file`).
+pub struct TestCertificates {
+    pub ca_pem: String,
+    pub acceptor: TlsAcceptor,
+}
+
+impl TestCertificates {
+    pub fn new() -> TestCertificates {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Tessera test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("leaf params")
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("leaf certificate");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .expect("server config");
+        TestCertificates {
+            ca_pem: ca.pem(),
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+}
+
 pub struct SmtpSink {
     pub port: u16,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
@@ -106,8 +157,12 @@ impl SmtpSink {
         SmtpSink::start_on(0).await
     }
 
-    /// Listens on `port` (0: any free one); SO_REUSEADDR so a restart can take it back.
     pub async fn start_on(port: u16) -> SmtpSink {
+        SmtpSink::start_with(port, SinkTls::None).await
+    }
+
+    /// Listens on `port` (0: any free one); SO_REUSEADDR so a restart can take it back.
+    pub async fn start_with(port: u16, tls: SinkTls) -> SmtpSink {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_reuseaddr(true).expect("reuseaddr");
         socket
@@ -129,9 +184,9 @@ impl SmtpSink {
                 }
                 let mut guard = AbortAll(Vec::new());
                 while let Ok((stream, _)) = listener.accept().await {
-                    let (mails, arrived) = (mails.clone(), arrived.clone());
+                    let (mails, arrived, tls) = (mails.clone(), arrived.clone(), tls.clone());
                     let session = tokio::spawn(async move {
-                        let _ = serve(stream, &mails, &arrived).await;
+                        let _ = serve(stream, tls, &mails, &arrived).await;
                     });
                     guard.0.push(session);
                 }
@@ -184,19 +239,27 @@ impl Drop for SmtpSink {
     }
 }
 
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 async fn serve(
     stream: TcpStream,
+    tls: SinkTls,
     mails: &Mutex<Vec<ReceivedMail>>,
     arrived: &Notify,
 ) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
+    let (stream, mut starttls): (Box<dyn Io>, Option<TlsAcceptor>) = match tls {
+        SinkTls::None => (Box::new(stream), None),
+        SinkTls::Starttls(acceptor) => (Box::new(stream), Some(acceptor)),
+        SinkTls::Implicit(acceptor) => (Box::new(acceptor.accept(stream).await?), None),
+    };
+    let mut conn = BufReader::new(stream);
+    conn.write_all(b"220 sink.test ESMTP ready\r\n").await?;
     let (mut from, mut to) = (String::new(), Vec::new());
     let mut line = String::new();
     loop {
         line.clear();
-        if lines.read_line(&mut line).await? == 0 {
+        if conn.read_line(&mut line).await? == 0 {
             return Ok(());
         }
         let command = line.trim_end().to_string();
@@ -206,8 +269,24 @@ async fn serve(
             .unwrap_or("")
             .to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
+            "EHLO" if starttls.is_some() => {
+                b"250-sink.test greets you\r\n250-8BITMIME\r\n250 STARTTLS\r\n"
+            }
             "EHLO" => b"250-sink.test greets you\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n",
             "HELO" => b"250 sink.test\r\n",
+            "STARTTLS" => match starttls.take() {
+                Some(acceptor) => {
+                    conn.write_all(b"220 go ahead\r\n").await?;
+                    conn.flush().await?;
+                    // RFC 3207 §4.2: everything said before the handshake is forgotten.
+                    let plain = conn.into_inner();
+                    conn = BufReader::new(Box::new(acceptor.accept(plain).await?));
+                    from.clear();
+                    to.clear();
+                    continue;
+                }
+                None => b"503 TLS already active or not offered\r\n",
+            },
             "MAIL" => {
                 from = address(&command);
                 to.clear();
@@ -220,11 +299,11 @@ async fn serve(
             }
             "DATA" if to.is_empty() => b"503 RCPT first\r\n",
             "DATA" => {
-                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                conn.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
                 let mut data = String::new();
                 loop {
                     line.clear();
-                    if lines.read_line(&mut line).await? == 0 {
+                    if conn.read_line(&mut line).await? == 0 {
                         return Ok(());
                     }
                     if line == ".\r\n" || line == ".\n" {
@@ -248,12 +327,14 @@ async fn serve(
             }
             "NOOP" => b"250 OK\r\n",
             "QUIT" => {
-                write.write_all(b"221 bye\r\n").await?;
+                conn.write_all(b"221 bye\r\n").await?;
+                conn.flush().await?;
                 return Ok(());
             }
             _ => b"502 command not implemented\r\n",
         };
-        write.write_all(reply).await?;
+        conn.write_all(reply).await?;
+        conn.flush().await?;
     }
 }
 
