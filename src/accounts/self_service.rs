@@ -454,7 +454,7 @@ pub async fn delete_own_account(
 
 /// Deletes an account with everything that hangs on it: sessions and their refresh tokens,
 /// authorization codes, federated identities and mail tokens (by foreign-key cascade), and its
-/// unsent mail. The audit trail keeps the user id only, never the address.
+/// mail (unsent, and the records of sent mail, which name the address). The audit trail keeps the user id only, never the address.
 pub fn delete_account(
     conn: &mut DbConnection,
     user_id: &str,
@@ -464,7 +464,7 @@ pub fn delete_account(
 ) -> Result<(), SelfServiceError> {
     conn.transaction(|conn| {
         let user = repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)?;
-        let mails = repo::outbox::delete_pending_for(conn, &user.id, &user.email_lower)?;
+        let mails = repo::outbox::delete_for(conn, &user.id, &user.email_lower)?;
         if repo::users::delete(conn, &user.id)? == 0 {
             return Err(AccountError::NotFound.into());
         }
@@ -474,7 +474,7 @@ pub fn delete_account(
             Record {
                 user_id: Some(&user.id),
                 ip,
-                detail: Some(json!({ "by": actor, "pending_mails": mails })),
+                detail: Some(json!({ "by": actor, "mails": mails })),
                 ..Record::default()
             },
             now,

@@ -157,20 +157,15 @@ pub fn retry_later(
     .execute(conn)
 }
 
-/// Deletes the unfinished mail of an account: rows tied to it and rows asked for its address.
-pub fn delete_pending_for(
-    conn: &mut DbConnection,
-    user_id: &str,
-    email_lower: &str,
-) -> QueryResult<usize> {
+/// Deletes the mail of an account, unsent or sent: rows tied to it and rows asked for its
+/// address (which would otherwise keep the address until the purge).
+pub fn delete_for(conn: &mut DbConnection, user_id: &str, email_lower: &str) -> QueryResult<usize> {
     diesel::delete(
-        mail_outbox::table
-            .filter(mail_outbox::finished_at.is_null())
-            .filter(
-                mail_outbox::user_id
-                    .eq(user_id)
-                    .or(mail_outbox::recipient_lower.eq(email_lower)),
-            ),
+        mail_outbox::table.filter(
+            mail_outbox::user_id
+                .eq(user_id)
+                .or(mail_outbox::recipient_lower.eq(email_lower)),
+        ),
     )
     .execute(conn)
 }
