@@ -331,6 +331,13 @@ impl Settings {
                 "passwords.min_length: must be at least 8".into(),
             ));
         }
+        if self.mail.claim_secs <= self.smtp.timeout_secs as i64 {
+            return Err(ConfigError(
+                "mail.claim_secs: must be longer than smtp.timeout_secs, or a slow send could \
+                 be taken over and sent twice"
+                    .into(),
+            ));
+        }
         if self.mail.poll_interval_ms < 10 {
             return Err(ConfigError(
                 "mail.poll_interval_ms: must be at least 10".into(),

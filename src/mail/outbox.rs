@@ -61,30 +61,32 @@ pub fn spawn_sender(svc: Services) {
     });
 }
 
-/// Claims the due mails and sends them; returns how many were claimed.
+/// Sends up to `mail.batch_size` due mails, claiming each just before sending it (so a claim
+/// never lapses while earlier mails of the batch are still going out); returns how many it
+/// claimed.
 pub async fn send_due(svc: &Services, mailer: &Arc<Mailer>) -> Result<usize, DbError> {
-    let now = svc.clock.now();
     let claim_id = crate::db::new_id();
     let settings = svc.settings.mail.clone();
-    let claimed = {
-        let claim_id = claim_id.clone();
-        svc.db
-            .run(move |conn| {
-                let mut claimed = Vec::new();
-                for id in repo::outbox::due(conn, now, settings.batch_size)? {
-                    if repo::outbox::claim(conn, &id, &claim_id, now, now + settings.claim_secs)?
-                        == 1
-                        && let Some(row) = repo::outbox::find(conn, &id)?
-                    {
-                        claimed.push(row);
+    let mut count = 0;
+    while count < settings.batch_size as usize {
+        let now = svc.clock.now();
+        let claimed = {
+            let claim_id = claim_id.clone();
+            svc.db
+                .run(move |conn| {
+                    // Another replica may take a candidate first: then try the next.
+                    for id in repo::outbox::due(conn, now, settings.batch_size)? {
+                        let until = now + settings.claim_secs;
+                        if repo::outbox::claim(conn, &id, &claim_id, now, until)? == 1 {
+                            return Ok::<_, DbError>(repo::outbox::find(conn, &id)?);
+                        }
                     }
-                }
-                Ok::<_, DbError>(claimed)
-            })
-            .await?
-    };
-    let count = claimed.len();
-    for row in claimed {
+                    Ok(None)
+                })
+                .await?
+        };
+        let Some(row) = claimed else { break };
+        count += 1;
         let id = row.id.clone();
         if let Err(error) = deliver(svc, mailer, row, &claim_id).await {
             tracing::warn!(mail = %id, %error, "outbox: a mail could not be processed");
