@@ -21,6 +21,11 @@ pub enum Event {
     FederatedUserCreated,
     FederatedIdentityLinked,
     FederatedLogin,
+    EmailVerified,
+    MailRequested,
+    PasswordReset,
+    PasswordChanged,
+    UserDeleted,
 }
 
 impl Event {
@@ -41,6 +46,11 @@ impl Event {
             Event::FederatedUserCreated => "federated_user_created",
             Event::FederatedIdentityLinked => "federated_identity_linked",
             Event::FederatedLogin => "federated_login",
+            Event::EmailVerified => "email_verified",
+            Event::MailRequested => "mail_requested",
+            Event::PasswordReset => "password_reset",
+            Event::PasswordChanged => "password_changed",
+            Event::UserDeleted => "user_deleted",
         }
     }
 }

@@ -92,6 +92,10 @@ pub enum UserCommand {
     Roles(UserRoles),
     /// End every session of a user (revoke all refresh token families).
     Logout(UserRef),
+    /// Mark a user's email address verified (as the emailed link would).
+    VerifyEmail(UserRef),
+    /// Delete a user with its sessions, codes, federated identities and unsent mail.
+    Delete(UserRef),
 }
 
 #[derive(Debug, Args)]
@@ -291,7 +295,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let purged = crate::sessions::purge(
                 &mut conn,
                 &settings.purge,
-                settings.throttle.window_secs,
+                settings.counter_window_secs(),
                 crate::db::now(),
             )?;
             out.print(serde_json::to_value(&purged)?, || format!("{purged:?}"));
@@ -306,6 +310,35 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 json!({ "user": user.id, "revoked_sessions": revoked }),
                 || format!("{}: {revoked} session(s) ended", user.email),
             );
+            Ok(())
+        }
+        Command::User(UserCommand::VerifyEmail(who)) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &who.email)?;
+            let user = crate::accounts::self_service::mark_verified_by_operator(
+                &mut conn,
+                &user.id,
+                "cli",
+                crate::db::now(),
+            )?;
+            out.print(user_json(&user), || {
+                format!("{}: email verified", user.email)
+            });
+            Ok(())
+        }
+        Command::User(UserCommand::Delete(who)) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &who.email)?;
+            crate::accounts::self_service::delete_account(
+                &mut conn,
+                &user.id,
+                "cli",
+                None,
+                crate::db::now(),
+            )?;
+            out.print(json!({ "deleted": user.id }), || {
+                format!("deleted user {} ({})", user.id, user.email)
+            });
             Ok(())
         }
         Command::Client(ClientCommand::Delete { client_id }) => {

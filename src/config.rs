@@ -43,6 +43,8 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     pub purge: PurgeSettings,
     pub passwords: PasswordSettings,
+    pub smtp: SmtpSettings,
+    pub mail: MailSettings,
     pub log: LogSettings,
     pub google: UpstreamSettings,
     pub federation: FederationSettings,
@@ -160,6 +162,58 @@ pub struct PurgeSettings {
 #[serde(deny_unknown_fields)]
 pub struct AccountSettings {
     pub self_registration: bool,
+    pub verification_ttl_secs: i64,
+    pub reset_ttl_secs: i64,
+    pub mail_requests_per_email: i64,
+    pub mail_requests_per_ip: i64,
+    pub mail_request_window_secs: i64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: String,
+    pub password: String,
+    pub from: String,
+    pub ca_file: String,
+    pub timeout_secs: u64,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("from", &self.from)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    pub poll_interval_ms: u64,
+    pub retry_base_secs: i64,
+    pub retry_max_secs: i64,
+    pub max_attempts: i64,
+    pub claim_secs: i64,
+    pub batch_size: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,6 +348,28 @@ impl Settings {
             ),
             ("throttle.window_secs", self.throttle.window_secs),
             ("throttle.max_backoff_secs", self.throttle.max_backoff_secs),
+            (
+                "accounts.verification_ttl_secs",
+                self.accounts.verification_ttl_secs,
+            ),
+            ("accounts.reset_ttl_secs", self.accounts.reset_ttl_secs),
+            (
+                "accounts.mail_requests_per_email",
+                self.accounts.mail_requests_per_email,
+            ),
+            (
+                "accounts.mail_requests_per_ip",
+                self.accounts.mail_requests_per_ip,
+            ),
+            (
+                "accounts.mail_request_window_secs",
+                self.accounts.mail_request_window_secs,
+            ),
+            ("mail.retry_base_secs", self.mail.retry_base_secs),
+            ("mail.retry_max_secs", self.mail.retry_max_secs),
+            ("mail.max_attempts", self.mail.max_attempts),
+            ("mail.claim_secs", self.mail.claim_secs),
+            ("mail.batch_size", self.mail.batch_size),
         ] {
             if value < 1 {
                 return Err(ConfigError(format!("{key}: must be at least 1")));
@@ -319,6 +395,19 @@ impl Settings {
                 "passwords.min_length: must be at least 8".into(),
             ));
         }
+        if self.mail.claim_secs <= self.smtp.timeout_secs as i64 {
+            return Err(ConfigError(
+                "mail.claim_secs: must be longer than smtp.timeout_secs, or a slow send could \
+                 be taken over and sent twice"
+                    .into(),
+            ));
+        }
+        if self.mail.poll_interval_ms < 10 {
+            return Err(ConfigError(
+                "mail.poll_interval_ms: must be at least 10".into(),
+            ));
+        }
+        crate::mail::SmtpTarget::from_settings(&self.smtp).map_err(ConfigError)?;
         crate::accounts::password::Hasher::new(&self.passwords)
             .map_err(|e| ConfigError(format!("passwords: {e}")))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
@@ -381,6 +470,13 @@ impl Settings {
             .chain(others)
             .filter(|u| !u.client_id.is_empty())
             .collect()
+    }
+
+    /// The longest window any throttle counter uses: the purge keeps counters that long.
+    pub fn counter_window_secs(&self) -> i64 {
+        self.throttle
+            .window_secs
+            .max(self.accounts.mail_request_window_secs)
     }
 
     /// The issuer: the configured one, or `http://` + the address actually bound.
@@ -683,6 +779,13 @@ mod tests {
             (
                 ("TESSERA_ACCOUNTS_SELF_REGISTRATION", "maybe"),
                 "self_registration",
+            ),
+            (("TESSERA_SMTP_TLS", "ssl"), "smtp.tls"),
+            (("TESSERA_SMTP_URL", "http://mail.example.com"), "smtp.url"),
+            (("TESSERA_SMTP_HOST", "mail.example.com"), "smtp.from"),
+            (
+                ("TESSERA_MAIL_POLL_INTERVAL_MS", "0"),
+                "mail.poll_interval_ms",
             ),
         ] {
             let err = load(&[env], None).expect_err("rejected");

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::db::Database;
 use crate::federation::Federation;
 use crate::keys::KeyStore;
+use crate::mail::Mailer;
 
 #[derive(Clone)]
 pub struct Services {
@@ -19,4 +20,8 @@ pub struct Services {
     pub settings: Arc<Settings>,
     pub issuer: String,
     pub clock: Clock,
+    /// The SMTP server mail goes to; `None` when mail is off.
+    pub mailer: Option<Arc<Mailer>>,
+    /// Wakes the outbox sender when a mail is queued, so it need not wait for its next look.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }

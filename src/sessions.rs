@@ -170,6 +170,8 @@ pub struct Purged {
     pub revoked_access_tokens: usize,
     pub login_throttles: usize,
     pub federation_states: usize,
+    pub account_tokens: usize,
+    pub finished_mails: usize,
 }
 
 /// Deletes what has been expired or revoked for longer than the retention, in batches of
@@ -205,6 +207,8 @@ pub fn purge(
         })?,
         // Pending upstream sign-ins are worthless once expired: no retention.
         federation_states: drain(conn, &|c| repo::federation::purge_states(c, now, batch))?,
+        account_tokens: drain(conn, &|c| repo::account_tokens::purge(c, cutoff, batch))?,
+        finished_mails: drain(conn, &|c| repo::outbox::purge(c, cutoff, batch))?,
     })
 }
 
@@ -223,7 +227,7 @@ pub fn spawn_purge(svc: Services) {
             let now = svc.clock.now();
             let result = svc
                 .db
-                .run(move |conn| purge(conn, &settings.purge, settings.throttle.window_secs, now))
+                .run(move |conn| purge(conn, &settings.purge, settings.counter_window_secs(), now))
                 .await;
             match result {
                 Ok(purged) => tracing::info!(?purged, "purge finished"),

@@ -50,6 +50,12 @@ impl Application {
             settings.passwords.hash_queue,
         )
         .context("cannot start the password hashing threads")?;
+        let mailer = crate::mail::SmtpTarget::from_settings(&settings.smtp)
+            .map_err(anyhow::Error::msg)?
+            .map(crate::mail::Mailer::new)
+            .transpose()
+            .context("cannot set up the SMTP client")?
+            .map(Arc::new);
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
         let address = listener.local_addr()?;
@@ -63,9 +69,12 @@ impl Application {
             issuer,
             settings: settings.clone(),
             clock,
+            mailer,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         }));
 
         crate::sessions::spawn_purge(state.services.clone());
+        crate::mail::outbox::spawn_sender(state.services.clone());
 
         let body_limit = settings.server.body_limit_bytes;
         let cors_origins = settings.server.cors_allowed_origins.clone();

@@ -4,6 +4,7 @@ pub mod email;
 pub mod hash_pool;
 pub mod login;
 pub mod password;
+pub mod self_service;
 pub mod throttle;
 
 use diesel::Connection;
@@ -148,7 +149,8 @@ pub fn create(
 }
 
 /// Self-registration (POST /users): validates, checks the password policy, hashes on the
-/// hashing pool, then creates the account and its audit record in one transaction.
+/// hashing pool, then creates the account, its audit record and (when mail is on) its
+/// verification mail in one transaction. The account starts unverified.
 pub async fn register(
     svc: &Services,
     email: &str,
@@ -156,6 +158,7 @@ pub async fn register(
     name: Option<&str>,
     ip: Option<String>,
 ) -> Result<User, AccountError> {
+    let mail_on = svc.mailer.is_some();
     let account = NewAccount::validate(email, name, &[], false)?;
     password::check_policy(
         &password,
@@ -180,10 +183,24 @@ pub async fn register(
                     },
                     now,
                 )?;
-                Ok(user)
+                if mail_on {
+                    crate::mail::outbox::enqueue(
+                        conn,
+                        crate::mail::templates::MailKind::VerifyEmail,
+                        &user.email_lower,
+                        Some(&user.id),
+                        now,
+                    )?;
+                }
+                Ok::<_, AccountError>(user)
             })
         })
         .await
+        .inspect(|_| {
+            if mail_on {
+                svc.outbox_wake.notify_one();
+            }
+        })
 }
 
 /// Disables or re-enables an account. Either way its security stamp changes, so sessions

@@ -103,7 +103,7 @@ pub fn keys(
 }
 
 /// IPv6 clients are counted by their /64: one host usually holds the whole prefix.
-fn ip_key(ip: &str) -> String {
+pub fn ip_key(ip: &str) -> String {
     match ip.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();

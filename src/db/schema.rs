@@ -137,7 +137,41 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_throttles,
     revoked_access_tokens,
     federation_states,
+    account_tokens,
+    mail_outbox,
 );
+
+diesel::table! {
+    account_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        purpose -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    mail_outbox (id) {
+        id -> Text,
+        kind -> Text,
+        recipient_lower -> Text,
+        user_id -> Nullable<Text>,
+        created_at -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        claim_id -> Nullable<Text>,
+        claimed_until -> Nullable<BigInt>,
+        sent_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+        outcome -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(account_tokens -> users (user_id));
+diesel::joinable!(mail_outbox -> users (user_id));
 
 diesel::table! {
     login_throttles (throttle_key) {

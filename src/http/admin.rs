@@ -19,6 +19,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/users/{id}/enable").route(web::post().to(enable_user)))
         .service(web::resource("/admin/users/{id}/roles").route(web::put().to(set_roles)))
         .service(web::resource("/admin/users/{id}/logout").route(web::post().to(logout_user)))
+        .service(web::resource("/admin/users/{id}").route(web::delete().to(delete_user)))
+        .service(
+            web::resource("/admin/users/{id}/verify-email").route(web::post().to(verify_email)),
+        )
         .service(
             web::resource("/admin/clients")
                 .route(web::get().to(list_clients))
@@ -220,4 +224,43 @@ async fn logout_user(
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked_sessions": revoked })))
+}
+
+/// DELETE /admin/users/{id}: deletes the account with its sessions, codes, federated
+/// identities and unsent mail.
+async fn delete_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let admin = require_admin(&req, svc).await?;
+    let user_id = path.into_inner();
+    let now = svc.clock.now();
+    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    svc.db
+        .run(move |conn| {
+            accounts::self_service::delete_account(conn, &user_id, &admin, ip.as_deref(), now)
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// POST /admin/users/{id}/verify-email: the operator vouches for the address.
+async fn verify_email(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let admin = require_admin(&req, svc).await?;
+    let user_id = path.into_inner();
+    let now = svc.clock.now();
+    let user = svc
+        .db
+        .run(move |conn| {
+            accounts::self_service::mark_verified_by_operator(conn, &user_id, &admin, now)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::accounts::AccountError;
 use crate::accounts::hash_pool::HashPoolError;
+use crate::accounts::self_service::SelfServiceError;
 use crate::clients::ClientError;
 use crate::db::DbError;
 use crate::grants::GrantError;
@@ -67,6 +68,9 @@ pub enum ApiError {
     NotFound,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// Mail is off on this server: retrying will not help until the operator configures it.
+    #[error("{0}")]
+    MailNotConfigured(String),
     /// A dependency (the database, the hashing pool) is down or full; the client may retry.
     #[error("the service is temporarily unavailable")]
     Unavailable,
@@ -135,6 +139,25 @@ impl From<AccountError> for ApiError {
     }
 }
 
+impl From<SelfServiceError> for ApiError {
+    fn from(e: SelfServiceError) -> Self {
+        match e {
+            e @ SelfServiceError::MailNotConfigured => ApiError::MailNotConfigured(e.to_string()),
+            // A used, expired or unknown single-use token: RFC 6749 §5.2's invalid_grant.
+            SelfServiceError::InvalidToken(m) => ApiError::InvalidGrant(m.into()),
+            e @ SelfServiceError::Throttled(retry_after) => ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after,
+            },
+            e @ (SelfServiceError::WrongPassword | SelfServiceError::NoPassword) => {
+                ApiError::Forbidden(e.to_string())
+            }
+            e @ SelfServiceError::NoAccount => ApiError::InvalidToken(e.to_string()),
+            SelfServiceError::Account(e) => e.into(),
+        }
+    }
+}
+
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         match e {
@@ -168,6 +191,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound => "not_found",
             ApiError::PayloadTooLarge(_) => "request_too_large",
+            ApiError::MailNotConfigured(_) => "mail_not_configured",
             ApiError::Unavailable => "temporarily_unavailable",
             ApiError::Internal(_) => "server_error",
         }
@@ -208,7 +232,9 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::MailNotConfigured(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP: routes, shared state, and the middleware every request passes through. Handlers stay
 //! thin; the work happens in the domain modules.
 
+mod account;
 mod admin;
 mod authorize;
 mod bearer;
@@ -104,6 +105,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::post().to(userinfo::userinfo)),
             )
             .service(web::resource("/users").route(web::post().to(users::register)))
+            .configure(account::routes)
             .configure(admin::routes)
             .default_service(web::to(not_found)),
     );

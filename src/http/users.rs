@@ -15,6 +15,13 @@ pub struct Registration {
     name: Option<String>,
 }
 
+#[derive(serde::Serialize)]
+struct Registered {
+    #[serde(flatten)]
+    user: UserView,
+    verification_email: &'static str,
+}
+
 pub async fn register(
     req: HttpRequest,
     body: web::Json<Registration>,
@@ -37,5 +44,14 @@ pub async fn register(
         super::client_ip(&req, &state.services.settings.server.trusted_proxies),
     )
     .await?;
-    Ok(HttpResponse::Created().json(UserView::from(&user)))
+    // Tells the client whether to expect a mail, so a missing SMTP setup is said, not hidden.
+    let verification_email = if svc.mailer.is_some() {
+        "queued"
+    } else {
+        "not_configured"
+    };
+    Ok(HttpResponse::Created().json(Registered {
+        user: UserView::from(&user),
+        verification_email,
+    }))
 }

@@ -350,12 +350,18 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(env: &TestEnv) -> ServerProcess {
+        ServerProcess::start_with_env(env, &[])
+    }
+
+    /// As `start`, with more environment variables (e.g. the SMTP server's URL).
+    pub fn start_with_env(env: &TestEnv, extra: &[(&str, &str)]) -> ServerProcess {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
             .env("DATABASE_URL", &env.db.url)
             .env("TESSERA_KEYS_DIR", env.keys_dir())
             .env("TESSERA_LOG", "tessera::startup=info,warn")
+            .envs(extra.iter().copied())
             .current_dir(env.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

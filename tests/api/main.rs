@@ -16,6 +16,8 @@ mod keys;
 mod password_grant;
 mod refresh;
 mod resources;
+mod self_service;
+mod smtp_sink;
 mod throttling;
 mod upstream;
 mod wellknown;

@@ -4,10 +4,12 @@
 //! Look-ups by a unique key use `get_result`, not `first`: `first` adds `LIMIT ?`, and a bound
 //! LIMIT makes SQLite re-prepare the statement on every run (measured: 12% of a refresh).
 
+pub mod account_tokens;
 pub mod audit;
 pub mod clients;
 pub mod codes;
 pub mod federation;
+pub mod outbox;
 pub mod refresh;
 pub mod revoked;
 pub mod signing_keys;

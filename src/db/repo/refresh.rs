@@ -163,3 +163,34 @@ pub fn counts(conn: &mut DbConnection) -> QueryResult<(i64, i64)> {
     let tokens = refresh_tokens::table.count().get_result(conn)?;
     Ok((families, tokens))
 }
+
+/// Revokes every live family of the user but `keep` (the session asking), which is moved to
+/// the user's new security stamp so it survives the change.
+pub fn revoke_families_of_user_except(
+    conn: &mut DbConnection,
+    user_id: &str,
+    keep: &str,
+    new_stamp: &str,
+    now: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_token_families::table
+            .find(keep)
+            .filter(refresh_token_families::user_id.eq(user_id))
+            .filter(refresh_token_families::revoked_at.is_null()),
+    )
+    .set(refresh_token_families::security_stamp.eq(new_stamp))
+    .execute(conn)?;
+    diesel::update(
+        refresh_token_families::table
+            .filter(refresh_token_families::user_id.eq(user_id))
+            .filter(refresh_token_families::id.ne(keep))
+            .filter(refresh_token_families::revoked_at.is_null()),
+    )
+    .set((
+        refresh_token_families::revoked_at.eq(now),
+        refresh_token_families::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}

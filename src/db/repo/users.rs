@@ -69,3 +69,35 @@ pub fn set_roles(conn: &mut DbConnection, id: &str, roles: &str, now: i64) -> Qu
         .set((users::roles.eq(roles), users::updated_at.eq(now)))
         .execute(conn)
 }
+
+/// Marks the email verified, keeping the first time it was; 1 if it was not verified before.
+pub fn mark_email_verified(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::email_verified_at.is_null()),
+    )
+    .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
+    .execute(conn)
+}
+
+/// A new password hash with a new security stamp: sessions started before end.
+pub fn set_password(
+    conn: &mut DbConnection,
+    id: &str,
+    hash: &str,
+    stamp: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(hash),
+            users::security_stamp.eq(stamp),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(users::table.find(id)).execute(conn)
+}

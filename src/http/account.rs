@@ -1,0 +1,385 @@
+//! /account/…: self-service for a user's own account. Email verification and password reset
+//! are reached from links in mails (an HTML page for a browser, JSON for an API call); password
+//! change and account deletion need the user's access token.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::bearer;
+use super::error::ApiError;
+use crate::accounts::UserView;
+use crate::accounts::self_service::{self, SelfServiceError};
+use crate::db::{DbError, repo};
+use crate::mail::templates::{MailKind, escape_html};
+use crate::tokens::AccessClaims;
+
+pub const VERIFY_PATH: &str = "/account/verify-email";
+pub const VERIFY_RESEND_PATH: &str = "/account/verify-email/resend";
+pub const RESET_PATH: &str = "/account/password-reset";
+pub const RESET_CONFIRM_PATH: &str = "/account/password-reset/confirm";
+pub const PASSWORD_PATH: &str = "/account/password";
+pub const ACCOUNT_PATH: &str = "/account";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(VERIFY_PATH)
+            .route(web::get().to(verify_link))
+            .route(web::post().to(verify_api)),
+    )
+    .service(web::resource(VERIFY_RESEND_PATH).route(web::post().to(resend_verification)))
+    .service(
+        web::resource(RESET_PATH)
+            .route(web::get().to(reset_page))
+            .route(web::post().to(request_reset)),
+    )
+    .service(web::resource(RESET_CONFIRM_PATH).route(web::post().to(confirm_reset)))
+    .service(web::resource(PASSWORD_PATH).route(web::post().to(change_password)))
+    .service(web::resource(ACCOUNT_PATH).route(web::delete().to(delete_account)));
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailBody {
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirmation {
+    token: String,
+    new_password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+    /// The caller's own refresh token: its session stays signed in.
+    keep_refresh_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Deletion {
+    password: Option<String>,
+}
+
+/// A browser asking (its Accept prefers HTML), as opposed to an API client.
+fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+fn client_ip(req: &HttpRequest, state: &AppState) -> Option<String> {
+    super::client_ip(req, &state.services.settings.server.trusted_proxies)
+}
+
+/// GET /account/verify-email?token=…: the link in the verification mail.
+async fn verify_link(
+    req: HttpRequest,
+    query: web::Query<TokenQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let token = query.into_inner().token.unwrap_or_default();
+    let result = self_service::verify_email(&state.services, &token).await;
+    if !wants_html(&req) {
+        let user = result?;
+        return Ok(verified_json(&user));
+    }
+    Ok(match result {
+        Ok(user) => page(StatusCode::OK).body(message_page(
+            "Email address confirmed",
+            &format!(
+                "Thank you: {} is confirmed as your email address. You can close this page.",
+                user.email
+            ),
+        )),
+        Err(e) => error_page(e)?,
+    })
+}
+
+/// POST /account/verify-email {"token"}: the same for an API client.
+async fn verify_api(
+    body: web::Json<TokenBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let user = self_service::verify_email(&state.services, &body.token).await?;
+    Ok(verified_json(&user))
+}
+
+fn verified_json(user: &crate::db::models::User) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(UserView::from(user))
+}
+
+fn accepted(what: &str) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "status": "accepted",
+            "message": format!("if an account has this address, {what} is on its way"),
+        }))
+}
+
+/// POST /account/verify-email/resend {"email"}: another verification mail, if the address
+/// belongs to an account that is not verified yet. Always 202.
+async fn resend_verification(
+    req: HttpRequest,
+    body: web::Json<EmailBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = client_ip(&req, &state);
+    self_service::request_mail(&state.services, MailKind::VerifyEmail, &body.email, ip).await?;
+    Ok(accepted("a verification mail"))
+}
+
+/// POST /account/password-reset {"email"}: a reset mail, if the address has an account.
+/// Always 202, whether or not it has.
+async fn request_reset(
+    req: HttpRequest,
+    body: web::Json<EmailBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = client_ip(&req, &state);
+    self_service::request_mail(&state.services, MailKind::ResetPassword, &body.email, ip).await?;
+    Ok(accepted("a password reset mail"))
+}
+
+/// GET /account/password-reset?token=…: the link in the reset mail opens a form for the new
+/// password. Nothing is used up until the form is sent.
+async fn reset_page(
+    req: HttpRequest,
+    query: web::Query<TokenQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let token = query.into_inner().token.unwrap_or_default();
+    let result = self_service::check_reset_token(&state.services, &token).await;
+    if !wants_html(&req) {
+        result?;
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "valid": true })));
+    }
+    Ok(match result {
+        Ok(email) => page(StatusCode::OK).body(reset_form(&token, &email, None)),
+        Err(e) => error_page(e)?,
+    })
+}
+
+/// POST /account/password-reset/confirm: {"token", "new_password"} as JSON, or the reset
+/// page's form (answered with a page).
+async fn confirm_reset(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let from_form = content_type.starts_with("application/x-www-form-urlencoded");
+    let confirmation: ResetConfirmation = if from_form {
+        let mut token = None;
+        let mut new_password = None;
+        for (key, value) in form_urlencoded::parse(&body) {
+            match key.as_ref() {
+                "token" => token = Some(value.into_owned()),
+                "new_password" => new_password = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        ResetConfirmation {
+            token: token.unwrap_or_default(),
+            new_password: new_password.unwrap_or_default(),
+        }
+    } else if content_type.starts_with("application/json") {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is invalid: {e}")))?
+    } else {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body must be application/json or a form".into(),
+        ));
+    };
+    let ip = client_ip(&req, &state);
+    let token = confirmation.token.clone();
+    let result = self_service::reset_password(
+        &state.services,
+        &confirmation.token,
+        confirmation.new_password,
+        ip,
+    )
+    .await;
+    if !from_form {
+        let revoked = result?;
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "password_reset": true, "revoked_sessions": revoked })));
+    }
+    Ok(match result {
+        Ok(_) => page(StatusCode::OK).body(message_page(
+            "Password changed",
+            "Your new password is set, and every session signed in with the old one has ended. \
+             You can sign in again now.",
+        )),
+        // A password the policy refuses: the form again, with the reason.
+        Err(SelfServiceError::Account(crate::accounts::AccountError::WeakPassword(why))) => {
+            let email = self_service::check_reset_token(&state.services, &token)
+                .await
+                .unwrap_or_default();
+            page(StatusCode::UNPROCESSABLE_ENTITY).body(reset_form(
+                &token,
+                &email,
+                Some(&format!("The password {why}.")),
+            ))
+        }
+        Err(e) => error_page(e)?,
+    })
+}
+
+/// The caller's claims, if they belong to a user (not a client acting for itself).
+async fn user_token(req: &HttpRequest, state: &AppState) -> Result<AccessClaims, ApiError> {
+    let claims = bearer::authenticate(req, &state.services).await?;
+    if claims.sub == claims.client_id {
+        return Err(ApiError::Forbidden(
+            "a client token has no user account".into(),
+        ));
+    }
+    Ok(claims)
+}
+
+/// Ends the access token presented with a request (its session is over).
+async fn revoke_presented(state: &AppState, claims: &AccessClaims) -> Result<(), ApiError> {
+    let (jti, exp) = (claims.jti.clone(), claims.exp);
+    state
+        .services
+        .db
+        .run(move |conn| repo::revoked::insert(conn, &jti, exp).map_err(DbError::from))
+        .await?;
+    Ok(())
+}
+
+/// POST /account/password {"current_password", "new_password", "keep_refresh_token"?}.
+async fn change_password(
+    req: HttpRequest,
+    body: web::Json<PasswordChange>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let claims = user_token(&req, &state).await?;
+    let PasswordChange {
+        current_password,
+        new_password,
+        keep_refresh_token,
+    } = body.into_inner();
+    let ip = client_ip(&req, &state);
+    let changed = self_service::change_password(
+        &state.services,
+        &claims.sub,
+        current_password,
+        new_password,
+        keep_refresh_token,
+        ip,
+    )
+    .await?;
+    if !changed.kept_session {
+        revoke_presented(&state, &claims).await?;
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(changed))
+}
+
+/// DELETE /account {"password"}: deletes the caller's own account (the password is needed
+/// when the account has one: a stolen access token alone must not delete it).
+async fn delete_account(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let claims = user_token(&req, &state).await?;
+    let deletion: Deletion = if body.iter().all(u8::is_ascii_whitespace) {
+        Deletion::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is invalid: {e}")))?
+    };
+    let ip = client_ip(&req, &state);
+    self_service::delete_own_account(&state.services, &claims.sub, deletion.password, ip).await?;
+    revoke_presented(&state, &claims).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// An error as a page for a browser; errors that are not the user's (5xx) stay JSON errors.
+fn error_page(e: SelfServiceError) -> Result<HttpResponse, ApiError> {
+    let error = ApiError::from(e);
+    let status = actix_web::ResponseError::status_code(&error);
+    if status.is_server_error() {
+        return Err(error);
+    }
+    Ok(page(status).body(message_page("This link cannot be used", &error.to_string())))
+}
+
+/// Headers for every page: no caching, no framing, no referrer (the URL holds a token),
+/// nothing loaded from elsewhere, forms posted only here.
+fn page(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    builder
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ));
+    builder
+}
+
+const STYLE: &str = "body{font-family:sans-serif;line-height:1.5;max-width:32em;margin:3em auto;\
+padding:0 1em}input{display:block;width:100%;padding:.5em;margin:.3em 0 1em;box-sizing:border-box}\
+button{padding:.6em 1.2em}.error{color:#b91c1c}";
+
+fn message_page(title: &str, message: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>{STYLE}</style></head><body><h1>{t}</h1><p>{m}</p></body></html>",
+        t = escape_html(title),
+        m = escape_html(message)
+    )
+}
+
+fn reset_form(token: &str, email: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\">{}</p>", escape_html(e)))
+        .unwrap_or_default();
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Choose a new password</title><style>{STYLE}</style></head><body>\
+         <h1>Choose a new password</h1><p>For {email}.</p>{error}\
+         <form method=\"post\" action=\"{RESET_CONFIRM_PATH}\">\
+         <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+         <label>New password<input type=\"password\" name=\"new_password\" \
+         autocomplete=\"new-password\" required autofocus></label>\
+         <button type=\"submit\">Set the new password</button></form></body></html>",
+        email = escape_html(email),
+        token = escape_html(token),
+    )
+}
