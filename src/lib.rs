@@ -12,6 +12,7 @@ pub mod db;
 pub mod grants;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod services;
 pub mod sessions;
 pub mod startup;

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Database;
 use crate::keys::KeyStore;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Services {
@@ -17,4 +18,18 @@ pub struct Services {
     pub settings: Arc<Settings>,
     pub issuer: String,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Services {
+    /// The metrics with the gauges read now from the database pool and the hashing queue.
+    pub fn render_metrics(&self) -> String {
+        let (in_use, idle, db_waiting) = self.db.load();
+        self.metrics.render(crate::metrics::Gauges {
+            db_connections_in_use: in_use.into(),
+            db_connections_idle: idle.into(),
+            db_queue_depth: db_waiting as u64,
+            hash_queue_depth: self.hashes.queue_depth() as u64,
+        })
+    }
 }

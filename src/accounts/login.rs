@@ -61,6 +61,7 @@ pub async fn verify_credentials(
         })
         .await?;
     if let Some(wait) = throttled {
+        svc.metrics.login_throttled();
         record(svc, Event::LoginThrottled, None, attempt).await?;
         return Err(LoginError::Throttled(wait));
     }
@@ -82,6 +83,7 @@ pub async fn verify_credentials(
     let user = match (user, verified) {
         (Some(user), Verified::Yes | Verified::YesRehash) if user.disabled_at.is_none() => user,
         (user, _) => {
+            svc.metrics.login_failed();
             record(svc, Event::LoginFailure, user.map(|u| u.id), attempt).await?;
             return Err(LoginError::BadCredentials);
         }

@@ -8,6 +8,7 @@ pub mod repo;
 pub mod schema;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -228,6 +229,8 @@ pub struct Database {
     pool: Pool,
     jobs: SyncSender<Job>,
     target: DatabaseTarget,
+    /// Jobs queued and not yet started, for the metrics.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// The checkpointer thread runs while any clone of this handle lives.
     _alive: Arc<()>,
 }
@@ -289,6 +292,7 @@ impl Database {
             pool,
             jobs,
             target,
+            waiting: Arc::default(),
             _alive: alive,
         })
     }
@@ -313,7 +317,9 @@ impl Database {
     {
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
+        let waiting = self.waiting.clone();
         let job: Job = Box::new(move |pool| {
+            waiting.fetch_sub(1, Relaxed);
             let _entered = span.enter();
             let outcome = match pool.get() {
                 Ok(mut conn) => work(&mut conn),
@@ -321,16 +327,31 @@ impl Database {
             };
             let _ = done.send(outcome);
         });
+        self.waiting.fetch_add(1, Relaxed);
         match self.jobs.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(DbError::Busy.into()),
+            Err(TrySendError::Full(_)) => {
+                self.waiting.fetch_sub(1, Relaxed);
+                return Err(DbError::Busy.into());
+            }
             Err(TrySendError::Disconnected(_)) => {
+                self.waiting.fetch_sub(1, Relaxed);
                 return Err(DbError::Task("the database threads are gone".into()).into());
             }
         }
         result
             .await
             .unwrap_or_else(|_| Err(DbError::Task("a database task ended early".into()).into()))
+    }
+
+    /// Pooled connections (in use, idle) and jobs waiting for a database thread.
+    pub fn load(&self) -> (u32, u32, usize) {
+        let state = self.pool.state();
+        (
+            state.connections.saturating_sub(state.idle_connections),
+            state.idle_connections,
+            self.waiting.load(Relaxed),
+        )
     }
 
     /// True if a connection can be had and answers a trivial query.

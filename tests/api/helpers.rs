@@ -99,6 +99,8 @@ pub struct TestApp {
     pub state: actix_web::web::Data<AppState>,
     pub settings: Settings,
     pub clock: Clock,
+    /// `http://host:port` of the separate metrics listener, when `metrics.bind` is set.
+    pub metrics_address: Option<String>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -255,6 +257,7 @@ impl TestEnv {
         let address = format!("http://{}", app.address());
         let state = app.state();
         let handle = app.handle();
+        let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
@@ -266,6 +269,7 @@ impl TestEnv {
             state,
             settings,
             clock,
+            metrics_address,
             handle,
         }
     }

@@ -12,6 +12,7 @@ mod cli;
 mod errors;
 mod health;
 mod keys;
+mod metrics;
 mod password_grant;
 mod refresh;
 mod resources;
