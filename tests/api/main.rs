@@ -8,6 +8,7 @@
 mod helpers;
 
 mod authorize;
+mod bad_input;
 mod cli;
 mod errors;
 mod health;
