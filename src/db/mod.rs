@@ -51,12 +51,20 @@ pub enum DbError {
 
 impl DbError {
     /// True when the database cannot be reached at all, as opposed to a query going wrong: the
-    /// HTTP layer answers these with 503 and `Retry-After`.
+    /// HTTP layer answers these with 503 and `Retry-After`. A connection that died under a
+    /// query (the server restarted, the network dropped) counts: the same request will work
+    /// once the pool has reconnected.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            DbError::Connect(_) | DbError::Unavailable(_) | DbError::Busy
-        )
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Connect(_) | DbError::Unavailable(_) | DbError::Busy => true,
+            DbError::Query(Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ))
+            | DbError::Query(Error::BrokenTransactionManager) => true,
+            _ => false,
+        }
     }
 }
 
@@ -218,8 +226,25 @@ impl r2d2::ManageConnection for ConnectionManager {
         Ok(conn.batch_execute("SELECT 1")?)
     }
 
+    /// Only what the failed-job check below found dead; a healthy connection costs nothing.
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+        CONNECTION_DEAD.replace(false)
+    }
+}
+
+thread_local! {
+    /// Set on a database thread when the connection its last job used no longer answers, read
+    /// (and cleared) by `has_broken` as that connection goes back to the pool on the same
+    /// thread, so the pool drops it and opens a fresh one.
+    static CONNECTION_DEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// After a job failed on PostgreSQL: does its connection still answer? One round trip on
+/// error paths only; without it a connection cut by a server restart would go back to the
+/// pool and fail every job that drew it until the process restarted.
+fn check_after_failure(conn: &mut DbConnection) {
+    if matches!(conn, DbConnection::Postgres(_)) && conn.batch_execute("SELECT 1").is_err() {
+        CONNECTION_DEAD.set(true);
     }
 }
 
@@ -322,7 +347,13 @@ impl Database {
             waiting.fetch_sub(1, Relaxed);
             let _entered = span.enter();
             let outcome = match pool.get() {
-                Ok(mut conn) => work(&mut conn),
+                Ok(mut conn) => {
+                    let outcome = work(&mut conn);
+                    if outcome.is_err() {
+                        check_after_failure(&mut conn);
+                    }
+                    outcome
+                }
                 Err(e) => Err(DbError::from(e).into()),
             };
             let _ = done.send(outcome);

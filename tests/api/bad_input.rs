@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{ServerProcess, TestApp, TestEnv};
+use crate::helpers::{ServerProcess, TestEnv};
 
 const PASSWORD: &str = "correct horse battery";
 

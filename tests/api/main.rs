@@ -11,6 +11,7 @@ mod authorize;
 mod bad_input;
 mod cli;
 mod errors;
+mod faults;
 mod fuzz;
 mod health;
 mod keys;
