@@ -18,6 +18,7 @@ mod keys;
 mod metrics;
 mod password_grant;
 mod refresh;
+mod replicas;
 mod resources;
 mod throttling;
 mod wellknown;
