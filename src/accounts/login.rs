@@ -101,7 +101,9 @@ pub async fn verify_credentials(
     let ip = attempt.ip.map(String::from);
     let via = attempt.via;
     let user_id = user.id.clone();
-    svc.db
+    let release_keys = keys.clone();
+    let recorded = svc
+        .db
         .run(move |conn| {
             conn.transaction(|conn| {
                 throttle::succeeded(conn, &keys, now)?;
@@ -121,7 +123,17 @@ pub async fn verify_credentials(
                 )
             })
         })
-        .await?;
+        .await;
+    if let Err(e) = recorded {
+        // The right password, but the login could not be recorded (database full, locked or
+        // gone): the attempt must not count against the account. Best effort, as the
+        // database may refuse this too.
+        let _ = svc
+            .db
+            .run(move |conn| throttle::release(conn, &release_keys))
+            .await;
+        return Err(e.into());
+    }
     Ok(user)
 }
 

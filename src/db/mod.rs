@@ -63,10 +63,28 @@ impl DbError {
                 _,
             ))
             | DbError::Query(Error::BrokenTransactionManager) => true,
+            // SQLite reports these as plain errors with the library's fixed messages: another
+            // process holding the write lock past busy_timeout, a full disk, a file that has
+            // become read-only. None is the client's doing, and each can pass.
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                let message = info.message();
+                SQLITE_TRANSIENT.iter().any(|m| message.starts_with(m))
+            }
             _ => false,
         }
     }
 }
+
+/// sqlite3_errmsg texts of SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL and SQLITE_READONLY, and
+/// the ROLLBACK failure that follows when SQLite has already rolled the transaction back by
+/// itself (it does so on exactly such errors: full, I/O, busy, out of memory).
+const SQLITE_TRANSIENT: [&str; 5] = [
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "attempt to write a readonly database",
+    "cannot rollback - no transaction is active",
+];
 
 /// Which backend a `DATABASE_URL` names. The scheme decides, so a PostgreSQL URL that cannot
 /// connect reports PostgreSQL's own error rather than falling through to SQLite.
@@ -239,11 +257,17 @@ thread_local! {
     static CONNECTION_DEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// After a job failed on PostgreSQL: does its connection still answer? One round trip on
-/// error paths only; without it a connection cut by a server restart would go back to the
-/// pool and fail every job that drew it until the process restarted.
+/// After a failed job: is its connection still fit to use? A transaction whose rollback
+/// failed leaves diesel's transaction manager broken, and a PostgreSQL connection cut by a
+/// server restart no longer answers (one round trip, on error paths only). Either would go
+/// back to the pool and fail every job that drew it until the process restarted.
 fn check_after_failure(conn: &mut DbConnection) {
-    if matches!(conn, DbConnection::Postgres(_)) && conn.batch_execute("SELECT 1").is_err() {
+    use diesel::r2d2::R2D2Connection;
+    let dead = match conn {
+        DbConnection::Sqlite(c) => c.is_broken(),
+        DbConnection::Postgres(c) => c.is_broken() || c.batch_execute("SELECT 1").is_err(),
+    };
+    if dead {
         CONNECTION_DEAD.set(true);
     }
 }

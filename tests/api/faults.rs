@@ -336,3 +336,123 @@ async fn postgresql_going_away_gives_fast_503s_and_the_pool_recovers_by_itself()
     }
     app.stop().await;
 }
+
+/// Runs SQL on the in-process server's own (single) SQLite connection.
+async fn on_server_connection(app: &TestApp, sql: &'static str) {
+    use diesel::connection::SimpleConnection;
+    app.state
+        .services
+        .db
+        .run(move |conn| conn.batch_execute(sql).map_err(DbError::from))
+        .await
+        .expect(sql);
+}
+
+async fn integrity(app: &TestApp) -> String {
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    let rows: Vec<Check> = db(app, |conn| {
+        diesel::sql_query("PRAGMA integrity_check").load(conn)
+    })
+    .await;
+    rows.into_iter().map(|r| r.integrity_check).collect()
+}
+
+fn assert_unavailable(response: &reqwest::Response, what: &str) {
+    assert_eq!(response.status(), 503, "{what}");
+    assert!(response.headers().contains_key("retry-after"), "{what}");
+}
+
+/// SQLite that cannot write: locked by another process past busy_timeout, full, read-only.
+/// Each is a 503 with Retry-After (not a 500, not a hang), reads keep working where they can,
+/// nothing half-written is left, and writing works again once the cause is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_full_or_read_only_gives_503_and_loses_nothing() {
+    let env = TestEnv::new();
+    if env.db.is_postgres() {
+        return;
+    }
+    let mut settings = env.settings();
+    settings.database.sqlite_busy_timeout_ms = 200;
+    let app = env.spawn_with(settings).await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = app.first_party_client().await;
+    let client = (client.0.as_str(), client.1.as_str());
+    let login = || app.password_login(client, "ann@example.com", PASSWORD, "openid api");
+    let body: Value = login().await.json().await.expect("json");
+    let mut refresh = body["refresh_token"].as_str().expect("refresh").to_string();
+    let access = body["access_token"].as_str().expect("access").to_string();
+
+    // Locked: another process holds the write lock.
+    let path = env.db.url.trim_start_matches("sqlite://").to_string();
+    let mut other = diesel::SqliteConnection::establish(&path).expect("second connection");
+    {
+        use diesel::connection::SimpleConnection;
+        other
+            .batch_execute("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        let started = Instant::now();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ];
+        let response = app.token(client, &form).await;
+        assert_unavailable(&response, "refresh while locked");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // Reads need no write lock (WAL).
+        let userinfo = app
+            .client
+            .get(app.url("/userinfo"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("userinfo");
+        assert_eq!(userinfo.status(), 200);
+        other.batch_execute("COMMIT").expect("release");
+    }
+    // The refused refresh consumed nothing.
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let rotated: Value = app.token(client, &form).await.json().await.expect("json");
+    refresh = rotated["refresh_token"]
+        .as_str()
+        .expect("rotated")
+        .to_string();
+
+    // Full: the database may not grow by a page (SQLITE_FULL, as on a full disk).
+    on_server_connection(&app, "PRAGMA max_page_count = 1").await;
+    let mut refused = 0;
+    for _ in 0..30 {
+        let response = login().await;
+        if response.status() == 503 {
+            assert_unavailable(&response, "login on a full disk");
+            refused += 1;
+        } else {
+            assert_eq!(response.status(), 200);
+        }
+    }
+    assert!(refused > 0, "the page limit never bit");
+    on_server_connection(&app, "PRAGMA max_page_count = 1073741823").await;
+    assert_eq!(login().await.status(), 200);
+
+    // Read-only.
+    on_server_connection(&app, "PRAGMA query_only = ON").await;
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let response = app.token(client, &form).await;
+    assert_unavailable(&response, "refresh on a read-only database");
+    assert_eq!(app.get("/readyz").await.status(), 200, "reads still work");
+    on_server_connection(&app, "PRAGMA query_only = OFF").await;
+    let response = app.token(client, &form).await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+
+    assert_eq!(integrity(&app).await, "ok");
+    app.stop().await;
+}
