@@ -169,7 +169,11 @@ pub async fn observe(
     };
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+    if let Some(state) = response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .filter(|s| s.services.settings.metrics.enabled)
+    {
         let route = response.request().match_pattern();
         state
             .services
