@@ -15,7 +15,7 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 /// Read when no `--config` is given and the file is present in the working directory.
 const LOCAL_CONFIG: &str = "config/default.toml";
 /// Settings that have no default value (so are absent from the defaults file) but may be set.
-const OPTIONAL_STRING_KEYS: &[&str] = &["server.issuer"];
+const OPTIONAL_STRING_KEYS: &[&str] = &["server.issuer", "metrics.bind"];
 /// Short environment names for the settings people set most.
 const ENV_ALIASES: &[(&str, &str)] = &[
     ("TESSERA_BIND", "server.bind"),
@@ -46,6 +46,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub mail: MailSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
     pub google: UpstreamSettings,
     pub federation: FederationSettings,
     /// Further OpenID Connect upstreams by name (config file only: `[upstreams.<name>]`).
@@ -64,6 +65,13 @@ pub struct UpstreamSettings {
     pub client_id: String,
     #[serde(default)]
     pub client_secret: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

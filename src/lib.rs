@@ -13,6 +13,7 @@ pub mod federation;
 pub mod grants;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod mail;
 pub mod services;
 pub mod sessions;

@@ -10,6 +10,7 @@ use crate::db::Database;
 use crate::federation::Federation;
 use crate::keys::KeyStore;
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Services {
@@ -24,4 +25,18 @@ pub struct Services {
     pub mailer: Option<Arc<Mailer>>,
     /// Wakes the outbox sender when a mail is queued, so it need not wait for its next look.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Services {
+    /// The metrics with the gauges read now from the database pool and the hashing queue.
+    pub fn render_metrics(&self) -> String {
+        let (in_use, idle, db_waiting) = self.db.load();
+        self.metrics.render(crate::metrics::Gauges {
+            db_connections_in_use: in_use.into(),
+            db_connections_idle: idle.into(),
+            db_queue_depth: db_waiting as u64,
+            hash_queue_depth: self.hashes.queue_depth() as u64,
+        })
+    }
 }

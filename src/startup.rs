@@ -23,6 +23,8 @@ pub struct Application {
     address: SocketAddr,
     state: web::Data<AppState>,
     server: Server,
+    /// `/metrics` on an address of its own (`metrics.bind`), when configured.
+    metrics: Option<(SocketAddr, Server)>,
 }
 
 impl Application {
@@ -71,6 +73,7 @@ impl Application {
             clock,
             mailer,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }));
 
         crate::sessions::spawn_purge(state.services.clone());
@@ -79,6 +82,7 @@ impl Application {
         let body_limit = settings.server.body_limit_bytes;
         let cors_origins = settings.server.cors_allowed_origins.clone();
         let app_state = state.clone();
+        let metrics_here = settings.metrics.enabled && settings.metrics.bind.is_none();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -91,7 +95,12 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     http::error::ApiError::InvalidRequest(e.to_string()).into()
                 }))
-                .configure(|cfg| http::routes(cfg, &cors_origins))
+                .configure(|cfg| {
+                    if metrics_here {
+                        http::metrics::route(cfg);
+                    }
+                    http::routes(cfg, &cors_origins);
+                })
                 .default_service(web::to(http::not_found))
                 .wrap(ErrorHandlers::new().default_handler(http::error::json_error_body))
                 .wrap(from_fn(http::observe))
@@ -102,6 +111,10 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         let server = server.run();
+        let metrics = match settings.metrics.bind.filter(|_| settings.metrics.enabled) {
+            Some(bind) => Some(metrics_server(bind, state.clone())?),
+            None => None,
+        };
         tracing::info!(
             %address,
             issuer = %state.services.issuer,
@@ -112,7 +125,13 @@ impl Application {
             address,
             state,
             server,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served when it has a listener of its own.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(address, _)| *address)
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -133,6 +152,38 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM (or `handle().stop()`), letting in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (tokio::spawn(server), handle)
+        });
+        let result = self.server.await;
+        if let Some((task, handle)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
+        result
     }
+}
+
+/// A one-worker listener serving only `/metrics`, so scrapes can stay on a private address.
+fn metrics_server(
+    bind: SocketAddr,
+    state: web::Data<AppState>,
+) -> anyhow::Result<(SocketAddr, Server)> {
+    let listener = TcpListener::bind(bind)
+        .with_context(|| format!("cannot listen on {bind} (metrics.bind)"))?;
+    let address = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::metrics::route)
+            .default_service(web::to(http::not_found))
+            .wrap(ErrorHandlers::new().default_handler(http::error::json_error_body))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    tracing::info!(%address, "metrics listening");
+    Ok((address, server))
 }

@@ -2,6 +2,7 @@
 //! priority than the request workers: a storm of logins queues here and takes the CPU that is
 //! left over, while JWKS, refresh and the rest keep answering promptly.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -26,6 +27,8 @@ type Job = Box<dyn FnOnce(&Hasher) + Send>;
 pub struct HashPool {
     jobs: SyncSender<Job>,
     threads: usize,
+    /// Jobs queued and not yet started, for the metrics.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -52,11 +55,20 @@ impl HashPool {
                 .name(format!("tessera-hash-{index}"))
                 .spawn(move || work(&receiver, &hasher))?;
         }
-        Ok(HashPool { jobs, threads })
+        Ok(HashPool {
+            jobs,
+            threads,
+            waiting: Arc::default(),
+        })
     }
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Hashes and checks waiting for a thread.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Relaxed)
     }
 
     async fn submit<T: Send + 'static>(
@@ -65,11 +77,18 @@ impl HashPool {
     ) -> Result<T, HashPoolError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
+        let waiting = self.waiting.clone();
         let job: Job = Box::new(move |hasher| {
+            waiting.fetch_sub(1, Relaxed);
             let _entered = span.enter();
             let _ = done.send(job(hasher));
         });
-        match self.jobs.try_send(job) {
+        self.waiting.fetch_add(1, Relaxed);
+        let sent = self.jobs.try_send(job);
+        if sent.is_err() {
+            self.waiting.fetch_sub(1, Relaxed);
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(HashPoolError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(HashPoolError::Gone),

@@ -61,6 +61,7 @@ pub async fn verify_credentials(
         })
         .await?;
     if let Some(wait) = throttled {
+        svc.metrics.login_throttled();
         record(svc, Event::LoginThrottled, None, attempt).await?;
         return Err(LoginError::Throttled(wait));
     }
@@ -82,6 +83,7 @@ pub async fn verify_credentials(
     let user = match (user, verified) {
         (Some(user), Verified::Yes | Verified::YesRehash) if user.disabled_at.is_none() => user,
         (user, _) => {
+            svc.metrics.login_failed();
             record(svc, Event::LoginFailure, user.map(|u| u.id), attempt).await?;
             return Err(LoginError::BadCredentials);
         }
@@ -99,7 +101,9 @@ pub async fn verify_credentials(
     let ip = attempt.ip.map(String::from);
     let via = attempt.via;
     let user_id = user.id.clone();
-    svc.db
+    let release_keys = keys.clone();
+    let recorded = svc
+        .db
         .run(move |conn| {
             conn.transaction(|conn| {
                 throttle::succeeded(conn, &keys, now)?;
@@ -119,7 +123,17 @@ pub async fn verify_credentials(
                 )
             })
         })
-        .await?;
+        .await;
+    if let Err(e) = recorded {
+        // The right password, but the login could not be recorded (database full, locked or
+        // gone): the attempt must not count against the account. Best effort, as the
+        // database may refuse this too.
+        let _ = svc
+            .db
+            .run(move |conn| throttle::release(conn, &release_keys))
+            .await;
+        return Err(e.into());
+    }
     Ok(user)
 }
 

@@ -8,6 +8,7 @@ pub mod repo;
 pub mod schema;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,14 +51,40 @@ pub enum DbError {
 
 impl DbError {
     /// True when the database cannot be reached at all, as opposed to a query going wrong: the
-    /// HTTP layer answers these with 503 and `Retry-After`.
+    /// HTTP layer answers these with 503 and `Retry-After`. A connection that died under a
+    /// query (the server restarted, the network dropped) counts: the same request will work
+    /// once the pool has reconnected.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            DbError::Connect(_) | DbError::Unavailable(_) | DbError::Busy
-        )
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Connect(_) | DbError::Unavailable(_) | DbError::Busy => true,
+            DbError::Query(Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ))
+            | DbError::Query(Error::BrokenTransactionManager) => true,
+            // SQLite reports these as plain errors with the library's fixed messages: another
+            // process holding the write lock past busy_timeout, a full disk, a file that has
+            // become read-only. None is the client's doing, and each can pass.
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                let message = info.message();
+                SQLITE_TRANSIENT.iter().any(|m| message.starts_with(m))
+            }
+            _ => false,
+        }
     }
 }
+
+/// sqlite3_errmsg texts of SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL and SQLITE_READONLY, and
+/// the ROLLBACK failure that follows when SQLite has already rolled the transaction back by
+/// itself (it does so on exactly such errors: full, I/O, busy, out of memory).
+const SQLITE_TRANSIENT: [&str; 5] = [
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "attempt to write a readonly database",
+    "cannot rollback - no transaction is active",
+];
 
 /// Which backend a `DATABASE_URL` names. The scheme decides, so a PostgreSQL URL that cannot
 /// connect reports PostgreSQL's own error rather than falling through to SQLite.
@@ -217,8 +244,31 @@ impl r2d2::ManageConnection for ConnectionManager {
         Ok(conn.batch_execute("SELECT 1")?)
     }
 
+    /// Only what the failed-job check below found dead; a healthy connection costs nothing.
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+        CONNECTION_DEAD.replace(false)
+    }
+}
+
+thread_local! {
+    /// Set on a database thread when the connection its last job used no longer answers, read
+    /// (and cleared) by `has_broken` as that connection goes back to the pool on the same
+    /// thread, so the pool drops it and opens a fresh one.
+    static CONNECTION_DEAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// After a failed job: is its connection still fit to use? A transaction whose rollback
+/// failed leaves diesel's transaction manager broken, and a PostgreSQL connection cut by a
+/// server restart no longer answers (one round trip, on error paths only). Either would go
+/// back to the pool and fail every job that drew it until the process restarted.
+fn check_after_failure(conn: &mut DbConnection) {
+    use diesel::r2d2::R2D2Connection;
+    let dead = match conn {
+        DbConnection::Sqlite(c) => c.is_broken(),
+        DbConnection::Postgres(c) => c.is_broken() || c.batch_execute("SELECT 1").is_err(),
+    };
+    if dead {
+        CONNECTION_DEAD.set(true);
     }
 }
 
@@ -228,6 +278,8 @@ pub struct Database {
     pool: Pool,
     jobs: SyncSender<Job>,
     target: DatabaseTarget,
+    /// Jobs queued and not yet started, for the metrics.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// The checkpointer thread runs while any clone of this handle lives.
     _alive: Arc<()>,
 }
@@ -289,6 +341,7 @@ impl Database {
             pool,
             jobs,
             target,
+            waiting: Arc::default(),
             _alive: alive,
         })
     }
@@ -313,24 +366,47 @@ impl Database {
     {
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
+        let waiting = self.waiting.clone();
         let job: Job = Box::new(move |pool| {
+            waiting.fetch_sub(1, Relaxed);
             let _entered = span.enter();
             let outcome = match pool.get() {
-                Ok(mut conn) => work(&mut conn),
+                Ok(mut conn) => {
+                    let outcome = work(&mut conn);
+                    if outcome.is_err() {
+                        check_after_failure(&mut conn);
+                    }
+                    outcome
+                }
                 Err(e) => Err(DbError::from(e).into()),
             };
             let _ = done.send(outcome);
         });
+        self.waiting.fetch_add(1, Relaxed);
         match self.jobs.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(DbError::Busy.into()),
+            Err(TrySendError::Full(_)) => {
+                self.waiting.fetch_sub(1, Relaxed);
+                return Err(DbError::Busy.into());
+            }
             Err(TrySendError::Disconnected(_)) => {
+                self.waiting.fetch_sub(1, Relaxed);
                 return Err(DbError::Task("the database threads are gone".into()).into());
             }
         }
         result
             .await
             .unwrap_or_else(|_| Err(DbError::Task("a database task ended early".into()).into()))
+    }
+
+    /// Pooled connections (in use, idle) and jobs waiting for a database thread.
+    pub fn load(&self) -> (u32, u32, usize) {
+        let state = self.pool.state();
+        (
+            state.connections.saturating_sub(state.idle_connections),
+            state.idle_connections,
+            self.waiting.load(Relaxed),
+        )
     }
 
     /// True if a connection can be had and answers a trivial query.

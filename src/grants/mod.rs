@@ -148,6 +148,7 @@ pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenRespons
         }
         _ => return Err(GrantError::UnsupportedGrantType(grant_type)),
     };
+    svc.metrics.token_issued(&grant_type);
     Ok(issued.into_response())
 }
 

@@ -86,6 +86,7 @@ fn rotate(
     if !consumed && !within_grace(conn, svc, &token, &next_hash, now)? {
         revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
         tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
+        svc.metrics.refresh_reuse_detected();
         return Ok(Outcome::Refused);
     }
     if user.disabled_at.is_some() || user.security_stamp != family.security_stamp {

@@ -82,6 +82,12 @@ pub enum ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         if e.is_unavailable() {
+            // The operator needs the cause (PostgreSQL down, disk full …); the client does not.
+            if matches!(e, DbError::Busy) {
+                tracing::debug!(error = %e, "database unavailable");
+            } else {
+                tracing::warn!(error = %e, "database unavailable");
+            }
             ApiError::Unavailable
         } else {
             ApiError::Internal(e.into())

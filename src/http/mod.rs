@@ -8,6 +8,7 @@ mod bearer;
 pub mod error;
 mod federation;
 mod health;
+pub mod metrics;
 mod token;
 mod userinfo;
 mod users;
@@ -142,7 +143,8 @@ pub fn content_length_exceeds(req: &ServiceRequest, limit: usize) -> bool {
 
 /// Runs a request in a span with a fresh request id, refuses a declared body over the limit,
 /// logs the outcome (method, path without the query string, which may carry codes; status,
-/// latency) and echoes the id as `X-Request-Id`.
+/// latency), counts it in the metrics by route pattern and status, and echoes the id as
+/// `X-Request-Id`.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -176,7 +178,19 @@ pub async fn observe(
         }
     };
     let status = response.status().as_u16();
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    if let Some(state) = response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .filter(|s| s.services.settings.metrics.enabled)
+    {
+        let route = response.request().match_pattern();
+        state
+            .services
+            .metrics
+            .observe_request(route, status, elapsed);
+    }
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
         tracing::warn!(status, micros, "request failed");
     } else {

@@ -99,6 +99,8 @@ pub struct TestApp {
     pub state: actix_web::web::Data<AppState>,
     pub settings: Settings,
     pub clock: Clock,
+    /// `http://host:port` of the separate metrics listener, when `metrics.bind` is set.
+    pub metrics_address: Option<String>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -255,6 +257,7 @@ impl TestEnv {
         let address = format!("http://{}", app.address());
         let state = app.state();
         let handle = app.handle();
+        let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
@@ -266,6 +269,7 @@ impl TestEnv {
             state,
             settings,
             clock,
+            metrics_address,
             handle,
         }
     }
@@ -346,48 +350,73 @@ fn database_names_are_swapped_in_urls() {
 pub struct ServerProcess {
     pub address: String,
     child: std::process::Child,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
     pub fn start(env: &TestEnv) -> ServerProcess {
-        ServerProcess::start_with_env(env, &[])
+        ServerProcess::start_with(env, &[])
     }
 
-    /// As `start`, with more environment variables (e.g. the SMTP server's URL).
-    pub fn start_with_env(env: &TestEnv, extra: &[(&str, &str)]) -> ServerProcess {
+    /// As `start`, with more environment variables (they win over the test's own), e.g.
+    /// `TESSERA_LOG` for a chattier log or `DATABASE_URL` for another route to the database.
+    pub fn start_with(env: &TestEnv, vars: &[(&str, &str)]) -> ServerProcess {
         use std::io::{BufRead, BufReader};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        command
             .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
             .env("DATABASE_URL", &env.db.url)
             .env("TESSERA_KEYS_DIR", env.keys_dir())
-            .env("TESSERA_LOG", "tessera::startup=info,warn")
-            .envs(extra.iter().copied())
+            .env("TESSERA_LOG", "tessera::startup=info,warn");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command
             .current_dir(env.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("tessera starts");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = loop {
             let line = lines
                 .next()
                 .expect("a log line before exit")
                 .expect("utf-8");
+            logs.lock().expect("logs").push(line.clone());
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
             if event["message"] == "listening" {
                 break event["address"].as_str().expect("address").to_string();
             }
         };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        // Keep draining stderr so the server never blocks on a full pipe; keep the lines.
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().expect("logs").push(line);
+            }
+        });
         ServerProcess {
             address: format!("http://{address}"),
             child,
+            logs,
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Every log line the process has written so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
     }
 
     /// SIGTERM, then the exit status.
@@ -407,6 +436,16 @@ impl ServerProcess {
                 "stops within 10 s"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    /// A failing test must not leave its server behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -8,13 +8,18 @@
 mod helpers;
 
 mod authorize;
+mod bad_input;
 mod cli;
 mod errors;
+mod faults;
+mod fuzz;
 mod federation;
 mod health;
 mod keys;
+mod metrics;
 mod password_grant;
 mod refresh;
+mod replicas;
 mod resources;
 mod self_service;
 mod smtp_sink;

@@ -548,7 +548,7 @@ async fn queued_mail_survives_a_restart() {
 
     // A new process (the real binary) finds the mail and sends it once the server is up.
     let sink = SmtpSink::start_on(port).await;
-    let server = ServerProcess::start_with_env(
+    let server = ServerProcess::start_with(
         &env,
         &[
             ("TESSERA_SMTP_URL", &smtp_url),
