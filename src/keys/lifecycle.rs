@@ -24,7 +24,7 @@ use crate::db::models::SigningKeyRow;
 use crate::db::repo::{clients, signing_keys};
 use crate::services::Services;
 
-/// How long a `next` key must have been published before it may sign.
+/// How long a `next` key must have been published before it may sign (strictly longer).
 pub fn publish_before_signing_secs(settings: &KeySettings) -> i64 {
     i64::from(settings.jwks_max_age_secs) + settings.reload_interval_secs as i64
 }
@@ -40,12 +40,13 @@ pub fn check_ready(
     };
     let published_secs = now - waiting.created_at;
     let required_secs = publish_before_signing_secs(settings);
-    if published_secs < required_secs {
+    // Strictly more: times are whole seconds, so "3 s later" may be 2.1 s of real time.
+    if published_secs <= required_secs {
         return Err(KeyError::TooEarly {
             kid: waiting.kid.clone(),
             published_secs,
             required_secs,
-            wait_secs: required_secs - published_secs,
+            wait_secs: required_secs - published_secs + 1,
         });
     }
     Ok(())
@@ -59,7 +60,11 @@ pub fn retire_after_secs(conn: &mut DbConnection, settings: &Settings) -> Result
         .access_token_ttl_secs
         .max(settings.tokens.id_token_ttl_secs)
         .max(clients_longest);
-    Ok(longest_token + settings.keys.retire_leeway_secs + settings.keys.reload_interval_secs as i64)
+    Ok(
+        longest_token
+            + settings.keys.retire_leeway_secs
+            + settings.keys.reload_interval_secs as i64,
+    )
 }
 
 /// What one tick did.
@@ -110,7 +115,11 @@ pub fn maintain(
 
 /// With a schedule: a `next` key is created as soon as there is none, and promoted once the
 /// active key has signed for `rotate_interval_secs` and the next key is ready.
-fn rotation_due(conn: &mut DbConnection, settings: &KeySettings, now: i64) -> Result<bool, KeyError> {
+fn rotation_due(
+    conn: &mut DbConnection,
+    settings: &KeySettings,
+    now: i64,
+) -> Result<bool, KeyError> {
     let rows = signing_keys::list_published(conn)?;
     let Some(active) = rows.iter().find(|r| r.state == KeyState::Active.as_str()) else {
         return Ok(false);

@@ -349,9 +349,13 @@ pub fn load_or_init(conn: &mut DbConnection, settings: &KeySettings) -> Result<K
     files::ensure_dir(&settings.dir)?;
     let rows = signing_keys::list_published(conn)?;
     if !rows.iter().any(|r| r.state == KeyState::Active.as_str()) {
-        let created = create_key(conn, settings, KeyState::Active, crate::db::now(), |conn, row| {
-            Ok(signing_keys::insert(conn, row)?)
-        });
+        let created = create_key(
+            conn,
+            settings,
+            KeyState::Active,
+            crate::db::now(),
+            |conn, row| Ok(signing_keys::insert(conn, row)?),
+        );
         match created {
             Ok(_) => {}
             // Another replica starting at the same moment won the one-active-key index.

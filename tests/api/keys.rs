@@ -277,7 +277,10 @@ async fn a_retiring_key_leaves_the_jwks_once_its_tokens_have_expired() {
 
     app.clock.advance(10);
     assert!(
-        eventually(5, || async { !published_kids(&app).await.contains(&original) }).await,
+        eventually(5, || async {
+            !published_kids(&app).await.contains(&original)
+        })
+        .await,
         "retired once every token it signed has expired"
     );
     assert!(key_states(&env).contains(&(original.clone(), "retired".to_string())));

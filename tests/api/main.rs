@@ -15,5 +15,6 @@ mod keys;
 mod password_grant;
 mod refresh;
 mod resources;
+mod rotation;
 mod throttling;
 mod wellknown;

@@ -72,9 +72,7 @@ impl ResponseError for BearerError {
     fn status_code(&self) -> StatusCode {
         match self {
             BearerError::Missing | BearerError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            BearerError::InsufficientScope(_) | BearerError::Forbidden(_) => {
-                StatusCode::FORBIDDEN
-            }
+            BearerError::InsufficientScope(_) | BearerError::Forbidden(_) => StatusCode::FORBIDDEN,
             BearerError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -211,7 +211,10 @@ impl KeyCache {
             url: url.clone(),
             reason,
         };
-        let response = request.send().await.map_err(|e| fetch_error(e.to_string()))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| fetch_error(e.to_string()))?;
         let status = response.status();
         let header = |name| {
             response

@@ -62,7 +62,10 @@ async fn missing_bad_and_underscoped_tokens_get_rfc6750_answers() {
     let res = test::call_service(&app, call("/me", Some("Bearer not.a.token".into()))).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let header = challenge(&res).unwrap();
-    assert!(header.starts_with(r#"Bearer error="invalid_token""#), "{header}");
+    assert!(
+        header.starts_with(r#"Bearer error="invalid_token""#),
+        "{header}"
+    );
     let body: serde_json::Value = test::read_body_json(res).await;
     assert_eq!(body["error"], "invalid_token");
 

@@ -83,7 +83,10 @@ async fn every_kind_of_bad_token_is_refused() {
     // alg none, no signature.
     let none = format!(
         "{}.",
-        signing_input(&json!({ "alg": "none", "typ": "at+jwt", "kid": "k1" }), &good)
+        signing_input(
+            &json!({ "alg": "none", "typ": "at+jwt", "kid": "k1" }),
+            &good
+        )
     );
     assert_eq!(
         refused(&verifier, &none).await,
@@ -92,7 +95,10 @@ async fn every_kind_of_bad_token_is_refused() {
 
     // HS256 with the public key's modulus, and its JWK text, as the HMAC secret.
     for secret in [key.n().into_bytes(), key.jwk().to_string().into_bytes()] {
-        let input = signing_input(&json!({ "alg": "HS256", "typ": "at+jwt", "kid": "k1" }), &good);
+        let input = signing_input(
+            &json!({ "alg": "HS256", "typ": "at+jwt", "kid": "k1" }),
+            &good,
+        );
         let tag = aws_lc_rs::hmac::sign(
             &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
             input.as_bytes(),
@@ -298,7 +304,11 @@ async fn a_hundred_concurrent_unknown_kid_misses_make_one_fetch() {
         .filter(|r| matches!(r, Ok(Ok(_))))
         .count();
     assert_eq!(accepted, 100);
-    assert_eq!(server.jwks_hits(), 2, "one initial fetch, one shared refetch");
+    assert_eq!(
+        server.jwks_hits(),
+        2,
+        "one initial fetch, one shared refetch"
+    );
     assert_eq!(verifier.stats().unknown_kid_fetches, 1);
 
     // A kid that stays unknown refetches at most once per interval.
@@ -308,12 +318,20 @@ async fn a_hundred_concurrent_unknown_kid_misses_make_one_fetch() {
     for _ in 0..20 {
         assert_eq!(refused(&verifier, &forged).await, VerifyError::UnknownKey);
     }
-    assert_eq!(server.jwks_hits(), 2, "still within the interval of the last refetch");
+    assert_eq!(
+        server.jwks_hits(),
+        2,
+        "still within the interval of the last refetch"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..20 {
         assert_eq!(refused(&verifier, &forged).await, VerifyError::UnknownKey);
     }
-    assert_eq!(server.jwks_hits(), 3, "one refetch for twenty forged tokens");
+    assert_eq!(
+        server.jwks_hits(),
+        3,
+        "one refetch for twenty forged tokens"
+    );
 }
 
 #[tokio::test]
@@ -325,7 +343,11 @@ async fn cached_keys_keep_serving_while_the_issuer_is_down() {
     server.stop().await;
     // Well past max-age: background refreshes fail, the cached key stays.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(verifier.stats().failed_fetches >= 1, "{:?}", verifier.stats());
+    assert!(
+        verifier.stats().failed_fetches >= 1,
+        "{:?}",
+        verifier.stats()
+    );
     assert!(verifier.refresh().await.is_err());
     let claims = verifier
         .verify(&key.token(&claims(&server.issuer)))
