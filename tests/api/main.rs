@@ -12,6 +12,7 @@ mod cli;
 mod errors;
 mod health;
 mod keys;
+mod notes_api;
 mod password_grant;
 mod refresh;
 mod resources;
