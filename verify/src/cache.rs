@@ -236,7 +236,7 @@ impl KeyCache {
         } else if status.is_success() {
             let body = read_limited(response)
                 .await
-                .map_err(|reason| fetch_error(reason))?;
+                .map_err(&fetch_error)?;
             let keys = jwks::parse(&body).map_err(|reason| SetupError::Document {
                 url: url.clone(),
                 reason,
