@@ -234,9 +234,7 @@ impl KeyCache {
                 etag: etag.or_else(|| previous.etag.clone()),
             }
         } else if status.is_success() {
-            let body = read_limited(response)
-                .await
-                .map_err(&fetch_error)?;
+            let body = read_limited(response).await.map_err(&fetch_error)?;
             let keys = jwks::parse(&body).map_err(|reason| SetupError::Document {
                 url: url.clone(),
                 reason,
