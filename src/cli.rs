@@ -75,7 +75,13 @@ pub enum KeysCommand {
     /// List every key with its state.
     List,
     /// Advance the lifecycle: a waiting `next` key becomes active, a new `next` is created.
-    Rotate,
+    /// Refused while the waiting key has been published for less than jwks_max_age_secs +
+    /// reload_interval_secs, unless --force.
+    Rotate {
+        /// Promote the next key even if resource servers may not have fetched it yet.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,7 +212,8 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 .iter()
                 .map(|k| {
                     json!({ "kid": k.kid, "state": k.state, "algorithm": k.algorithm,
-                        "created_at": k.created_at, "activated_at": k.activated_at })
+                        "created_at": k.created_at, "activated_at": k.activated_at,
+                        "retiring_at": k.retiring_at, "retired_at": k.retired_at })
                 })
                 .collect();
             out.print(Value::Array(list), || {
@@ -217,10 +224,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate) => {
+        Command::Keys(KeysCommand::Rotate { force }) => {
             let mut conn = connect(&settings)?;
             keys::load_or_init(&mut conn, &settings.keys)?;
-            let rotation = keys::rotate(&mut conn, &settings.keys)?;
+            let rotation = keys::rotate(&mut conn, &settings.keys, crate::db::now(), force)?;
             out.print(serde_json::to_value(&rotation)?, || {
                 match &rotation.activated {
                     Some(kid) => format!("{kid} is now active; {} waits as next", rotation.next),

@@ -146,6 +146,9 @@ pub struct KeySettings {
     pub dir: PathBuf,
     pub rsa_bits: u32,
     pub jwks_max_age_secs: u32,
+    pub reload_interval_secs: u64,
+    pub retire_leeway_secs: i64,
+    pub rotate_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,6 +324,21 @@ impl Settings {
             return Err(ConfigError(format!(
                 "keys.rsa_bits: {} is not one of 2048, 3072, 4096",
                 self.keys.rsa_bits
+            )));
+        }
+        if self.keys.reload_interval_secs == 0 || self.keys.retire_leeway_secs < 0 {
+            return Err(ConfigError(
+                "keys: reload_interval_secs must be at least 1 and retire_leeway_secs not negative"
+                    .into(),
+            ));
+        }
+        let publish = crate::keys::lifecycle::publish_before_signing_secs(&self.keys);
+        if self.keys.rotate_interval_secs != 0 && (self.keys.rotate_interval_secs as i64) < publish
+        {
+            return Err(ConfigError(format!(
+                "keys.rotate_interval_secs: must be 0 (off) or at least {publish} \
+                 (jwks_max_age_secs + reload_interval_secs), the time a next key is published \
+                 before it signs"
             )));
         }
         if self.server.body_limit_bytes < 1024 {

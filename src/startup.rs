@@ -78,6 +78,7 @@ impl Application {
 
         crate::sessions::spawn_purge(state.services.clone());
         crate::mail::outbox::spawn_sender(state.services.clone());
+        keys::lifecycle::spawn_watch(state.services.clone());
 
         let body_limit = settings.server.body_limit_bytes;
         let cors_origins = settings.server.cors_allowed_origins.clone();

@@ -11,7 +11,7 @@ use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::RSA_PKCS1_SHA256;
 
 /// Runs `work` with this thread pinned to `cpus` (e.g. "0"), then unpins it.
-fn pinned<T>(cpus: &str, work: impl FnOnce() -> T) -> Result<T> {
+pub fn pinned<T>(cpus: &str, work: impl FnOnce() -> T) -> Result<T> {
     // SAFETY: cpu_set_t is plain data; the calls only read and set this thread's affinity.
     unsafe {
         let mut before: libc::cpu_set_t = std::mem::zeroed();

@@ -8,6 +8,8 @@
 //! - `refresh`: refresh grants/s against cores × RS256 signs/s and the database's single-row
 //!   update rate, on SQLite or (with `--postgres`) PostgreSQL.
 //!
+//! - `verify`: tessera-verify verifications/s on one core against raw ring RS256 verifies/s of
+//!   the same token, in the same run.
 //! - `all`: every one of the above in one run, each table under a heading.
 //!
 //! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use.
@@ -17,10 +19,12 @@
 //! target/release/tessera-bench startup
 //! target/release/tessera-bench tokens
 //! target/release/tessera-bench refresh [--postgres postgres://postgres@127.0.0.1/postgres]
+//! target/release/tessera-bench verify
 
 mod limits;
 mod load;
 mod server;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -94,6 +98,18 @@ enum Bench {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// tessera-verify verifications/s on one core against raw ring RS256 verifies/s.
+    Verify {
+        /// Rounds of each (alternating, so both see the same machine); the best round counts.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+        /// The core to run on.
+        #[arg(long, default_value = "0")]
+        cpu: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -138,8 +154,14 @@ fn main() -> Result<()> {
                 println!("\n## Refresh on PostgreSQL\n");
                 refresh(&binary, 1, seconds / 2, 32, 120_000, Some(url))?;
             }
-            Ok(())
+            println!("\n## Verification by resource servers (tessera-verify)\n");
+            verify::run(&binary, 5, Duration::from_secs(2), "0")
         }
+        Bench::Verify {
+            rounds,
+            seconds,
+            cpu,
+        } => verify::run(&binary, rounds, Duration::from_secs(seconds), &cpu),
         Bench::Refresh {
             server_cores,
             seconds,

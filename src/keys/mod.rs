@@ -5,6 +5,7 @@
 //! `retired`; the directory holds the private halves. Replicas share both, so they agree.
 
 mod files;
+pub mod lifecycle;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -50,6 +51,20 @@ pub enum KeyError {
     NoActive,
     #[error("unknown key state {0:?} in the database")]
     UnknownState(String),
+    #[error(
+        "key {kid} has been published for {published_secs} s, but resource servers may cache \
+         the JWKS for {required_secs} s (keys.jwks_max_age_secs plus keys.reload_interval_secs): \
+         rotate again in {wait_secs} s, or pass --force and accept that verifiers with a cached \
+         JWKS meet an unknown kid and must refetch"
+    )]
+    TooEarly {
+        kid: String,
+        published_secs: i64,
+        required_secs: i64,
+        wait_secs: i64,
+    },
+    #[error("another process changed the signing keys at the same moment; try again")]
+    Conflict,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -304,6 +319,7 @@ fn create_key(
     conn: &mut DbConnection,
     settings: &KeySettings,
     state: KeyState,
+    now: i64,
     record: impl FnOnce(&mut DbConnection, &SigningKeyRow) -> Result<(), KeyError>,
 ) -> Result<String, KeyError> {
     let key_pair =
@@ -311,7 +327,6 @@ fn create_key(
     let pkcs8 = key_pair.as_der().map_err(|_| KeyError::Generate)?;
     let key = SigningKey::from_key_pair(key_pair, state);
     let path = files::write_private_key(&settings.dir, &key.kid, pkcs8.as_ref())?;
-    let now = crate::db::now();
     let row = SigningKeyRow {
         kid: key.kid.clone(),
         algorithm: ALGORITHM.to_string(),
@@ -334,9 +349,13 @@ pub fn load_or_init(conn: &mut DbConnection, settings: &KeySettings) -> Result<K
     files::ensure_dir(&settings.dir)?;
     let rows = signing_keys::list_published(conn)?;
     if !rows.iter().any(|r| r.state == KeyState::Active.as_str()) {
-        let created = create_key(conn, settings, KeyState::Active, |conn, row| {
-            Ok(signing_keys::insert(conn, row)?)
-        });
+        let created = create_key(
+            conn,
+            settings,
+            KeyState::Active,
+            crate::db::now(),
+            |conn, row| Ok(signing_keys::insert(conn, row)?),
+        );
         match created {
             Ok(_) => {}
             // Another replica starting at the same moment won the one-active-key index.
@@ -394,22 +413,50 @@ pub struct Rotation {
 
 /// Advances the lifecycle one step: a waiting `next` key becomes active (the active one
 /// retiring), and a fresh `next` key is created. A key therefore always appears in the JWKS at
-/// least one rotation before it signs.
-pub fn rotate(conn: &mut DbConnection, settings: &KeySettings) -> Result<Rotation, KeyError> {
+/// least one rotation before it signs; unless `force`, a `next` key is promoted only once it
+/// has been published for `lifecycle::publish_before_signing_secs` (else `TooEarly`).
+pub fn rotate(
+    conn: &mut DbConnection,
+    settings: &KeySettings,
+    now: i64,
+    force: bool,
+) -> Result<Rotation, KeyError> {
     files::ensure_dir(&settings.dir)?;
+    // Checked before a key is generated, so a refusal costs nothing; checked again below in
+    // the transaction that acts on it.
+    let rows = signing_keys::list_published(conn)?;
+    if !force {
+        lifecycle::check_ready(&rows, settings, now)?;
+    }
     let mut outcome = (None, None);
-    let next = create_key(conn, settings, KeyState::Next, |conn, row| {
+    let next = create_key(conn, settings, KeyState::Next, now, |conn, row| {
         conn.transaction(|conn| {
             let rows = signing_keys::list_published(conn)?;
             let waiting = rows.iter().find(|r| r.state == KeyState::Next.as_str());
             let active = rows.iter().find(|r| r.state == KeyState::Active.as_str());
             if let Some(waiting) = waiting {
-                let now = crate::db::now();
-                signing_keys::retire_active(conn, now)?;
-                signing_keys::activate(conn, &waiting.kid, now)?;
+                if !force {
+                    lifecycle::check_ready(&rows, settings, now)?;
+                }
+                // Each update must hit exactly its row: if another process rotated meanwhile,
+                // the counts differ and nothing of this rotation is kept.
+                if let Some(active) = active
+                    && signing_keys::retire_active_key(conn, &active.kid, now)? != 1
+                {
+                    return Err(KeyError::Conflict);
+                }
+                if signing_keys::activate(conn, &waiting.kid, now)? != 1 {
+                    return Err(KeyError::Conflict);
+                }
                 outcome = (Some(waiting.kid.clone()), active.map(|a| a.kid.clone()));
             }
-            signing_keys::insert(conn, row)?;
+            signing_keys::insert(conn, row).map_err(|e| match e {
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                ) => KeyError::Conflict,
+                other => other.into(),
+            })?;
             Ok::<_, KeyError>(())
         })
     })?;

@@ -105,7 +105,7 @@ async fn rotate_publishes_a_next_key_before_it_signs() {
     );
     app.stop().await;
 
-    let second = stdout_json(&env.cli(&["keys", "rotate"], None));
+    let second = stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
     assert_eq!(second["activated"], next.as_str());
     assert_eq!(second["retiring"], original.as_str());
     let newest = second["next"].as_str().expect("next kid").to_string();
@@ -166,4 +166,150 @@ async fn a_missing_key_file_is_a_clear_start_up_error() {
         Err(e) => format!("{e:#}"),
     };
     assert!(error.contains(&kid) && error.contains("missing"), "{error}");
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn promoting_a_next_key_too_early_is_refused_unless_forced() {
+    let env = TestEnv::new();
+    let first = stdout_json(&env.cli(&["keys", "rotate"], None));
+    let next = first["next"].as_str().expect("next").to_string();
+    let early = env.cli(&["keys", "rotate"], None);
+    assert!(!early.status.success());
+    let message = String::from_utf8_lossy(&early.stderr);
+    assert!(
+        message.contains(&next) && message.contains("--force") && message.contains("305 s"),
+        "{message}"
+    );
+    let states = key_states(&env);
+    assert_eq!(states.len(), 2, "a refusal creates no key: {states:?}");
+    assert!(states.contains(&(next.clone(), "next".to_string())));
+
+    let forced = stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    assert_eq!(forced["activated"], next.as_str());
+}
+
+#[tokio::test]
+async fn a_running_server_picks_up_rotations_without_restart() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.keys.reload_interval_secs = 1;
+    let app = env.spawn_with(settings).await;
+    let original = signing_kid(&app);
+
+    let first = stdout_json(&env.cli(&["keys", "rotate"], None));
+    let next = first["next"].as_str().expect("next").to_string();
+    assert!(
+        eventually(5, || async { published_kids(&app).await.contains(&next) }).await,
+        "the next key is published without a restart"
+    );
+    assert_eq!(signing_kid(&app), original, "but does not sign yet");
+
+    stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    assert!(
+        eventually(5, || async { signing_kid(&app) == next }).await,
+        "the promoted key signs without a restart"
+    );
+    let kids = published_kids(&app).await;
+    assert_eq!(kids.len(), 3);
+    assert_eq!(kids[0], next, "the active key first");
+    assert!(kids.contains(&original), "the retiring key stays published");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retiring_key_leaves_the_jwks_once_its_tokens_have_expired() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.keys.reload_interval_secs = 1;
+    settings.keys.retire_leeway_secs = 10;
+    settings.tokens.access_token_ttl_secs = 60;
+    settings.tokens.id_token_ttl_secs = 120;
+    let app = env.spawn_with(settings).await;
+    // A client of its own with a longer access token lifetime holds the key longer.
+    app.state
+        .services
+        .db
+        .run(|conn| {
+            use diesel::prelude::*;
+            let (id, _) = tessera::clients::create(
+                conn,
+                &tessera::clients::ClientSpec {
+                    name: "long-lived".into(),
+                    grant_types: vec!["client_credentials".into()],
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| tessera::db::DbError::Task(e.to_string()))
+            .map(|(c, s)| (c.id, s))?;
+            diesel::update(tessera::db::schema::clients::table.find(id))
+                .set(tessera::db::schema::clients::access_token_ttl_secs.eq(Some(300i64)))
+                .execute(conn)
+                .map_err(tessera::db::DbError::from)
+        })
+        .await
+        .expect("client ttl");
+    let original = signing_kid(&app);
+    stdout_json(&env.cli(&["keys", "rotate"], None));
+    stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    assert!(eventually(5, || async { signing_kid(&app) != original }).await);
+
+    // 300 s (the longest lifetime) + 10 s leeway + 1 s reload: one second short, still there.
+    app.clock.advance(310);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(published_kids(&app).await.contains(&original));
+    assert!(key_states(&env).contains(&(original.clone(), "retiring".to_string())));
+
+    app.clock.advance(10);
+    assert!(
+        eventually(5, || async {
+            !published_kids(&app).await.contains(&original)
+        })
+        .await,
+        "retired once every token it signed has expired"
+    );
+    assert!(key_states(&env).contains(&(original.clone(), "retired".to_string())));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_configured_schedule_rotates_by_itself() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.keys.reload_interval_secs = 1;
+    settings.keys.jwks_max_age_secs = 1;
+    settings.keys.rotate_interval_secs = 3600;
+    let app = env.spawn_with(settings).await;
+    let original = signing_kid(&app);
+    assert!(
+        eventually(5, || async { published_kids(&app).await.len() == 2 }).await,
+        "a next key is published as soon as the schedule is on"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(signing_kid(&app), original, "not due yet");
+    // A few seconds more: the first key was created on the real clock, maybe a second later.
+    app.clock.advance(3605);
+    assert!(
+        eventually(5, || async { signing_kid(&app) != original }).await,
+        "rotated when due"
+    );
+    let states = key_states(&env);
+    assert!(states.contains(&(original, "retiring".to_string())));
+    assert_eq!(states.iter().filter(|(_, s)| s == "next").count(), 1);
+    app.stop().await;
 }

@@ -30,3 +30,10 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Client>> {
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
     diesel::delete(clients::table.find(id)).execute(conn)
 }
+
+/// The longest access-token lifetime any client has of its own (None: all use the default).
+pub fn longest_access_token_ttl(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
+    clients::table
+        .select(diesel::dsl::max(clients::access_token_ttl_secs))
+        .get_result(conn)
+}

@@ -1,0 +1,296 @@
+//! Verify access tokens issued by Tessera (or any RFC 9068 issuer) at a resource server,
+//! without calling the issuer per request.
+//!
+//! The [`Verifier`] finds the issuer's JWKS through OpenID Connect Discovery (or is given its
+//! URL), caches it as long as `Cache-Control: max-age` allows (clamped to a floor and a
+//! ceiling), refreshes it in the background before it expires, refetches at most once per
+//! interval when a token names an unknown `kid` (concurrent misses share one fetch), and keeps
+//! serving the cached keys while the issuer is unreachable.
+//!
+//! A token is accepted only if it is a JWS signed RS256 by a key from that set (`none`, every
+//! HS* and every other algorithm are refused; so are keys whose `alg`/`use` do not fit), its
+//! header `typ` is `at+jwt`, its `iss` is the issuer, its `aud` contains the configured
+//! audience, and `exp`/`nbf` hold within a small leeway.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use tessera_verify::Verifier;
+//!
+//! let verifier = Verifier::builder("https://id.example.com")
+//!     .audience("notes")
+//!     .build()?;
+//! verifier.refresh().await?; // optional: fail fast at start-up if the issuer is unreachable
+//! let claims = verifier.verify("eyJhbGciOi…").await?;
+//! if claims.has_scope("notes") {
+//!     println!("{} may read notes", claims.sub);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the `actix` feature, [`actix::Authenticated`] extracts verified claims from
+//! `Authorization: Bearer …` and [`actix::RequireScope`] guards whole scopes of routes, both
+//! answering as RFC 6750 §3 prescribes.
+
+#[cfg(feature = "actix")]
+pub mod actix;
+mod cache;
+mod claims;
+mod error;
+mod jwks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+pub use cache::CacheStats;
+pub use claims::Claims;
+pub use error::{SetupError, VerifyError};
+
+use cache::{CacheConfig, KeyCache};
+
+/// Checks access tokens against the issuer's published keys. Cheap to clone (one shared
+/// cache); build one per issuer and audience and share it.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: Arc<KeyCache>,
+    validation: Validation,
+    refresher: std::sync::OnceLock<()>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for a [`Verifier`]; every one but the audience has a sensible default.
+#[derive(Debug, Clone)]
+pub struct VerifierBuilder {
+    issuer: String,
+    audience: Option<String>,
+    jwks_url: Option<String>,
+    leeway: Duration,
+    cache_floor: Duration,
+    cache_ceiling: Duration,
+    unknown_kid_interval: Duration,
+    http_timeout: Duration,
+}
+
+impl VerifierBuilder {
+    /// The audience this resource server answers to (required): tokens must list it in `aud`.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Fetch keys from this URL instead of discovering it from the issuer.
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 5 s, at most 5 minutes).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Shortest time a fetched JWKS is kept, whatever `max-age` says (default 30 s).
+    pub fn cache_floor(mut self, floor: Duration) -> Self {
+        self.cache_floor = floor;
+        self
+    }
+
+    /// Longest time a fetched JWKS is trusted before a refresh (default 1 h).
+    pub fn cache_ceiling(mut self, ceiling: Duration) -> Self {
+        self.cache_ceiling = ceiling;
+        self
+    }
+
+    /// Least time between two refetches caused by unknown `kid`s (default 10 s).
+    pub fn unknown_kid_refetch_interval(mut self, interval: Duration) -> Self {
+        self.unknown_kid_interval = interval;
+        self
+    }
+
+    /// Timeout of each discovery or JWKS request (default 5 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Checks the settings and builds the verifier. No request is made yet: the keys are
+    /// fetched in the background (when called inside a tokio runtime) or by the first
+    /// [`Verifier::verify`]; call [`Verifier::refresh`] to fetch them now.
+    pub fn build(self) -> Result<Verifier, SetupError> {
+        let config = |reason: &str| SetupError::Config(reason.to_string());
+        let audience = self
+            .audience
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| config("an audience is required"))?;
+        let issuer = self.issuer;
+        for url in std::iter::once(&issuer).chain(self.jwks_url.as_ref()) {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(SetupError::Config(format!("{url:?} is not an http(s) URL")));
+            }
+        }
+        if self.cache_floor > self.cache_ceiling {
+            return Err(config("the cache floor is above its ceiling"));
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(config("a leeway above 5 minutes is not small"));
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.http_timeout)
+            .user_agent(concat!("tessera-verify/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway.as_secs();
+        let cache = Arc::new(KeyCache::new(
+            CacheConfig {
+                issuer,
+                jwks_url: self.jwks_url,
+                floor: self.cache_floor,
+                ceiling: self.cache_ceiling,
+                unknown_kid_interval: self.unknown_kid_interval,
+            },
+            http,
+        ));
+        let verifier = Verifier {
+            inner: Arc::new(Inner {
+                cache,
+                validation,
+                refresher: std::sync::OnceLock::new(),
+            }),
+        };
+        verifier.ensure_refresher();
+        Ok(verifier)
+    }
+}
+
+/// The JOSE header members we look at. `jku`, `x5u` and `jwk` are ignored on purpose: keys
+/// come only from the configured issuer, never from the token.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+impl Verifier {
+    /// Starts the settings for tokens from `issuer` (its exact `iss` value, e.g.
+    /// `https://id.example.com`).
+    pub fn builder(issuer: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder {
+            issuer: issuer.into(),
+            audience: None,
+            jwks_url: None,
+            leeway: Duration::from_secs(5),
+            cache_floor: Duration::from_secs(30),
+            cache_ceiling: Duration::from_secs(3600),
+            unknown_kid_interval: Duration::from_secs(10),
+            http_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Fetches the JWKS now (discovering its URL first if needed). Useful at start-up to fail
+    /// fast; a failure leaves the cached keys in place.
+    pub async fn refresh(&self) -> Result<(), SetupError> {
+        self.ensure_refresher();
+        self.inner.cache.refresh().await
+    }
+
+    /// What the key cache has done so far.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Verifies `token` (the compact JWS, without "Bearer ") and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        let kid = checked_header(token)?;
+        let key = match self.inner.cache.cached(&kid) {
+            Some(key) => key,
+            None => {
+                self.ensure_refresher();
+                self.inner
+                    .cache
+                    .key_for_unknown(&kid)
+                    .await
+                    .ok_or(VerifyError::UnknownKey)?
+            }
+        };
+        jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => VerifyError::Expired,
+                ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
+                ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
+                ErrorKind::InvalidAudience => VerifyError::WrongAudience,
+                ErrorKind::MissingRequiredClaim(_)
+                | ErrorKind::InvalidClaimFormat(_)
+                | ErrorKind::Json(_) => VerifyError::Claims,
+                ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+                    VerifyError::Malformed
+                }
+                _ => VerifyError::Signature,
+            })
+    }
+
+    /// Started lazily too, for a verifier built outside a runtime.
+    fn ensure_refresher(&self) {
+        if self.inner.refresher.get().is_none() && cache::spawn_refresher(&self.inner.cache) {
+            let _ = self.inner.refresher.set(());
+        }
+    }
+}
+
+/// Checks the header before any key is looked up, and returns its `kid`.
+fn checked_header(token: &str) -> Result<String, VerifyError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    let header = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| VerifyError::Malformed)?;
+    let header: Header = serde_json::from_slice(&header).map_err(|_| VerifyError::Malformed)?;
+    if header.alg != "RS256" {
+        return Err(VerifyError::Algorithm(header.alg));
+    }
+    // RFC 9068 §4: the resource server MUST check typ is at+jwt (or application/at+jwt).
+    let typ_ok = header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if !typ_ok {
+        return Err(VerifyError::WrongType);
+    }
+    // RFC 7515 §4.1.11: extensions we do not understand make the token unacceptable.
+    if header.crit.is_some() {
+        return Err(VerifyError::UnsupportedHeader);
+    }
+    header.kid.ok_or(VerifyError::UnknownKey)
+}
