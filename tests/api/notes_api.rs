@@ -140,7 +140,10 @@ async fn notes_belong_to_their_owner_and_the_admin_route_needs_the_role() {
     );
     let anonymous = http.get(format!("{api}/notes")).send().await.expect("get");
     assert_eq!(anonymous.status(), 401);
-    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        anonymous.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token", error_description="no bearer token""#
+    );
 
     // A token for another audience (the first-party client's "api") is refused.
     let (other_id, other_secret) = app.first_party_client().await;

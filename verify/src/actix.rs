@@ -1,8 +1,9 @@
 //! actix-web integration: the [`Authenticated`] extractor and the [`RequireScope`] middleware.
 //!
 //! Both find the [`Verifier`] in the app data (`App::app_data(verifier.clone())` or
-//! `web::Data<Verifier>`) and answer as RFC 6750 §3 says: no credentials → 401 with a bare
-//! `WWW-Authenticate: Bearer`; a bad token → 401 `error="invalid_token"`; a good token
+//! `web::Data<Verifier>`) and answer as RFC 6750 §3: no token or a bad token → 401
+//! `WWW-Authenticate: Bearer error="invalid_token"` (for a missing token RFC 6750 §3.1 would
+//! allow a bare challenge; one answer for both keeps clients simple); a good token
 //! without the scope → 403 `error="insufficient_scope" scope="…"`. Bodies are JSON
 //! `{"error", "error_description"}`.
 //!
@@ -59,7 +60,7 @@ pub enum BearerError {
 impl BearerError {
     fn code(&self) -> &'static str {
         match self {
-            BearerError::Missing => "unauthorized",
+            BearerError::Missing => "invalid_token",
             BearerError::InvalidToken(_) => "invalid_token",
             BearerError::InsufficientScope(_) => "insufficient_scope",
             BearerError::Forbidden(_) => "access_denied",
@@ -79,7 +80,9 @@ impl ResponseError for BearerError {
 
     fn error_response(&self) -> HttpResponse {
         let challenge = match self {
-            BearerError::Missing => Some("Bearer".to_string()),
+            BearerError::Missing => Some(
+                r#"Bearer error="invalid_token", error_description="no bearer token""#.to_string(),
+            ),
             BearerError::InvalidToken(e) => Some(format!(
                 r#"Bearer error="invalid_token", error_description="{}""#,
                 quoted(&e.to_string())

@@ -57,7 +57,10 @@ async fn missing_bad_and_underscoped_tokens_get_rfc6750_answers() {
 
     let res = test::call_service(&app, call("/me", None)).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(challenge(&res).as_deref(), Some("Bearer"));
+    assert_eq!(
+        challenge(&res).as_deref(),
+        Some(r#"Bearer error="invalid_token", error_description="no bearer token""#)
+    );
 
     let res = test::call_service(&app, call("/me", Some("Bearer not.a.token".into()))).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
