@@ -3,11 +3,12 @@
 //! change and account deletion need the user's access token.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::authorize::page;
 use super::bearer;
 use super::error::ApiError;
 use crate::accounts::UserView;
@@ -335,22 +336,6 @@ fn error_page(e: SelfServiceError) -> Result<HttpResponse, ApiError> {
         return Err(error);
     }
     Ok(page(status).body(message_page("This link cannot be used", &error.to_string())))
-}
-
-/// Headers for every page: no caching, no framing, no referrer (the URL holds a token),
-/// nothing loaded from elsewhere, forms posted only here.
-fn page(status: StatusCode) -> HttpResponseBuilder {
-    let mut builder = HttpResponse::build(status);
-    builder
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ));
-    builder
 }
 
 const STYLE: &str = "body{font-family:sans-serif;line-height:1.5;max-width:32em;margin:3em auto;\

@@ -9,6 +9,7 @@ use super::AppState;
 use crate::accounts::login::{self, Attempt, LoginError};
 use crate::authorize::{self, AuthorizationRequest, AuthorizeError};
 use crate::grants::Params;
+use crate::mail::templates::escape_html as escape;
 use crate::services::Services;
 
 pub const PATH: &str = "/authorize";
@@ -209,9 +210,9 @@ fn csrf_cookie<'a>(svc: &Services, value: &'a str) -> Cookie<'a> {
         .finish()
 }
 
-/// Headers for every page: no caching, no framing (clickjacking), nothing loaded from
-/// elsewhere, forms posted only here.
-fn page(status: StatusCode) -> HttpResponseBuilder {
+/// Headers for every page: no caching, no framing (clickjacking), no referrer (URLs may hold
+/// tokens), nothing loaded from elsewhere, forms posted only here.
+pub(super) fn page(status: StatusCode) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(status);
     builder
         .content_type("text/html; charset=utf-8")
@@ -315,19 +316,3 @@ label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1re
 button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}\
 .or{text-align:center;color:#555}a.upstream{display:block;text-align:center;padding:.6rem;margin-top:.5rem;\
 border:1px solid #888;border-radius:.25rem;color:#000;text-decoration:none}</style>";
-
-/// HTML-escapes text for element content and double-quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
