@@ -29,11 +29,10 @@ const CARRIED: &[&str] = &[
 
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let svc = &state.services;
-    let params =
-        match Params::parse(form_urlencoded::parse(req.query_string().as_bytes()).into_owned()) {
-            Ok(params) => params,
-            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
-        };
+    let params = match query_params(&req) {
+        Ok(params) => params,
+        Err(page) => return *page,
+    };
     let request = match authorize::validate(svc, &params).await {
         Ok(request) => request,
         Err(e) => return refusal(e),
@@ -163,6 +162,12 @@ async fn signed_in(
             )
         }
     }
+}
+
+/// The query string's parameters, or the error page for a malformed (e.g. repeated) one.
+pub(super) fn query_params(req: &HttpRequest) -> Result<Params, Box<HttpResponse>> {
+    Params::parse(form_urlencoded::parse(req.query_string().as_bytes()).into_owned())
+        .map_err(|e| Box::new(error_page(StatusCode::BAD_REQUEST, &e.to_string())))
 }
 
 /// A 303 to `location`, never cached (it may carry a code).

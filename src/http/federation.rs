@@ -6,11 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use super::authorize::{carried_query, error_page, refusal, see_other};
+use super::authorize::{carried_query, error_page, query_params, refusal, see_other};
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
-use crate::grants::Params;
 use crate::services::Services;
 
 /// The browser-binding cookie of upstream sign-ins in flight.
@@ -31,12 +30,10 @@ pub async fn login(
     let request = if req.query_string().is_empty() {
         None
     } else {
-        let params =
-            match Params::parse(form_urlencoded::parse(req.query_string().as_bytes()).into_owned())
-            {
-                Ok(params) => params,
-                Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
-            };
+        let params = match query_params(&req) {
+            Ok(params) => params,
+            Err(page) => return *page,
+        };
         if let Err(e) = crate::authorize::validate(svc, &params).await {
             return refusal(e);
         }
@@ -79,11 +76,10 @@ pub async fn callback(
     let Some(provider) = svc.federation.get(&provider) else {
         return not_found();
     };
-    let params =
-        match Params::parse(form_urlencoded::parse(req.query_string().as_bytes()).into_owned()) {
-            Ok(params) => params,
-            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
-        };
+    let params = match query_params(&req) {
+        Ok(params) => params,
+        Err(page) => return *page,
+    };
     let answer = Callback {
         state: params.get("state"),
         code: params.get("code"),
