@@ -2,11 +2,20 @@
 //! (RFC 9700 §4.14.2): a refresh token works once; presenting a used one revokes its whole
 //! family, so a thief and the legitimate holder both lose it.
 //!
-//! One transaction does everything, starting with the conditional update that consumes the
-//! token, so of N concurrent presentations exactly one succeeds, on SQLite and PostgreSQL and
-//! across processes. Refusals that must leave no trace (wrong client, expired, bad scope) and
-//! any failure (signing, commit) roll the consumption back; only a detected reuse, which must
-//! revoke, commits a refusal.
+//! The usual case — an unused token of a live session — takes two short database calls with
+//! the signature between them: read the session and check it, sign the new access token on
+//! the request's own worker, then commit the rotation in one transaction that starts with the
+//! conditional update consuming the token. Of N concurrent presentations exactly one update
+//! finds the token unused, on SQLite and PostgreSQL and across processes. Nothing is written
+//! before the signature exists, so a failed signature consumes nothing, and a failed insert or
+//! commit rolls the consumption back. Signing outside the database call keeps connections
+//! (and SQLite's one database thread) free for the next request while the CPU signs.
+//!
+//! Everything else — a used token (the grace window or reuse), a user changed since login, a
+//! rotation that lost the race — goes through `rotate_carefully`: one transaction that consumes
+//! first and decides with the row locked, signing inside it. Refusals that must leave no trace
+//! (wrong client, expired, bad scope) and any failure roll it back; only a detected reuse or a
+//! changed user, which must revoke, commits a refusal.
 
 use diesel::Connection;
 use serde_json::json;
@@ -15,7 +24,7 @@ use super::issue::{Issued, Subject, mint};
 use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
 use crate::clients::ClientAuth;
-use crate::db::models::{RefreshFamily, RefreshToken};
+use crate::db::models::{Client, RefreshFamily, RefreshToken, User};
 use crate::db::{DbConnection, repo};
 use crate::services::Services;
 
@@ -27,6 +36,9 @@ enum Outcome {
     Refused,
 }
 
+/// A refresh token as stored, with its family, the family's user and its client.
+type Session = (RefreshToken, RefreshFamily, User, Client);
+
 pub async fn grant(
     svc: &Services,
     auth: &ClientAuth,
@@ -34,24 +46,73 @@ pub async fn grant(
 ) -> Result<Issued, GrantError> {
     let hash = crate::crypto::sha256_hex(params.required("refresh_token")?.as_bytes());
     let requested = params.get("scope").map(String::from);
+    let now = svc.clock.now();
+    if let Some(issued) = rotate_quickly(svc, auth, &hash, requested.as_deref(), now).await? {
+        return Ok(issued);
+    }
     let svc_inner = svc.clone();
     let auth = auth.clone();
-    let now = svc.clock.now();
     let outcome = svc
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
-                rotate(conn, &svc_inner, &auth, &hash, requested.as_deref(), now)
+                rotate_carefully(conn, &svc_inner, &auth, &hash, requested.as_deref(), now)
             })
         })
         .await?;
     match outcome {
         Outcome::Issued(issued) => Ok(*issued),
-        Outcome::Refused => Err(GrantError::InvalidGrant(INVALID.into())),
+        Outcome::Refused => Err(invalid()),
     }
 }
 
-fn rotate(
+/// The usual case: an unused token of a live session. `None` hands the request to
+/// `rotate_carefully`: the token was used already (grace window or reuse), the user changed
+/// (revocation), or a concurrent request consumed it between the read and the write.
+async fn rotate_quickly(
+    svc: &Services,
+    auth: &ClientAuth,
+    hash: &str,
+    requested_scope: Option<&str>,
+    now: i64,
+) -> Result<Option<Issued>, GrantError> {
+    let (lookup_auth, lookup_hash) = (auth.clone(), hash.to_string());
+    let (token, family, user, client) = svc
+        .db
+        .run(move |conn| find_authenticated(conn, &lookup_auth, &lookup_hash))
+        .await?;
+    if token.used_at.is_some() || user_changed(&user, &family) {
+        return Ok(None);
+    }
+    let scope = check_live(&token, &family, &user, requested_scope, now)?;
+    let next = crate::tokens::refresh::new_token()?;
+    let next_hash = crate::crypto::sha256_hex(next.as_bytes());
+    let child = successor(svc, &client, &family, &token, next_hash, now);
+    let mut issued = mint(
+        svc,
+        &client,
+        Subject::User {
+            user: &user,
+            auth_time: family.auth_time,
+        },
+        &scope,
+        None,
+        now,
+    )?;
+    let consumed = svc
+        .db
+        .run(move |conn| {
+            repo::refresh::rotate(conn, &token.token_hash, &child, now).map_err(GrantError::from)
+        })
+        .await?;
+    if !consumed {
+        return Ok(None);
+    }
+    issued.refresh_token = Some(next);
+    Ok(Some(issued))
+}
+
+fn rotate_carefully(
     conn: &mut DbConnection,
     svc: &Services,
     auth: &ClientAuth,
@@ -59,14 +120,50 @@ fn rotate(
     requested_scope: Option<&str>,
     now: i64,
 ) -> Result<Outcome, GrantError> {
-    let invalid = || GrantError::InvalidGrant(INVALID.into());
     let next = crate::tokens::refresh::new_token()?;
     let next_hash = crate::crypto::sha256_hex(next.as_bytes());
+    // First, so concurrent rotations of one token queue on the row (or SQLite's write lock)
+    // instead of racing. Any error from here on rolls the consumption back.
     let consumed = repo::refresh::consume(conn, hash, &next_hash, now)? == 1;
-    // The session comes with its client, so the usual case authenticates the caller against
-    // the row already read. Any error from here on rolls the consumption back.
-    let session = repo::refresh::find_session(conn, hash)?;
-    let (token, family, user, client) = match session {
+    let (token, family, user, client) = find_authenticated(conn, auth, hash)?;
+    if !consumed && !within_grace(conn, svc, &token, &next_hash, now)? {
+        revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
+        tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
+        svc.metrics.refresh_reuse_detected();
+        return Ok(Outcome::Refused);
+    }
+    if user_changed(&user, &family) {
+        revoke(conn, &family, now, "user_changed", Event::SessionsRevoked)?;
+        return Ok(Outcome::Refused);
+    }
+    let scope = check_live(&token, &family, &user, requested_scope, now)?;
+    let child = successor(svc, &client, &family, &token, next_hash, now);
+    repo::refresh::insert_token(conn, &child)?;
+    // Signed inside the transaction: if signing fails, the token is not consumed.
+    let mut issued = mint(
+        svc,
+        &client,
+        Subject::User {
+            user: &user,
+            auth_time: family.auth_time,
+        },
+        &scope,
+        None,
+        now,
+    )?;
+    issued.refresh_token = Some(next);
+    Ok(Outcome::Issued(Box::new(issued)))
+}
+
+/// The session `hash` names, if it belongs to the authenticated caller, the client may use
+/// the grant and the family is not revoked. The session comes with its client, so the usual
+/// case authenticates the caller against the row already read.
+fn find_authenticated(
+    conn: &mut DbConnection,
+    auth: &ClientAuth,
+    hash: &str,
+) -> Result<Session, GrantError> {
+    let (token, family, user, client) = match repo::refresh::find_session(conn, hash)? {
         Some((token, family, user, client)) if client.id == auth.client_id() => {
             let client = crate::clients::authenticate(Some(client), auth)
                 .ok_or(GrantError::InvalidClient)?;
@@ -83,53 +180,57 @@ fn rotate(
     if family.revoked_at.is_some() {
         return Err(invalid());
     }
-    if !consumed && !within_grace(conn, svc, &token, &next_hash, now)? {
-        revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
-        tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
-        svc.metrics.refresh_reuse_detected();
-        return Ok(Outcome::Refused);
-    }
-    if user.disabled_at.is_some() || user.security_stamp != family.security_stamp {
-        revoke(conn, &family, now, "user_changed", Event::SessionsRevoked)?;
-        return Ok(Outcome::Refused);
-    }
+    Ok((token, family, user, client))
+}
+
+/// Disabled, or the password changed (or everything was revoked) since the login.
+fn user_changed(user: &User, family: &RefreshFamily) -> bool {
+    user.disabled_at.is_some() || user.security_stamp != family.security_stamp
+}
+
+/// The scope the new tokens get, if the session has not expired and may have it.
+fn check_live(
+    token: &RefreshToken,
+    family: &RefreshFamily,
+    user: &User,
+    requested_scope: Option<&str>,
+    now: i64,
+) -> Result<String, GrantError> {
     if now >= family.absolute_expires_at || now >= token.idle_expires_at {
         return Err(invalid());
     }
     let scope = narrow_scope(&family.scope, requested_scope)?;
     // The role may have been taken away since the login.
-    super::password::check_role_scopes(&user, &scope)?;
+    super::password::check_role_scopes(user, &scope)?;
+    Ok(scope)
+}
 
+/// The row of the refresh token hashed `next_hash` that replaces `parent`.
+fn successor(
+    svc: &Services,
+    client: &Client,
+    family: &RefreshFamily,
+    parent: &RefreshToken,
+    next_hash: String,
+    now: i64,
+) -> RefreshToken {
     let idle_secs = client
         .refresh_idle_ttl_secs
         .unwrap_or(svc.settings.tokens.refresh_idle_ttl_secs);
-    repo::refresh::insert_token(
-        conn,
-        &RefreshToken {
-            token_hash: next_hash,
-            family_id: family.id.clone(),
-            parent_hash: Some(hash.to_string()),
-            replaced_by: None,
-            scope: family.scope.clone(),
-            issued_at: now,
-            idle_expires_at: (now + idle_secs).min(family.absolute_expires_at),
-            used_at: None,
-        },
-    )?;
-    // Signed inside the transaction: if signing fails, the token is not consumed.
-    let mut issued = mint(
-        svc,
-        &client,
-        Subject::User {
-            user: &user,
-            auth_time: family.auth_time,
-        },
-        &scope,
-        None,
-        now,
-    )?;
-    issued.refresh_token = Some(next);
-    Ok(Outcome::Issued(Box::new(issued)))
+    RefreshToken {
+        token_hash: next_hash,
+        family_id: family.id.clone(),
+        parent_hash: Some(parent.token_hash.clone()),
+        replaced_by: None,
+        scope: family.scope.clone(),
+        issued_at: now,
+        idle_expires_at: (now + idle_secs).min(family.absolute_expires_at),
+        used_at: None,
+    }
+}
+
+fn invalid() -> GrantError {
+    GrantError::InvalidGrant(INVALID.into())
 }
 
 /// Within the grace window only the immediately previous token may be presented again: the

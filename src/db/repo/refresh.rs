@@ -48,6 +48,49 @@ pub fn consume(
     .execute(conn)
 }
 
+/// Consumes the unused token `parent_hash` and inserts `child` as its successor, atomically:
+/// false, with nothing written, if the token was used already (or is unknown). Concurrent
+/// calls for one token queue on its row (SQLite: on the write lock) and exactly one wins.
+///
+/// On PostgreSQL this is one statement — the conditional update in a data-modifying CTE that
+/// feeds the insert — so a rotation costs one round trip instead of four (BEGIN, UPDATE,
+/// INSERT, COMMIT); SQLite, in process, runs the same two steps in a transaction.
+pub fn rotate(
+    conn: &mut DbConnection,
+    parent_hash: &str,
+    child: &RefreshToken,
+    now: i64,
+) -> QueryResult<bool> {
+    use diesel::sql_types::{BigInt, Text};
+    if let DbConnection::Postgres(pg) = conn {
+        let inserted = diesel::sql_query(
+            "WITH consumed AS (
+                 UPDATE refresh_tokens SET used_at = $1, replaced_by = $2
+                 WHERE token_hash = $3 AND used_at IS NULL
+                 RETURNING token_hash)
+             INSERT INTO refresh_tokens
+                 (token_hash, family_id, parent_hash, scope, issued_at, idle_expires_at)
+             SELECT $2, $4, token_hash, $5, $6, $7 FROM consumed",
+        )
+        .bind::<BigInt, _>(now)
+        .bind::<Text, _>(&child.token_hash)
+        .bind::<Text, _>(parent_hash)
+        .bind::<Text, _>(&child.family_id)
+        .bind::<Text, _>(&child.scope)
+        .bind::<BigInt, _>(child.issued_at)
+        .bind::<BigInt, _>(child.idle_expires_at)
+        .execute(pg)?;
+        return Ok(inserted == 1);
+    }
+    conn.transaction(|conn| {
+        if consume(conn, parent_hash, &child.token_hash, now)? == 0 {
+            return Ok(false);
+        }
+        insert_token(conn, child)?;
+        Ok(true)
+    })
+}
+
 /// Points an already used token at a new successor (a grace-window reissue).
 pub fn set_successor(
     conn: &mut DbConnection,
