@@ -53,6 +53,11 @@ pub fn argon2_hash_time(cpus: &str) -> Result<Duration> {
 
 /// RS256 signatures per second by one thread with a 2048-bit key parsed once.
 pub fn rs256_signs_per_sec(cpus: &str) -> Result<f64> {
+    rs256_signs_per_sec_for(cpus, Duration::from_secs(2))
+}
+
+/// As `rs256_signs_per_sec`, signing for `time`.
+pub fn rs256_signs_per_sec_for(cpus: &str, time: Duration) -> Result<f64> {
     let first_cpu = cpus.split(',').next().unwrap_or("0").to_string();
     pinned(&first_cpu, || -> Result<f64> {
         let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("keygen"))?;
@@ -61,7 +66,7 @@ pub fn rs256_signs_per_sec(cpus: &str) -> Result<f64> {
         let mut signature = vec![0; key.public_modulus_len()];
         let started = Instant::now();
         let mut count = 0u64;
-        while started.elapsed() < Duration::from_secs(2) {
+        while started.elapsed() < time {
             key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature)
                 .map_err(|_| anyhow!("sign"))?;
             count += 1;
