@@ -6,7 +6,8 @@
 //!   introspections/s against cores × RS256 verifies/s, JWKS and discovery throughput, and the
 //!   peak RSS under these loads, all measured in the same run.
 //! - `refresh`: refresh grants/s against cores × RS256 signs/s and the database's single-row
-//!   update rate, on SQLite or (with `--postgres`) PostgreSQL.
+//!   update rate, on SQLite or (with `--postgres`) PostgreSQL, in rounds of load each between
+//!   two measurements of the signing limit (a shared host's speed drifts); the median counts.
 //!
 //! - `verify`: tessera-verify verifications/s on one core against raw ring RS256 verifies/s of
 //!   the same token, in the same run.
