@@ -85,20 +85,9 @@ async fn rotate_quickly(
         return Ok(None);
     }
     let scope = check_live(&token, &family, &user, requested_scope, now)?;
-    let next = crate::tokens::refresh::new_token()?;
-    let next_hash = crate::crypto::sha256_hex(next.as_bytes());
+    let (next, next_hash) = new_refresh_token()?;
     let child = successor(svc, &client, &family, &token, next_hash, now);
-    let mut issued = mint(
-        svc,
-        &client,
-        Subject::User {
-            user: &user,
-            auth_time: family.auth_time,
-        },
-        &scope,
-        None,
-        now,
-    )?;
+    let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
     let consumed = svc
         .db
         .run(move |conn| {
@@ -120,8 +109,7 @@ fn rotate_carefully(
     requested_scope: Option<&str>,
     now: i64,
 ) -> Result<Outcome, GrantError> {
-    let next = crate::tokens::refresh::new_token()?;
-    let next_hash = crate::crypto::sha256_hex(next.as_bytes());
+    let (next, next_hash) = new_refresh_token()?;
     // First, so concurrent rotations of one token queue on the row (or SQLite's write lock)
     // instead of racing. Any error from here on rolls the consumption back.
     let consumed = repo::refresh::consume(conn, hash, &next_hash, now)? == 1;
@@ -140,17 +128,7 @@ fn rotate_carefully(
     let child = successor(svc, &client, &family, &token, next_hash, now);
     repo::refresh::insert_token(conn, &child)?;
     // Signed inside the transaction: if signing fails, the token is not consumed.
-    let mut issued = mint(
-        svc,
-        &client,
-        Subject::User {
-            user: &user,
-            auth_time: family.auth_time,
-        },
-        &scope,
-        None,
-        now,
-    )?;
+    let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
     issued.refresh_token = Some(next);
     Ok(Outcome::Issued(Box::new(issued)))
 }
@@ -227,6 +205,30 @@ fn successor(
         idle_expires_at: (now + idle_secs).min(family.absolute_expires_at),
         used_at: None,
     }
+}
+
+/// A new refresh token and its hash (what is stored).
+fn new_refresh_token() -> Result<(String, String), GrantError> {
+    let token = crate::tokens::refresh::new_token()?;
+    let hash = crate::crypto::sha256_hex(token.as_bytes());
+    Ok((token, hash))
+}
+
+/// The tokens a rotation hands out besides the refresh token: the access token, and an ID
+/// token when the scope has `openid`.
+fn mint_for_session(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    family: &RefreshFamily,
+    scope: &str,
+    now: i64,
+) -> Result<Issued, GrantError> {
+    let subject = Subject::User {
+        user,
+        auth_time: family.auth_time,
+    };
+    mint(svc, client, subject, scope, None, now)
 }
 
 fn invalid() -> GrantError {
