@@ -4,9 +4,9 @@
 //!
 //! The usual case — an unused token of a live session — takes two short database calls with
 //! the signature between them: read the session and check it, sign the new access token on
-//! the request's own worker, then commit the rotation in one transaction that starts with the
-//! conditional update consuming the token. Of N concurrent presentations exactly one update
-//! finds the token unused, on SQLite and PostgreSQL and across processes. Nothing is written
+//! the request's own worker, then commit the rotation in one atomic write (one statement on
+//! PostgreSQL, a transaction on SQLite) whose conditional update consumes the token. Of N
+//! concurrent presentations exactly one update finds the token unused, on SQLite and PostgreSQL and across processes. Nothing is written
 //! before the signature exists, so a failed signature consumes nothing, and a failed insert or
 //! commit rolls the consumption back. Signing outside the database call keeps connections
 //! (and SQLite's one database thread) free for the next request while the CPU signs.
