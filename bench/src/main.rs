@@ -13,7 +13,8 @@
 //!   the same token, in the same run.
 //! - `all`: every one of the above in one run, each table under a heading.
 //!
-//! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use.
+//! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use;
+//! refresh's load comes from `walk`, which presents each token once (oha picks at random).
 //!
 //! cargo build --release -p tessera -p tessera-bench
 //! target/release/tessera-bench all
@@ -26,6 +27,7 @@ mod limits;
 mod load;
 mod server;
 mod verify;
+mod walk;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -96,8 +98,8 @@ enum Bench {
         rounds: usize,
         #[arg(long, default_value_t = 32)]
         clients: usize,
-        /// Live refresh tokens to seed; oha picks them at random, so keep this well above the
-        /// requests the run will send (a token picked twice is reuse and fails).
+        /// Live refresh tokens to seed, dealt evenly to the rounds; each is presented once,
+        /// so a round needs more than it can refresh in its seconds.
         #[arg(long, default_value_t = 250_000)]
         families: usize,
         /// A PostgreSQL server (admin URL) to run on, in a fresh database made and dropped
@@ -411,7 +413,6 @@ fn refresh(
     postgres: Option<String>,
 ) -> Result<()> {
     let (server_cpus, load_cpus) = split_cores(server_cores)?;
-    let oha = load::Oha::find(&load_cpus)?;
     let dir = tempfile::tempdir()?;
     let fresh = match &postgres {
         Some(admin) => Some(server::FreshPostgres::create(admin)?),
@@ -444,9 +445,8 @@ fn refresh(
     let mut measured = Vec::new();
     let mut limit_before = sign_limit()?;
     for tokens in &round_tokens {
-        let request =
-            load::Request::form_lines(&token_url, &seed.client_id, &seed.client_secret, tokens);
-        let outcome = oha.run(&request, clients, seconds, None)?;
+        let client = (seed.client_id.as_str(), seed.client_secret.as_str());
+        let outcome = walk::form_lines(&load_cpus, &token_url, client, tokens, clients, seconds)?;
         let limit_after = sign_limit()?;
         measured.push(Round {
             limit: (limit_before + limit_after) / 2.0,
@@ -469,7 +469,7 @@ fn refresh(
     let lower = sign_limit.min(update_limit);
     let throughput = median.outcome.ok_per_sec;
     println!(
-        "{backend}; server pinned to {server_cores} core(s) ({server_cpus}), oha on {load_cpus}; {rounds} rounds of {} s, the signing limit measured for 1 s before and after each; {clients} clients; {families} live families.",
+        "{backend}; server pinned to {server_cores} core(s) ({server_cpus}), the load (each token presented once, in order) on {load_cpus}; {rounds} rounds of {} s, the signing limit measured for 1 s before and after each; {clients} clients; {families} live families.",
         seconds.as_secs()
     );
     println!();
@@ -510,7 +510,7 @@ fn refresh(
         rounds_text.join(", ")
     );
     println!(
-        "Non-2xx answers: {failed} (a token drawn twice by oha's random pick is reuse and is refused)."
+        "Non-2xx answers: {failed} (each token is presented once, so any refusal is a fault)."
     );
     Ok(())
 }
