@@ -90,9 +90,7 @@ async fn rotate_quickly(
     let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
     let consumed = svc
         .db
-        .run(move |conn| {
-            repo::refresh::rotate(conn, &token.token_hash, &child, now).map_err(GrantError::from)
-        })
+        .run(move |conn| repo::refresh::rotate(conn, &child, now).map_err(GrantError::from))
         .await?;
     if !consumed {
         return Ok(None);

@@ -48,20 +48,20 @@ pub fn consume(
     .execute(conn)
 }
 
-/// Consumes the unused token `parent_hash` and inserts `child` as its successor, atomically:
+/// Consumes the unused token `child` names as its parent and inserts `child`, atomically:
 /// false, with nothing written, if the token was used already (or is unknown). Concurrent
 /// calls for one token queue on its row (SQLite: on the write lock) and exactly one wins.
 ///
 /// On PostgreSQL this is one statement — the conditional update in a data-modifying CTE that
 /// feeds the insert — so a rotation costs one round trip instead of four (BEGIN, UPDATE,
 /// INSERT, COMMIT); SQLite, in process, runs the same two steps in a transaction.
-pub fn rotate(
-    conn: &mut DbConnection,
-    parent_hash: &str,
-    child: &RefreshToken,
-    now: i64,
-) -> QueryResult<bool> {
+pub fn rotate(conn: &mut DbConnection, child: &RefreshToken, now: i64) -> QueryResult<bool> {
     use diesel::sql_types::{BigInt, Text};
+    let Some(parent_hash) = child.parent_hash.as_deref() else {
+        return Err(diesel::result::Error::QueryBuilderError(
+            "a rotation's new token names the token it replaces".into(),
+        ));
+    };
     if let DbConnection::Postgres(pg) = conn {
         let inserted = diesel::sql_query(
             "WITH consumed AS (
