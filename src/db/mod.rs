@@ -7,10 +7,10 @@ pub mod models;
 pub mod repo;
 pub mod schema;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -279,7 +279,7 @@ fn check_after_failure(conn: &mut DbConnection) {
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
-    jobs: SyncSender<Job>,
+    jobs: Arc<JobSender>,
     target: DatabaseTarget,
     /// Jobs queued and not yet started, for the metrics.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
@@ -386,16 +386,9 @@ impl Database {
             let _ = done.send(outcome);
         });
         self.waiting.fetch_add(1, Relaxed);
-        match self.jobs.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.waiting.fetch_sub(1, Relaxed);
-                return Err(DbError::Busy.into());
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.waiting.fetch_sub(1, Relaxed);
-                return Err(DbError::Task("the database threads are gone".into()).into());
-            }
+        if let Err(refused) = self.jobs.0.push(job) {
+            self.waiting.fetch_sub(1, Relaxed);
+            return Err(refused.into());
         }
         result
             .await
@@ -420,10 +413,83 @@ impl Database {
     }
 }
 
+/// Jobs waiting for a database thread. A job wakes one sleeping thread, and only if no thread
+/// is awake to take it: one wake per job at most, where a channel shared behind a mutex woke
+/// two (the receiver, then the next thread to wait on the channel).
+struct JobQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    /// Threads asleep waiting for a job.
+    sleeping: usize,
+    /// Every Database handle is gone: the threads finish the queue and end.
+    closed: bool,
+}
+
+impl JobQueue {
+    fn push(&self, job: Job) -> Result<(), DbError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| DbError::Task("the database threads are gone".into()))?;
+        if state.jobs.len() >= QUEUE_CAPACITY {
+            return Err(DbError::Busy);
+        }
+        state.jobs.push_back(job);
+        let wake = state.sleeping > 0;
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The next job, waiting for one; None once the queue is closed and empty.
+    fn next(&self) -> Option<Job> {
+        let mut state = self.state.lock().ok()?;
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state.sleeping += 1;
+            state = self.ready.wait(state).ok()?;
+            state.sleeping -= 1;
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
+        self.ready.notify_all();
+    }
+}
+
+/// The queue's sending side, shared by every clone of a Database; the last one closes it.
+struct JobSender(Arc<JobQueue>);
+
+impl Drop for JobSender {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Threads that take database work off the queue, each with a pooled connection per job.
-fn start_workers(pool: &Pool, threads: usize) -> std::io::Result<SyncSender<Job>> {
-    let (jobs, queue) = sync_channel::<Job>(QUEUE_CAPACITY);
-    let queue = Arc::new(Mutex::new(queue));
+fn start_workers(pool: &Pool, threads: usize) -> std::io::Result<Arc<JobSender>> {
+    let queue = Arc::new(JobQueue {
+        state: Mutex::new(QueueState {
+            jobs: VecDeque::new(),
+            sleeping: 0,
+            closed: false,
+        }),
+        ready: Condvar::new(),
+    });
     for index in 0..threads.max(1) {
         let queue = queue.clone();
         let pool = pool.clone();
@@ -433,20 +499,12 @@ fn start_workers(pool: &Pool, threads: usize) -> std::io::Result<SyncSender<Job>
                 if threads == 1 {
                     yield_to_requests();
                 }
-                loop {
-                    let job = match queue.lock() {
-                        Ok(queue) => queue.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(&pool),
-                        // Every Database handle is gone: the process is shutting down.
-                        Err(_) => return,
-                    }
+                while let Some(job) = queue.next() {
+                    job(&pool);
                 }
             })?;
     }
-    Ok(jobs)
+    Ok(Arc::new(JobSender(queue)))
 }
 
 /// Makes the calling thread SCHED_BATCH: woken by new work, it does not preempt the HTTP
