@@ -138,13 +138,14 @@ async fn connection(
         }
         next.set(index + 1);
         let sent = Instant::now();
-        stream.write_all(&requests[index]).await?;
-        let remaining = deadline.saturating_duration_since(sent);
-        let status =
-            match tokio::time::timeout(remaining, read_response(&mut stream, &mut buffer)).await {
-                Ok(status) => status?,
-                Err(_) => return Ok(tally),
-            };
+        let exchange = async {
+            stream.write_all(&requests[index]).await?;
+            read_response(&mut stream, &mut buffer).await
+        };
+        let status = match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Ok(status) => status?,
+            Err(_) => return Ok(tally),
+        };
         tally
             .latencies_us
             .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -156,7 +157,8 @@ async fn connection(
     }
 }
 
-/// Reads one response with a Content-Length body; returns its status code.
+/// Reads one response with a Content-Length body; returns its status code. Each connection
+/// has one request outstanding, so nothing after the body belongs to a later answer.
 async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<u16> {
     buffer.clear();
     let mut chunk = [0u8; 4096];

@@ -375,11 +375,23 @@ impl Database {
             let _entered = span.enter();
             let outcome = match pool.get() {
                 Ok(mut conn) => {
-                    let outcome = work(&mut conn);
-                    if outcome.is_err() {
-                        check_after_failure(&mut conn);
+                    let work = std::panic::AssertUnwindSafe(|| work(&mut conn));
+                    match std::panic::catch_unwind(work) {
+                        Ok(outcome) => {
+                            if outcome.is_err() {
+                                check_after_failure(&mut conn);
+                            }
+                            outcome
+                        }
+                        // A bug, not input: it fails this request only. The thread lives on
+                        // (SQLite has just the one), and the connection, which may be left
+                        // inside a transaction nothing will commit, is closed, not reused.
+                        Err(_) => {
+                            CONNECTION_DEAD.set(true);
+                            tracing::error!("a database job panicked");
+                            Err(DbError::Task("a database job failed".into()).into())
+                        }
                     }
-                    outcome
                 }
                 Err(e) => Err(DbError::from(e).into()),
             };
@@ -491,18 +503,23 @@ fn start_workers(pool: &Pool, threads: usize) -> std::io::Result<Arc<JobSender>>
         ready: Condvar::new(),
     });
     for index in 0..threads.max(1) {
-        let queue = queue.clone();
         let pool = pool.clone();
-        std::thread::Builder::new()
+        let thread_queue = queue.clone();
+        let spawned = std::thread::Builder::new()
             .name(format!("tessera-db-{index}"))
             .spawn(move || {
                 if threads == 1 {
                     yield_to_requests();
                 }
-                while let Some(job) = queue.next() {
+                while let Some(job) = thread_queue.next() {
                     job(&pool);
                 }
-            })?;
+            });
+        if let Err(error) = spawned {
+            // The threads already started end instead of waiting for jobs that never come.
+            queue.close();
+            return Err(error);
+        }
     }
     Ok(Arc::new(JobSender(queue)))
 }
@@ -599,6 +616,67 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job that panics inside a transaction fails alone: the next job runs on the same (only)
+    /// SQLite thread, and its writes commit rather than landing in the abandoned transaction.
+    #[test]
+    fn a_panicking_job_leaves_no_open_transaction_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = crate::config::Settings::defaults().expect("defaults");
+        settings.database.url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Database::connect(&settings.database).expect("connect");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        fn within<T>(runtime: &tokio::runtime::Runtime, job: impl Future<Output = T>) -> T {
+            runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), job).await })
+                .expect("the database thread answers")
+        }
+        within(
+            &runtime,
+            db.run(|conn| {
+                conn.batch_execute("CREATE TABLE t (n INTEGER)")
+                    .map_err(DbError::from)
+            }),
+        )
+        .expect("create");
+        let panicked = within(
+            &runtime,
+            db.run(|conn: &mut DbConnection| {
+                conn.transaction(|conn| {
+                    conn.batch_execute("INSERT INTO t VALUES (1)")?;
+                    #[allow(clippy::panic)]
+                    if conn.batch_execute("SELECT 1").is_ok() {
+                        panic!("a bug in a job");
+                    }
+                    Ok::<_, DbError>(())
+                })
+            }),
+        );
+        assert!(matches!(panicked, Err(DbError::Task(_))));
+        within(
+            &runtime,
+            db.run(|conn| {
+                conn.transaction(|conn| conn.batch_execute("INSERT INTO t VALUES (2)"))
+                    .map_err(DbError::from)
+            }),
+        )
+        .expect("a later job runs");
+        let mut fresh =
+            diesel::SqliteConnection::establish(&dir.path().join("t.db").to_string_lossy())
+                .expect("open");
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let rows: Vec<Row> = diesel::sql_query("SELECT n FROM t ORDER BY n")
+            .load(&mut fresh)
+            .expect("read");
+        assert_eq!(rows.iter().map(|r| r.n).collect::<Vec<_>>(), vec![2]);
+    }
 
     #[test]
     fn the_scheme_picks_the_backend() {
