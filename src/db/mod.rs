@@ -275,7 +275,7 @@ fn check_after_failure(conn: &mut DbConnection) {
     }
 }
 
-/// The pool plus a semaphore that bounds how many blocking threads wait on it at once.
+/// The pool, and the queue that hands database work to the threads that own its connections.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
