@@ -443,9 +443,9 @@ fn refresh(
             * limits::rs256_signs_per_sec_for(&server_cpus, Duration::from_secs(1))?)
     };
     let mut measured = Vec::new();
+    let client = (seed.client_id.as_str(), seed.client_secret.as_str());
     let mut limit_before = sign_limit()?;
     for tokens in &round_tokens {
-        let client = (seed.client_id.as_str(), seed.client_secret.as_str());
         let outcome = walk::form_lines(&load_cpus, &token_url, client, tokens, clients, seconds)?;
         let limit_after = sign_limit()?;
         measured.push(Round {

@@ -6,10 +6,11 @@
 //! the signature between them: read the session and check it, sign the new access token on
 //! the request's own worker, then commit the rotation in one atomic write (one statement on
 //! PostgreSQL, a transaction on SQLite) whose conditional update consumes the token. Of N
-//! concurrent presentations exactly one update finds the token unused, on SQLite and PostgreSQL and across processes. Nothing is written
-//! before the signature exists, so a failed signature consumes nothing, and a failed insert or
-//! commit rolls the consumption back. Signing outside the database call keeps connections
-//! (and SQLite's one database thread) free for the next request while the CPU signs.
+//! concurrent presentations exactly one update finds the token unused, on SQLite and
+//! PostgreSQL and across processes. Nothing is written before the signature exists, so a
+//! failed signature consumes nothing, and a failed insert or commit rolls the consumption
+//! back. Signing outside the database call keeps connections (and SQLite's one database
+//! thread) free for the next request while the CPU signs.
 //!
 //! Everything else — a used token (the grace window or reuse), a user changed since login, a
 //! rotation that lost the race — goes through `rotate_carefully`: one transaction that consumes
@@ -85,7 +86,7 @@ async fn rotate_quickly(
         return Ok(None);
     }
     let scope = check_live(&token, &family, &user, requested_scope, now)?;
-    let (next, next_hash) = new_refresh_token()?;
+    let (next, next_hash) = crate::tokens::refresh::new_token()?;
     let child = successor(svc, &client, &family, &token, next_hash, now);
     let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
     let consumed = svc
@@ -107,7 +108,7 @@ fn rotate_carefully(
     requested_scope: Option<&str>,
     now: i64,
 ) -> Result<Outcome, GrantError> {
-    let (next, next_hash) = new_refresh_token()?;
+    let (next, next_hash) = crate::tokens::refresh::new_token()?;
     // First, so concurrent rotations of one token queue on the row (or SQLite's write lock)
     // instead of racing. Any error from here on rolls the consumption back.
     let consumed = repo::refresh::consume(conn, hash, &next_hash, now)? == 1;
@@ -203,13 +204,6 @@ fn successor(
         idle_expires_at: (now + idle_secs).min(family.absolute_expires_at),
         used_at: None,
     }
-}
-
-/// A new refresh token and its hash (what is stored).
-fn new_refresh_token() -> Result<(String, String), GrantError> {
-    let token = crate::tokens::refresh::new_token()?;
-    let hash = crate::crypto::sha256_hex(token.as_bytes());
-    Ok((token, hash))
 }
 
 /// The tokens a rotation hands out besides the refresh token: the access token, and an ID

@@ -35,11 +35,11 @@ pub fn start_family(
         revoked_reason: None,
     };
     refresh::insert_family(conn, &family)?;
-    let token = new_token()?;
+    let (token, token_hash) = new_token()?;
     refresh::insert_token(
         conn,
         &RefreshToken {
-            token_hash: crate::crypto::sha256_hex(token.as_bytes()),
+            token_hash,
             family_id: family.id.clone(),
             parent_hash: None,
             replaced_by: None,
@@ -52,6 +52,9 @@ pub fn start_family(
     Ok((token, family.id))
 }
 
-pub fn new_token() -> Result<String, DbError> {
-    crate::crypto::random_token(32).map_err(|e| DbError::Task(e.to_string()))
+/// A new token and its SHA-256 hex, the only form stored.
+pub fn new_token() -> Result<(String, String), DbError> {
+    let token = crate::crypto::random_token(32).map_err(|e| DbError::Task(e.to_string()))?;
+    let hash = crate::crypto::sha256_hex(token.as_bytes());
+    Ok((token, hash))
 }
