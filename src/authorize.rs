@@ -88,7 +88,13 @@ pub async fn validate(
         .ok_or_else(|| AuthorizeError::Page("The application is not registered here.".into()))?;
     let registered: Vec<&str> = client.redirect_uris.split_whitespace().collect();
     let redirect_uri = match (params.get("redirect_uri"), registered.as_slice()) {
-        (Some(uri), _) if registered.contains(&uri) => uri.to_string(),
+        (Some(uri), _)
+            if registered
+                .iter()
+                .any(|r| crate::clients::redirect_uri_matches(r, uri)) =>
+        {
+            uri.to_string()
+        }
         (None, [only]) => only.to_string(),
         (Some(_), _) => {
             return Err(AuthorizeError::Page(

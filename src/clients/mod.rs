@@ -118,34 +118,107 @@ pub fn is_scope_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
-/// RFC 6749 §3.1.2: absolute, no fragment. Plain http only for loopback (RFC 8252 §7.3).
+/// Schemes that run or embed content where a redirect lands; never a redirect URI.
+const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "file", "vbscript", "blob", "about"];
+
+/// A redirect URI, parsed (RFC 6749 §3.1.2: absolute, no fragment) rather than matched as a
+/// string, so that what is checked is the host a browser will go to:
+/// - https to any host;
+/// - plain http only to a loopback address, `127.0.0.1` or `[::1]` (RFC 8252 §7.3; not
+///   `localhost`, which a hosts file or resolver may send elsewhere, §8.3);
+/// - a private-use scheme of a native app, which must be a reverse-DNS name such as
+///   `com.example.app` (RFC 8252 §7.1).
+///
+/// Userinfo is refused everywhere (`https://good.example@evil.example/` reads as good to a
+/// person), and so is a backslash, which browsers read as a slash ending the authority.
 fn validate_redirect_uri(uri: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("redirect URIs: {uri:?} {why}"));
-    let Some((scheme, rest)) = uri.split_once("://") else {
+    // The parser would quietly drop these (tabs, newlines) or reinterpret them (backslash).
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    if uri.contains('\\') {
+        return bad("must not contain a backslash");
+    }
+    let Ok(parsed) = url::Url::parse(uri) else {
         return bad("is not an absolute URI");
     };
-    if rest.is_empty() || rest.starts_with('/') {
-        return bad("has no host");
-    }
-    if uri.contains('#') {
+    if uri.contains('#') || parsed.fragment().is_some() {
         return bad("must not have a fragment");
     }
-    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("must not contain spaces");
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return bad("must not carry a user name or password");
     }
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let loopback = ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .any(|l| host == *l || host.starts_with(&format!("{l}:")));
+    let scheme = parsed.scheme();
+    if matches!(scheme, "http" | "https") {
+        // The parser forgives `https:/host` and `https:///host`; a registered URI must not
+        // mean something other than it says.
+        let authority = uri.get(scheme.len()..).and_then(|r| r.strip_prefix("://"));
+        if authority.is_none_or(|a| a.is_empty() || a.starts_with('/')) {
+            return bad("has no host");
+        }
+    }
     match scheme {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => bad("must use https unless it is a loopback address"),
-        // Private-use schemes for native apps (RFC 8252 §7.1) carry a dot, e.g. com.example.app.
-        s if s.contains('.') => Ok(()),
-        _ => bad("has an unsupported scheme"),
+        "https" => match parsed.host() {
+            Some(_) => Ok(()),
+            None => bad("has no host"),
+        },
+        "http" if is_loopback_literal(&parsed) => Ok(()),
+        "http" => bad("must use https unless its host is 127.0.0.1 or [::1]"),
+        scheme if FORBIDDEN_SCHEMES.contains(&scheme) => bad("has a forbidden scheme"),
+        scheme if is_reverse_dns(scheme) && !parsed.cannot_be_a_base() => Ok(()),
+        _ => bad(
+            "has an unsupported scheme (a private-use scheme is a reverse-DNS name such as com.example.app)",
+        ),
     }
+}
+
+/// `127.0.0.1` or `[::1]`, the loopback hosts RFC 8252 §7.3 names.
+fn is_loopback_literal(uri: &url::Url) -> bool {
+    match uri.host() {
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        _ => false,
+    }
+}
+
+/// At least two dot-separated labels of lower-case letters, digits and inner hyphens.
+fn is_reverse_dns(scheme: &str) -> bool {
+    let labels: Vec<&str> = scheme.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// Whether `requested` may stand for the registered redirect URI `registered`: the same
+/// string, or, for a loopback URI, the same but for the port, which a native app picks when
+/// it starts listening (RFC 8252 §7.3).
+pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(registered), Ok(requested)) = (url::Url::parse(registered), url::Url::parse(requested))
+    else {
+        return false;
+    };
+    let loopback = |u: &url::Url| {
+        u.scheme() == "http"
+            && is_loopback_literal(u)
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.fragment().is_none()
+    };
+    loopback(&registered)
+        && loopback(&requested)
+        && registered.host() == requested.host()
+        && registered.path() == requested.path()
+        && registered.query() == requested.query()
 }
 
 /// How a client identified itself at the token endpoint (RFC 6749 §2.3.1).
@@ -263,11 +336,6 @@ mod tests {
                 .is_ok()
         );
         assert!(
-            spec(&["authorization_code"], &["com.example.app:/cb"])
-                .validate()
-                .is_err()
-        );
-        assert!(
             spec(&["authorization_code"], &["http://app.example.com/cb"])
                 .validate()
                 .is_err()
@@ -279,6 +347,61 @@ mod tests {
         );
         assert!(spec(&["authorization_code"], &[]).validate().is_err());
         assert!(spec(&["teleport"], &[]).validate().is_err());
+    }
+
+    /// Issue 14 item 13: URIs that string checks let through.
+    #[test]
+    fn redirect_uris_are_parsed_not_matched_as_strings() {
+        let refused = [
+            // userinfo hiding the real host (the backslash ends the authority in browsers)
+            "http://evil.example\\@localhost/cb",
+            "http://evil.example\\@127.0.0.1/cb",
+            "https://user:pass@app.example.com/cb",
+            "http://me@127.0.0.1/cb",
+            // script and data schemes dressed up as private-use schemes
+            "javascript:x//.a://b",
+            "javascript:alert(1)//a.b",
+            "data:text/html,x//.a://b",
+            "vbscript:x//.a://b",
+            "file:///etc/passwd",
+            // private-use schemes must be reverse-DNS names
+            "com..example:/cb",
+            ".com.example:/cb",
+            "com.example.:/cb",
+            "com.exa_mple:/cb",
+            "app:/cb",
+            // loopback is 127.0.0.1 or [::1] (RFC 8252 §7.3; localhost may resolve elsewhere)
+            "http://localhost:3000/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://[::2]/cb",
+            // fragments, even empty ones
+            "https://app.example.com/cb#",
+            "com.example.app:/cb#x",
+            "not a uri",
+            "https:///cb",
+        ];
+        for uri in refused {
+            assert!(
+                spec(&["authorization_code"], &[uri]).validate().is_err(),
+                "{uri:?} was accepted"
+            );
+        }
+        let accepted = [
+            "https://app.example.com/cb",
+            "https://app.example.com:8443/cb?x=1",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:51004/oauth2redirect",
+            "http://[::1]:8080/cb",
+            "com.example.app:/oauth2redirect/example-provider",
+            "com.example.app:/cb",
+            "io.tessera-demo.app://callback",
+        ];
+        for uri in accepted {
+            assert!(
+                spec(&["authorization_code"], &[uri]).validate().is_ok(),
+                "{uri:?} was refused"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod keys;
 mod metrics;
 mod notes_api;
 mod password_grant;
+mod redirect_uris;
 mod refresh;
 mod replicas;
 mod resources;
