@@ -549,21 +549,23 @@ fn validate_upstream_issuer(key: &str, issuer: &str) -> Result<(), ConfigError> 
         }
         return Ok(());
     }
-    let loopback = issuer.strip_prefix("http://").is_some_and(|rest| {
-        let host = rest.split('/').next().unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
+    if issuer.contains('\\') {
+        return bad("must not contain a backslash");
+    }
+    let loopback = issuer.starts_with("http://")
+        && url::Url::parse(issuer).is_ok_and(|url| {
+            let host_is_loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(name)) => name == "localhost",
+                None => false,
+            };
+            host_is_loopback && url.username().is_empty() && url.password().is_none()
         });
-        matches!(host, "localhost" | "127.0.0.1" | "[::1]")
-    });
     if loopback {
         Ok(())
     } else {
-        bad("must start with https:// (plain http only for localhost)")
+        bad("must start with https:// (plain http only to a loopback address: 127.0.0.0/8, ::1, localhost)")
     }
 }
 
@@ -888,5 +890,30 @@ mod tests {
         }
         let local = load(&[("TESSERA_GOOGLE_ISSUER", "http://127.0.0.1:9000")], None);
         assert!(local.is_ok(), "plain http is fine on loopback");
+    }
+
+    /// Issue 14 item 18: loopback is 127.0.0.0/8 and ::1, and nothing that merely looks like it.
+    #[test]
+    fn plain_http_upstreams_are_allowed_on_every_loopback_address_only() {
+        for issuer in [
+            "http://127.0.0.2:9000",
+            "http://127.255.0.9",
+            "http://[::1]:9000",
+            "http://localhost:9000/realm",
+        ] {
+            let loaded = load(&[("TESSERA_GOOGLE_ISSUER", issuer)], None);
+            assert!(loaded.is_ok(), "{issuer}: {:?}", loaded.err());
+        }
+        for issuer in [
+            "http://127.0.0.1.evil.example",
+            "http://10.0.0.1:9000",
+            "http://[::2]",
+            "http://user@127.0.0.1",
+            "http://evil.example\\@127.0.0.1",
+            "http://localhost.evil.example",
+        ] {
+            let err = load(&[("TESSERA_GOOGLE_ISSUER", issuer)], None).expect_err(issuer);
+            assert!(err.to_string().contains("google.issuer"), "{err}");
+        }
     }
 }
