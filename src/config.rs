@@ -27,6 +27,8 @@ const ENV_ALIASES: &[(&str, &str)] = &[
 ];
 /// TESSERA_ variables read by the command line itself rather than mapped to a setting.
 const ENV_NOT_SETTINGS: &[&str] = &["TESSERA_CONFIG"];
+/// The filter Rust programs read; `log.filter` follows it when `TESSERA_LOG` is unset.
+const RUST_LOG: &str = "RUST_LOG";
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -52,6 +54,11 @@ pub struct Settings {
     /// Further OpenID Connect upstreams by name (config file only: `[upstreams.<name>]`).
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSettings>,
+    /// `TESSERA_*` variables that name no section of ours (Kubernetes service links such as
+    /// `TESSERA_SERVICE_HOST`, a wrapper script's own variables): ignored, and named once in a
+    /// warning when logging starts. Names only; their values may be secrets.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// An OpenID Connect provider people may sign in with. Off while `client_id` is empty.
@@ -290,16 +297,29 @@ impl Settings {
             merge(&mut table, read_file(&path)?);
         }
         let defaults = defaults_table()?;
+        let tessera_log_set = sources.env.iter().any(|(name, _)| name == "TESSERA_LOG");
+        let mut ignored_env = Vec::new();
         for (name, raw) in &sources.env {
-            if let Some(key) = env_key(&defaults, name)? {
-                set(&mut table, &key, typed_value(&defaults, &key, raw, name)?);
+            if name == RUST_LOG && !tessera_log_set {
+                set(&mut table, "log.filter", Value::String(raw.clone()));
+                continue;
+            }
+            match env_key(&defaults, name)? {
+                EnvKey::Setting(key) => {
+                    set(&mut table, &key, typed_value(&defaults, &key, raw, name)?);
+                }
+                EnvKey::Foreign => ignored_env.push(name.clone()),
+                EnvKey::NotOurs => {}
             }
         }
         for (key, raw) in &sources.flags {
             let flag = format!("the flag for {key}");
             set(&mut table, key, typed_value(&defaults, key, raw, &flag)?);
         }
-        Settings::from_table(table)
+        let mut settings = Settings::from_table(table)?;
+        ignored_env.sort();
+        settings.ignored_env = ignored_env;
+        Ok(settings)
     }
 
     fn from_table(table: Table) -> Result<Settings, ConfigError> {
@@ -565,7 +585,9 @@ fn validate_upstream_issuer(key: &str, issuer: &str) -> Result<(), ConfigError> 
     if loopback {
         Ok(())
     } else {
-        bad("must start with https:// (plain http only to a loopback address: 127.0.0.0/8, ::1, localhost)")
+        bad(
+            "must start with https:// (plain http only to a loopback address: 127.0.0.0/8, ::1, localhost)",
+        )
     }
 }
 
@@ -643,19 +665,76 @@ fn known_keys(defaults: &Table) -> Vec<String> {
     keys
 }
 
-/// Maps an environment variable to a setting; `Ok(None)` for variables that are not ours.
-fn env_key(defaults: &Table, name: &str) -> Result<Option<String>, ConfigError> {
+/// What an environment variable is to the settings.
+#[derive(Debug, PartialEq, Eq)]
+enum EnvKey {
+    /// It sets this setting (`section.key`).
+    Setting(String),
+    /// A `TESSERA_` name of someone else's: no section of ours, or a Kubernetes service link.
+    Foreign,
+    /// Not a `TESSERA_` name, or one the command line reads itself.
+    NotOurs,
+}
+
+/// Maps an environment variable to a setting. A `TESSERA_` name that starts with one of our
+/// sections but names no key in it is a mistake worth stopping for (a typo would otherwise be
+/// silently ignored); one that names no section at all is someone else's.
+fn env_key(defaults: &Table, name: &str) -> Result<EnvKey, ConfigError> {
     if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| *alias == name) {
-        return Ok(Some(key.to_string()));
+        return Ok(EnvKey::Setting(key.to_string()));
     }
-    if !name.starts_with("TESSERA_") || ENV_NOT_SETTINGS.contains(&name) {
-        return Ok(None);
+    let Some(rest) = name.strip_prefix("TESSERA_") else {
+        return Ok(EnvKey::NotOurs);
+    };
+    if ENV_NOT_SETTINGS.contains(&name) {
+        return Ok(EnvKey::NotOurs);
     }
-    known_keys(defaults)
+    if let Some(key) = known_keys(defaults)
         .into_iter()
         .find(|key| env_name(key) == name)
-        .map(Some)
-        .ok_or_else(|| ConfigError(format!("unknown environment variable {name}")))
+    {
+        return Ok(EnvKey::Setting(key));
+    }
+    let names_our_section = defaults
+        .iter()
+        .filter(|(_, value)| value.is_table())
+        .map(|(section, _)| section.as_str())
+        .chain(["upstreams"])
+        .any(|section| {
+            rest.strip_prefix(&section.to_uppercase())
+                .is_some_and(|tail| tail.starts_with('_'))
+        });
+    if names_our_section && !is_kubernetes_service_link(rest) {
+        return Err(ConfigError(format!("unknown environment variable {name}")));
+    }
+    Ok(EnvKey::Foreign)
+}
+
+/// The shapes of the variables Kubernetes injects for a Service (`<NAME>_SERVICE_HOST`,
+/// `<NAME>_SERVICE_PORT[_<PORT NAME>]`, `<NAME>_PORT[_<N>_<PROTO>[_ADDR|_PORT|_PROTO]]`), so that
+/// a Service named e.g. `tessera-metrics` (`TESSERA_METRICS_SERVICE_HOST`) cannot stop us.
+fn is_kubernetes_service_link(rest: &str) -> bool {
+    let parts: Vec<&str> = rest.split('_').collect();
+    parts.windows(2).enumerate().any(|(i, pair)| {
+        let tail = &parts[i + 2..];
+        match pair {
+            ["SERVICE", "HOST"] => tail.is_empty(),
+            ["SERVICE", "PORT"] => true,
+            _ => false,
+        }
+    }) || parts.iter().enumerate().any(|(i, part)| {
+        *part == "PORT"
+            && i > 0
+            && match &parts[i + 1..] {
+                [] => true,
+                [port, proto, extra @ ..] => {
+                    port.bytes().all(|b| b.is_ascii_digit())
+                        && matches!(*proto, "TCP" | "UDP" | "SCTP")
+                        && matches!(extra, [] | ["ADDR"] | ["PORT"] | ["PROTO"])
+                }
+                _ => false,
+            }
+    })
 }
 
 fn env_name(key: &str) -> String {
@@ -773,10 +852,69 @@ mod tests {
     fn unknown_keys_are_named() {
         let err = load(&[], Some("[server]\nbindd = \"x\"\n")).expect_err("rejected");
         assert!(err.to_string().contains("bindd"), "{err}");
-        let err = load(&[("TESSERA_BND", "x")], None).expect_err("rejected");
-        assert!(err.to_string().contains("TESSERA_BND"), "{err}");
+        let err = load(&[("TESSERA_SERVER_BND", "x")], None).expect_err("rejected");
+        assert!(err.to_string().contains("TESSERA_SERVER_BND"), "{err}");
         let err = load(&[], Some("[serverr]\n")).expect_err("rejected");
         assert!(err.to_string().contains("serverr"), "{err}");
+    }
+
+    /// Issue 14 item 16: what Kubernetes injects for a Service named `tessera` (or
+    /// `tessera-metrics`), and a wrapper's own variables, are ignored and named once; a typo
+    /// inside one of our sections still stops the start.
+    #[test]
+    fn variables_of_no_section_of_ours_are_ignored_and_listed() {
+        let kubernetes = [
+            ("TESSERA_SERVICE_HOST", "10.96.0.12"),
+            ("TESSERA_SERVICE_PORT", "8080"),
+            ("TESSERA_SERVICE_PORT_HTTP", "8080"),
+            ("TESSERA_PORT", "tcp://10.96.0.12:8080"),
+            ("TESSERA_PORT_8080_TCP", "tcp://10.96.0.12:8080"),
+            ("TESSERA_PORT_8080_TCP_ADDR", "10.96.0.12"),
+            ("TESSERA_PORT_8080_TCP_PORT", "8080"),
+            ("TESSERA_PORT_8080_TCP_PROTO", "tcp"),
+            ("TESSERA_METRICS_SERVICE_HOST", "10.96.0.13"),
+            ("TESSERA_METRICS_PORT_9100_TCP", "tcp://10.96.0.13:9100"),
+            ("TESSERA_WRAPPER_HOME", "/opt/tessera"),
+            ("TESSERA_BIND", "0.0.0.0:9000"),
+        ];
+        let settings = load(&kubernetes, None).expect("starts");
+        assert_eq!(settings.server.bind.to_string(), "0.0.0.0:9000");
+        let mut expected: Vec<String> = kubernetes[..11]
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(settings.ignored_env, expected);
+
+        for typo in [
+            "TESSERA_TOKENS_FOO",
+            "TESSERA_SERVER_WORKER",
+            "TESSERA_UPSTREAMS_ACME_ISSUER",
+        ] {
+            let err = load(&[(typo, "1")], None).expect_err(typo);
+            assert!(err.to_string().contains(typo), "{err}");
+        }
+    }
+
+    /// Issue 14 item 17: `RUST_LOG` when `TESSERA_LOG` is unset; `TESSERA_LOG` wins.
+    #[test]
+    fn rust_log_sets_the_filter_unless_tessera_log_does() {
+        let settings = load(&[("RUST_LOG", "tessera=debug,warn")], None).expect("loads");
+        assert_eq!(settings.log.filter, "tessera=debug,warn");
+        let settings = load(
+            &[("RUST_LOG", "tessera=debug"), ("TESSERA_LOG", "error")],
+            None,
+        )
+        .expect("loads");
+        assert_eq!(settings.log.filter, "error");
+        let settings = load(
+            &[("TESSERA_LOG", "error"), ("RUST_LOG", "tessera=debug")],
+            None,
+        )
+        .expect("loads");
+        assert_eq!(settings.log.filter, "error", "whatever the order");
+        let err = load(&[("RUST_LOG", "tessera=loud")], None).expect_err("rejected");
+        assert!(err.to_string().contains("log.filter"), "{err}");
     }
 
     #[test]

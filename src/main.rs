@@ -13,6 +13,12 @@ fn main() -> ExitCode {
         }
     };
     tessera::telemetry::init(&settings.log);
+    if !settings.ignored_env.is_empty() {
+        tracing::warn!(
+            variables = %settings.ignored_env.join(" "),
+            "ignoring TESSERA_* environment variables that name no setting (Kubernetes service links, or another program's)"
+        );
+    }
     match cli::run(cli, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

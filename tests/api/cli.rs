@@ -217,9 +217,9 @@ fn bad_configuration_is_one_clear_line() {
         &["workerz"],
     );
     assert_one_line_failure(
-        &run_cli(&["migrate"], &[("TESSERA_BND", "x")], None),
+        &run_cli(&["migrate"], &[("TESSERA_SERVER_BND", "x")], None),
         2,
-        &["TESSERA_BND"],
+        &["TESSERA_SERVER_BND"],
     );
     assert_one_line_failure(
         &run_cli(&["migrate", "--bind", "localhost"], &[], None),
@@ -283,4 +283,37 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
     let status = server.stop();
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Issue 14 item 16: Kubernetes injects TESSERA_SERVICE_HOST, TESSERA_PORT… into every pod of a
+/// namespace with a Service named `tessera`; they must not stop the start, and they are named
+/// in one warning line (names only, never values).
+#[test]
+fn kubernetes_service_links_are_ignored_with_one_warning() {
+    let out = run_cli(
+        &["migrate"],
+        &[
+            ("TESSERA_SERVICE_HOST", "10.96.0.12"),
+            ("TESSERA_SERVICE_PORT", "8080"),
+            ("TESSERA_PORT", "tcp://10.96.0.12:8080"),
+            ("TESSERA_PORT_8080_TCP_ADDR", "10.96.0.12"),
+            ("TESSERA_WRAPPER_TOKEN", "value-that-must-not-be-logged"),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("TESSERA_")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    for name in [
+        "TESSERA_SERVICE_HOST",
+        "TESSERA_PORT_8080_TCP_ADDR",
+        "TESSERA_WRAPPER_TOKEN",
+    ] {
+        assert!(warnings[0].contains(name), "{stderr}");
+    }
+    assert!(
+        !stderr.contains("value-that-must-not-be-logged"),
+        "{stderr}"
+    );
 }
