@@ -200,12 +200,15 @@ impl Provider {
         let response = client
             .exchange_code(oauth2::AuthorizationCode::new(code.to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
-            .request_async(&self.http)
+            .request_async(&CappedHttp(&self.http))
             .await
             .map_err(|e| {
                 FederationError::Upstream(match e {
                     RequestTokenError::ServerResponse(r) => {
                         format!("token endpoint refused the code: {}", r.error())
+                    }
+                    RequestTokenError::Request(oauth2::HttpClientError::Other(e)) => {
+                        format!("token endpoint: {e}")
                     }
                     RequestTokenError::Request(e) => format!("token endpoint unreachable: {e}"),
                     RequestTokenError::Parse(e, _) => {
@@ -285,14 +288,66 @@ impl Provider {
         if !response.status().is_success() {
             return Err(failed(format!("status {}", response.status())));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(failed("answer too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut response)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         serde_json::from_slice(&body).map_err(|e| failed(e.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("answer larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error(transparent)]
+    Read(#[from] reqwest::Error),
+}
+
+/// The body, read chunk by chunk and refused as soon as it passes `MAX_RESPONSE_BYTES`, so a
+/// hostile upstream cannot make Tessera buffer without bound.
+async fn read_capped(response: &mut reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The oauth2 crate's HTTP client for the code exchange, with the same cap on the answer as
+/// discovery and the JWKS (the crate's own reqwest client reads any size).
+struct CappedHttp<'a>(&'a reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for CappedHttp<'_> {
+    type Error = oauth2::HttpClientError<reqwest::Error>;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + Sync + 'c>,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request).map_err(Box::new)?;
+            let mut response = self.0.execute(request).await.map_err(Box::new)?;
+            let mut builder = oauth2::http::Response::builder()
+                .status(response.status())
+                .version(response.version());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = read_capped(&mut response).await.map_err(|e| match e {
+                BodyError::Read(e) => oauth2::HttpClientError::Reqwest(Box::new(e)),
+                too_large => oauth2::HttpClientError::Other(too_large.to_string()),
+            })?;
+            builder.body(body).map_err(oauth2::HttpClientError::Http)
+        })
     }
 }
 

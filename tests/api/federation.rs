@@ -481,6 +481,83 @@ async fn an_upstream_token_endpoint_that_fails_or_hangs_gives_a_clear_error_quic
     world.upstream.stop().await;
 }
 
+/// Issue 14 item 14: the token endpoint's answer is capped at 1 MiB, as discovery and the JWKS
+/// are, so a hostile upstream cannot make Tessera buffer without bound.
+#[tokio::test]
+async fn an_upstream_token_answer_over_one_mebibyte_is_refused() {
+    let world = world().await;
+    world.upstream.set_knobs(Knobs {
+        token_padding: 2 * 1024 * 1024,
+        ..Knobs::default()
+    });
+    let mut browser = Browser::new();
+    let answer = through_upstream(&world, &mut browser).await;
+    assert_eq!(answer.status(), 502);
+    assert!(
+        answer
+            .text()
+            .await
+            .expect("html")
+            .contains("did not complete")
+    );
+    assert_eq!(
+        user_count(&world.app).await,
+        0,
+        "no account from a refused answer"
+    );
+
+    world.upstream.set_knobs(Knobs {
+        token_padding: 512 * 1024,
+        ..Knobs::default()
+    });
+    let mut browser = Browser::new();
+    let answer = through_upstream(&world, &mut browser).await;
+    assert_eq!(
+        answer.status(),
+        303,
+        "an answer under the cap still signs in"
+    );
+    world.upstream.stop().await;
+}
+
+/// Issue 14 item 18: loopback is all of 127.0.0.0/8, so a provider under test on 127.0.0.2
+/// is accepted over plain http by the configuration (it was refused as "plain http only for
+/// localhost"). The real binary, so that the configuration is loaded and checked as in
+/// production.
+#[tokio::test]
+async fn a_plain_http_upstream_on_another_loopback_address_works() {
+    let env = TestEnv::new();
+    let upstream = FakeUpstream::start_on("127.0.0.2").await;
+    assert!(upstream.issuer.starts_with("http://127.0.0.2:"));
+    let server = crate::helpers::ServerProcess::start_with(
+        &env,
+        &[
+            ("TESSERA_GOOGLE_CLIENT_ID", upstream::CLIENT_ID),
+            ("TESSERA_GOOGLE_CLIENT_SECRET", upstream::CLIENT_SECRET),
+            ("TESSERA_GOOGLE_ISSUER", &upstream.issuer),
+        ],
+    );
+    let mut browser = Browser::new();
+    let to_upstream = browser
+        .get(&format!("{}/auth/google/login", server.address))
+        .await;
+    assert_eq!(to_upstream.status(), 303);
+    let at_upstream = location(&to_upstream);
+    assert!(at_upstream.starts_with(&upstream.issuer), "{at_upstream}");
+    let back = browser.get(&at_upstream).await;
+    let signed_in = browser.get(&location(&back)).await;
+    assert_eq!(signed_in.status(), 200);
+    assert!(
+        signed_in
+            .text()
+            .await
+            .expect("html")
+            .contains("gina@example.com")
+    );
+    server.stop();
+    upstream.stop().await;
+}
+
 #[tokio::test]
 async fn a_person_declining_at_the_upstream_goes_back_to_the_app_with_access_denied() {
     let world = world().await;

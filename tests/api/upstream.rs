@@ -41,6 +41,8 @@ pub struct Knobs {
     pub token_delay: Duration,
     /// ID tokens name a key id the JWKS does not publish.
     pub unknown_kid: bool,
+    /// The token answer carries this many bytes of padding, sent chunked (no length given).
+    pub token_padding: usize,
 }
 
 struct Grant {
@@ -78,7 +80,12 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        FakeUpstream::start_on("127.0.0.1").await
+    }
+
+    /// On another loopback address (any of 127.0.0.0/8 answers on Linux).
+    pub async fn start_on(host: &str) -> FakeUpstream {
+        let listener = std::net::TcpListener::bind((host, 0)).expect("bind");
         let issuer = format!("http://{}", listener.local_addr().expect("addr"));
         let pairs = [0, 1].map(|_| KeyPair::generate(KeySize::Rsa2048).expect("key"));
         let kids = ["fake-key-1".to_string(), "fake-key-2".to_string()];
@@ -320,13 +327,29 @@ async fn token(
         &keys.kids[current]
     };
     let id_token = sign(signer, kid, &claims);
-    HttpResponse::Ok().json(json!({
+    let answer = json!({
         "access_token": "upstream-access-token",
         "token_type": "Bearer",
         "expires_in": 3600,
         "scope": "openid email profile",
         "id_token": id_token,
-    }))
+    });
+    if knobs.token_padding == 0 {
+        return HttpResponse::Ok().json(answer);
+    }
+    // Valid JSON of any size: the answer, then whitespace, in 64 KiB chunks.
+    let mut chunks = vec![bytes::Bytes::from(answer.to_string())];
+    let mut left = knobs.token_padding;
+    while left > 0 {
+        let n = left.min(64 * 1024);
+        chunks.push(bytes::Bytes::from(vec![b' '; n]));
+        left -= n;
+    }
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(futures::stream::iter(
+            chunks.into_iter().map(Ok::<_, actix_web::Error>),
+        ))
 }
 
 async fn jwks(state: web::Data<Mutex<State>>, keys: web::Data<Keys>) -> HttpResponse {
