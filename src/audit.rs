@@ -26,6 +26,8 @@ pub enum Event {
     PasswordReset,
     PasswordChanged,
     UserDeleted,
+    /// An unverified account lost its address to a verified owner.
+    EmailReleased,
 }
 
 impl Event {
@@ -51,6 +53,7 @@ impl Event {
             Event::PasswordReset => "password_reset",
             Event::PasswordChanged => "password_changed",
             Event::UserDeleted => "user_deleted",
+            Event::EmailReleased => "email_released",
         }
     }
 }

@@ -299,10 +299,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Purge => {
             let mut conn = connect(&settings)?;
-            let purged = crate::sessions::purge(
+            let purged = crate::sessions::purge_all(
                 &mut conn,
-                &settings.purge,
-                settings.counter_window_secs(),
+                &settings,
+                settings.mail_enabled(),
                 crate::db::now(),
             )?;
             out.print(serde_json::to_value(&purged)?, || format!("{purged:?}"));

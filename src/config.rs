@@ -72,6 +72,11 @@ pub struct UpstreamSettings {
     pub client_id: String,
     #[serde(default)]
     pub client_secret: Secret,
+    /// Whether this upstream's verified addresses are believed: only then may its address
+    /// link to an existing account or own an address here. On for Google (in the defaults),
+    /// off for every `[upstreams.*]` unless set.
+    #[serde(default)]
+    pub trust_email: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +129,7 @@ pub struct Upstream {
     pub issuer: String,
     pub client_id: String,
     pub client_secret: Secret,
+    pub trust_email: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +191,9 @@ pub struct AccountSettings {
     pub mail_requests_per_email: i64,
     pub mail_requests_per_ip: i64,
     pub mail_request_window_secs: i64,
+    /// With mail on, accounts that never verified their address are deleted this long after
+    /// they were made (0: never).
+    pub unverified_ttl_secs: i64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -426,6 +435,12 @@ impl Settings {
                 "tokens.refresh_reuse_grace_secs: must be between 0 and 60".into(),
             ));
         }
+        if self.accounts.unverified_ttl_secs < 0 {
+            return Err(ConfigError(
+                "accounts.unverified_ttl_secs: must not be negative (0 keeps unverified accounts)"
+                    .into(),
+            ));
+        }
         if self.purge.batch_size < 1 || self.purge.retention_secs < 0 {
             return Err(ConfigError(
                 "purge: batch_size must be at least 1 and retention_secs not negative".into(),
@@ -504,6 +519,7 @@ impl Settings {
             issuer: self.google.issuer.trim_end_matches('/').to_string(),
             client_id: self.google.client_id.clone(),
             client_secret: self.google.client_secret.clone(),
+            trust_email: self.google.trust_email,
         };
         let others = self.upstreams.iter().map(|(name, u)| Upstream {
             name: name.clone(),
@@ -511,11 +527,17 @@ impl Settings {
             issuer: u.issuer.trim_end_matches('/').to_string(),
             client_id: u.client_id.clone(),
             client_secret: u.client_secret.clone(),
+            trust_email: u.trust_email,
         });
         std::iter::once(google)
             .chain(others)
             .filter(|u| !u.client_id.is_empty())
             .collect()
+    }
+
+    /// Whether mail is on (an SMTP server is configured).
+    pub fn mail_enabled(&self) -> bool {
+        crate::mail::SmtpTarget::from_settings(&self.smtp).is_ok_and(|t| t.is_some())
     }
 
     /// The longest window any throttle counter uses: the purge keeps counters that long.
@@ -994,9 +1016,54 @@ mod tests {
         assert_eq!(upstreams[0].client_secret.expose(), "s3cret");
         assert_eq!(upstreams[1].issuer, "https://sso.acme.example");
         assert!(
+            upstreams[0].trust_email,
+            "Google's verified addresses are believed"
+        );
+        assert!(
+            !upstreams[1].trust_email,
+            "others' are not, unless configured"
+        );
+        assert!(
             !format!("{s:?}").contains("s3cret"),
             "secrets stay out of Debug"
         );
+    }
+
+    #[test]
+    fn item5_trust_email_is_set_per_upstream_in_the_file_and_the_environment() {
+        let s = load(
+            &[
+                ("TESSERA_GOOGLE_CLIENT_ID", "abc"),
+                ("TESSERA_GOOGLE_CLIENT_SECRET", "s"),
+                ("TESSERA_GOOGLE_TRUST_EMAIL", "false"),
+            ],
+            Some(
+                "[upstreams.corp]\nissuer = \"https://sso.corp.example\"\nclient_id = \"t\"\nclient_secret = \"u\"\ntrust_email = true\n",
+            ),
+        )
+        .expect("loads");
+        let trusted: Vec<_> = s
+            .enabled_upstreams()
+            .iter()
+            .map(|u| (u.name.clone(), u.trust_email))
+            .collect();
+        assert_eq!(
+            trusted,
+            [("google".to_string(), false), ("corp".to_string(), true)]
+        );
+        let err = load(&[("TESSERA_GOOGLE_TRUST_EMAIL", "yes")], None).expect_err("rejected");
+        assert!(err.to_string().contains("google.trust_email"), "{err}");
+    }
+
+    #[test]
+    fn item4_unverified_accounts_live_a_week_by_default() {
+        let s = Settings::defaults().expect("defaults");
+        assert_eq!(s.accounts.unverified_ttl_secs, 604_800);
+        let err =
+            load(&[("TESSERA_ACCOUNTS_UNVERIFIED_TTL_SECS", "-1")], None).expect_err("rejected");
+        assert!(err.to_string().contains("unverified_ttl_secs"), "{err}");
+        let off = load(&[("TESSERA_ACCOUNTS_UNVERIFIED_TTL_SECS", "0")], None).expect("loads");
+        assert_eq!(off.accounts.unverified_ttl_secs, 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, Event, Record};
-use crate::config::PurgeSettings;
+use crate::config::{PurgeSettings, Settings};
 use crate::db::models::Client;
 use crate::db::{DbConnection, DbError, repo};
 use crate::services::Services;
@@ -172,6 +172,9 @@ pub struct Purged {
     pub federation_states: usize,
     pub account_tokens: usize,
     pub finished_mails: usize,
+    pub pending_links: usize,
+    /// Accounts that never verified their address (only with mail on).
+    pub unverified_accounts: usize,
 }
 
 /// Deletes what has been expired or revoked for longer than the retention, in batches of
@@ -209,7 +212,33 @@ pub fn purge(
         federation_states: drain(conn, &|c| repo::federation::purge_states(c, now, batch))?,
         account_tokens: drain(conn, &|c| repo::account_tokens::purge(c, cutoff, batch))?,
         finished_mails: drain(conn, &|c| repo::outbox::purge(c, cutoff, batch))?,
+        pending_links: drain(conn, &|c| {
+            repo::federation::purge_pending_links(c, now, batch)
+        })?,
+        unverified_accounts: 0,
     })
+}
+
+/// The purge, and with mail on, accounts that never verified their address within
+/// `accounts.unverified_ttl_secs`. Without mail nobody can verify by mail, so no account is
+/// deleted for it (an operator verifies them).
+pub fn purge_all(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    mail_on: bool,
+    now: i64,
+) -> Result<Purged, DbError> {
+    let mut purged = purge(conn, &settings.purge, settings.counter_window_secs(), now)?;
+    let ttl = settings.accounts.unverified_ttl_secs;
+    if mail_on && ttl > 0 {
+        purged.unverified_accounts = crate::accounts::self_service::purge_unverified(
+            conn,
+            now - ttl,
+            settings.purge.batch_size,
+            now,
+        )?;
+    }
+    Ok(purged)
 }
 
 /// Runs the purge every `interval_secs` until the process ends.
@@ -225,9 +254,10 @@ pub fn spawn_purge(svc: Services) {
             ticker.tick().await;
             let settings = svc.settings.clone();
             let now = svc.clock.now();
+            let mail_on = svc.mailer.is_some();
             let result = svc
                 .db
-                .run(move |conn| purge(conn, &settings.purge, settings.counter_window_secs(), now))
+                .run(move |conn| purge_all(conn, &settings, mail_on, now))
                 .await;
             match result {
                 Ok(purged) => tracing::info!(?purged, "purge finished"),

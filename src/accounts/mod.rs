@@ -16,6 +16,13 @@ use crate::db::repo::users;
 use crate::db::{DbConnection, DbError};
 use crate::services::Services;
 
+/// Whether the account owns the address it shows: its sign-in key is that address. An account
+/// whose upstream did not vouch for the address, or that lost it to a verified owner, shows it
+/// without owning it.
+pub fn owns_address(user: &crate::db::models::User) -> bool {
+    email::Email::parse(&user.email).is_ok_and(|e| e.lookup_key() == user.email_lower)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error("email: {0}")]

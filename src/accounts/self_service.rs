@@ -200,6 +200,28 @@ pub async fn verify_email(svc: &Services, token: &str) -> Result<User, SelfServi
         .await
 }
 
+/// Whether a verification token could be used now (for the page the mail's link opens): the
+/// account's email, or why not. Uses nothing up: only the page's POST verifies, so a mail
+/// scanner that fetches the link verifies nothing.
+pub async fn check_verify_token(svc: &Services, token: &str) -> Result<String, SelfServiceError> {
+    let hash = token_hash(token)?;
+    let now = svc.clock.now();
+    let kind = MailKind::VerifyEmail;
+    svc.db
+        .run(move |conn| match account_tokens::find(conn, &hash)? {
+            Some(t) if t.purpose == kind.as_str() && t.used_at.is_none() && t.expires_at > now => {
+                repo::users::find_by_id(conn, &t.user_id)?
+                    .filter(|u| u.disabled_at.is_none())
+                    .map(|u| u.email)
+                    .ok_or(GONE)
+            }
+            _ => Err(SelfServiceError::InvalidToken(token_problem(
+                conn, &hash, kind, now,
+            )?)),
+        })
+        .await
+}
+
 /// Whether a reset token could be used now (for the page the mail's link opens): the user's
 /// email, or why not. Uses nothing up.
 pub async fn check_reset_token(svc: &Services, token: &str) -> Result<String, SelfServiceError> {
@@ -481,6 +503,44 @@ pub fn delete_account(
         )?;
         Ok(())
     })
+}
+
+/// Deletes accounts made before `cutoff` that never verified their address and have no
+/// upstream identity, each in its own transaction (checked again inside it, so an account
+/// verified meanwhile stays), audited as `user_deleted` by `purge_unverified`.
+pub fn purge_unverified(
+    conn: &mut DbConnection,
+    cutoff: i64,
+    batch: i64,
+    now: i64,
+) -> Result<usize, DbError> {
+    let mut deleted = 0;
+    loop {
+        let ids = repo::users::unverified_before(conn, cutoff, batch)?;
+        let before = deleted;
+        for id in &ids {
+            let gone = conn.transaction(|conn| {
+                let still = repo::users::find_by_id(conn, id)?
+                    .is_some_and(|u| u.email_verified_at.is_none() && u.created_at < cutoff)
+                    && repo::federation::identities_of(conn, id)?.is_empty();
+                if !still {
+                    return Ok(false);
+                }
+                delete_account(conn, id, "purge_unverified", None, now)?;
+                Ok::<_, SelfServiceError>(true)
+            });
+            match gone {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                Err(SelfServiceError::Account(AccountError::Db(e))) => return Err(e),
+                Err(e) => return Err(DbError::Task(e.to_string())),
+            }
+        }
+        // A short batch is the last; a batch of which none went would come back the same.
+        if (ids.len() as i64) < batch || deleted == before {
+            return Ok(deleted);
+        }
+    }
 }
 
 /// Marks an account's address verified by the operator (CLI or admin API).

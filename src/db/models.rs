@@ -212,6 +212,22 @@ pub struct FederationState {
     pub used_at: Option<i64>,
 }
 
+/// An upstream identity waiting for the person to prove (or decline) the account it would be
+/// linked to. `request` is the app's authorization request.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::db::schema::pending_links)]
+pub struct PendingLink {
+    pub secret_hash: String,
+    pub provider: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub user_id: String,
+    pub request: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::db::schema::federated_identities)]
 pub struct FederatedIdentity {

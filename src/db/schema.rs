@@ -139,6 +139,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     federation_states,
     account_tokens,
     mail_outbox,
+    pending_links,
 );
 
 diesel::table! {
@@ -200,3 +201,19 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    pending_links (secret_hash) {
+        secret_hash -> Text,
+        provider -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
+        user_id -> Text,
+        request -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(pending_links -> users (user_id));

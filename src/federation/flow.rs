@@ -5,20 +5,28 @@
 //! The browser holds a random secret in a cookie; the database holds only its hash and the
 //! hash of the `state`. The `nonce` and the PKCE verifier are derived from the browser secret
 //! and the state with HMAC, so nothing stored lets anyone finish a sign-in without the cookie.
+//!
+//! When the identity would be linked to an existing account with a password, `finish` stops
+//! short: it holds the identity in a pending link (bound to the browser by a second, fresh
+//! cookie secret, stored hashed, single use, ten minutes) until the person proves the account
+//! with its password ([`confirm_link`]) or declines ([`decline_link`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::link::{self, Outcome};
+use super::link::{self, Outcome, Resolved};
 use super::{FederationError, Provider};
+use crate::accounts::login::{self, Attempt, LoginError};
 use crate::authorize::{self, AuthorizationRequest};
-use crate::db::models::{FederationState, User};
+use crate::db::models::{FederationState, PendingLink, User};
 use crate::db::{DbError, repo};
 use crate::grants::Params;
 use crate::services::Services;
 
 /// A pending upstream sign-in lives ten minutes.
 pub const STATE_TTL_SECS: i64 = 600;
+/// So does a pending link, from the callback.
+pub const LINK_TTL_SECS: i64 = 600;
 
 pub struct Started {
     /// The upstream authorization URL to send the browser to.
@@ -40,6 +48,17 @@ pub enum Finished {
     App { location: String },
     /// Signed in at Tessera directly, with no app waiting.
     Direct { user: Box<User>, outcome: Outcome },
+    /// The identity waits in a pending link for the existing account's password: the
+    /// browser gets `secret` in a cookie and goes to the link page.
+    ConfirmLink { secret: String },
+}
+
+/// What the link page shows.
+pub struct LinkOffer {
+    /// The existing account's address.
+    pub email: String,
+    /// The upstream's configured name (as in `/auth/<name>/…`).
+    pub provider: String,
 }
 
 /// Begins a sign-in at `provider`, carrying the app's authorization request (as checked by
@@ -132,10 +151,29 @@ pub async fn finish(
         .ok_or_else(|| FederationError::Upstream("the callback carries no code".into()))?;
     let (nonce, verifier) = derive(browser_secret, state);
     let identity = provider.exchange(code, &verifier, &nonce).await?;
-    let (user, outcome) = resolve_account(svc, &provider.name, identity, ip).await?;
+    let (user, outcome) = match resolve_account(svc, provider, identity.clone(), ip).await? {
+        Resolved::Account(user, outcome) => (user, outcome),
+        Resolved::NeedsPassword(holder) => {
+            if holder.disabled_at.is_some() {
+                return Err(FederationError::AccountDisabled);
+            }
+            let secret = hold_link(svc, provider, &identity, &holder, pending.request).await?;
+            return Ok(Finished::ConfirmLink { secret });
+        }
+    };
     if user.disabled_at.is_some() {
         return Err(FederationError::AccountDisabled);
     }
+    continue_sign_in(svc, request, user, outcome).await
+}
+
+/// After the account is known: the app gets its code, or the person is signed in directly.
+async fn continue_sign_in(
+    svc: &Services,
+    request: Option<AuthorizationRequest>,
+    user: Box<User>,
+    outcome: Outcome,
+) -> Result<Finished, FederationError> {
     match request {
         Some(request) => {
             let location = authorize::issue_code(svc, &request, &user, svc.clock.now())
@@ -143,11 +181,152 @@ pub async fn finish(
                 .map_err(|e| FederationError::Internal(e.to_string()))?;
             Ok(Finished::App { location })
         }
-        None => Ok(Finished::Direct {
-            user: Box::new(user),
-            outcome,
-        }),
+        None => Ok(Finished::Direct { user, outcome }),
     }
+}
+
+/// Records the identity as a pending link to `holder`; returns the browser's secret.
+async fn hold_link(
+    svc: &Services,
+    provider: &Provider,
+    identity: &super::UpstreamIdentity,
+    holder: &User,
+    request: Option<String>,
+) -> Result<String, FederationError> {
+    let secret =
+        crate::crypto::random_token(32).map_err(|e| FederationError::Internal(e.to_string()))?;
+    let now = svc.clock.now();
+    let row = PendingLink {
+        secret_hash: crate::crypto::sha256_hex(secret.as_bytes()),
+        provider: provider.name.clone(),
+        subject: identity.subject.clone(),
+        email: identity.email.clone(),
+        user_id: holder.id.clone(),
+        request,
+        created_at: now,
+        expires_at: now + LINK_TTL_SECS,
+        used_at: None,
+    };
+    svc.db
+        .run(move |conn| repo::federation::insert_pending_link(conn, &row).map_err(DbError::from))
+        .await?;
+    Ok(secret)
+}
+
+const LINK_GONE: FederationError = FederationError::BadState(
+    "This sign-in has expired, was already completed, or was not started in this browser. \
+     Go back to the application and sign in again.",
+);
+
+/// The live pending link for the browser's secret, and the account it would link to.
+async fn live_link(
+    svc: &Services,
+    secret: Option<&str>,
+) -> Result<(PendingLink, User), FederationError> {
+    let secret = secret.filter(|s| is_secret_shaped(s)).ok_or(LINK_GONE)?;
+    let hash = crate::crypto::sha256_hex(secret.as_bytes());
+    let now = svc.clock.now();
+    svc.db
+        .run(move |conn| {
+            let Some(pending) = repo::federation::find_pending_link(conn, &hash, now)? else {
+                return Ok(None);
+            };
+            let user = repo::users::find_by_id(conn, &pending.user_id)?;
+            Ok::<_, DbError>(user.map(|u| (pending, u)))
+        })
+        .await?
+        .ok_or(LINK_GONE)
+}
+
+/// What the link page offers, for the browser holding `secret`. Uses nothing up.
+pub async fn link_offer(
+    svc: &Services,
+    secret: Option<&str>,
+) -> Result<LinkOffer, FederationError> {
+    let (pending, user) = live_link(svc, secret).await?;
+    Ok(LinkOffer {
+        email: user.email,
+        provider: pending.provider,
+    })
+}
+
+/// The person proved the existing account with its password (throttled as a sign-in to that
+/// account): the identity is linked to it and the sign-in continues. A wrong password leaves
+/// the pending link as it was, for another try.
+pub async fn confirm_link(
+    svc: &Services,
+    secret: Option<&str>,
+    password: &str,
+    ip: Option<String>,
+) -> Result<Finished, FederationError> {
+    let (pending, user) = live_link(svc, secret).await?;
+    let request = match &pending.request {
+        Some(query) => Some(carried_request(svc, query).await?),
+        None => None,
+    };
+    let client_id = request.as_ref().map_or("tessera", |r| r.client.id.as_str());
+    let attempt = Attempt {
+        client_id,
+        ip: ip.as_deref(),
+        via: "link_page",
+    };
+    let proven = match login::verify_credentials(svc, &user.email_lower, password, attempt).await {
+        Ok(proven) => proven,
+        Err(LoginError::BadCredentials) => return Err(FederationError::WrongPassword),
+        Err(LoginError::Throttled(wait)) => return Err(FederationError::Throttled(wait)),
+        Err(LoginError::Db(e)) => return Err(e.into()),
+        Err(e) => return Err(FederationError::Internal(e.to_string())),
+    };
+    if proven.id != user.id {
+        return Err(LINK_GONE);
+    }
+    let now = svc.clock.now();
+    let linked = svc
+        .db
+        .run(move |conn| link::link_confirmed(conn, &pending, ip.as_deref(), now))
+        .await?
+        .ok_or(LINK_GONE)?;
+    continue_sign_in(svc, request, Box::new(linked), Outcome::Linked).await
+}
+
+/// The person declined to link: the pending link is used up and nothing is linked or made.
+/// The app hears `access_denied`.
+pub async fn decline_link(svc: &Services, secret: Option<&str>) -> FederationError {
+    let (pending, _) = match live_link(svc, secret).await {
+        Ok(found) => found,
+        Err(e) => return e,
+    };
+    let now = svc.clock.now();
+    let hash = pending.secret_hash.clone();
+    let consumed = svc
+        .db
+        .run(move |conn| {
+            repo::federation::consume_pending_link(conn, &hash, now).map_err(DbError::from)
+        })
+        .await;
+    match consumed {
+        Ok(0) => return LINK_GONE,
+        Ok(_) => {}
+        Err(e) => return e.into(),
+    }
+    let request = match &pending.request {
+        Some(query) => match carried_request(svc, query).await {
+            Ok(request) => Some(Box::new(request)),
+            Err(e) => return e,
+        },
+        None => None,
+    };
+    FederationError::Denied {
+        error: "access_denied".into(),
+        request,
+    }
+}
+
+/// The CSRF token of the link page: derived from the browser's secret, so only a page served
+/// to the browser holding the cookie carries it.
+pub fn link_csrf(secret: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, b"link-csrf").as_ref())
 }
 
 /// Re-validates the authorization request stored with a pending sign-in.
@@ -162,18 +341,21 @@ pub async fn carried_request(
 
 async fn resolve_account(
     svc: &Services,
-    provider: &str,
+    provider: &Provider,
     identity: super::UpstreamIdentity,
     ip: Option<String>,
-) -> Result<(User, Outcome), FederationError> {
+) -> Result<Resolved, FederationError> {
     let now = svc.clock.now();
+    let trust_email = provider.trust_email;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let (provider, identity, ip) = (provider.to_string(), identity.clone(), ip.clone());
+        let (provider, identity, ip) = (provider.name.clone(), identity.clone(), ip.clone());
         let result = svc
             .db
-            .run(move |conn| link::resolve(conn, &provider, &identity, ip.as_deref(), now))
+            .run(move |conn| {
+                link::resolve(conn, &provider, trust_email, &identity, ip.as_deref(), now)
+            })
             .await;
         match result {
             // Another sign-in of the same identity created it first: now it is found.

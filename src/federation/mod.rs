@@ -78,6 +78,12 @@ pub enum FederationError {
     Upstream(String),
     #[error("the account is disabled")]
     AccountDisabled,
+    /// The password given to prove the existing account (before a link) is not its password.
+    #[error("the password is not right")]
+    WrongPassword,
+    /// Too many failed passwords for that account: seconds to wait.
+    #[error("too many failed attempts; try again in {0} s")]
+    Throttled(i64),
     /// The app's authorization request carried through the sign-in is no longer valid.
     #[error(transparent)]
     Authorize(#[from] AuthorizeError),

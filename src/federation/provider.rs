@@ -51,6 +51,8 @@ struct Cached<T> {
 pub struct Provider {
     pub name: String,
     pub display_name: String,
+    /// Whether its verified addresses are believed (`trust_email`).
+    pub trust_email: bool,
     issuer: String,
     client_id: String,
     client_secret: Secret,
@@ -89,6 +91,7 @@ impl Provider {
         Provider {
             name: upstream.name,
             display_name: upstream.display_name,
+            trust_email: upstream.trust_email,
             issuer: upstream.issuer,
             client_id: upstream.client_id,
             client_secret: upstream.client_secret,

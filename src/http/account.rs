@@ -1,7 +1,9 @@
 //! /account/…: self-service for a user's own account. Email verification and password reset
-//! are reached from links in mails (an HTML page for a browser, JSON for an API call); password
-//! change and account deletion need the user's access token.
+//! are reached from links in mails (an HTML page for a browser, JSON for an API call); only a
+//! POST uses a link's token, never the GET a mail scanner makes. Password change and account
+//! deletion need the user's access token.
 
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -28,7 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(VERIFY_PATH)
             .route(web::get().to(verify_link))
-            .route(web::post().to(verify_api)),
+            .route(web::post().to(verify_submit)),
     )
     .service(web::resource(VERIFY_RESEND_PATH).route(web::post().to(resend_verification)))
     .service(
@@ -92,37 +94,113 @@ fn client_ip(req: &HttpRequest, state: &AppState) -> Option<String> {
     super::client_ip(req, &state.services.settings.server.trusted_proxies)
 }
 
-/// GET /account/verify-email?token=…: the link in the verification mail.
+/// The verification page's CSRF cookie (double submit, as on the login page).
+const VERIFY_CSRF_COOKIE: &str = "tessera_verify_csrf";
+const CSRF_FIELD: &str = "csrf_token";
+
+/// GET /account/verify-email?token=…: the link in the verification mail opens a page whose
+/// button confirms. Nothing is used up by the GET (mail scanners follow links); an API client
+/// is told whether the token is live and POSTs it.
 async fn verify_link(
     req: HttpRequest,
     query: web::Query<TokenQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
     let token = query.into_inner().token.unwrap_or_default();
-    let result = self_service::verify_email(&state.services, &token).await;
+    let result = self_service::check_verify_token(svc, &token).await;
     if !wants_html(&req) {
-        let user = result?;
+        result?;
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "valid": true })));
+    }
+    let email = match result {
+        Ok(email) => email,
+        Err(e) => return error_page(e),
+    };
+    let csrf = crate::crypto::random_token(32)
+        .map_err(|e| ApiError::from(DbError::Task(e.to_string())))?;
+    let mut response = page(StatusCode::OK).body(verify_form(&token, &email, &csrf));
+    let _ = response.add_cookie(&verify_csrf_cookie(svc, &csrf, 600));
+    Ok(response)
+}
+
+/// POST /account/verify-email: the verification page's form (CSRF-checked, answered with a
+/// page), or {"token"} as JSON from an API client (a cross-site form cannot send JSON).
+async fn verify_submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/json") {
+        let body: TokenBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is invalid: {e}")))?;
+        let user = self_service::verify_email(svc, &body.token).await?;
         return Ok(verified_json(&user));
     }
-    Ok(match result {
-        Ok(user) => page(StatusCode::OK).body(message_page(
-            "Email address confirmed",
-            &format!(
-                "Thank you: {} is confirmed as your email address. You can close this page.",
-                user.email
-            ),
-        )),
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body must be application/json or a form".into(),
+        ));
+    }
+    let (mut token, mut field) = (String::new(), None);
+    for (key, value) in form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "token" => token = value.into_owned(),
+            CSRF_FIELD => field = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let cookie = req.cookie(VERIFY_CSRF_COOKIE);
+    let csrf_ok = match (cookie.as_ref().map(|c| c.value()), field.as_deref()) {
+        (Some(cookie), Some(field)) if !cookie.is_empty() => {
+            crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
+        }
+        _ => false,
+    };
+    if !csrf_ok {
+        return Ok(super::authorize::message_page(
+            StatusCode::FORBIDDEN,
+            "This link cannot be used",
+            "This form has expired or did not come from this site. Open the link in the mail again.",
+        ));
+    }
+    Ok(match self_service::verify_email(svc, &token).await {
+        Ok(user) => {
+            let mut response = super::authorize::message_page(
+                StatusCode::OK,
+                "Email address confirmed",
+                &format!(
+                    "Thank you: {} is confirmed as your email address. You can close this page.",
+                    user.email
+                ),
+            );
+            let _ = response.add_cookie(&verify_csrf_cookie(svc, "", 0));
+            response
+        }
         Err(e) => error_page(e)?,
     })
 }
 
-/// POST /account/verify-email {"token"}: the same for an API client.
-async fn verify_api(
-    body: web::Json<TokenBody>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let user = self_service::verify_email(&state.services, &body.token).await?;
-    Ok(verified_json(&user))
+fn verify_csrf_cookie<'a>(
+    svc: &crate::services::Services,
+    value: &'a str,
+    max_age: i64,
+) -> Cookie<'a> {
+    Cookie::build(VERIFY_CSRF_COOKIE, value)
+        .path(VERIFY_PATH)
+        .http_only(true)
+        .secure(svc.issuer.starts_with("https://"))
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
+        .finish()
 }
 
 fn verified_json(user: &crate::db::models::User) -> HttpResponse {
@@ -348,6 +426,27 @@ fn message_page(title: &str, message: &str) -> String {
          <style>{STYLE}</style></head><body><h1>{t}</h1><p>{m}</p></body></html>",
         t = escape_html(title),
         m = escape_html(message)
+    )
+}
+
+fn verify_form(token: &str, email: &str, csrf: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Confirm your email address</title>{style}</head><body><main>\
+         <h1>Confirm your email address</h1>\
+         <p>Confirm that {email} is your address and that you created this account.</p>\
+         <p>If you did not create an account here, do not confirm: close this page, and the \
+         account will not be able to use your address.</p>\
+         <form id=\"verify-email-form\" method=\"post\" action=\"{VERIFY_PATH}\">\
+         <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+         <input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{csrf}\">\
+         <button id=\"verify-email-confirm\" type=\"submit\">Confirm my address</button>\
+         </form></main></body></html>",
+        style = super::authorize::STYLE,
+        email = escape_html(email),
+        token = escape_html(token),
+        csrf = escape_html(csrf),
     )
 }
 

@@ -315,9 +315,10 @@ pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> Ht
     page(status).body(body)
 }
 
-const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6}\
+pub(super) const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6}\
 main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem}\
 label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
 button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}\
 .or{text-align:center;color:#555}a.upstream{display:block;text-align:center;padding:.6rem;margin-top:.5rem;\
-border:1px solid #888;border-radius:.25rem;color:#000;text-decoration:none}</style>";
+border:1px solid #888;border-radius:.25rem;color:#000;text-decoration:none}\
+button.secondary{background:none;border:1px solid #888}</style>";

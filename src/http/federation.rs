@@ -1,20 +1,30 @@
 //! GET /auth/<provider>/login and /auth/<provider>/callback: the browser's legs of an upstream
-//! sign-in. The flow itself is `federation::flow`'s; here are cookies, redirects and pages.
+//! sign-in; GET/POST /auth/link: the page that asks for an existing account's password before
+//! an upstream identity is linked to it. The flow itself is `federation::flow`'s; here are
+//! cookies, redirects and pages.
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use super::authorize::{carried_query, error_page, query_params, refusal, see_other};
+use super::authorize::{STYLE, carried_query, error_page, page, query_params, refusal, see_other};
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
+use crate::grants::Params;
+use crate::mail::templates::escape_html as escape;
 use crate::services::Services;
 
 /// The browser-binding cookie of upstream sign-ins in flight.
 const COOKIE: &str = "tessera_upstream";
 const COOKIE_PATH: &str = "/auth/";
+/// The page that asks for the existing account's password before a link.
+pub const LINK_PATH: &str = "/auth/link";
+/// The browser-binding cookie of a pending link (a fresh server-made secret; its hash is
+/// stored).
+const LINK_COOKIE: &str = "tessera_link";
+const CSRF_FIELD: &str = "csrf_token";
 
 /// Starts a sign-in at the provider: for the app's authorization request in the query, or,
 /// with no query, a sign-in at Tessera itself.
@@ -87,17 +97,24 @@ pub async fn callback(
     };
     let cookie = req.cookie(COOKIE);
     let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
-    match flow::finish(
+    let finished = flow::finish(
         svc,
         provider,
         answer,
         cookie.as_ref().map(|c| c.value()),
         ip,
     )
-    .await
-    {
-        Ok(Finished::App { location }) => see_other(&location),
-        Ok(Finished::Direct { user, .. }) => {
+    .await;
+    match finished {
+        Ok(finished) => finished_page(svc, provider, finished),
+        Err(e) => failure(provider, e),
+    }
+}
+
+fn finished_page(svc: &Services, provider: &Provider, finished: Finished) -> HttpResponse {
+    match finished {
+        Finished::App { location } => see_other(&location),
+        Finished::Direct { user, .. } => {
             let who = if user.email.is_empty() {
                 user.name.clone().unwrap_or_else(|| "your account".into())
             } else {
@@ -112,8 +129,159 @@ pub async fn callback(
                 ),
             )
         }
-        Err(e) => failure(provider, e),
+        Finished::ConfirmLink { secret } => {
+            let mut response = see_other(LINK_PATH);
+            let _ = response.add_cookie(&link_cookie(svc, &secret, flow::LINK_TTL_SECS));
+            response
+        }
     }
+}
+
+/// GET /auth/link: asks for the existing account's password (or to decline). Changes nothing.
+pub async fn link_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let svc = &state.services;
+    let cookie = req.cookie(LINK_COOKIE);
+    let secret = cookie.as_ref().map(|c| c.value());
+    match flow::link_offer(svc, secret).await {
+        Ok(offer) => link_form(
+            svc,
+            StatusCode::OK,
+            &offer,
+            &flow::link_csrf(secret.unwrap_or_default()),
+            None,
+        ),
+        Err(e) => link_failure(svc, None, e),
+    }
+}
+
+/// POST /auth/link from the link page: `action=link` with the password, or `action=decline`.
+pub async fn link_submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
+        Ok(params) => params,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let cookie = req.cookie(LINK_COOKIE);
+    let secret = cookie.as_ref().map(|c| c.value());
+    // A page for a browser without the pending link says so before anything about CSRF.
+    let offer = match flow::link_offer(svc, secret).await {
+        Ok(offer) => offer,
+        Err(e) => return link_failure(svc, None, e),
+    };
+    let provider = Some(offer.provider.as_str());
+    let expected = flow::link_csrf(secret.unwrap_or_default());
+    let csrf_ok = params.get(CSRF_FIELD).is_some_and(|field| {
+        crate::crypto::constant_time_eq(field.as_bytes(), expected.as_bytes())
+    });
+    if !csrf_ok {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This form has expired or did not come from this site. Go back to the application and start again.",
+        );
+    }
+    if params.get("action") == Some("decline") {
+        let mut response = link_failure(svc, provider, flow::decline_link(svc, secret).await);
+        let _ = response.add_cookie(&link_cookie(svc, "", 0));
+        return response;
+    }
+    let Some(password) = params.get("password").filter(|p| !p.is_empty()) else {
+        return link_form(
+            svc,
+            StatusCode::BAD_REQUEST,
+            &offer,
+            &expected,
+            Some("Enter the password of your account."),
+        );
+    };
+    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    match flow::confirm_link(svc, secret, password, ip).await {
+        Ok(finished) => {
+            let mut response = match svc.federation.get(&offer.provider) {
+                Some(provider) => finished_page(svc, provider, finished),
+                None => not_found(),
+            };
+            let _ = response.add_cookie(&link_cookie(svc, "", 0));
+            response
+        }
+        Err(FederationError::WrongPassword) => link_form(
+            svc,
+            StatusCode::UNAUTHORIZED,
+            &offer,
+            &expected,
+            Some("The password is not right."),
+        ),
+        Err(FederationError::Throttled(wait)) => {
+            let mut page = link_form(
+                svc,
+                StatusCode::TOO_MANY_REQUESTS,
+                &offer,
+                &expected,
+                Some(&format!(
+                    "Too many failed attempts. Try again in {wait} seconds."
+                )),
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            page
+        }
+        Err(e) => link_failure(svc, provider, e),
+    }
+}
+
+/// A failure on the link page, as `failure` shows it for the pending link's provider (any
+/// provider, when there is no pending link: those failures do not name it).
+fn link_failure(svc: &Services, provider: Option<&str>, e: FederationError) -> HttpResponse {
+    let provider = match provider {
+        Some(name) => svc.federation.get(name),
+        None => svc.federation.providers().first(),
+    };
+    match provider {
+        Some(provider) => failure(provider, e),
+        None => not_found(),
+    }
+}
+
+fn link_form(
+    svc: &Services,
+    status: StatusCode,
+    offer: &flow::LinkOffer,
+    csrf: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let alert = error
+        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Link your account</title>{STYLE}</head>
+<body><main>
+<h1>Link your account</h1>
+<p>An account for <strong>{email}</strong> already exists here. To sign in to it with {provider} from now on, enter that account's password.</p>
+{alert}
+<form id="link-form" method="post" action="{LINK_PATH}">
+<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
+<input type="hidden" name="username" value="{email}" autocomplete="username">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required autofocus>
+<button id="link-confirm" type="submit" name="action" value="link">Link and continue</button>
+<button id="link-decline" type="submit" name="action" value="decline" formnovalidate class="secondary">Don't link</button>
+</form>
+</main></body></html>"#,
+        email = escape(&offer.email),
+        provider = escape(
+            &svc.federation
+                .get(&offer.provider)
+                .map_or(offer.provider.clone(), |p| p.display_name.clone())
+        ),
+        csrf = escape(csrf),
+    );
+    page(status).body(body)
 }
 
 /// Every way an upstream sign-in can fail, as the browser should see it. Details of upstream
@@ -160,6 +328,13 @@ fn failure(provider: &Provider, e: FederationError) -> HttpResponse {
         FederationError::AccountDisabled => {
             error_page(StatusCode::FORBIDDEN, "This account is disabled.")
         }
+        FederationError::WrongPassword => {
+            error_page(StatusCode::UNAUTHORIZED, "The password is not right.")
+        }
+        FederationError::Throttled(wait) => error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed attempts. Try again in {wait} seconds."),
+        ),
         FederationError::Authorize(e) => refusal(e),
         FederationError::Db(e) => {
             tracing::error!(error = %e, "upstream sign-in failed");
@@ -188,6 +363,20 @@ fn binding_cookie<'a>(svc: &Services, value: &'a str) -> Cookie<'a> {
         .max_age(actix_web::cookie::time::Duration::seconds(
             flow::STATE_TTL_SECS,
         ))
+        .finish()
+}
+
+/// The pending link's cookie: only for the link page, gone after ten minutes (`max_age` 0
+/// removes it).
+fn link_cookie<'a>(svc: &Services, value: &'a str, max_age: i64) -> Cookie<'a> {
+    Cookie::build(LINK_COOKIE, value)
+        .path(LINK_PATH)
+        .http_only(true)
+        .secure(svc.issuer.starts_with("https://"))
+        // Lax: it must come with the top-level redirect from the callback to the page; a
+        // cross-site POST does not carry it.
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
         .finish()
 }
 

@@ -94,6 +94,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 web::resource("/auth/{provider}/callback")
                     .route(web::get().to(federation::callback)),
             )
+            .service(
+                web::resource(federation::LINK_PATH)
+                    .route(web::get().to(federation::link_page))
+                    .route(web::post().to(federation::link_submit)),
+            )
             .service(web::resource(token::REVOKE_PATH).route(web::post().to(token::revoke)))
             .service(web::resource(token::INTROSPECT_PATH).route(web::post().to(token::introspect)))
             .service(

@@ -67,8 +67,9 @@ pub struct UserClaims {
 impl UserClaims {
     pub fn for_scope(user: &crate::db::models::User, scope: &str) -> UserClaims {
         let has = |wanted: &str| scope.split_whitespace().any(|s| s == wanted);
-        // An account from an upstream that shared no address has none to release.
-        let email = has("email") && !user.email.is_empty();
+        // Only the account that owns an address releases it (one address, one account): not
+        // one whose upstream vouched for none, nor one that lost it to a verified owner.
+        let email = has("email") && crate::accounts::owns_address(user);
         UserClaims {
             email: email.then(|| user.email.clone()),
             email_verified: email.then_some(user.email_verified_at.is_some()),

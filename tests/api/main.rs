@@ -16,6 +16,7 @@ mod federation;
 mod fuzz;
 mod health;
 mod keys;
+mod linking;
 mod metrics;
 mod notes_api;
 mod password_grant;

@@ -163,7 +163,7 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
         "only the hash is stored"
     );
 
-    // A browser follows the link.
+    // A browser follows the link: a page whose button confirms (only its POST verifies).
     let page = app
         .client
         .get(&link)
@@ -173,7 +173,31 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
         .expect("request");
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
-    assert!(page.text().await.expect("text").contains("confirmed"));
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let csrf = cookie.split_once('=').expect("name=value").1.to_string();
+    assert!(
+        page.text()
+            .await
+            .expect("text")
+            .contains("Confirm my address")
+    );
+    let confirmed = app
+        .client
+        .post(app.url("/account/verify-email"))
+        .header("accept", "text/html")
+        .header("cookie", &cookie)
+        .form(&[("token", token.as_str()), ("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(confirmed.status(), 200);
+    assert!(confirmed.text().await.expect("text").contains("confirmed"));
 
     // Once only: again as a browser, then as an API call.
     let again = app

@@ -1,8 +1,8 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::{FederatedIdentity, FederationState};
-use crate::db::schema::{federated_identities, federation_states};
+use crate::db::models::{FederatedIdentity, FederationState, PendingLink};
+use crate::db::schema::{federated_identities, federation_states, pending_links};
 
 pub fn insert_state(conn: &mut DbConnection, state: &FederationState) -> QueryResult<()> {
     diesel::insert_into(federation_states::table)
@@ -94,4 +94,56 @@ pub fn identities_of(
         .order(federated_identities::created_at.asc())
         .select(FederatedIdentity::as_select())
         .load(conn)
+}
+
+pub fn insert_pending_link(conn: &mut DbConnection, link: &PendingLink) -> QueryResult<()> {
+    diesel::insert_into(pending_links::table)
+        .values(link)
+        .execute(conn)
+        .map(drop)
+}
+
+/// A pending link that is unused and unexpired.
+pub fn find_pending_link(
+    conn: &mut DbConnection,
+    secret_hash: &str,
+    now: i64,
+) -> QueryResult<Option<PendingLink>> {
+    pending_links::table
+        .find(secret_hash)
+        .filter(pending_links::used_at.is_null())
+        .filter(pending_links::expires_at.gt(now))
+        .select(PendingLink::as_select())
+        .get_result(conn)
+        .optional()
+}
+
+/// Marks a pending link used; 1 if it was live, 0 if another request used it first.
+pub fn consume_pending_link(
+    conn: &mut DbConnection,
+    secret_hash: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        pending_links::table
+            .find(secret_hash)
+            .filter(pending_links::used_at.is_null())
+            .filter(pending_links::expires_at.gt(now)),
+    )
+    .set(pending_links::used_at.eq(now))
+    .execute(conn)
+}
+
+/// Deletes up to `batch` pending links that expired before `cutoff`.
+pub fn purge_pending_links(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<usize> {
+    let hashes: Vec<String> = pending_links::table
+        .filter(pending_links::expires_at.lt(cutoff))
+        .select(pending_links::secret_hash)
+        .limit(batch)
+        .load(conn)?;
+    if hashes.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(pending_links::table.filter(pending_links::secret_hash.eq_any(&hashes)))
+        .execute(conn)
 }

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::models::{NewUser, User};
-use crate::db::schema::users;
+use crate::db::schema::{federated_identities, users};
 
 pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
     diesel::insert_into(users::table)
@@ -100,4 +100,43 @@ pub fn set_password(
 
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
     diesel::delete(users::table.find(id)).execute(conn)
+}
+
+/// Takes an account's address away: its sign-in key becomes `key` (never an address) and its
+/// security stamp changes, so it signs in by the address no more and its sessions end. The
+/// address stays on show in `email` for the operator; tokens release an address only to the
+/// account whose sign-in key it is.
+pub fn release_address(
+    conn: &mut DbConnection,
+    id: &str,
+    key: &str,
+    stamp: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::email_lower.eq(key),
+            users::security_stamp.eq(stamp),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Up to `batch` accounts made before `cutoff` that never verified their address and have no
+/// upstream identity (those sign in without an address of their own).
+pub fn unverified_before(
+    conn: &mut DbConnection,
+    cutoff: i64,
+    batch: i64,
+) -> QueryResult<Vec<String>> {
+    users::table
+        .filter(users::email_verified_at.is_null())
+        .filter(users::created_at.lt(cutoff))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            federated_identities::table.filter(federated_identities::user_id.eq(users::id)),
+        )))
+        .order(users::created_at.asc())
+        .select(users::id)
+        .limit(batch)
+        .load(conn)
 }
