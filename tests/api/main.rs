@@ -9,6 +9,7 @@ mod helpers;
 
 mod authorize;
 mod bad_input;
+mod browser;
 mod cli;
 mod errors;
 mod faults;
