@@ -1,20 +1,16 @@
 //! GET /auth/<provider>/login and /auth/<provider>/callback: the browser's legs of an upstream
 //! sign-in. The flow itself is `federation::flow`'s; here are cookies, redirects and pages.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::authorize::{carried_query, error_page, query_params, refusal, see_other};
+use super::cookies::UPSTREAM_BINDING;
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
 use crate::services::Services;
-
-/// The browser-binding cookie of upstream sign-ins in flight.
-const COOKIE: &str = "tessera_upstream";
-const COOKIE_PATH: &str = "/auth/";
 
 /// Starts a sign-in at the provider: for the app's authorization request in the query, or,
 /// with no query, a sign-in at Tessera itself.
@@ -39,28 +35,21 @@ pub async fn login(
         }
         Some(carried_query(&params))
     };
-    start(&req, svc, provider, request).await
+    start(svc, provider, request).await
 }
 
 /// Sends the browser to the provider, remembering the sign-in; shared with `/authorize?idp=`.
-pub async fn start(
-    req: &HttpRequest,
-    svc: &Services,
-    provider: &Provider,
-    request: Option<String>,
-) -> HttpResponse {
-    let presented = req.cookie(COOKIE);
-    match flow::start(
-        svc,
-        provider,
-        request,
-        presented.as_ref().map(|c| c.value()),
-    )
-    .await
-    {
+/// The browser gets a fresh binding secret every time: a value already in the browser may have
+/// been planted there by someone who knows it.
+pub async fn start(svc: &Services, provider: &Provider, request: Option<String>) -> HttpResponse {
+    match flow::start(svc, provider, request).await {
         Ok(started) => {
             let mut response = see_other(&started.location);
-            let _ = response.add_cookie(&binding_cookie(svc, &started.browser_secret));
+            let _ = response.add_cookie(&UPSTREAM_BINDING.build(
+                svc,
+                &started.browser_secret,
+                actix_web::cookie::time::Duration::seconds(flow::STATE_TTL_SECS),
+            ));
             response
         }
         Err(e) => failure(provider, e),
@@ -85,17 +74,9 @@ pub async fn callback(
         code: params.get("code"),
         error: params.get("error"),
     };
-    let cookie = req.cookie(COOKIE);
+    let cookie = UPSTREAM_BINDING.read(&req, svc);
     let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
-    match flow::finish(
-        svc,
-        provider,
-        answer,
-        cookie.as_ref().map(|c| c.value()),
-        ip,
-    )
-    .await
-    {
+    match flow::finish(svc, provider, answer, cookie.as_deref(), ip).await {
         Ok(Finished::App { location }) => see_other(&location),
         Ok(Finished::Direct { user, .. }) => {
             let who = if user.email.is_empty() {
@@ -176,19 +157,6 @@ fn failure(provider: &Provider, e: FederationError) -> HttpResponse {
             )
         }
     }
-}
-
-fn binding_cookie<'a>(svc: &Services, value: &'a str) -> Cookie<'a> {
-    Cookie::build(COOKIE, value)
-        .path(COOKIE_PATH)
-        .http_only(true)
-        .secure(svc.issuer.starts_with("https://"))
-        // Lax: the cookie must come back on the top-level GET redirect from the provider.
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            flow::STATE_TTL_SECS,
-        ))
-        .finish()
 }
 
 fn not_found() -> HttpResponse {
