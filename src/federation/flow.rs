@@ -31,7 +31,7 @@ pub const LINK_TTL_SECS: i64 = 600;
 pub struct Started {
     /// The upstream authorization URL to send the browser to.
     pub location: String,
-    /// The browser-binding secret for the cookie (the one presented, if it was well formed).
+    /// The browser-binding secret for the cookie: always a fresh one, never one presented.
     pub browser_secret: String,
 }
 
@@ -67,15 +67,11 @@ pub async fn start(
     svc: &Services,
     provider: &Provider,
     request: Option<String>,
-    browser_secret: Option<&str>,
 ) -> Result<Started, FederationError> {
     let metadata = provider.metadata().await?;
     let random =
         |n| crate::crypto::random_token(n).map_err(|e| FederationError::Internal(e.to_string()));
-    let browser_secret = match browser_secret.filter(|s| is_secret_shaped(s)) {
-        Some(secret) => secret.to_string(),
-        None => random(32)?,
-    };
+    let browser_secret = random(32)?;
     let state = random(32)?;
     let (nonce, verifier) = derive(&browser_secret, &state);
     let location = provider.authorization_url(&metadata, &state, &nonce, &verifier)?;
@@ -378,7 +374,8 @@ fn derive(browser_secret: &str, state: &str) -> (String, String) {
     (tag("nonce:"), tag("pkce:"))
 }
 
-/// A browser secret as `start` makes them: 43 base64url characters.
+/// A secret this server could have made (32 random bytes, base64url): anything else is not
+/// looked up.
 fn is_secret_shaped(secret: &str) -> bool {
     secret.len() == 43
         && secret

@@ -3,7 +3,6 @@
 //! POST uses a link's token, never the GET a mail scanner makes. Password change and account
 //! deletion need the user's access token.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -12,6 +11,7 @@ use serde_json::json;
 use super::AppState;
 use super::authorize::page;
 use super::bearer;
+use super::cookies::VERIFY_EMAIL_CSRF;
 use super::error::ApiError;
 use crate::accounts::UserView;
 use crate::accounts::self_service::{self, SelfServiceError};
@@ -94,8 +94,6 @@ fn client_ip(req: &HttpRequest, state: &AppState) -> Option<String> {
     super::client_ip(req, &state.services.settings.server.trusted_proxies)
 }
 
-/// The verification page's CSRF cookie (double submit, as on the login page).
-const VERIFY_CSRF_COOKIE: &str = "tessera_verify_csrf";
 const CSRF_FIELD: &str = "csrf_token";
 
 /// GET /account/verify-email?token=…: the link in the verification mail opens a page whose
@@ -122,7 +120,11 @@ async fn verify_link(
     let csrf = crate::crypto::random_token(32)
         .map_err(|e| ApiError::from(DbError::Task(e.to_string())))?;
     let mut response = page(StatusCode::OK).body(verify_form(&token, &email, &csrf));
-    let _ = response.add_cookie(&verify_csrf_cookie(svc, &csrf, 600));
+    let _ = response.add_cookie(&VERIFY_EMAIL_CSRF.build(
+        svc,
+        &csrf,
+        actix_web::cookie::time::Duration::minutes(10),
+    ));
     Ok(response)
 }
 
@@ -158,8 +160,8 @@ async fn verify_submit(
             _ => {}
         }
     }
-    let cookie = req.cookie(VERIFY_CSRF_COOKIE);
-    let csrf_ok = match (cookie.as_ref().map(|c| c.value()), field.as_deref()) {
+    let cookie = VERIFY_EMAIL_CSRF.read(&req, svc);
+    let csrf_ok = match (cookie.as_deref(), field.as_deref()) {
         (Some(cookie), Some(field)) if !cookie.is_empty() => {
             crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
         }
@@ -182,25 +184,11 @@ async fn verify_submit(
                     user.email
                 ),
             );
-            let _ = response.add_cookie(&verify_csrf_cookie(svc, "", 0));
+            let _ = response.add_cookie(&VERIFY_EMAIL_CSRF.removal(svc));
             response
         }
         Err(e) => error_page(e)?,
     })
-}
-
-fn verify_csrf_cookie<'a>(
-    svc: &crate::services::Services,
-    value: &'a str,
-    max_age: i64,
-) -> Cookie<'a> {
-    Cookie::build(VERIFY_CSRF_COOKIE, value)
-        .path(VERIFY_PATH)
-        .http_only(true)
-        .secure(svc.issuer.starts_with("https://"))
-        .same_site(SameSite::Strict)
-        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
-        .finish()
 }
 
 fn verified_json(user: &crate::db::models::User) -> HttpResponse {

@@ -1,11 +1,11 @@
 //! GET/POST /authorize: the authorization endpoint and its login page (email + password,
 //! CSRF-protected by a double-submit cookie). The checks and the code are `authorize`'s.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
 use super::AppState;
+use super::cookies::LOGIN_CSRF;
 use crate::accounts::login::{self, Attempt, LoginError};
 use crate::authorize::{self, AuthorizationRequest, AuthorizeError};
 use crate::grants::Params;
@@ -13,8 +13,12 @@ use crate::mail::templates::escape_html as escape;
 use crate::services::Services;
 
 pub const PATH: &str = "/authorize";
-const CSRF_COOKIE: &str = "tessera_csrf";
-const CSRF_FIELD: &str = "csrf_token";
+/// The self-registration page (another page's; linked from the login page when registration
+/// is on).
+const REGISTER_PATH: &str = "/account/register";
+pub(super) const CSRF_FIELD: &str = "csrf_token";
+/// The answer to a form post that fails its CSRF or Origin check.
+pub(super) const FORGED_FORM: &str = "This sign-in form has expired or did not come from this site. Go back to the application and start again.";
 /// The authorization request's own parameters, carried through the login form.
 const CARRIED: &[&str] = &[
     "response_type",
@@ -41,7 +45,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     if let Some(idp) = params.get("idp") {
         return match svc.federation.get(idp) {
             Some(provider) => {
-                super::federation::start(&req, svc, provider, Some(carried_query(&params))).await
+                super::federation::start(svc, provider, Some(carried_query(&params))).await
             }
             None => refusal(AuthorizeError::Redirect {
                 redirect_uri: request.redirect_uri,
@@ -55,8 +59,18 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(token) => token,
         Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
     };
-    let mut response = login_page(svc, StatusCode::OK, &request, &params, &csrf, None);
-    let _ = response.add_cookie(&csrf_cookie(svc, &csrf));
+    let form = LoginForm {
+        request: &request,
+        params: &params,
+        csrf: &csrf,
+        email: None,
+    };
+    let mut response = login_page(svc, StatusCode::OK, &form, None);
+    let _ = response.add_cookie(&LOGIN_CSRF.build(
+        svc,
+        &csrf,
+        actix_web::cookie::time::Duration::minutes(10),
+    ));
     response
 }
 
@@ -70,31 +84,26 @@ pub async fn submit(
         Ok(params) => params,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let cookie = req.cookie(CSRF_COOKIE);
-    let csrf_ok = match (cookie.as_ref().map(|c| c.value()), params.get(CSRF_FIELD)) {
-        (Some(cookie), Some(field)) => {
-            crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
-        }
-        _ => false,
-    };
-    if !csrf_ok {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "This sign-in form has expired or did not come from this site. Go back to the application and start again.",
-        );
+    let cookie = LOGIN_CSRF.read(&req, svc);
+    if !csrf_matches(cookie.as_deref(), params.get(CSRF_FIELD)) || !same_origin(&req, svc) {
+        return error_page(StatusCode::FORBIDDEN, FORGED_FORM);
     }
     let request = match authorize::validate(svc, &params).await {
         Ok(request) => request,
         Err(e) => return refusal(e),
     };
     let csrf = params.get(CSRF_FIELD).unwrap_or_default().to_string();
+    let form = LoginForm {
+        request: &request,
+        params: &params,
+        csrf: &csrf,
+        email: params.get("email"),
+    };
     let (Some(email), Some(password)) = (params.get("email"), params.get("password")) else {
         return login_page(
             svc,
             StatusCode::BAD_REQUEST,
-            &request,
-            &params,
-            &csrf,
+            &form,
             Some("Enter your email and password."),
         );
     };
@@ -109,18 +118,14 @@ pub async fn submit(
         Err(LoginError::BadCredentials) => login_page(
             svc,
             StatusCode::UNAUTHORIZED,
-            &request,
-            &params,
-            &csrf,
+            &form,
             Some("The email or password is not right."),
         ),
         Err(LoginError::Throttled(wait)) => {
             let mut page = login_page(
                 svc,
                 StatusCode::TOO_MANY_REQUESTS,
-                &request,
-                &params,
-                &csrf,
+                &form,
                 Some(&format!(
                     "Too many failed attempts. Try again in {wait} seconds."
                 )),
@@ -149,9 +154,7 @@ async fn signed_in(
         Ok(location) => {
             let mut response = see_other(&location);
             // The form is done with: the CSRF cookie goes.
-            let mut expired = Cookie::build(CSRF_COOKIE, "").path(PATH).finish();
-            expired.make_removal();
-            let _ = response.add_cookie(&expired);
+            let _ = response.add_cookie(&LOGIN_CSRF.removal(svc));
             response
         }
         Err(e) => {
@@ -205,40 +208,107 @@ pub(super) fn refusal(e: AuthorizeError) -> HttpResponse {
     }
 }
 
-fn csrf_cookie<'a>(svc: &Services, value: &'a str) -> Cookie<'a> {
-    Cookie::build(CSRF_COOKIE, value)
-        .path(PATH)
-        .http_only(true)
-        .secure(svc.issuer.starts_with("https://"))
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::minutes(10))
-        .finish()
+/// The double-submit check: the form's field equals the cookie, in constant time.
+pub(super) fn csrf_matches(cookie: Option<&str>, field: Option<&str>) -> bool {
+    match (cookie, field) {
+        (Some(cookie), Some(field)) => {
+            crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
+        }
+        _ => false,
+    }
 }
 
-/// Headers for every page: no caching, no framing (clickjacking), no referrer (URLs may hold
-/// tokens), nothing loaded from elsewhere, forms posted only here.
+/// The second line behind the CSRF cookie: a form post whose `Origin` is another site's (or
+/// `null`, an opaque origin) is refused. Our own origin is the issuer's, or the one the browser
+/// addressed (e.g. `localhost` for an issuer of `127.0.0.1`); a cross-site form cannot forge
+/// either. A post with no `Origin` at all (older browsers, non-browser clients) passes: the
+/// CSRF cookie, SameSite=Lax, still guards it.
+pub(super) fn same_origin(req: &HttpRequest, svc: &Services) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let issuer = url::Url::parse(&svc.issuer)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let info = req.connection_info();
+    let addressed = format!("{}://{}", info.scheme(), info.host());
+    origin != "null" && (origin == issuer || origin.eq_ignore_ascii_case(&addressed))
+}
+
+/// The policy every page gets: nothing loaded from anywhere (inline styles aside), no framing,
+/// and forms posted only here (`'self'`) or, for the login form, redirected on to
+/// `form_target`: browsers apply `form-action` to the redirect that answers a form too.
+fn content_security_policy(form_target: Option<&str>) -> String {
+    let form_action = match form_target {
+        Some(source) => format!("'self' {source}"),
+        None => "'self'".to_string(),
+    };
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; frame-ancestors 'none'"
+    )
+}
+
+/// The CSP source that lets a form's redirect reach `redirect_uri`: its origin
+/// (`scheme://host:port`) for http(s), or its scheme (`com.example.app:`) for a native app's
+/// private-use scheme (RFC 8252 §7.1). None for anything that would not be a plain source
+/// expression (so it cannot smuggle in a directive).
+pub(super) fn form_target(redirect_uri: &str) -> Option<String> {
+    let url = url::Url::parse(redirect_uri).ok()?;
+    let source = match url.scheme() {
+        "http" | "https" => url.origin().ascii_serialization(),
+        scheme => format!("{scheme}:"),
+    };
+    let plain = source
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+-.:/[]".contains(&b));
+    (plain && source != "null").then_some(source)
+}
+
+/// Headers for every page: no caching, no framing (clickjacking), the referrer only to this
+/// site (URLs may hold tokens; same-origin form posts then carry their real `Origin`),
+/// nothing loaded from elsewhere, forms posted only here.
 pub(super) fn page(status: StatusCode) -> HttpResponseBuilder {
+    page_with_form_target(status, None)
+}
+
+fn page_with_form_target(status: StatusCode, form_target: Option<&str>) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(status);
     builder
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            content_security_policy(form_target),
         ));
     builder
+}
+
+/// What the login form shows and carries.
+struct LoginForm<'a> {
+    request: &'a AuthorizationRequest,
+    params: &'a Params,
+    csrf: &'a str,
+    /// The address typed before, kept after a failed attempt.
+    email: Option<&'a str>,
 }
 
 fn login_page(
     svc: &Services,
     status: StatusCode,
-    request: &AuthorizationRequest,
-    params: &Params,
-    csrf: &str,
+    form: &LoginForm<'_>,
     error: Option<&str>,
 ) -> HttpResponse {
+    let LoginForm {
+        request,
+        params,
+        csrf,
+        email,
+    } = form;
     let mut hidden = String::new();
     for name in CARRIED {
         if let Some(value) = params.get(name) {
@@ -270,6 +340,22 @@ fn login_page(
     } else {
         format!(r#"<p class="or">or</p><nav aria-label="Other ways to sign in">{upstreams}</nav>"#)
     };
+    // Only what this server offers: a reset needs mail, an account needs registration on.
+    let mut help = String::new();
+    if svc.mailer.is_some() {
+        help.push_str(&format!(
+            r#"<a href="{}">Forgot password?</a>"#,
+            super::forgot_password::PATH
+        ));
+    }
+    if svc.settings.accounts.self_registration {
+        help.push_str(&format!(r#"<a href="{REGISTER_PATH}">Create account</a>"#));
+    }
+    let help = if help.is_empty() {
+        help
+    } else {
+        format!(r#"<p class="help">{help}</p>"#)
+    };
     let body = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -281,17 +367,22 @@ fn login_page(
 <form method="post" action="{PATH}">
 {hidden}<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
 <label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="username" required autofocus>
+<input id="email" name="email" type="email" autocomplete="username" value="{email}" required{email_focus}>
 <label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
+<input id="password" name="password" type="password" autocomplete="current-password" required{password_focus}>
+<button type="submit" class="primary">Sign in</button>
 </form>
+{help}
 {upstreams}
 </main></body></html>"#,
         client = escape(&request.client.name),
         csrf = escape(csrf),
+        email = escape(email.unwrap_or_default()),
+        // After a failed attempt the cursor waits in the password field.
+        email_focus = if email.is_some() { "" } else { " autofocus" },
+        password_focus = if email.is_some() { " autofocus" } else { "" },
     );
-    page(status).body(body)
+    page_with_form_target(status, form_target(&request.redirect_uri).as_deref()).body(body)
 }
 
 pub(super) fn error_page(status: StatusCode, message: &str) -> HttpResponse {
@@ -319,6 +410,9 @@ pub(super) const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;mar
 main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem}\
 label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
 button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}\
+button.primary{background:#1a56db;color:#fff;border:0;border-radius:.25rem;font-weight:600;cursor:pointer}\
+button.primary:hover,button.primary:focus{background:#1446b8}\
+.help{display:flex;justify-content:space-between;margin-top:1rem;font-size:.9rem}.help a{color:#1a56db}\
 .or{text-align:center;color:#555}a.upstream{display:block;text-align:center;padding:.6rem;margin-top:.5rem;\
 border:1px solid #888;border-radius:.25rem;color:#000;text-decoration:none}\
 button.secondary{background:none;border:1px solid #888}</style>";

@@ -3,12 +3,12 @@
 //! an upstream identity is linked to it. The flow itself is `federation::flow`'s; here are
 //! cookies, redirects and pages.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::authorize::{STYLE, carried_query, error_page, page, query_params, refusal, see_other};
+use super::cookies::{PENDING_LINK, UPSTREAM_BINDING};
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
@@ -16,14 +16,8 @@ use crate::grants::Params;
 use crate::mail::templates::escape_html as escape;
 use crate::services::Services;
 
-/// The browser-binding cookie of upstream sign-ins in flight.
-const COOKIE: &str = "tessera_upstream";
-const COOKIE_PATH: &str = "/auth/";
 /// The page that asks for the existing account's password before a link.
 pub const LINK_PATH: &str = "/auth/link";
-/// The browser-binding cookie of a pending link (a fresh server-made secret; its hash is
-/// stored).
-const LINK_COOKIE: &str = "tessera_link";
 const CSRF_FIELD: &str = "csrf_token";
 
 /// Starts a sign-in at the provider: for the app's authorization request in the query, or,
@@ -49,28 +43,21 @@ pub async fn login(
         }
         Some(carried_query(&params))
     };
-    start(&req, svc, provider, request).await
+    start(svc, provider, request).await
 }
 
 /// Sends the browser to the provider, remembering the sign-in; shared with `/authorize?idp=`.
-pub async fn start(
-    req: &HttpRequest,
-    svc: &Services,
-    provider: &Provider,
-    request: Option<String>,
-) -> HttpResponse {
-    let presented = req.cookie(COOKIE);
-    match flow::start(
-        svc,
-        provider,
-        request,
-        presented.as_ref().map(|c| c.value()),
-    )
-    .await
-    {
+/// The browser gets a fresh binding secret every time: a value already in the browser may have
+/// been planted there by someone who knows it.
+pub async fn start(svc: &Services, provider: &Provider, request: Option<String>) -> HttpResponse {
+    match flow::start(svc, provider, request).await {
         Ok(started) => {
             let mut response = see_other(&started.location);
-            let _ = response.add_cookie(&binding_cookie(svc, &started.browser_secret));
+            let _ = response.add_cookie(&UPSTREAM_BINDING.build(
+                svc,
+                &started.browser_secret,
+                actix_web::cookie::time::Duration::seconds(flow::STATE_TTL_SECS),
+            ));
             response
         }
         Err(e) => failure(provider, e),
@@ -95,16 +82,9 @@ pub async fn callback(
         code: params.get("code"),
         error: params.get("error"),
     };
-    let cookie = req.cookie(COOKIE);
+    let cookie = UPSTREAM_BINDING.read(&req, svc);
     let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
-    let finished = flow::finish(
-        svc,
-        provider,
-        answer,
-        cookie.as_ref().map(|c| c.value()),
-        ip,
-    )
-    .await;
+    let finished = flow::finish(svc, provider, answer, cookie.as_deref(), ip).await;
     match finished {
         Ok(finished) => finished_page(svc, provider, finished),
         Err(e) => failure(provider, e),
@@ -131,7 +111,11 @@ fn finished_page(svc: &Services, provider: &Provider, finished: Finished) -> Htt
         }
         Finished::ConfirmLink { secret } => {
             let mut response = see_other(LINK_PATH);
-            let _ = response.add_cookie(&link_cookie(svc, &secret, flow::LINK_TTL_SECS));
+            let _ = response.add_cookie(&PENDING_LINK.build(
+                svc,
+                &secret,
+                actix_web::cookie::time::Duration::seconds(flow::LINK_TTL_SECS),
+            ));
             response
         }
     }
@@ -140,8 +124,8 @@ fn finished_page(svc: &Services, provider: &Provider, finished: Finished) -> Htt
 /// GET /auth/link: asks for the existing account's password (or to decline). Changes nothing.
 pub async fn link_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let svc = &state.services;
-    let cookie = req.cookie(LINK_COOKIE);
-    let secret = cookie.as_ref().map(|c| c.value());
+    let cookie = PENDING_LINK.read(&req, svc);
+    let secret = cookie.as_deref();
     match flow::link_offer(svc, secret).await {
         Ok(offer) => link_form(
             svc,
@@ -165,8 +149,8 @@ pub async fn link_submit(
         Ok(params) => params,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let cookie = req.cookie(LINK_COOKIE);
-    let secret = cookie.as_ref().map(|c| c.value());
+    let cookie = PENDING_LINK.read(&req, svc);
+    let secret = cookie.as_deref();
     // A page for a browser without the pending link says so before anything about CSRF.
     let offer = match flow::link_offer(svc, secret).await {
         Ok(offer) => offer,
@@ -185,7 +169,7 @@ pub async fn link_submit(
     }
     if params.get("action") == Some("decline") {
         let mut response = link_failure(svc, provider, flow::decline_link(svc, secret).await);
-        let _ = response.add_cookie(&link_cookie(svc, "", 0));
+        let _ = response.add_cookie(&PENDING_LINK.removal(svc));
         return response;
     }
     let Some(password) = params.get("password").filter(|p| !p.is_empty()) else {
@@ -204,7 +188,7 @@ pub async fn link_submit(
                 Some(provider) => finished_page(svc, provider, finished),
                 None => not_found(),
             };
-            let _ = response.add_cookie(&link_cookie(svc, "", 0));
+            let _ = response.add_cookie(&PENDING_LINK.removal(svc));
             response
         }
         Err(FederationError::WrongPassword) => link_form(
@@ -351,33 +335,6 @@ fn failure(provider: &Provider, e: FederationError) -> HttpResponse {
             )
         }
     }
-}
-
-fn binding_cookie<'a>(svc: &Services, value: &'a str) -> Cookie<'a> {
-    Cookie::build(COOKIE, value)
-        .path(COOKIE_PATH)
-        .http_only(true)
-        .secure(svc.issuer.starts_with("https://"))
-        // Lax: the cookie must come back on the top-level GET redirect from the provider.
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            flow::STATE_TTL_SECS,
-        ))
-        .finish()
-}
-
-/// The pending link's cookie: only for the link page, gone after ten minutes (`max_age` 0
-/// removes it).
-fn link_cookie<'a>(svc: &Services, value: &'a str, max_age: i64) -> Cookie<'a> {
-    Cookie::build(LINK_COOKIE, value)
-        .path(LINK_PATH)
-        .http_only(true)
-        .secure(svc.issuer.starts_with("https://"))
-        // Lax: it must come with the top-level redirect from the callback to the page; a
-        // cross-site POST does not carry it.
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
-        .finish()
 }
 
 fn not_found() -> HttpResponse {

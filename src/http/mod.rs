@@ -5,8 +5,10 @@ mod account;
 mod admin;
 mod authorize;
 mod bearer;
+mod cookies;
 pub mod error;
 mod federation;
+mod forgot_password;
 mod health;
 pub mod metrics;
 mod token;
@@ -111,6 +113,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::post().to(userinfo::userinfo)),
             )
             .service(web::resource("/users").route(web::post().to(users::register)))
+            .service(
+                web::resource(forgot_password::PATH)
+                    .route(web::get().to(forgot_password::show))
+                    .route(web::post().to(forgot_password::submit)),
+            )
             .configure(account::routes)
             .configure(admin::routes)
             .default_service(web::to(not_found)),

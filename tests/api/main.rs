@@ -9,7 +9,9 @@ mod helpers;
 
 mod authorize;
 mod bad_input;
+mod browser;
 mod cli;
+mod cookies;
 mod errors;
 mod faults;
 mod federation;
@@ -17,6 +19,7 @@ mod fuzz;
 mod health;
 mod keys;
 mod linking;
+mod login_page;
 mod metrics;
 mod notes_api;
 mod password_grant;

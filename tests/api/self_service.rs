@@ -172,7 +172,7 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
         .await
         .expect("request");
     assert_eq!(page.status(), 200);
-    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
     let cookie = page.headers()["set-cookie"]
         .to_str()
         .expect("ascii")

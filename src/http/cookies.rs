@@ -1,0 +1,106 @@
+//! The cookies Tessera sets in browsers, named and scoped in one place. Under an https issuer
+//! each carries the `__Host-` prefix, so the browser accepts it only with `Secure`, `Path=/` and
+//! no `Domain`: no sibling subdomain or plain-http page can plant or overwrite it. Under plain
+//! http (development, tests) the prefix would make browsers drop the cookie, so the plain name
+//! and the narrower path are used.
+
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, SameSite};
+
+use crate::services::Services;
+
+/// One kind of cookie: its name with and without the prefix, and its path under plain http.
+pub struct BrowserCookie {
+    plain: &'static str,
+    prefixed: &'static str,
+    http_path: &'static str,
+}
+
+/// The double-submit CSRF cookie of the login form (`/authorize`).
+pub const LOGIN_CSRF: BrowserCookie = BrowserCookie {
+    plain: "tessera_csrf",
+    prefixed: "__Host-tessera_csrf",
+    http_path: "/authorize",
+};
+
+/// The double-submit CSRF cookie of the "forgot password" form.
+pub const FORGOT_PASSWORD_CSRF: BrowserCookie = BrowserCookie {
+    plain: "tessera_forgot_csrf",
+    prefixed: "__Host-tessera_forgot_csrf",
+    http_path: "/account/forgot-password",
+};
+
+/// Binds an upstream sign-in in flight to the browser that started it.
+pub const UPSTREAM_BINDING: BrowserCookie = BrowserCookie {
+    plain: "tessera_upstream",
+    prefixed: "__Host-tessera_upstream",
+    http_path: "/auth/",
+};
+
+/// The double-submit CSRF cookie of the page behind the mailed verification link.
+pub const VERIFY_EMAIL_CSRF: BrowserCookie = BrowserCookie {
+    plain: "tessera_verify_csrf",
+    prefixed: "__Host-tessera_verify_csrf",
+    http_path: "/account/verify-email",
+};
+
+/// Binds a pending link of an upstream identity (the page asking for the account's password)
+/// to the browser it was offered to; a fresh server-made secret, stored only as a hash.
+pub const PENDING_LINK: BrowserCookie = BrowserCookie {
+    plain: "tessera_link",
+    prefixed: "__Host-tessera_link",
+    http_path: "/auth/link",
+};
+
+fn is_https(svc: &Services) -> bool {
+    svc.issuer.starts_with("https://")
+}
+
+impl BrowserCookie {
+    /// The name this server uses: prefixed under an https issuer.
+    pub fn name(&self, svc: &Services) -> &'static str {
+        if is_https(svc) {
+            self.prefixed
+        } else {
+            self.plain
+        }
+    }
+
+    fn path(&self, svc: &Services) -> &'static str {
+        if is_https(svc) { "/" } else { self.http_path }
+    }
+
+    /// The cookie with `value`: HttpOnly, SameSite=Lax (it must come back on the top-level
+    /// navigations that finish each flow), Secure under https, living `max_age`.
+    pub fn build<'a>(
+        &self,
+        svc: &Services,
+        value: &'a str,
+        max_age: actix_web::cookie::time::Duration,
+    ) -> Cookie<'a> {
+        Cookie::build(self.name(svc), value)
+            .path(self.path(svc))
+            .http_only(true)
+            .secure(is_https(svc))
+            .same_site(SameSite::Lax)
+            .max_age(max_age)
+            .finish()
+    }
+
+    /// A cookie that makes the browser forget this one.
+    pub fn removal(&self, svc: &Services) -> Cookie<'static> {
+        let mut cookie = Cookie::build(self.name(svc), "")
+            .path(self.path(svc))
+            .http_only(true)
+            .secure(is_https(svc))
+            .same_site(SameSite::Lax)
+            .finish();
+        cookie.make_removal();
+        cookie
+    }
+
+    /// This cookie's value as the request presents it, under the name this server uses.
+    pub fn read(&self, req: &HttpRequest, svc: &Services) -> Option<String> {
+        req.cookie(self.name(svc)).map(|c| c.value().to_string())
+    }
+}

@@ -1,0 +1,140 @@
+//! GET/POST /account/forgot-password: the page the login page's "Forgot password?" link opens.
+//! A person enters an address and gets a reset mail, through the same use case, answer and
+//! throttle as `POST /account/password-reset`; the form is CSRF-protected like the login form.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::authorize::{CSRF_FIELD, STYLE, csrf_matches, message_page, page, same_origin};
+use super::cookies::FORGOT_PASSWORD_CSRF;
+use crate::accounts::AccountError;
+use crate::accounts::self_service::{self, SelfServiceError};
+use crate::mail::templates::{MailKind, escape_html as escape};
+use crate::services::Services;
+
+pub const PATH: &str = "/account/forgot-password";
+
+const TITLE: &str = "Reset your password";
+
+pub async fn show(state: web::Data<AppState>) -> HttpResponse {
+    let svc = &state.services;
+    if svc.mailer.is_none() {
+        return unavailable();
+    }
+    let Ok(csrf) = crate::crypto::random_token(32) else {
+        return message_page(StatusCode::SERVICE_UNAVAILABLE, TITLE, "Please try again.");
+    };
+    let mut response = form_page(StatusCode::OK, &csrf, "", None);
+    let _ = response.add_cookie(&FORGOT_PASSWORD_CSRF.build(
+        svc,
+        &csrf,
+        actix_web::cookie::time::Duration::minutes(30),
+    ));
+    response
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    let (mut csrf, mut email) = (None, None);
+    for (key, value) in form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            CSRF_FIELD => csrf = Some(value.into_owned()),
+            "email" => email = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let cookie = FORGOT_PASSWORD_CSRF.read(&req, svc);
+    if !csrf_matches(cookie.as_deref(), csrf.as_deref()) || !same_origin(&req, svc) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            TITLE,
+            "This form has expired or did not come from this site. Open the page again.",
+        );
+    }
+    let csrf = csrf.unwrap_or_default();
+    let email = email.unwrap_or_default();
+    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    match self_service::request_mail(svc, MailKind::ResetPassword, &email, ip).await {
+        Ok(()) => sent(svc),
+        Err(SelfServiceError::Account(AccountError::InvalidEmail(_))) => form_page(
+            StatusCode::BAD_REQUEST,
+            &csrf,
+            &email,
+            Some("Enter the email address of your account."),
+        ),
+        Err(SelfServiceError::Throttled(wait)) => {
+            let mut page = form_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &csrf,
+                &email,
+                Some(&format!(
+                    "Too many requests for this address or from this network. Try again in {wait} seconds."
+                )),
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            page
+        }
+        Err(SelfServiceError::MailNotConfigured) => unavailable(),
+        Err(e) => {
+            tracing::error!(error = %e, "password reset request failed");
+            message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TITLE,
+                "This is unavailable just now. Please try again shortly.",
+            )
+        }
+    }
+}
+
+/// The same answer whether or not an account has the address.
+fn sent(svc: &Services) -> HttpResponse {
+    let minutes = (svc.settings.accounts.reset_ttl_secs / 60).max(1);
+    message_page(
+        StatusCode::OK,
+        "Check your mail",
+        &format!(
+            "If an account has this address, we have sent it a link to choose a new password. \
+             The link works for {minutes} minutes."
+        ),
+    )
+}
+
+fn unavailable() -> HttpResponse {
+    message_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        TITLE,
+        "Password reset by mail is not available on this server. Ask its administrator to set a new password for you.",
+    )
+}
+
+fn form_page(status: StatusCode, csrf: &str, email: &str, error: Option<&str>) -> HttpResponse {
+    let alert = error
+        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{TITLE}</title>{STYLE}</head>
+<body><main>
+<h1>{TITLE}</h1>
+<p>Enter the email address of your account, and we will send it a link to choose a new password.</p>
+{alert}
+<form method="post" action="{PATH}">
+<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
+<label for="email">Email</label>
+<input id="email" name="email" type="email" autocomplete="username" value="{email}" required autofocus>
+<button type="submit" class="primary">Send the link</button>
+</form>
+</main></body></html>"#,
+        csrf = escape(csrf),
+        email = escape(email),
+    );
+    page(status).body(body)
+}
