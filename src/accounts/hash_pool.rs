@@ -2,7 +2,7 @@
 //! priority than the request workers: a storm of logins queues here and takes the CPU that is
 //! left over, while JWKS, refresh and the rest keep answering promptly.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -29,6 +29,8 @@ pub struct HashPool {
     threads: usize,
     /// Jobs queued and not yet started, for the metrics.
     waiting: Arc<AtomicUsize>,
+    /// Hashes of new passwords computed (not checks), for the metrics.
+    hashed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -59,6 +61,7 @@ impl HashPool {
             jobs,
             threads,
             waiting: Arc::default(),
+            hashed: Arc::default(),
         })
     }
 
@@ -96,8 +99,19 @@ impl HashPool {
         result.await.map_err(|_| HashPoolError::Gone)
     }
 
+    /// Hashes of new passwords computed since start.
+    pub fn hashes_computed(&self) -> u64 {
+        self.hashed.load(Relaxed)
+    }
+
     pub async fn hash(&self, password: String) -> Result<String, HashPoolError> {
-        Ok(self.submit(move |hasher| hasher.hash(&password)).await??)
+        let hashed = self.hashed.clone();
+        Ok(self
+            .submit(move |hasher| {
+                hashed.fetch_add(1, Relaxed);
+                hasher.hash(&password)
+            })
+            .await??)
     }
 
     /// Verifies against `stored`, or, when there is no stored hash (unknown user, or one
