@@ -2,6 +2,7 @@
 
 pub mod email;
 pub mod hash_pool;
+pub mod known;
 pub mod login;
 pub mod password;
 pub mod self_service;

@@ -139,6 +139,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     federation_states,
     account_tokens,
     mail_outbox,
+    known_sign_ins,
 );
 
 diesel::table! {
@@ -200,3 +201,15 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    known_sign_ins (user_id, kind, value_hash) {
+        user_id -> Text,
+        kind -> Text,
+        value_hash -> Text,
+        first_seen_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::joinable!(known_sign_ins -> users (user_id));

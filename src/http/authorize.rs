@@ -104,8 +104,17 @@ pub async fn submit(
         ip: ip.as_deref(),
         via: "login_page",
     };
-    match login::verify_credentials(svc, email, password, attempt).await {
-        Ok(user) => signed_in(svc, &request, &user).await,
+    let device = super::device::presented(&req, svc);
+    match login::verify_credentials_in_browser(svc, email, password, attempt, device.as_deref())
+        .await
+    {
+        Ok((user, device)) => {
+            let mut response = signed_in(svc, &request, &user).await;
+            if let Some(device) = device.filter(|_| response.status() == StatusCode::SEE_OTHER) {
+                let _ = response.add_cookie(&super::device::cookie(svc, device));
+            }
+            response
+        }
         Err(LoginError::BadCredentials) => login_page(
             svc,
             StatusCode::UNAUTHORIZED,

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod authorize;
 mod bearer;
+mod device;
 pub mod error;
 mod federation;
 mod health;
