@@ -299,12 +299,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Purge => {
             let mut conn = connect(&settings)?;
-            let purged = crate::sessions::purge(
-                &mut conn,
-                &settings.purge,
-                settings.counter_window_secs(),
-                crate::db::now(),
-            )?;
+            let purged = crate::sessions::purge(&mut conn, &settings, crate::db::now())?;
             out.print(serde_json::to_value(&purged)?, || format!("{purged:?}"));
             Ok(())
         }

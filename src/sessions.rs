@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, Event, Record};
-use crate::config::PurgeSettings;
+use crate::config::Settings;
 use crate::db::models::Client;
 use crate::db::{DbConnection, DbError, repo};
 use crate::services::Services;
@@ -172,18 +172,20 @@ pub struct Purged {
     pub federation_states: usize,
     pub account_tokens: usize,
     pub finished_mails: usize,
+    pub known_sign_ins: usize,
+    pub audit_events: usize,
 }
 
 /// Deletes what has been expired or revoked for longer than the retention, in batches of
-/// `batch_size`, each its own short statement.
-pub fn purge(
-    conn: &mut DbConnection,
-    settings: &PurgeSettings,
-    window_secs: i64,
-    now: i64,
-) -> Result<Purged, DbError> {
+/// `purge.batch_size`, each its own short statement; audit events after their own retention.
+pub fn purge(conn: &mut DbConnection, all: &Settings, now: i64) -> Result<Purged, DbError> {
+    let settings = &all.purge;
+    let window_secs = all.counter_window_secs();
     let cutoff = now - settings.retention_secs;
     let batch = settings.batch_size;
+    let known_cutoff = now - all.throttle.known_sign_in_ttl_secs;
+    let audit_cutoff =
+        (settings.audit_retention_secs > 0).then(|| now - settings.audit_retention_secs);
     let drain = |conn: &mut DbConnection,
                  step: &dyn Fn(&mut DbConnection) -> diesel::QueryResult<usize>| {
         let mut total = 0;
@@ -209,6 +211,13 @@ pub fn purge(
         federation_states: drain(conn, &|c| repo::federation::purge_states(c, now, batch))?,
         account_tokens: drain(conn, &|c| repo::account_tokens::purge(c, cutoff, batch))?,
         finished_mails: drain(conn, &|c| repo::outbox::purge(c, cutoff, batch))?,
+        known_sign_ins: drain(conn, &|c| {
+            repo::known_sign_ins::purge(c, known_cutoff, batch)
+        })?,
+        audit_events: match audit_cutoff {
+            Some(cutoff) => drain(conn, &|c| repo::audit::purge(c, cutoff, batch))?,
+            None => 0,
+        },
     })
 }
 
@@ -225,10 +234,7 @@ pub fn spawn_purge(svc: Services) {
             ticker.tick().await;
             let settings = svc.settings.clone();
             let now = svc.clock.now();
-            let result = svc
-                .db
-                .run(move |conn| purge(conn, &settings.purge, settings.counter_window_secs(), now))
-                .await;
+            let result = svc.db.run(move |conn| purge(conn, &settings, now)).await;
             match result {
                 Ok(purged) => tracing::info!(?purged, "purge finished"),
                 Err(error) => tracing::warn!(%error, "purge failed"),
