@@ -120,6 +120,24 @@ pub fn for_known(keys: Vec<(String, Policy)>) -> Vec<(String, Policy)> {
         .collect()
 }
 
+/// The counter of upstream sign-ins started from one IP (each stores a pending sign-in).
+pub fn upstream_start_keys(
+    settings: &ThrottleSettings,
+    per_ip: i64,
+    ip: Option<&str>,
+) -> Vec<(String, Policy)> {
+    ip.map(|ip| {
+        vec![(
+            format!("upstream:ip:{}", ip_key(ip)),
+            Policy {
+                free_attempts: per_ip,
+                ..Policy::account(settings)
+            },
+        )]
+    })
+    .unwrap_or_default()
+}
+
 /// IPv6 clients are counted by their /64: one host usually holds the whole prefix.
 pub fn ip_key(ip: &str) -> String {
     match ip.parse::<std::net::IpAddr>() {

@@ -3,10 +3,12 @@
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::authorize::{carried_query, error_page, query_params, refusal, see_other};
+use crate::accounts::throttle;
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
@@ -49,6 +51,34 @@ pub async fn start(
     provider: &Provider,
     request: Option<String>,
 ) -> HttpResponse {
+    // Each start stores a pending sign-in: counted per client address before anything is.
+    let ip = super::client_ip(req, &svc.settings.server.trusted_proxies);
+    let keys = throttle::upstream_start_keys(
+        &svc.settings.throttle,
+        svc.settings.federation.sign_ins_per_ip,
+        ip.as_deref(),
+    );
+    let now = svc.clock.now();
+    match svc
+        .db
+        .run(move |conn| throttle::reserve(conn, &keys, now))
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(wait)) => {
+            let mut page = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many sign-ins were started from your network. Try again in {wait} seconds."
+                ),
+            );
+            if let Ok(value) = HeaderValue::from_str(&wait.max(1).to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return page;
+        }
+        Err(e) => return failure(provider, FederationError::Db(e)),
+    }
     let presented = req.cookie(COOKIE);
     match flow::start(
         svc,
