@@ -31,6 +31,8 @@ pub struct HashPool {
     waiting: Arc<AtomicUsize>,
     /// Hashes of new passwords computed (not checks), for the metrics.
     hashed: Arc<AtomicU64>,
+    /// A moving average of how long a hash takes, queueing included, in microseconds.
+    typical_micros: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -62,6 +64,7 @@ impl HashPool {
             threads,
             waiting: Arc::default(),
             hashed: Arc::default(),
+            typical_micros: Arc::default(),
         })
     }
 
@@ -104,14 +107,30 @@ impl HashPool {
         self.hashed.load(Relaxed)
     }
 
+    /// About how long a hash has taken lately (none yet: zero). A request that skips hashing
+    /// may wait this long, on a timer, so that its answer does not come sooner than a hash's.
+    pub fn typical_hash_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.typical_micros.load(Relaxed))
+    }
+
     pub async fn hash(&self, password: String) -> Result<String, HashPoolError> {
         let hashed = self.hashed.clone();
-        Ok(self
+        let started = std::time::Instant::now();
+        let hash = self
             .submit(move |hasher| {
                 hashed.fetch_add(1, Relaxed);
                 hasher.hash(&password)
             })
-            .await??)
+            .await??;
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let old = self.typical_micros.load(Relaxed);
+        let typical = if old == 0 {
+            took
+        } else {
+            (old.saturating_mul(7).saturating_add(took)) / 8
+        };
+        self.typical_micros.store(typical, Relaxed);
+        Ok(hash)
     }
 
     /// Verifies against `stored`, or, when there is no stored hash (unknown user, or one

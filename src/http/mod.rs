@@ -107,6 +107,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::post().to(userinfo::userinfo)),
             )
             .service(web::resource("/users").route(web::post().to(users::register)))
+            .service(
+                web::resource(users::PAGE_PATH)
+                    .route(web::get().to(users::show_page))
+                    .route(web::post().to(users::submit_page)),
+            )
             .configure(account::routes)
             .configure(admin::routes)
             .default_service(web::to(not_found)),
