@@ -335,6 +335,67 @@ fn notify_owner(
     })
 }
 
+/// Where a page of the user list ends: opaque to clients (base64url of the last user's
+/// creation time and id), so the order can change without breaking them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    created_at: i64,
+    id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}.{}", self.created_at, self.id))
+    }
+
+    /// `None` for anything this server did not make.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (created_at, id) = raw.split_once('.')?;
+        if id.is_empty() || id.len() > 64 {
+            return None;
+        }
+        Some(Cursor {
+            created_at: created_at.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// One page of users, oldest first, and the cursor of the next page if there is one.
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub next: Option<Cursor>,
+}
+
+/// The users after `after` (from the first without), at most `limit` (at least 1).
+pub fn list_users(
+    conn: &mut DbConnection,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<UserPage, AccountError> {
+    let limit = limit.max(1);
+    let mut users = users::list_after(
+        conn,
+        after.map(|c| (c.created_at, c.id.as_str())),
+        limit.saturating_add(1),
+    )?;
+    let more = users.len() as i64 > limit;
+    users.truncate(limit as usize);
+    let next = users.last().filter(|_| more).map(|u| Cursor {
+        created_at: u.created_at,
+        id: u.id.clone(),
+    });
+    Ok(UserPage { users, next })
+}
+
 /// Disables or re-enables an account. Either way its security stamp changes, so sessions
 /// started before (refresh token families) end.
 pub fn set_disabled(
