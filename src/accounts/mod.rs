@@ -156,7 +156,7 @@ pub fn create(
 #[derive(Debug)]
 pub enum Registered {
     /// A new, unverified account (with mail on, its verification mail is queued).
-    Created(User),
+    Created(Box<User>),
     /// With mail on only: the address has an account, whose owner is mailed a notice. The
     /// caller answers exactly as for `Created`, so the answer says nothing about the address.
     Taken,
@@ -273,7 +273,7 @@ pub async fn register(
             if mail_on {
                 svc.outbox_wake.notify_one();
             }
-            Ok(Registered::Created(user))
+            Ok(Registered::Created(Box::new(user)))
         }
         // Registered by someone else since the check: the same as taken.
         Err(AccountError::DuplicateEmail) if mail_on => {

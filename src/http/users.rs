@@ -72,7 +72,7 @@ pub async fn register(
     match registered {
         // Tells the client not to expect a mail, so a missing SMTP setup is said, not hidden.
         Registered::Created(user) => Ok(HttpResponse::Created().json(Created {
-            user: UserView::from(&user),
+            user: UserView::from(user.as_ref()),
             verification_email: "not_configured",
         })),
         Registered::Taken => Err(AccountError::DuplicateEmail.into()),
