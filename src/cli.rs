@@ -263,7 +263,16 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::User(UserCommand::List) => {
             let mut conn = connect(&settings)?;
-            let users = repo::users::list(&mut conn)?;
+            let mut users = Vec::new();
+            let mut after = None;
+            loop {
+                let page = accounts::list_users(&mut conn, after.as_ref(), 500)?;
+                users.extend(page.users);
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
             out.print(Value::Array(users.iter().map(user_json).collect()), || {
                 users
                     .iter()

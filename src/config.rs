@@ -90,6 +90,7 @@ pub struct MetricsSettings {
 #[serde(deny_unknown_fields)]
 pub struct FederationSettings {
     pub http_timeout_secs: u64,
+    pub sign_ins_per_ip: i64,
 }
 
 /// A configured secret: kept out of `Debug`, so settings can be logged whole.
@@ -172,6 +173,7 @@ pub struct TokenSettings {
     pub refresh_idle_ttl_secs: i64,
     pub refresh_absolute_ttl_secs: i64,
     pub refresh_reuse_grace_secs: i64,
+    pub max_live_refresh_families: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +181,7 @@ pub struct TokenSettings {
 pub struct PurgeSettings {
     pub interval_secs: u64,
     pub retention_secs: i64,
+    pub audit_retention_secs: i64,
     pub batch_size: i64,
 }
 
@@ -194,6 +197,7 @@ pub struct AccountSettings {
     /// With mail on, accounts that never verified their address are deleted this long after
     /// they were made (0: never).
     pub unverified_ttl_secs: i64,
+    pub registrations_per_ip: i64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -251,6 +255,8 @@ pub struct ThrottleSettings {
     pub ip_free_attempts: i64,
     pub window_secs: i64,
     pub max_backoff_secs: i64,
+    pub known_sign_ins_per_account: i64,
+    pub known_sign_in_ttl_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -420,6 +426,26 @@ impl Settings {
                 "accounts.mail_request_window_secs",
                 self.accounts.mail_request_window_secs,
             ),
+            (
+                "accounts.registrations_per_ip",
+                self.accounts.registrations_per_ip,
+            ),
+            (
+                "throttle.known_sign_ins_per_account",
+                self.throttle.known_sign_ins_per_account,
+            ),
+            (
+                "throttle.known_sign_in_ttl_secs",
+                self.throttle.known_sign_in_ttl_secs,
+            ),
+            (
+                "federation.sign_ins_per_ip",
+                self.federation.sign_ins_per_ip,
+            ),
+            (
+                "tokens.max_live_refresh_families",
+                self.tokens.max_live_refresh_families,
+            ),
             ("mail.retry_base_secs", self.mail.retry_base_secs),
             ("mail.retry_max_secs", self.mail.retry_max_secs),
             ("mail.max_attempts", self.mail.max_attempts),
@@ -441,9 +467,14 @@ impl Settings {
                     .into(),
             ));
         }
-        if self.purge.batch_size < 1 || self.purge.retention_secs < 0 {
+        if self.purge.batch_size < 1
+            || self.purge.retention_secs < 0
+            || self.purge.audit_retention_secs < 0
+        {
             return Err(ConfigError(
-                "purge: batch_size must be at least 1 and retention_secs not negative".into(),
+                "purge: batch_size must be at least 1, and retention_secs and \
+                 audit_retention_secs not negative"
+                    .into(),
             ));
         }
         if self.passwords.hash_queue == 0 {

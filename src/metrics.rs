@@ -60,6 +60,8 @@ pub struct Gauges {
     pub db_connections_idle: u64,
     pub db_queue_depth: u64,
     pub hash_queue_depth: u64,
+    /// Read from the hashing pool, which counts them itself; a counter, not a gauge.
+    pub password_hashes: u64,
 }
 
 #[derive(Default)]
@@ -164,6 +166,17 @@ impl Metrics {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", counter.load(Relaxed));
         }
+        header(
+            &mut out,
+            "tessera_password_hashes_total",
+            "counter",
+            "Argon2 hashes computed for new passwords (registrations, resets, changes, rehashes).",
+        );
+        let _ = writeln!(
+            out,
+            "tessera_password_hashes_total {}",
+            gauges.password_hashes
+        );
         let gauges = [
             (
                 "tessera_db_connections_in_use",
@@ -306,6 +319,7 @@ mod tests {
             db_connections_idle: 5,
             db_queue_depth: 0,
             hash_queue_depth: 7,
+            password_hashes: 4,
         });
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"refresh_token\"} 2"));
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"password\"} 0"));
@@ -313,6 +327,7 @@ mod tests {
         assert!(text.contains("tessera_throttled_requests_total 0"));
         assert!(text.contains("tessera_db_connections_in_use 3"));
         assert!(text.contains("tessera_password_hash_queue_depth 7"));
+        assert!(text.contains("tessera_password_hashes_total 4"));
         assert!(!text.contains("made_up"));
     }
 }

@@ -37,6 +37,7 @@ impl Services {
             db_connections_idle: idle.into(),
             db_queue_depth: db_waiting as u64,
             hash_queue_depth: self.hashes.queue_depth() as u64,
+            password_hashes: self.hashes.hashes_computed(),
         })
     }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, Event, Record};
-use crate::config::{PurgeSettings, Settings};
+use crate::config::Settings;
 use crate::db::models::Client;
 use crate::db::{DbConnection, DbError, repo};
 use crate::services::Services;
@@ -175,18 +175,20 @@ pub struct Purged {
     pub pending_links: usize,
     /// Accounts that never verified their address (only with mail on).
     pub unverified_accounts: usize,
+    pub known_sign_ins: usize,
+    pub audit_events: usize,
 }
 
 /// Deletes what has been expired or revoked for longer than the retention, in batches of
-/// `batch_size`, each its own short statement.
-pub fn purge(
-    conn: &mut DbConnection,
-    settings: &PurgeSettings,
-    window_secs: i64,
-    now: i64,
-) -> Result<Purged, DbError> {
+/// `purge.batch_size`, each its own short statement; audit events after their own retention.
+pub fn purge(conn: &mut DbConnection, all: &Settings, now: i64) -> Result<Purged, DbError> {
+    let settings = &all.purge;
+    let window_secs = all.counter_window_secs();
     let cutoff = now - settings.retention_secs;
     let batch = settings.batch_size;
+    let known_cutoff = now - all.throttle.known_sign_in_ttl_secs;
+    let audit_cutoff =
+        (settings.audit_retention_secs > 0).then(|| now - settings.audit_retention_secs);
     let drain = |conn: &mut DbConnection,
                  step: &dyn Fn(&mut DbConnection) -> diesel::QueryResult<usize>| {
         let mut total = 0;
@@ -216,6 +218,13 @@ pub fn purge(
             repo::federation::purge_pending_links(c, now, batch)
         })?,
         unverified_accounts: 0,
+        known_sign_ins: drain(conn, &|c| {
+            repo::known_sign_ins::purge(c, known_cutoff, batch)
+        })?,
+        audit_events: match audit_cutoff {
+            Some(cutoff) => drain(conn, &|c| repo::audit::purge(c, cutoff, batch))?,
+            None => 0,
+        },
     })
 }
 
@@ -228,7 +237,7 @@ pub fn purge_all(
     mail_on: bool,
     now: i64,
 ) -> Result<Purged, DbError> {
-    let mut purged = purge(conn, &settings.purge, settings.counter_window_secs(), now)?;
+    let mut purged = purge(conn, settings, now)?;
     let ttl = settings.accounts.unverified_ttl_secs;
     if mail_on && ttl > 0 {
         purged.unverified_accounts = crate::accounts::self_service::purge_unverified(

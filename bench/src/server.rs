@@ -84,6 +84,8 @@ impl Setup {
         let lifetimes = Lifetimes {
             idle_secs: settings.tokens.refresh_idle_ttl_secs,
             absolute_secs: settings.tokens.refresh_absolute_ttl_secs,
+            // The seed may give one user more sessions than a login would keep.
+            max_live_families: i64::MAX,
         };
         let (client, secret, emails, tokens) = conn.transaction(|conn| {
             let mut created = Vec::with_capacity(users);

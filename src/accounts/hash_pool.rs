@@ -2,7 +2,7 @@
 //! priority than the request workers: a storm of logins queues here and takes the CPU that is
 //! left over, while JWKS, refresh and the rest keep answering promptly.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -29,6 +29,10 @@ pub struct HashPool {
     threads: usize,
     /// Jobs queued and not yet started, for the metrics.
     waiting: Arc<AtomicUsize>,
+    /// Hashes of new passwords computed (not checks), for the metrics.
+    hashed: Arc<AtomicU64>,
+    /// A moving average of how long a hash takes, queueing included, in microseconds.
+    typical_micros: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -59,6 +63,8 @@ impl HashPool {
             jobs,
             threads,
             waiting: Arc::default(),
+            hashed: Arc::default(),
+            typical_micros: Arc::default(),
         })
     }
 
@@ -96,8 +102,35 @@ impl HashPool {
         result.await.map_err(|_| HashPoolError::Gone)
     }
 
+    /// Hashes of new passwords computed since start.
+    pub fn hashes_computed(&self) -> u64 {
+        self.hashed.load(Relaxed)
+    }
+
+    /// About how long a hash has taken lately (none yet: zero). A request that skips hashing
+    /// may wait this long, on a timer, so that its answer does not come sooner than a hash's.
+    pub fn typical_hash_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.typical_micros.load(Relaxed))
+    }
+
     pub async fn hash(&self, password: String) -> Result<String, HashPoolError> {
-        Ok(self.submit(move |hasher| hasher.hash(&password)).await??)
+        let hashed = self.hashed.clone();
+        let started = std::time::Instant::now();
+        let hash = self
+            .submit(move |hasher| {
+                hashed.fetch_add(1, Relaxed);
+                hasher.hash(&password)
+            })
+            .await??;
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let old = self.typical_micros.load(Relaxed);
+        let typical = if old == 0 {
+            took
+        } else {
+            (old.saturating_mul(7).saturating_add(took)) / 8
+        };
+        self.typical_micros.store(typical, Relaxed);
+        Ok(hash)
     }
 
     /// Verifies against `stored`, or, when there is no stored hash (unknown user, or one

@@ -1,12 +1,14 @@
 //! Checking an email and password, for the password grant and the login page alike: throttled
-//! before any password is checked, the same work and answer for unknown users and wrong
-//! passwords, re-hashing under new parameters, audited.
+//! before any password is checked (the account-wide counter spares the account's known devices
+//! and IPs), the same work and answer for unknown users and wrong passwords, re-hashing under
+//! new parameters, audited.
 
 use diesel::Connection;
 use serde_json::json;
 
 use super::email::Email;
 use super::hash_pool::HashPoolError;
+use super::known::{self, Device};
 use super::password::Verified;
 use super::throttle;
 use crate::audit::{self, Event, Record};
@@ -38,26 +40,70 @@ pub struct Attempt<'a> {
     pub via: &'static str,
 }
 
-/// The user, if `username` and `password` are right and the account is active.
+/// The user, if `username` and `password` are right and the account is active. No browser
+/// is involved (the password grant): the client's IP alone may be known to the account.
 pub async fn verify_credentials(
     svc: &Services,
     username: &str,
     password: &str,
     attempt: Attempt<'_>,
 ) -> Result<User, LoginError> {
+    verify(svc, username, password, attempt, Device::Absent)
+        .await
+        .map(|(user, _)| user)
+}
+
+/// As [`verify_credentials`], for the login page: `device` is the device cookie the browser
+/// sent. On success, also the browser's new device token, for its cookie.
+pub async fn verify_credentials_in_browser(
+    svc: &Services,
+    username: &str,
+    password: &str,
+    attempt: Attempt<'_>,
+    device: Option<&str>,
+) -> Result<(User, Option<String>), LoginError> {
+    verify(
+        svc,
+        username,
+        password,
+        attempt,
+        Device::Browser(device.map(String::from)),
+    )
+    .await
+}
+
+async fn verify(
+    svc: &Services,
+    username: &str,
+    password: &str,
+    attempt: Attempt<'_>,
+    device: Device,
+) -> Result<(User, Option<String>), LoginError> {
     let email_key = Email::parse(username)
         .map(|e| e.lookup_key().to_string())
         .unwrap_or_else(|_| username.trim().to_lowercase());
     let now = svc.clock.now();
-    let keys = throttle::keys(&svc.settings.throttle, &email_key, attempt.ip);
-    let reserve_keys = keys.clone();
-    let (throttled, user) = svc
+    let settings = svc.settings.throttle.clone();
+    let all_keys = throttle::keys(&settings, &email_key, attempt.ip);
+    let ip = attempt.ip.map(String::from);
+    let presented = device.clone();
+    let (throttled, user, keys) = svc
         .db
         .run(move |conn| {
-            if let Some(wait) = throttle::reserve(conn, &reserve_keys, now)? {
-                return Ok::<_, DbError>((Some(wait), None));
-            }
-            Ok((None, repo::users::find_by_email(conn, &email_key)?))
+            let user = repo::users::find_by_email(conn, &email_key)?;
+            let known = match &user {
+                Some(user) => {
+                    known::is_known(conn, &settings, &user.id, &presented, ip.as_deref(), now)?
+                }
+                None => false,
+            };
+            let keys = if known {
+                throttle::for_known(all_keys)
+            } else {
+                all_keys
+            };
+            let throttled = throttle::reserve(conn, &keys, now)?;
+            Ok::<_, DbError>((throttled, user, keys))
         })
         .await?;
     if let Some(wait) = throttled {
@@ -102,11 +148,14 @@ pub async fn verify_credentials(
     let via = attempt.via;
     let user_id = user.id.clone();
     let release_keys = keys.clone();
+    let settings = svc.settings.throttle.clone();
     let recorded = svc
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
                 throttle::succeeded(conn, &keys, now)?;
+                let device_token =
+                    known::remember(conn, &settings, &user_id, &device, ip.as_deref(), now)?;
                 if let Some(hash) = &rehash {
                     repo::users::set_password_hash(conn, &user_id, hash, now)?;
                 }
@@ -120,21 +169,25 @@ pub async fn verify_credentials(
                         detail: Some(json!({ "via": via, "rehashed": rehash.is_some() })),
                     },
                     now,
-                )
+                )?;
+                Ok::<_, DbError>(device_token)
             })
         })
         .await;
-    if let Err(e) = recorded {
-        // The right password, but the login could not be recorded (database full, locked or
-        // gone): the attempt must not count against the account. Best effort, as the
-        // database may refuse this too.
-        let _ = svc
-            .db
-            .run(move |conn| throttle::release(conn, &release_keys))
-            .await;
-        return Err(e.into());
-    }
-    Ok(user)
+    let device_token = match recorded {
+        Ok(token) => token,
+        Err(e) => {
+            // The right password, but the login could not be recorded (database full, locked or
+            // gone): the attempt must not count against the account. Best effort, as the
+            // database may refuse this too.
+            let _ = svc
+                .db
+                .run(move |conn| throttle::release(conn, &release_keys))
+                .await;
+            return Err(e.into());
+        }
+    };
+    Ok((user, device_token))
 }
 
 /// The attempted username is not recorded: it may be a password typed into the wrong field.

@@ -6,10 +6,15 @@
 //! attempts each one opens a back-off (1 s, 2 s, 4 s … up to a ceiling); the window expiring
 //! or a successful login clears it, so nobody is locked out for good.
 //!
-//! Three counters: the account from one IP (strict: a guesser there is slowed at once), the
-//! account from everywhere (looser: a distributed guesser is slowed too, while one attacker
-//! cannot lock the owner out from the owner's own address), and the IP across accounts. Keys
-//! hold hashes, never the typed username, which may be a password in the wrong field.
+//! Three counters: the IP across accounts, the account from one IP (strict: a guesser there is
+//! slowed at once), and the account from everywhere (looser: a distributed guesser is slowed
+//! too). The account-wide counter is skipped for a device or IP the account signed in from
+//! before (see `known`), so guessers on many addresses cannot lock the owner out. Keys hold
+//! hashes, never the typed username, which may be a password in the wrong field.
+//!
+//! A refused attempt writes nothing: the IP is locked first, and a refusal rolls the whole
+//! reservation back, so a blocked address cannot grow the table with rows for every username
+//! it makes up.
 
 use diesel::Connection;
 
@@ -76,7 +81,8 @@ impl Policy {
     }
 }
 
-/// The counters one login attempt touches, in the fixed order they are locked.
+/// The counters one login attempt touches, in the fixed order they are locked (the IP first:
+/// the check that refuses a blocked address before anything about the account is written).
 pub fn keys(
     settings: &ThrottleSettings,
     email_lower: &str,
@@ -85,6 +91,7 @@ pub fn keys(
     let account = crate::crypto::sha256_hex(email_lower.as_bytes());
     match ip.map(ip_key) {
         Some(ip) => vec![
+            (format!("ip:{ip}"), Policy::ip(settings)),
             (
                 format!(
                     "pair:{}",
@@ -96,10 +103,39 @@ pub fn keys(
                 format!("account:{account}"),
                 Policy::account_total(settings),
             ),
-            (format!("ip:{ip}"), Policy::ip(settings)),
         ],
         None => vec![(format!("account:{account}"), Policy::account(settings))],
     }
+}
+
+/// The keys of an attempt from a device or IP the account knows: without the account-wide
+/// counter (the per-IP and per-pair ones stay). Without an IP the one strict account counter
+/// stays too.
+pub fn for_known(keys: Vec<(String, Policy)>) -> Vec<(String, Policy)> {
+    if !keys.iter().any(|(key, _)| key.starts_with("pair:")) {
+        return keys;
+    }
+    keys.into_iter()
+        .filter(|(key, _)| !key.starts_with("account:"))
+        .collect()
+}
+
+/// The counter of upstream sign-ins started from one IP (each stores a pending sign-in).
+pub fn upstream_start_keys(
+    settings: &ThrottleSettings,
+    per_ip: i64,
+    ip: Option<&str>,
+) -> Vec<(String, Policy)> {
+    ip.map(|ip| {
+        vec![(
+            format!("upstream:ip:{}", ip_key(ip)),
+            Policy {
+                free_attempts: per_ip,
+                ..Policy::account(settings)
+            },
+        )]
+    })
+    .unwrap_or_default()
 }
 
 /// IPv6 clients are counted by their /64: one host usually holds the whole prefix.
@@ -140,29 +176,46 @@ pub fn release(conn: &mut DbConnection, keys: &[(String, Policy)]) -> Result<(),
     Ok(())
 }
 
+/// Why a reservation's transaction ends without committing.
+enum Refusal {
+    Wait(i64),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Refusal {
+    fn from(e: diesel::result::Error) -> Self {
+        Refusal::Db(e)
+    }
+}
+
 /// Counts one attempt against every key, all or nothing: `Ok(None)` to go ahead,
-/// `Ok(Some(seconds))` when any key must wait (then nothing is counted). Keys are always locked
-/// in the order given, so concurrent callers cannot deadlock.
+/// `Ok(Some(seconds))` when any key must wait (then nothing is written, not even the rows of
+/// keys seen for the first time). Keys are always locked in the order given, so concurrent
+/// callers cannot deadlock.
 pub fn reserve(
     conn: &mut DbConnection,
     keys: &[(String, Policy)],
     now: i64,
 ) -> Result<Option<i64>, DbError> {
-    conn.transaction(|conn| {
+    let reserved = conn.transaction(|conn| {
         let mut updated = Vec::with_capacity(keys.len());
         for (key, policy) in keys {
             let row = throttles::lock(conn, key, now)?;
             match policy.attempt(&row, now) {
                 Ok(next) => updated.push(next),
-                Err(retry_after) => return Ok(Some(retry_after)),
+                Err(retry_after) => return Err(Refusal::Wait(retry_after)),
             }
         }
         for row in &updated {
             throttles::save(conn, row)?;
         }
-        Ok(None)
-    })
-    .map_err(DbError::Query)
+        Ok(())
+    });
+    match reserved {
+        Ok(()) => Ok(None),
+        Err(Refusal::Wait(retry_after)) => Ok(Some(retry_after)),
+        Err(Refusal::Db(e)) => Err(DbError::Query(e)),
+    }
 }
 
 #[cfg(test)]

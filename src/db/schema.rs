@@ -140,6 +140,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     account_tokens,
     mail_outbox,
     pending_links,
+    known_sign_ins,
 );
 
 diesel::table! {
@@ -217,3 +218,15 @@ diesel::table! {
 }
 
 diesel::joinable!(pending_links -> users (user_id));
+
+diesel::table! {
+    known_sign_ins (user_id, kind, value_hash) {
+        user_id -> Text,
+        kind -> Text,
+        value_hash -> Text,
+        first_seen_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::joinable!(known_sign_ins -> users (user_id));

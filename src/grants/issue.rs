@@ -153,6 +153,7 @@ pub async fn for_user(
             absolute_secs: client
                 .refresh_absolute_ttl_secs
                 .unwrap_or(svc.settings.tokens.refresh_absolute_ttl_secs),
+            max_live_families: svc.settings.tokens.max_live_refresh_families,
         };
         let (user, client_id, scope) = (user.clone(), client.id.clone(), scope.to_string());
         let (token, family) = svc

@@ -167,7 +167,7 @@ async fn verify_submit(
         }
         _ => false,
     };
-    if !csrf_ok {
+    if !csrf_ok || !super::authorize::same_origin(&req, svc) {
         return Ok(super::authorize::message_page(
             StatusCode::FORBIDDEN,
             "This link cannot be used",

@@ -53,17 +53,52 @@ async fn require_admin(req: &HttpRequest, svc: &Services) -> Result<String, ApiE
     }
 }
 
+/// Users per page of GET /admin/users unless `limit` says otherwise, and the most it may say.
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+/// GET /admin/users?limit=&cursor=: `{"users": [...], "next_cursor": "…" | null}`, oldest
+/// first; pass `next_cursor` back as `cursor` for the next page.
 async fn list_users(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
     require_admin(&req, svc).await?;
-    let users = svc
+    let mut limit = DEFAULT_PAGE;
+    let mut after = None;
+    for (key, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match key.as_ref() {
+            "limit" => {
+                limit = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=MAX_PAGE).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::InvalidRequest(format!(
+                            "limit must be a whole number from 1 to {MAX_PAGE}"
+                        ))
+                    })?;
+            }
+            "cursor" => {
+                after = Some(accounts::Cursor::decode(&value).ok_or_else(|| {
+                    ApiError::InvalidRequest(
+                        "cursor is not one this server gave (pass next_cursor back as it is)"
+                            .into(),
+                    )
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let page = svc
         .db
-        .run(|conn| repo::users::list(conn).map_err(DbError::from))
+        .run(move |conn| accounts::list_users(conn, after.as_ref(), limit))
         .await?;
-    Ok(HttpResponse::Ok().json(users.iter().map(UserView::from).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "users": page.users.iter().map(UserView::from).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(|c| c.encode()),
+    })))
 }
 
 async fn disable_user(

@@ -45,7 +45,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     if let Some(idp) = params.get("idp") {
         return match svc.federation.get(idp) {
             Some(provider) => {
-                super::federation::start(svc, provider, Some(carried_query(&params))).await
+                super::federation::start(&req, svc, provider, Some(carried_query(&params))).await
             }
             None => refusal(AuthorizeError::Redirect {
                 redirect_uri: request.redirect_uri,
@@ -113,8 +113,23 @@ pub async fn submit(
         ip: ip.as_deref(),
         via: "login_page",
     };
-    match login::verify_credentials(svc, email, password, attempt).await {
-        Ok(user) => signed_in(svc, &request, &user).await,
+    let device = super::cookies::DEVICE.read(&req, svc);
+    match login::verify_credentials_in_browser(svc, email, password, attempt, device.as_deref())
+        .await
+    {
+        Ok((user, device)) => {
+            let mut response = signed_in(svc, &request, &user).await;
+            if let Some(device) = device.filter(|_| response.status() == StatusCode::SEE_OTHER) {
+                let _ = response.add_cookie(&super::cookies::DEVICE.build(
+                    svc,
+                    &device,
+                    actix_web::cookie::time::Duration::seconds(
+                        svc.settings.throttle.known_sign_in_ttl_secs,
+                    ),
+                ));
+            }
+            response
+        }
         Err(LoginError::BadCredentials) => login_page(
             svc,
             StatusCode::UNAUTHORIZED,

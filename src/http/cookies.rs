@@ -9,11 +9,13 @@ use actix_web::cookie::{Cookie, SameSite};
 
 use crate::services::Services;
 
-/// One kind of cookie: its name with and without the prefix, and its path under plain http.
+/// One kind of cookie: its name with and without the prefix, its path under plain http, and
+/// when the browser sends it.
 pub struct BrowserCookie {
     plain: &'static str,
     prefixed: &'static str,
     http_path: &'static str,
+    same_site: SameSite,
 }
 
 /// The double-submit CSRF cookie of the login form (`/authorize`).
@@ -21,6 +23,7 @@ pub const LOGIN_CSRF: BrowserCookie = BrowserCookie {
     plain: "tessera_csrf",
     prefixed: "__Host-tessera_csrf",
     http_path: "/authorize",
+    same_site: SameSite::Lax,
 };
 
 /// The double-submit CSRF cookie of the "forgot password" form.
@@ -28,6 +31,7 @@ pub const FORGOT_PASSWORD_CSRF: BrowserCookie = BrowserCookie {
     plain: "tessera_forgot_csrf",
     prefixed: "__Host-tessera_forgot_csrf",
     http_path: "/account/forgot-password",
+    same_site: SameSite::Lax,
 };
 
 /// Binds an upstream sign-in in flight to the browser that started it.
@@ -35,6 +39,7 @@ pub const UPSTREAM_BINDING: BrowserCookie = BrowserCookie {
     plain: "tessera_upstream",
     prefixed: "__Host-tessera_upstream",
     http_path: "/auth/",
+    same_site: SameSite::Lax,
 };
 
 /// The double-submit CSRF cookie of the page behind the mailed verification link.
@@ -42,6 +47,7 @@ pub const VERIFY_EMAIL_CSRF: BrowserCookie = BrowserCookie {
     plain: "tessera_verify_csrf",
     prefixed: "__Host-tessera_verify_csrf",
     http_path: "/account/verify-email",
+    same_site: SameSite::Lax,
 };
 
 /// Binds a pending link of an upstream identity (the page asking for the account's password)
@@ -50,6 +56,25 @@ pub const PENDING_LINK: BrowserCookie = BrowserCookie {
     plain: "tessera_link",
     prefixed: "__Host-tessera_link",
     http_path: "/auth/link",
+    same_site: SameSite::Lax,
+};
+
+/// The double-submit CSRF cookie of the "Create account" form.
+pub const REGISTER_CSRF: BrowserCookie = BrowserCookie {
+    plain: "tessera_register_csrf",
+    prefixed: "__Host-tessera_register_csrf",
+    http_path: "/account/register",
+    same_site: SameSite::Strict,
+};
+
+/// Marks a browser its owner signed in with, so the account-wide failure counter spares it
+/// (`accounts::known`). Strict: only Tessera's own form posts need it, never a navigation from
+/// elsewhere.
+pub const DEVICE: BrowserCookie = BrowserCookie {
+    plain: "tessera_device",
+    prefixed: "__Host-tessera_device",
+    http_path: "/",
+    same_site: SameSite::Strict,
 };
 
 fn is_https(svc: &Services) -> bool {
@@ -70,8 +95,8 @@ impl BrowserCookie {
         if is_https(svc) { "/" } else { self.http_path }
     }
 
-    /// The cookie with `value`: HttpOnly, SameSite=Lax (it must come back on the top-level
-    /// navigations that finish each flow), Secure under https, living `max_age`.
+    /// The cookie with `value`: HttpOnly, Secure under https, living `max_age`; SameSite=Lax for
+    /// those that must come back on the top-level navigations that finish a flow.
     pub fn build<'a>(
         &self,
         svc: &Services,
@@ -82,7 +107,7 @@ impl BrowserCookie {
             .path(self.path(svc))
             .http_only(true)
             .secure(is_https(svc))
-            .same_site(SameSite::Lax)
+            .same_site(self.same_site)
             .max_age(max_age)
             .finish()
     }
@@ -93,7 +118,7 @@ impl BrowserCookie {
             .path(self.path(svc))
             .http_only(true)
             .secure(is_https(svc))
-            .same_site(SameSite::Lax)
+            .same_site(self.same_site)
             .finish();
         cookie.make_removal();
         cookie

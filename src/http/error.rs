@@ -137,6 +137,10 @@ impl From<AccountError> for ApiError {
                 message: e.to_string(),
             },
             e @ AccountError::DuplicateEmail => ApiError::Conflict(e.to_string()),
+            e @ AccountError::Throttled(retry_after) => ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after,
+            },
             AccountError::NotFound => ApiError::NotFound,
             AccountError::Hashing(HashPoolError::Busy) => ApiError::Unavailable,
             e @ AccountError::Hashing(_) => ApiError::Internal(e.into()),

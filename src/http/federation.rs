@@ -3,12 +3,14 @@
 //! an upstream identity is linked to it. The flow itself is `federation::flow`'s; here are
 //! cookies, redirects and pages.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::authorize::{STYLE, carried_query, error_page, page, query_params, refusal, see_other};
 use super::cookies::{PENDING_LINK, UPSTREAM_BINDING};
+use crate::accounts::throttle;
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
@@ -43,13 +45,46 @@ pub async fn login(
         }
         Some(carried_query(&params))
     };
-    start(svc, provider, request).await
+    start(&req, svc, provider, request).await
 }
 
 /// Sends the browser to the provider, remembering the sign-in; shared with `/authorize?idp=`.
 /// The browser gets a fresh binding secret every time: a value already in the browser may have
 /// been planted there by someone who knows it.
-pub async fn start(svc: &Services, provider: &Provider, request: Option<String>) -> HttpResponse {
+pub async fn start(
+    req: &HttpRequest,
+    svc: &Services,
+    provider: &Provider,
+    request: Option<String>,
+) -> HttpResponse {
+    // Each start stores a pending sign-in: counted per client address before anything is.
+    let ip = super::client_ip(req, &svc.settings.server.trusted_proxies);
+    let keys = throttle::upstream_start_keys(
+        &svc.settings.throttle,
+        svc.settings.federation.sign_ins_per_ip,
+        ip.as_deref(),
+    );
+    let now = svc.clock.now();
+    match svc
+        .db
+        .run(move |conn| throttle::reserve(conn, &keys, now))
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(wait)) => {
+            let mut page = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many sign-ins were started from your network. Try again in {wait} seconds."
+                ),
+            );
+            if let Ok(value) = HeaderValue::from_str(&wait.max(1).to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return page;
+        }
+        Err(e) => return failure(provider, FederationError::Db(e)),
+    }
     match flow::start(svc, provider, request).await {
         Ok(started) => {
             let mut response = see_other(&started.location);

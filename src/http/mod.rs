@@ -118,6 +118,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::get().to(forgot_password::show))
                     .route(web::post().to(forgot_password::submit)),
             )
+            .service(
+                web::resource(users::PAGE_PATH)
+                    .route(web::get().to(users::show_page))
+                    .route(web::post().to(users::submit_page)),
+            )
             .configure(account::routes)
             .configure(admin::routes)
             .default_service(web::to(not_found)),

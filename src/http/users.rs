@@ -1,11 +1,27 @@
-//! POST /users: self-registration, when enabled.
+//! Self-registration, when enabled: POST /users (JSON) and the "Create account" page at
+//! /account/register (a form, CSRF-protected by a double-submit cookie like the login page).
+//! Both are thin: the one use case is `accounts::register`.
+//!
+//! With mail on, a new and a taken address get the same answer (202 / the same page): "check
+//! your mail". Without mail nobody could be told, so a taken address is said (409).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::AppState;
+use super::authorize::{message_page, page};
+use super::cookies::REGISTER_CSRF;
 use super::error::ApiError;
-use crate::accounts::{self, UserView};
+use crate::accounts::{self, AccountError, Registered, UserView};
+use crate::grants::Params;
+use crate::mail::templates::escape_html as escape;
+use crate::services::Services;
+
+pub const PAGE_PATH: &str = "/account/register";
+const CSRF_FIELD: &str = "csrf_token";
+const CHECK_YOUR_MAIL: &str = "check your mail: a message to this address says what to do next";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,12 +32,17 @@ pub struct Registration {
 }
 
 #[derive(serde::Serialize)]
-struct Registered {
+struct Created {
     #[serde(flatten)]
     user: UserView,
     verification_email: &'static str,
 }
 
+fn client_ip(req: &HttpRequest, svc: &Services) -> Option<String> {
+    super::client_ip(req, &svc.settings.server.trusted_proxies)
+}
+
+/// POST /users.
 pub async fn register(
     req: HttpRequest,
     body: web::Json<Registration>,
@@ -36,22 +57,190 @@ pub async fn register(
         password,
         name,
     } = body.into_inner();
-    let user = accounts::register(
-        svc,
-        &email,
-        password,
-        name.as_deref(),
-        super::client_ip(&req, &state.services.settings.server.trusted_proxies),
-    )
-    .await?;
-    // Tells the client whether to expect a mail, so a missing SMTP setup is said, not hidden.
-    let verification_email = if svc.mailer.is_some() {
-        "queued"
-    } else {
-        "not_configured"
-    };
-    Ok(HttpResponse::Created().json(Registered {
-        user: UserView::from(&user),
-        verification_email,
-    }))
+    let registered =
+        accounts::register(svc, &email, password, name.as_deref(), client_ip(&req, svc)).await?;
+    if svc.mailer.is_some() {
+        return Ok(HttpResponse::Accepted()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({
+                "status": "accepted",
+                "verification_email": "queued",
+                "message": CHECK_YOUR_MAIL,
+            })));
+    }
+    match registered {
+        // Tells the client not to expect a mail, so a missing SMTP setup is said, not hidden.
+        Registered::Created(user) => Ok(HttpResponse::Created().json(Created {
+            user: UserView::from(user.as_ref()),
+            verification_email: "not_configured",
+        })),
+        Registered::Taken => Err(AccountError::DuplicateEmail.into()),
+    }
 }
+
+/// GET /account/register: the form.
+pub async fn show_page(state: web::Data<AppState>) -> HttpResponse {
+    let svc = &state.services;
+    if !svc.settings.accounts.self_registration {
+        return ApiError::NotFound.error_response();
+    }
+    let csrf = match crate::crypto::random_token(32) {
+        Ok(token) => token,
+        Err(_) => return unavailable(),
+    };
+    let mut response = form(svc, StatusCode::OK, &csrf, &Typed::default(), None);
+    let _ = response.add_cookie(&REGISTER_CSRF.build(
+        svc,
+        &csrf,
+        actix_web::cookie::time::Duration::minutes(30),
+    ));
+    response
+}
+
+/// What the person typed, shown again with an error (never the password).
+#[derive(Default)]
+struct Typed<'a> {
+    email: &'a str,
+    name: &'a str,
+}
+
+/// POST /account/register: the form sent.
+pub async fn submit_page(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    if !svc.settings.accounts.self_registration {
+        return ApiError::NotFound.error_response();
+    }
+    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
+        Ok(params) => params,
+        Err(e) => return message_page(StatusCode::BAD_REQUEST, "Create account", &e.to_string()),
+    };
+    let cookie = REGISTER_CSRF.read(&req, svc);
+    let csrf_ok = match (cookie.as_deref(), params.get(CSRF_FIELD)) {
+        (Some(cookie), Some(field)) => {
+            crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
+        }
+        _ => false,
+    };
+    if !csrf_ok || !super::authorize::same_origin(&req, svc) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Create account",
+            "This form has expired or did not come from this site. Open the page again and retry.",
+        );
+    }
+    let csrf = params.get(CSRF_FIELD).unwrap_or_default();
+    let typed = Typed {
+        email: params.get("email").unwrap_or_default(),
+        name: params.get("name").unwrap_or_default(),
+    };
+    let password = params.get("password").unwrap_or_default().to_string();
+    let name = Some(typed.name).filter(|n| !n.trim().is_empty());
+    let again = |status, message: &str| form(svc, status, csrf, &typed, Some(message));
+    match accounts::register(svc, typed.email, password, name, client_ip(&req, svc)).await {
+        Ok(_) if svc.mailer.is_some() => message_page(
+            StatusCode::OK,
+            "Check your mail",
+            "We have sent a message to the address you gave with what to do next. \
+             You can close this page.",
+        ),
+        Ok(Registered::Created(user)) => message_page(
+            StatusCode::OK,
+            "Account created",
+            &format!("Your account {} is ready: you can sign in now.", user.email),
+        ),
+        Ok(Registered::Taken) | Err(AccountError::DuplicateEmail) => again(
+            StatusCode::CONFLICT,
+            "An account with this address exists already. Sign in with it instead.",
+        ),
+        Err(e @ (AccountError::InvalidEmail(_) | AccountError::InvalidName)) => again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &capitalised(&e.to_string()),
+        ),
+        Err(AccountError::WeakPassword(why)) => again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("The password {why}."),
+        ),
+        Err(AccountError::Throttled(wait)) => {
+            let mut page = again(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many accounts were created from your network. Try again in {wait} seconds."
+                ),
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            page
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "registration failed");
+            unavailable()
+        }
+    }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn unavailable() -> HttpResponse {
+    message_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Create account",
+        "Creating an account is unavailable just now. Please try again shortly.",
+    )
+}
+
+fn form(
+    svc: &Services,
+    status: StatusCode,
+    csrf: &str,
+    typed: &Typed<'_>,
+    error: Option<&str>,
+) -> HttpResponse {
+    let alert = error
+        .map(|e| {
+            format!(
+                r#"<p role="alert" class="error" id="error">{}</p>"#,
+                escape(e)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Create account</title>{STYLE}</head>
+<body><main>
+<h1>Create account</h1>
+{alert}
+<form method="post" action="{PAGE_PATH}">
+<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
+<label for="email">Email</label>
+<input id="email" name="email" type="email" autocomplete="email" required autofocus value="{email}">
+<label for="name">Name (optional)</label>
+<input id="name" name="name" type="text" autocomplete="name" value="{name}">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="new-password" required minlength="{min}">
+<button id="create-account" type="submit">Create account</button>
+</form>
+</main></body></html>"#,
+        csrf = escape(csrf),
+        email = escape(typed.email),
+        name = escape(typed.name),
+        min = svc.settings.passwords.min_length,
+    );
+    page(status).body(body)
+}
+
+const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6}\
+main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem}\
+label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
+button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}</style>";

@@ -116,9 +116,9 @@ async fn deliver(
         return finish(svc, &row.id, claim_id, "failed", Some("unknown kind")).await;
     };
     let now = svc.clock.now();
-    let valid_for = match kind {
+    let valid_for = match kind.token_purpose() {
         MailKind::VerifyEmail => svc.settings.accounts.verification_ttl_secs,
-        MailKind::ResetPassword => svc.settings.accounts.reset_ttl_secs,
+        _ => svc.settings.accounts.reset_ttl_secs,
     };
     let prepared = {
         let row = row.clone();
@@ -202,7 +202,7 @@ fn prepare(
         &AccountToken {
             token_hash: token_hash.clone(),
             user_id: user.id.clone(),
-            purpose: kind.as_str().to_string(),
+            purpose: kind.token_purpose().as_str().to_string(),
             created_at: now,
             expires_at: now + valid_for,
             used_at: None,

@@ -9,6 +9,8 @@ use super::Mail;
 pub enum MailKind {
     VerifyEmail,
     ResetPassword,
+    /// To an address's owner: someone tried to register it; with a password reset link.
+    RegistrationAttempt,
 }
 
 impl MailKind {
@@ -16,6 +18,15 @@ impl MailKind {
         match self {
             MailKind::VerifyEmail => "verify_email",
             MailKind::ResetPassword => "reset_password",
+            MailKind::RegistrationAttempt => "registration_attempt",
+        }
+    }
+
+    /// The purpose of the single-use token in the mail's link.
+    pub fn token_purpose(self) -> MailKind {
+        match self {
+            MailKind::RegistrationAttempt => MailKind::ResetPassword,
+            other => other,
         }
     }
 
@@ -23,15 +34,16 @@ impl MailKind {
         match kind {
             "verify_email" => Some(MailKind::VerifyEmail),
             "reset_password" => Some(MailKind::ResetPassword),
+            "registration_attempt" => Some(MailKind::RegistrationAttempt),
             _ => None,
         }
     }
 
     /// The page the mail's link opens, below the issuer.
     pub fn path(self) -> &'static str {
-        match self {
+        match self.token_purpose() {
             MailKind::VerifyEmail => "/account/verify-email",
-            MailKind::ResetPassword => "/account/password-reset",
+            _ => "/account/password-reset",
         }
     }
 
@@ -39,6 +51,7 @@ impl MailKind {
         match self {
             MailKind::VerifyEmail => "Confirm your email address",
             MailKind::ResetPassword => "Reset your password",
+            MailKind::RegistrationAttempt => "Someone tried to create an account with your address",
         }
     }
 
@@ -51,6 +64,10 @@ impl MailKind {
             MailKind::ResetPassword => (
                 include_str!("../../templates/mail/reset_password.txt"),
                 include_str!("../../templates/mail/reset_password.html"),
+            ),
+            MailKind::RegistrationAttempt => (
+                include_str!("../../templates/mail/registration_attempt.txt"),
+                include_str!("../../templates/mail/registration_attempt.html"),
             ),
         }
     }

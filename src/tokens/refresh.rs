@@ -1,19 +1,25 @@
 //! Opaque refresh tokens: 256 bits from the OS RNG, URL-safe, stored only as SHA-256, each in
 //! a family that stands for one login session.
 
+use diesel::Connection;
+
 use crate::db::models::{RefreshFamily, RefreshToken};
 use crate::db::repo::refresh;
 use crate::db::{DbConnection, DbError};
 
-/// The lifetimes a family lives under (server defaults or the client's own).
+/// The lifetimes a family lives under (server defaults or the client's own), and how many
+/// live families one user may hold at one client.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
     pub idle_secs: i64,
     pub absolute_secs: i64,
+    pub max_live_families: i64,
 }
 
-/// Starts a family for a fresh login and returns its first token and the family's id. Runs
-/// inside the caller's transaction.
+/// Starts a family for a fresh login and returns its first token and the family's id; the
+/// user's oldest live families at the client beyond `max_live_families` are revoked, so one
+/// account cannot make the tables grow without bound. One transaction (a savepoint inside
+/// the caller's).
 pub fn start_family(
     conn: &mut DbConnection,
     user: &crate::db::models::User,
@@ -34,21 +40,31 @@ pub fn start_family(
         revoked_at: None,
         revoked_reason: None,
     };
-    refresh::insert_family(conn, &family)?;
     let (token, token_hash) = new_token()?;
-    refresh::insert_token(
-        conn,
-        &RefreshToken {
-            token_hash,
-            family_id: family.id.clone(),
-            parent_hash: None,
-            replaced_by: None,
-            scope: scope.to_string(),
-            issued_at: now,
-            idle_expires_at: (now + lifetimes.idle_secs).min(family.absolute_expires_at),
-            used_at: None,
-        },
-    )?;
+    conn.transaction(|conn| {
+        refresh::insert_family(conn, &family)?;
+        refresh::insert_token(
+            conn,
+            &RefreshToken {
+                token_hash,
+                family_id: family.id.clone(),
+                parent_hash: None,
+                replaced_by: None,
+                scope: scope.to_string(),
+                issued_at: now,
+                idle_expires_at: (now + lifetimes.idle_secs).min(family.absolute_expires_at),
+                used_at: None,
+            },
+        )?;
+        refresh::revoke_oldest_live(
+            conn,
+            &family.user_id,
+            &family.client_id,
+            lifetimes.max_live_families,
+            now,
+            "session_limit",
+        )
+    })?;
     Ok((token, family.id))
 }
 

@@ -829,3 +829,75 @@ async fn the_upstreams_keys_are_cached_and_refetched_once_when_it_rotates() {
     assert_eq!(world.upstream.jwks_requests(), 2);
     world.upstream.stop().await;
 }
+
+async fn federation_states(app: &TestApp) -> i64 {
+    use diesel::prelude::*;
+    use tessera::db::schema::federation_states;
+    app.state
+        .services
+        .db
+        .run(|conn| {
+            federation_states::table
+                .count()
+                .get_result::<i64>(conn)
+                .map_err(tessera::db::DbError::from)
+        })
+        .await
+        .expect("count")
+}
+
+/// Issue 14, item 9: each start of an upstream sign-in stores a pending state, so starts are
+/// counted per client address: past the limit they are refused (429) and store nothing.
+#[tokio::test]
+async fn upstream_sign_in_starts_are_limited_per_ip() {
+    let world = world_with(|settings, issuer| {
+        settings.google.client_id = upstream::CLIENT_ID.into();
+        settings.google.client_secret = Secret::new(upstream::CLIENT_SECRET);
+        settings.google.issuer = issuer.into();
+        settings.federation.sign_ins_per_ip = 4;
+        settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    })
+    .await;
+    let start = |ip: &'static str| {
+        let app = &world.app;
+        async move {
+            app.client
+                .get(app.url("/auth/google/login"))
+                .header("X-Forwarded-For", ip)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    for _ in 0..4 {
+        assert_eq!(start("203.0.113.9").await.status(), 303);
+    }
+    let mut refused = 0;
+    for _ in 0..20 {
+        let response = start("203.0.113.9").await;
+        if response.status() == 429 {
+            refused += 1;
+            assert!(response.headers().contains_key("retry-after"));
+            assert!(response.headers().get("location").is_none());
+        }
+    }
+    assert_eq!(refused, 20, "every start past the limit is refused");
+    assert_eq!(federation_states(&world.app).await, 4);
+    // The same limit covers /authorize?idp=, which starts the same way.
+    let mut params = app_request(&world.client_id);
+    params.push(("idp", "google".into()));
+    let via_authorize = world
+        .app
+        .client
+        .get(world.app.url("/authorize"))
+        .query(&params)
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(via_authorize.status(), 429);
+    // Another address starts as usual.
+    assert_eq!(start("203.0.113.10").await.status(), 303);
+    assert_eq!(federation_states(&world.app).await, 5);
+    world.upstream.stop().await;
+}

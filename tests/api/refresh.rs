@@ -521,14 +521,7 @@ async fn purge_deletes_only_what_is_past_retention() {
         async move {
             let settings = svc.settings.clone();
             svc.db
-                .run(move |conn| {
-                    tessera::sessions::purge(
-                        conn,
-                        &settings.purge,
-                        settings.throttle.window_secs,
-                        now,
-                    )
-                })
+                .run(move |conn| tessera::sessions::purge(conn, &settings, now))
                 .await
                 .expect("purge")
         }
@@ -580,5 +573,95 @@ async fn a_wrong_client_secret_is_invalid_client_and_consumes_nothing() {
         401
     );
     rotate(&app, &client, &session.refresh).await;
+    app.stop().await;
+}
+
+async fn live_families(app: &TestApp, client_id: &str) -> i64 {
+    use diesel::prelude::*;
+    use tessera::db::schema::refresh_token_families as f;
+    let client_id = client_id.to_string();
+    app.state
+        .services
+        .db
+        .run(move |conn| {
+            f::table
+                .filter(f::client_id.eq(client_id))
+                .filter(f::revoked_at.is_null())
+                .count()
+                .get_result::<i64>(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("count")
+}
+
+/// Issue 14, item 9: one user and client hold at most `tokens.max_live_refresh_families`
+/// live sessions; a new login ends the oldest, and other clients' sessions are left alone.
+#[tokio::test]
+async fn live_refresh_families_are_capped_per_user_and_client() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.tokens.max_live_refresh_families = 3;
+    let (app, _user, client) = setup_with(&env, settings).await;
+    let other = app.first_party_client().await;
+    let elsewhere = login(&app, &other, "api").await;
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        sessions.push(login(&app, &client, "api").await);
+        app.clock.advance(1);
+    }
+    assert_eq!(live_families(&app, &client.0).await, 3);
+    for oldest in &sessions[..2] {
+        assert_refused(&app, &client, &oldest.refresh).await;
+    }
+    for kept in &sessions[2..] {
+        rotate(&app, &client, &kept.refresh).await;
+    }
+    assert_eq!(live_families(&app, &other.0).await, 1);
+    rotate(&app, &other, &elsewhere.refresh).await;
+    app.stop().await;
+}
+
+/// Issue 14, item 9: the audit trail is purged after `purge.audit_retention_secs`.
+#[tokio::test]
+async fn purge_deletes_audit_events_past_their_retention() {
+    use diesel::prelude::*;
+    use tessera::db::schema::audit_events;
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    login(&app, &client, "api").await;
+    let svc = app.state.services.clone();
+    let events = || {
+        let db = svc.db.clone();
+        async move {
+            db.run(|conn| {
+                audit_events::table
+                    .count()
+                    .get_result::<i64>(conn)
+                    .map_err(DbError::from)
+            })
+            .await
+            .expect("count")
+        }
+    };
+    let purge = |now: i64| {
+        let svc = svc.clone();
+        async move {
+            let settings = svc.settings.clone();
+            svc.db
+                .run(move |conn| tessera::sessions::purge(conn, &settings, now))
+                .await
+                .expect("purge")
+        }
+    };
+    let before = events().await;
+    assert!(before > 0);
+    let retention = 90 * 24 * 3600;
+    purge(app.clock.now() + retention - 10).await;
+    assert_eq!(events().await, before, "kept within the retention");
+    app.clock.advance(retention - 5);
+    login(&app, &client, "api").await;
+    purge(app.clock.now() + 10).await;
+    assert_eq!(events().await, 1, "only the recent login's event is left");
     app.stop().await;
 }

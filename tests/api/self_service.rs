@@ -35,6 +35,8 @@ async fn post_json(app: &TestApp, path: &str, body: Value) -> reqwest::Response 
         .expect("request")
 }
 
+/// Registers through POST /users: with mail on, the answer (202) says only "check your
+/// mail", so the account is read back from the database.
 async fn register(app: &TestApp, email: &str) -> Value {
     let response = post_json(
         app,
@@ -42,8 +44,20 @@ async fn register(app: &TestApp, email: &str) -> Value {
         json!({"email": email, "password": PASSWORD, "name": "Ann"}),
     )
     .await;
-    assert_eq!(response.status(), 201);
-    response.json().await.expect("json")
+    if app.state.services.mailer.is_none() {
+        assert_eq!(response.status(), 201);
+        return response.json().await.expect("json");
+    }
+    assert_eq!(response.status(), 202);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["verification_email"], "queued");
+    let user = user_by_email(app, email).await;
+    json!({
+        "id": user.id,
+        "email": user.email,
+        "email_verified": user.email_verified_at.is_some(),
+        "verification_email": answer["verification_email"],
+    })
 }
 
 /// The claims of a JWT, read without checking it (other tests check signatures).
@@ -1228,4 +1242,323 @@ async fn mail_goes_out_over_starttls_and_implicit_tls() {
         }
         app.stop().await;
     }
+}
+
+/// `tessera_password_hashes_total` from /metrics: argon2 hashes of new passwords so far.
+async fn hashes_computed(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("tessera_password_hashes_total "))
+        .unwrap_or_else(|| panic!("no hash counter in {text}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// Issue 14, item 7: with mail on, registering an address that has an account answers exactly
+/// as for a new one, makes no second account, leaves the owner's password alone, and mails
+/// the owner a notice with a way to reset the password.
+#[tokio::test]
+async fn registration_answers_alike_for_new_and_taken_addresses_and_tells_the_owner() {
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new();
+    let app = mail_app(&env, &sink.url()).await;
+    let owner = app.create_user("cid@example.com", PASSWORD, &[]).await;
+    let attempt = |email: &'static str| {
+        let app = &app;
+        async move {
+            post_json(
+                app,
+                "/users",
+                json!({"email": email, "password": "the attacker's choice", "name": "Mallory"}),
+            )
+            .await
+        }
+    };
+    let new = attempt("dee@example.com").await;
+    let taken = attempt("CID@example.com").await;
+    assert_eq!(new.status(), 202);
+    assert_eq!(taken.status(), 202);
+    let new: Value = new.json().await.expect("json");
+    let taken: Value = taken.json().await.expect("json");
+    assert_eq!(new, taken, "the same answer either way");
+    assert!(new.to_string().contains("mail"), "{new}");
+
+    let mails = sink.wait_for(2).await;
+    let to_owner = mails
+        .iter()
+        .find(|m| m.to == ["cid@example.com"])
+        .expect("the owner is told");
+    let text = to_owner.part("text/plain");
+    assert!(text.contains("create an account"), "{text}");
+    let reset = to_owner.link("/account/password-reset");
+    let page = app
+        .client
+        .get(&reset)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(page.status(), 200, "the notice's reset link works");
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.to == ["dee@example.com"]
+                && m.link("/account/verify-email").contains("token=")),
+        "the new address gets its verification mail"
+    );
+
+    let owners = query(&app, |c| {
+        users::table
+            .filter(users::email_lower.eq("cid@example.com"))
+            .count()
+            .get_result::<i64>(c)
+    })
+    .await;
+    assert_eq!(owners, 1, "no second account");
+    let (client_id, secret) = app.first_party_client().await;
+    let client = (client_id.as_str(), secret.as_str());
+    login(&app, client, "cid@example.com", PASSWORD).await;
+    let refused = app
+        .password_login(client, "cid@example.com", "the attacker's choice", "openid")
+        .await;
+    assert_eq!(refused.status(), 400, "the attempt set no password");
+    assert!(
+        app.audit_events(&owner)
+            .await
+            .contains(&"registration_attempted".to_string())
+    );
+}
+
+/// Issue 14, item 7: a registration that is refused (invalid, throttled) or whose address is
+/// taken never reaches argon2, so such requests cannot fill the hashing pool.
+#[tokio::test]
+async fn refused_and_duplicate_registrations_cost_no_password_hash() {
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.accounts.registrations_per_ip = 3;
+    let app = env.spawn_with(settings.clone()).await;
+    let body = |email: &str, password: &str| json!({"email": email, "password": password});
+
+    let before = hashes_computed(&app).await;
+    let created = post_json(&app, "/users", body("eve@example.com", PASSWORD)).await;
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        hashes_computed(&app).await,
+        before + 1,
+        "a new account is hashed once"
+    );
+
+    // Without mail, a taken address is said (409), but costs no hash.
+    let taken = post_json(&app, "/users", body("EVE@example.com", PASSWORD)).await;
+    assert_eq!(taken.status(), 409);
+    let weak = post_json(&app, "/users", body("fay@example.com", "short")).await;
+    assert_eq!(weak.status(), 422);
+    assert_eq!(
+        hashes_computed(&app).await,
+        before + 1,
+        "no hash for either"
+    );
+    // The third counted registration from this address is the last; then back-off.
+    post_json(&app, "/users", body("gus@example.com", PASSWORD)).await;
+    let throttled = post_json(&app, "/users", body("hal@example.com", PASSWORD)).await;
+    assert_eq!(throttled.status(), 429);
+    assert_eq!(
+        hashes_computed(&app).await,
+        before + 2,
+        "no hash when throttled"
+    );
+    app.stop().await;
+
+    // With mail on, a taken address is answered as accepted: still no hash.
+    settings.smtp.url = sink.url();
+    settings.smtp.from = FROM.to_string();
+    settings.smtp.timeout_secs = 5;
+    settings.mail.poll_interval_ms = 50;
+    let app = env.spawn_with(settings.clone()).await;
+    app.clock
+        .advance(settings.accounts.mail_request_window_secs);
+    let before = hashes_computed(&app).await;
+    let taken = post_json(&app, "/users", body("eve@example.com", PASSWORD)).await;
+    assert_eq!(taken.status(), 202);
+    assert_eq!(hashes_computed(&app).await, before);
+    app.stop().await;
+}
+
+/// Issue 14, item 7: registrations are counted per client address in the throttle table.
+#[tokio::test]
+async fn registrations_are_throttled_per_ip() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.accounts.registrations_per_ip = 3;
+    settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    let app = env.spawn_with(settings).await;
+    let from = |ip: &'static str, email: String| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/users"))
+                .header("X-Forwarded-For", ip)
+                .json(&json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    for i in 0..3 {
+        let response = from("203.0.113.5", format!("u{i}@example.com")).await;
+        assert_eq!(response.status(), 201);
+    }
+    let refused = from("203.0.113.5", "u3@example.com".into()).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"], "too_many_requests");
+    let refused_user = query(&app, |c| {
+        users::table
+            .filter(users::email_lower.eq("u3@example.com"))
+            .count()
+            .get_result::<i64>(c)
+    })
+    .await;
+    assert_eq!(refused_user, 0);
+    let elsewhere = from("203.0.113.6", "u3@example.com".into()).await;
+    assert_eq!(elsewhere.status(), 201, "another address is counted apart");
+    app.stop().await;
+}
+
+/// The register page's CSRF field and cookie.
+async fn open_register_page(app: &TestApp) -> (String, String, String) {
+    let response = app.get("/account/register").await;
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite="),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().expect("pair").to_string();
+    let html = response.text().await.expect("html");
+    let marker = r#"name="csrf_token" value=""#;
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    let csrf = html[start..].split('"').next().expect("value").to_string();
+    (csrf, cookie, html)
+}
+
+async fn submit_register_page(
+    app: &TestApp,
+    csrf: &str,
+    cookie: Option<&str>,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url("/account/register"))
+        .header("Origin", &app.address)
+        .form(&[
+            ("csrf_token", csrf),
+            ("email", email),
+            ("password", password),
+            ("name", "Ivy"),
+        ]);
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", cookie);
+    }
+    request.send().await.expect("request")
+}
+
+/// Issue 14, item 7: the "Create account" page is a CSRF-protected form over the same
+/// registration as POST /users: with mail on, the same page for new and taken addresses.
+#[tokio::test]
+async fn the_register_page_creates_accounts_like_post_users() {
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new();
+    let app = mail_app(&env, &sink.url()).await;
+    app.create_user("cid@example.com", PASSWORD, &[]).await;
+
+    let (csrf, cookie, html) = open_register_page(&app).await;
+    for id in [
+        r#"id="email""#,
+        r#"id="password""#,
+        r#"id="name""#,
+        r#"id="create-account""#,
+    ] {
+        assert!(html.contains(id), "{id} in {html}");
+    }
+    let page = app.get("/account/register").await;
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("frame-ancestors 'none'")
+    );
+
+    // A form from elsewhere (no cookie, or a field that does not match it) is refused.
+    let forged = submit_register_page(&app, &csrf, None, "ivy@example.com", PASSWORD).await;
+    assert_eq!(forged.status(), 403);
+    let forged =
+        submit_register_page(&app, "guessed", Some(&cookie), "ivy@example.com", PASSWORD).await;
+    assert_eq!(forged.status(), 403);
+
+    // A weak password: the form again, with the reason and what was typed.
+    let weak = submit_register_page(&app, &csrf, Some(&cookie), "ivy@example.com", "short").await;
+    assert_eq!(weak.status(), 422);
+    let weak = weak.text().await.expect("html");
+    assert!(
+        weak.contains(r#"role="alert""#) && weak.contains("ivy@example.com"),
+        "{weak}"
+    );
+
+    let new = submit_register_page(&app, &csrf, Some(&cookie), "ivy@example.com", PASSWORD).await;
+    let (csrf, cookie, _) = open_register_page(&app).await;
+    let taken = submit_register_page(
+        &app,
+        &csrf,
+        Some(&cookie),
+        "cid@example.com",
+        "some other pass",
+    )
+    .await;
+    assert_eq!(new.status(), 200);
+    assert_eq!(taken.status(), 200);
+    let new = new.text().await.expect("html");
+    let taken = taken.text().await.expect("html");
+    assert_eq!(new, taken, "the same page either way");
+    assert!(new.contains("Check your mail"), "{new}");
+    let ivy = user_by_email(&app, "ivy@example.com").await;
+    assert!(ivy.email_verified_at.is_none());
+    assert_eq!(app.audit_events(&ivy.id).await, ["user_registered"]);
+    sink.wait_for(2).await;
+    app.stop().await;
+
+    // Without mail: the page says the account is made, or that the address is taken.
+    let app = env.spawn().await;
+    let (csrf, cookie, _) = open_register_page(&app).await;
+    let made = submit_register_page(&app, &csrf, Some(&cookie), "jay@example.com", PASSWORD).await;
+    assert_eq!(made.status(), 200);
+    assert!(made.text().await.expect("html").contains("sign in"));
+    let taken = submit_register_page(&app, &csrf, Some(&cookie), "jay@example.com", PASSWORD).await;
+    assert_eq!(taken.status(), 409);
+    app.stop().await;
+
+    // Self-registration off: no page at all.
+    let mut settings = env.settings();
+    settings.accounts.self_registration = false;
+    let closed = env.spawn_with(settings).await;
+    assert_eq!(closed.get("/account/register").await.status(), 404);
+    let posted = submit_register_page(
+        &closed,
+        "x",
+        Some("tessera_register_csrf=x"),
+        "kay@example.com",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(posted.status(), 404);
+    closed.stop().await;
 }

@@ -249,3 +249,264 @@ async fn hostile_usernames_get_a_clear_error_not_a_500() {
     assert_eq!(response.status(), 401);
     app.stop().await;
 }
+
+/// The login page's CSRF field and cookie, for a request that comes through the trusted proxy
+/// from `ip`.
+async fn open_login_page(
+    app: &crate::helpers::TestApp,
+    params: &[(&str, String)],
+    ip: &str,
+) -> (String, String) {
+    let response = app
+        .client
+        .get(app.url("/authorize"))
+        .query(params)
+        .header("X-Forwarded-For", ip)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let html = response.text().await.expect("html");
+    let marker = r#"name="csrf_token" value=""#;
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    let csrf = html[start..].split('"').next().expect("value").to_string();
+    (csrf, cookie)
+}
+
+/// Signs in on the login page from `ip`, presenting `device` (a `name=value` cookie pair) if
+/// given: the response, and the device cookie it sets, if any.
+async fn page_sign_in(
+    app: &crate::helpers::TestApp,
+    params: &[(&str, String)],
+    ip: &str,
+    device: Option<&str>,
+    password: &str,
+) -> (reqwest::Response, Option<String>) {
+    let (csrf, csrf_cookie) = open_login_page(app, params, ip).await;
+    let mut form: Vec<(&str, String)> = params.to_vec();
+    form.push(("csrf_token", csrf));
+    form.push(("email", "ann@example.com".into()));
+    form.push(("password", password.into()));
+    let cookies = match device {
+        Some(device) => format!("{csrf_cookie}; {device}"),
+        None => csrf_cookie,
+    };
+    let response = app
+        .client
+        .post(app.url("/authorize"))
+        .header("X-Forwarded-For", ip)
+        .header("Origin", &app.address)
+        .header("Cookie", cookies)
+        .form(&form)
+        .send()
+        .await
+        .expect("request");
+    let device = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("tessera_device=") && !v.contains("Max-Age=0"))
+        .map(String::from);
+    (response, device)
+}
+
+async fn spa_request(app: &crate::helpers::TestApp) -> Vec<(&'static str, String)> {
+    let redirect = "http://127.0.0.1:9/callback";
+    let client_id = app
+        .create_client(tessera::clients::ClientSpec {
+            name: "Notes".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into()],
+            redirect_uris: vec![redirect.into()],
+            scopes: ["openid", "email"].map(String::from).to_vec(),
+            ..tessera::clients::ClientSpec::default()
+        })
+        .await
+        .0;
+    vec![
+        ("response_type", "code".into()),
+        ("client_id", client_id),
+        ("redirect_uri", redirect.into()),
+        ("scope", "openid email".into()),
+        ("state", "s".into()),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        ),
+        ("code_challenge_method", "S256".into()),
+    ]
+}
+
+async fn grant_from(
+    app: &crate::helpers::TestApp,
+    client: &(String, String),
+    ip: &str,
+    password: &str,
+) -> u16 {
+    app.client
+        .post(app.url("/token"))
+        .basic_auth(&client.0, Some(&client.1))
+        .header("X-Forwarded-For", ip)
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "ann@example.com"),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Issue 14, item 6: ten addresses exhaust the account-wide counter; the owner still gets in
+/// at once from an address she signed in from before, and from her browser (its device
+/// cookie) on an address never seen; a stranger with the right password but neither is still
+/// held back, and the per-address counter still holds on a known address.
+#[tokio::test]
+async fn targeted_lockout_spares_the_owners_known_ips_and_devices() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    let app = env.spawn_with(settings).await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = app.first_party_client().await;
+    let params = spa_request(&app).await;
+
+    // The owner signs in once on the login page at home: that browser and address are known.
+    let (response, device) = page_sign_in(&app, &params, "198.51.100.7", None, PASSWORD).await;
+    assert_eq!(response.status(), 303);
+    let device = device.expect("a device cookie on success");
+    assert!(
+        device.contains("HttpOnly") && device.contains("SameSite=Strict"),
+        "{device}"
+    );
+    let device = device.split(';').next().expect("pair").to_string();
+    // And once with the password grant from the office.
+    assert_eq!(
+        grant_from(&app, &client, "198.51.100.8", PASSWORD).await,
+        200
+    );
+
+    // Ten attackers, five guesses each: the account-wide counter is spent.
+    for attacker in 1..=10 {
+        for guess in 0..6 {
+            let status = grant_from(
+                &app,
+                &client,
+                &format!("203.0.113.{attacker}"),
+                &format!("guess {guess}"),
+            )
+            .await;
+            assert!(status == 400 || status == 429, "{status}");
+        }
+    }
+    assert_eq!(
+        grant_from(&app, &client, "203.0.113.77", "one more guess").await,
+        429,
+        "a new attacker address is held back by the account-wide counter"
+    );
+    // A stranger with the right password, but a new address and no device cookie: refused.
+    assert_eq!(grant_from(&app, &client, "192.0.2.50", PASSWORD).await, 429);
+    let (response, _) = page_sign_in(&app, &params, "192.0.2.51", None, PASSWORD).await;
+    assert_eq!(response.status(), 429);
+
+    // The owner, from a known address: in at once, by either way of signing in.
+    assert_eq!(
+        grant_from(&app, &client, "198.51.100.8", PASSWORD).await,
+        200
+    );
+    let (response, _) = page_sign_in(&app, &params, "198.51.100.7", None, PASSWORD).await;
+    assert_eq!(response.status(), 303);
+    // From her browser on an address never seen (a café): in at once too.
+    let (response, rotated) =
+        page_sign_in(&app, &params, "192.0.2.99", Some(&device), PASSWORD).await;
+    assert_eq!(
+        response.status(),
+        303,
+        "a known device skips the account-wide counter"
+    );
+    let rotated = rotated.expect("the device cookie is renewed");
+    assert!(
+        !rotated.starts_with(&format!("{device};")),
+        "a new value each sign-in"
+    );
+    // The owner's sign-ins did not clear the attackers' account-wide count.
+    assert_eq!(
+        grant_from(&app, &client, "203.0.113.78", "yet another guess").await,
+        429
+    );
+    assert_eq!(grant_from(&app, &client, "192.0.2.52", PASSWORD).await, 429);
+    // A device value that is not (or no longer) known counts for nothing.
+    let (response, _) = page_sign_in(&app, &params, "192.0.2.53", Some(&device), PASSWORD).await;
+    assert_eq!(response.status(), 429, "the old device value was replaced");
+
+    // The per-address counter still applies to a known address.
+    for guess in 0..5 {
+        assert_eq!(
+            grant_from(&app, &client, "198.51.100.8", &format!("slip {guess}")).await,
+            400
+        );
+    }
+    assert_eq!(
+        grant_from(&app, &client, "198.51.100.8", PASSWORD).await,
+        429
+    );
+    app.stop().await;
+}
+
+async fn throttle_rows(app: &crate::helpers::TestApp) -> Vec<String> {
+    use diesel::prelude::*;
+    use tessera::db::schema::login_throttles;
+    app.state
+        .services
+        .db
+        .run(|conn| {
+            login_throttles::table
+                .select(login_throttles::throttle_key)
+                .load::<String>(conn)
+                .map_err(tessera::db::DbError::from)
+        })
+        .await
+        .expect("rows")
+}
+
+/// Issue 14, item 9: an address the IP counter refuses writes no per-account counters, so a
+/// blocked guesser cannot grow the table with one row pair per username it makes up.
+#[tokio::test]
+async fn a_blocked_ip_writes_no_counters_for_the_usernames_it_tries() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.throttle.ip_free_attempts = 3;
+    let app = env.spawn_with(settings).await;
+    let client = app.first_party_client().await;
+    for i in 0..20 {
+        app.password_login(
+            (&client.0, &client.1),
+            &format!("made-up-{i}@example.com"),
+            "whatever pass",
+            "api",
+        )
+        .await;
+    }
+    let rows = throttle_rows(&app).await;
+    assert_eq!(
+        rows.iter().filter(|k| k.starts_with("ip:")).count(),
+        1,
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows.len(),
+        1 + 2 * 3,
+        "the IP's row, and a pair and an account row for the 3 attempts it was allowed: {rows:?}"
+    );
+    app.stop().await;
+}

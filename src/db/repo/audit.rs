@@ -27,3 +27,16 @@ pub fn count(conn: &mut DbConnection, event: &str) -> QueryResult<i64> {
         .count()
         .get_result(conn)
 }
+
+/// Deletes up to `batch` events that occurred before `cutoff`.
+pub fn purge(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<usize> {
+    let ids: Vec<String> = audit_events::table
+        .filter(audit_events::occurred_at.lt(cutoff))
+        .select(audit_events::id)
+        .limit(batch)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&ids))).execute(conn)
+}

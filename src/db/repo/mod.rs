@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clients;
 pub mod codes;
 pub mod federation;
+pub mod known_sign_ins;
 pub mod outbox;
 pub mod refresh;
 pub mod revoked;

@@ -237,3 +237,41 @@ pub fn revoke_families_of_user_except(
     ))
     .execute(conn)
 }
+
+/// Revokes the user's live families at the client beyond the `keep` newest; how many.
+pub fn revoke_oldest_live(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: &str,
+    keep: i64,
+    now: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    let live = || {
+        refresh_token_families::table
+            .filter(refresh_token_families::user_id.eq(user_id))
+            .filter(refresh_token_families::client_id.eq(client_id))
+            .filter(refresh_token_families::revoked_at.is_null())
+            .filter(refresh_token_families::absolute_expires_at.gt(now))
+    };
+    // Beyond the cap there is usually one (this login's predecessor); a lowered cap is caught
+    // up a bounded batch per login.
+    let beyond: Vec<String> = live()
+        .order((
+            refresh_token_families::created_at.desc(),
+            refresh_token_families::id.desc(),
+        ))
+        .select(refresh_token_families::id)
+        .limit(1000)
+        .offset(keep)
+        .load(conn)?;
+    if beyond.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(live().filter(refresh_token_families::id.eq_any(&beyond)))
+        .set((
+            refresh_token_families::revoked_at.eq(now),
+            refresh_token_families::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+}

@@ -27,12 +27,32 @@ pub fn find_by_email(conn: &mut DbConnection, email_lower: &str) -> QueryResult<
         .optional()
 }
 
+/// Every user, oldest first: for tests and small tools (the API and the CLI page through
+/// `list_after`).
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<User>> {
-    users::table
+    list_after(conn, None, i64::MAX)
+}
+
+/// Up to `limit` users in creation order (then id), after the (created_at, id) given.
+pub fn list_after(
+    conn: &mut DbConnection,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    let mut query = users::table
         .order(users::created_at.asc())
         .then_order_by(users::id.asc())
         .select(User::as_select())
-        .load(conn)
+        .limit(limit)
+        .into_boxed();
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            users::created_at
+                .gt(created_at)
+                .or(users::created_at.eq(created_at).and(users::id.gt(id))),
+        );
+    }
+    query.load(conn)
 }
 
 pub fn set_password_hash(
