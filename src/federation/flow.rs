@@ -59,6 +59,9 @@ pub struct LinkOffer {
     pub email: String,
     /// The upstream's configured name (as in `/auth/<name>/…`).
     pub provider: String,
+    /// Where the app's sign-in goes once the link is made: the page's form is answered by a
+    /// redirect there, which its CSP must allow.
+    pub redirect_uri: Option<String>,
 }
 
 /// Begins a sign-in at `provider`, carrying the app's authorization request (as checked by
@@ -240,9 +243,14 @@ pub async fn link_offer(
     secret: Option<&str>,
 ) -> Result<LinkOffer, FederationError> {
     let (pending, user) = live_link(svc, secret).await?;
+    let redirect_uri = match &pending.request {
+        Some(query) => Some(carried_request(svc, query).await?.redirect_uri),
+        None => None,
+    };
     Ok(LinkOffer {
         email: user.email,
         provider: pending.provider,
+        redirect_uri,
     })
 }
 

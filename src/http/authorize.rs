@@ -289,7 +289,10 @@ pub(super) fn page(status: StatusCode) -> HttpResponseBuilder {
     page_with_form_target(status, None)
 }
 
-fn page_with_form_target(status: StatusCode, form_target: Option<&str>) -> HttpResponseBuilder {
+pub(super) fn page_with_form_target(
+    status: StatusCode,
+    form_target: Option<&str>,
+) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(status);
     builder
         .content_type("text/html; charset=utf-8")

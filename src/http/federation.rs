@@ -8,7 +8,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use super::authorize::{STYLE, carried_query, error_page, page, query_params, refusal, see_other};
+use super::authorize::{
+    STYLE, carried_query, error_page, page, page_with_form_target, query_params, refusal, see_other,
+};
 use super::cookies::{PENDING_LINK, UPSTREAM_BINDING};
 use crate::accounts::throttle;
 use crate::authorize::with_query;
@@ -300,7 +302,11 @@ fn link_form(
         ),
         csrf = escape(csrf),
     );
-    page(status).body(body)
+    let target = offer
+        .redirect_uri
+        .as_deref()
+        .and_then(super::authorize::form_target);
+    page_with_form_target(status, target.as_deref()).body(body)
 }
 
 /// Every way an upstream sign-in can fail, as the browser should see it. Details of upstream

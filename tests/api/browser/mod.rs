@@ -14,7 +14,10 @@
 #![allow(dead_code)]
 
 mod forgot_password;
+mod link;
 mod login;
+mod register;
+mod verify_email;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
