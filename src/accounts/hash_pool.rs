@@ -27,6 +27,8 @@ type Job = Box<dyn FnOnce(&Hasher) + Send>;
 pub struct HashPool {
     jobs: SyncSender<Job>,
     threads: usize,
+    /// How many jobs may wait for a thread.
+    capacity: usize,
     /// Jobs queued and not yet started, for the metrics.
     waiting: Arc<AtomicUsize>,
     /// Hashes of new passwords computed (not checks), for the metrics.
@@ -59,13 +61,22 @@ impl HashPool {
                 .name(format!("tessera-hash-{index}"))
                 .spawn(move || work(&receiver, &hasher))?;
         }
-        Ok(HashPool {
+        let pool = HashPool {
             jobs,
             threads,
+            capacity: queue,
             waiting: Arc::default(),
             hashed: Arc::default(),
             typical_micros: Arc::default(),
-        })
+        };
+        Ok(pool)
+    }
+
+    /// Whether a hash asked for now would be refused as `Busy` (the queue is full). A request
+    /// that may answer without hashing checks this first, so that a full pool refuses it as it
+    /// would one that hashes, and "busy" tells nothing about which it was.
+    pub fn is_saturated(&self) -> bool {
+        self.waiting.load(Relaxed) >= self.capacity
     }
 
     pub fn threads(&self) -> usize {
@@ -111,6 +122,25 @@ impl HashPool {
     /// may wait this long, on a timer, so that its answer does not come sooner than a hash's.
     pub fn typical_hash_time(&self) -> std::time::Duration {
         std::time::Duration::from_micros(self.typical_micros.load(Relaxed))
+    }
+
+    /// `typical_hash_time`, measured now with a hash of a throwaway password if there is no
+    /// figure yet (right after a start), so that a request that waits instead of hashing never
+    /// answers sooner than a hash would. The throwaway hash is not counted in
+    /// `hashes_computed`. Measuring at start-up instead would keep argon2's memory in an idle
+    /// server.
+    pub async fn typical_hash_time_measured(&self) -> Result<std::time::Duration, HashPoolError> {
+        if self.typical_micros.load(Relaxed) == 0 {
+            let started = std::time::Instant::now();
+            self.submit(|hasher| hasher.hash("throwaway, never stored"))
+                .await??;
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let _ = self
+                .typical_micros
+                .compare_exchange(0, took.max(1), Relaxed, Relaxed);
+            return Ok(started.elapsed());
+        }
+        Ok(self.typical_hash_time())
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashPoolError> {

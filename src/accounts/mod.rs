@@ -219,6 +219,11 @@ pub async fn register(
     )
     .map_err(AccountError::WeakPassword)?;
     let email_lower = account.email.lookup_key().to_string();
+    // Before the address is looked up, so that a full pool refuses new and taken addresses
+    // alike (otherwise "busy" would mean "new").
+    if svc.hashes.is_saturated() {
+        return Err(crate::accounts::hash_pool::HashPoolError::Busy.into());
+    }
     let keys = registration_keys(svc, &email_lower, ip.as_deref());
     let now = svc.clock.now();
     let taken = {
@@ -240,7 +245,7 @@ pub async fn register(
             .await?
     };
     if taken {
-        return Ok(answered_like_a_hash(svc).await);
+        return answered_like_a_hash(svc).await;
     }
     let hash = svc.hashes.hash(password).await?;
     let now = svc.clock.now();
@@ -306,11 +311,17 @@ fn email_lower_of(email: &str) -> Result<String, AccountError> {
         .map_err(AccountError::InvalidEmail)
 }
 
-/// Waits as long as a hash usually takes, then says `Taken`.
-async fn answered_like_a_hash(svc: &Services) -> Registered {
+/// Waits as long as a hash usually takes (measured with one if there is no figure yet), then
+/// says `Taken`.
+async fn answered_like_a_hash(svc: &Services) -> Result<Registered, AccountError> {
     svc.outbox_wake.notify_one();
-    tokio::time::sleep(svc.hashes.typical_hash_time()).await;
-    Registered::Taken
+    let typical = svc.hashes.typical_hash_time();
+    if typical.is_zero() {
+        svc.hashes.typical_hash_time_measured().await?;
+    } else {
+        tokio::time::sleep(typical).await;
+    }
+    Ok(Registered::Taken)
 }
 
 /// Queues the notice to an address's owner that someone tried to register it, and audits it.

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::authorize::{
-    STYLE, carried_query, error_page, page, page_with_form_target, query_params, refusal, see_other,
+    STYLE, carried_query, error_page, page_with_form_target, query_params, refusal, see_other,
 };
 use super::cookies::{PENDING_LINK, UPSTREAM_BINDING};
 use crate::accounts::throttle;
