@@ -178,6 +178,7 @@ pub struct AccountSettings {
     pub mail_requests_per_email: i64,
     pub mail_requests_per_ip: i64,
     pub mail_request_window_secs: i64,
+    pub reauth_max_age_secs: i64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -390,6 +391,10 @@ impl Settings {
             (
                 "accounts.mail_request_window_secs",
                 self.accounts.mail_request_window_secs,
+            ),
+            (
+                "accounts.reauth_max_age_secs",
+                self.accounts.reauth_max_age_secs,
             ),
             ("mail.retry_base_secs", self.mail.retry_base_secs),
             ("mail.retry_max_secs", self.mail.retry_max_secs),

@@ -181,11 +181,7 @@ impl SignIn<'_> {
 /// Tokens for a user who has just signed in: signed first (on the request's worker), then, if
 /// the client may refresh, a new refresh token family in one transaction (so a signing failure
 /// leaves no family behind).
-pub async fn for_user(
-    svc: &Services,
-    sign_in: SignIn<'_>,
-    now: i64,
-) -> Result<Issued, GrantError> {
+pub async fn for_user(svc: &Services, sign_in: SignIn<'_>, now: i64) -> Result<Issued, GrantError> {
     let mut issued = sign_in.mint(svc, now)?;
     if sign_in.refreshable() {
         let lifetimes = sign_in.lifetimes(svc);

@@ -269,14 +269,20 @@ mod tests {
     #[test]
     fn account_and_admin_are_asked_for_and_go_with_openid_scopes_only() {
         let c = client("openid email api account admin");
-        assert_eq!(resolve_scope(&c, None).expect("default"), "openid email api");
+        assert_eq!(
+            resolve_scope(&c, None).expect("default"),
+            "openid email api"
+        );
         assert_eq!(
             resolve_scope(&c, Some("openid email account admin")).expect("own"),
             "openid email account admin"
         );
         for mixed in ["account api", "openid admin api", "api openid account"] {
             assert!(
-                matches!(resolve_scope(&c, Some(mixed)), Err(GrantError::InvalidScope(_))),
+                matches!(
+                    resolve_scope(&c, Some(mixed)),
+                    Err(GrantError::InvalidScope(_))
+                ),
                 "{mixed}"
             );
         }

@@ -244,7 +244,11 @@ fn within_grace(
     token: &RefreshToken,
     now_ms: i64,
 ) -> Result<bool, GrantError> {
-    let grace_ms = svc.settings.tokens.refresh_reuse_grace_secs.saturating_mul(1000);
+    let grace_ms = svc
+        .settings
+        .tokens
+        .refresh_reuse_grace_secs
+        .saturating_mul(1000);
     // A token used before the window was measured in milliseconds is simply outside it.
     let (Some(used_at_ms), Some(replaced_by)) = (token.used_at_ms, &token.replaced_by) else {
         return Ok(false);

@@ -50,7 +50,8 @@ pub struct AccessClaims {
 
 /// What an access token carries of a user's security stamp: a digest, not the stamp itself.
 pub fn stamp_of(user: &crate::db::models::User) -> String {
-    let digest = crate::crypto::sha256_hex(format!("access-token:{}", user.security_stamp).as_bytes());
+    let digest =
+        crate::crypto::sha256_hex(format!("access-token:{}", user.security_stamp).as_bytes());
     digest[..16].to_string()
 }
 

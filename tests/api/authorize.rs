@@ -473,7 +473,11 @@ async fn what_a_code_issued_is_recorded_in_the_transaction_that_consumes_it_item
         .run(|conn| tessera::db::repo::refresh::counts(conn).map_err(tessera::db::DbError::from))
         .await
         .expect("counts");
-    assert_eq!(counts, (0, 0), "no refresh family outlives the failed exchange");
+    assert_eq!(
+        counts,
+        (0, 0),
+        "no refresh family outlives the failed exchange"
+    );
     crate::refresh::execute(
         &app,
         "DROP TRIGGER fail_record;",
@@ -490,7 +494,10 @@ async fn what_a_code_issued_is_recorded_in_the_transaction_that_consumes_it_item
         .post(app.url("/token"))
         .form(&[
             ("grant_type", "refresh_token"),
-            ("refresh_token", issued["refresh_token"].as_str().expect("refresh")),
+            (
+                "refresh_token",
+                issued["refresh_token"].as_str().expect("refresh"),
+            ),
             ("client_id", client.as_str()),
         ])
         .send()

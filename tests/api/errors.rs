@@ -139,7 +139,10 @@ async fn userinfo_takes_the_token_in_a_form_body_and_speaks_rfc6750_item19() {
         .await
         .expect("request");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.expect("json")["sub"], user.as_str());
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["sub"],
+        user.as_str()
+    );
 
     // Header and body at once: RFC 6750 §2 allows one method per request.
     let response = app

@@ -343,7 +343,10 @@ async fn a_retired_keys_private_file_is_deleted_and_no_other_item20() {
     a.clock.advance(30);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert!(key_states(&env).contains(&(original.clone(), "retiring".to_string())));
-    assert!(key_file(&env, &original).exists(), "a retiring key keeps its file");
+    assert!(
+        key_file(&env, &original).exists(),
+        "a retiring key keeps its file"
+    );
 
     a.clock.advance(45);
     assert!(
@@ -354,7 +357,10 @@ async fn a_retired_keys_private_file_is_deleted_and_no_other_item20() {
     for kid in [&active, &next] {
         assert!(key_file(&env, kid).exists(), "{kid} keeps its file");
     }
-    assert!(stray.exists(), "files that are no retired key are left alone");
+    assert!(
+        stray.exists(),
+        "files that are no retired key are left alone"
+    );
 
     std::fs::write(key_file(&env, &original), "left behind").expect("write");
     assert!(

@@ -457,7 +457,8 @@ async fn log_out_everywhere_ends_every_session_of_the_user() {
     let env = TestEnv::new();
     let (app, _user, client) = setup_with(&env, env.settings()).await;
     let phone = login(&app, &client, "openid api").await;
-    let laptop = login(&app, &client, "openid api").await;
+    // A token for this provider's self-service endpoints.
+    let laptop = login(&app, &client, "openid account").await;
     let response = app
         .client
         .post(app.url("/logout-everywhere"))
@@ -603,7 +604,12 @@ async fn refreshed_tokens_carry_the_time_of_the_password_check_item3() {
     let (app, _user, client) = setup_with(&env, env.settings()).await;
     let signed_in_at = app.clock.now();
     let response = app
-        .password_login((&client.0, &client.1), "ann@example.com", PASSWORD, "openid api")
+        .password_login(
+            (&client.0, &client.1),
+            "ann@example.com",
+            PASSWORD,
+            "openid api",
+        )
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
@@ -679,9 +685,18 @@ async fn after_a_grace_retry_only_one_token_of_the_family_is_live_item15() {
     let lost = rotate(&app, &client, &first.refresh).await;
     app.clock.advance_millis(1000);
     let retried = rotate(&app, &client, &first.refresh).await;
-    assert_eq!(introspect(&app, &client, &lost.refresh).await["active"], false);
-    assert_eq!(introspect(&app, &client, &first.refresh).await["active"], false);
-    assert_eq!(introspect(&app, &client, &retried.refresh).await["active"], true);
+    assert_eq!(
+        introspect(&app, &client, &lost.refresh).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&app, &client, &first.refresh).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&app, &client, &retried.refresh).await["active"],
+        true
+    );
     // Whoever still holds the replaced branch is not its owner any more: reuse.
     app.clock.advance_millis(500);
     assert_refused(&app, &client, &lost.refresh).await;
@@ -708,7 +723,10 @@ async fn introspection_and_userinfo_agree_on_disabled_and_deleted_users_item11()
     let (app, _user, client) = setup_with(&env, env.settings()).await;
     let session = login(&app, &client, "openid api").await;
     assert_eq!(userinfo_status(&app, &session.access).await, 200);
-    assert_eq!(introspect(&app, &client, &session.access).await["active"], true);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await["active"],
+        true
+    );
 
     let out = env.cli(&["user", "disable", "--email", "ann@example.com"], None);
     assert!(out.status.success());
@@ -728,7 +746,10 @@ async fn introspection_and_userinfo_agree_on_disabled_and_deleted_users_item11()
     );
 
     let session = login(&app, &client, "openid api").await;
-    assert_eq!(introspect(&app, &client, &session.access).await["active"], true);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await["active"],
+        true
+    );
     let out = env.cli(&["user", "delete", "--email", "ann@example.com"], None);
     assert!(out.status.success());
     assert_eq!(userinfo_status(&app, &session.access).await, 401);

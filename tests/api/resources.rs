@@ -444,7 +444,11 @@ async fn the_admin_api_needs_the_admin_scope_and_role() {
     // user who lost the role since, is refused.
     let plain = access_token(&app, &client, "root@example.com", "openid").await;
     let response = call(reqwest::Method::GET, "/admin/users".into(), plain, None).await;
-    assert_eq!(response.status(), 401, "aud is [\"api\", issuer], not this provider alone");
+    assert_eq!(
+        response.status(),
+        401,
+        "aud is [\"api\", issuer], not this provider alone"
+    );
     let elsewhere = access_token(&app, &client, "root@example.com", "api").await;
     let response = call(reqwest::Method::GET, "/admin/users".into(), elsewhere, None).await;
     assert_eq!(response.status(), 401, "aud is only \"api\"");
@@ -545,7 +549,11 @@ async fn the_admin_api_refuses_tokens_that_other_apis_receive_item8() {
         .await;
     let status = mixed.status().as_u16();
     let body: Value = mixed.json().await.expect("json");
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
 
     let admin = access_token(&app, &client, "root@example.com", "openid admin").await;
     let (_, claims) = verify_independently(&app, &admin).await;
@@ -562,10 +570,16 @@ async fn the_admin_api_refuses_tokens_that_other_apis_receive_item8() {
     )
     .expect("signed");
     let (status, error) = admin_users(old_shape).await;
-    assert_eq!((status, error["error"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
 
     let for_the_api = access_token(&app, &client, "root@example.com", "openid api").await;
     let (status, error) = admin_users(for_the_api).await;
-    assert_eq!((status, error["error"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
     app.stop().await;
 }

@@ -630,6 +630,17 @@ async fn password_change_ends_other_sessions_and_may_keep_the_current_one() {
         .await;
     assert_eq!(rotated.status(), 200, "this session stays");
     let rotated: Value = rotated.json().await.expect("json");
+    // Every access token from before the change is refused here, the kept session's too: it
+    // goes on with the access token its refresh brought.
+    let info = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(info.status(), 401);
+    let access = rotated["access_token"].as_str().expect("access token");
 
     // Without keeping: this session ends too, its access token with it.
     let ended = change(
@@ -1271,7 +1282,11 @@ async fn account_endpoints_refuse_tokens_meant_for_other_apis_item8() {
     let password_change = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
     let delete = json!({"password": PASSWORD});
     let endpoints = [
-        (reqwest::Method::POST, "/account/password", Some(password_change)),
+        (
+            reqwest::Method::POST,
+            "/account/password",
+            Some(password_change),
+        ),
         (reqwest::Method::DELETE, "/account", Some(delete)),
         (reqwest::Method::POST, "/logout-everywhere", None),
     ];
@@ -1280,7 +1295,10 @@ async fn account_endpoints_refuse_tokens_meant_for_other_apis_item8() {
             status_with(&app, method.clone(), path, &notes, body.clone()).await;
         assert_eq!(status, 401, "{method} {path}: {error}");
         assert_eq!(error["error"], "invalid_token", "{method} {path}");
-        assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
     }
 
     // For this provider alone, but without `account`.
@@ -1294,7 +1312,12 @@ async fn account_endpoints_refuse_tokens_meant_for_other_apis_item8() {
         .await;
     let plain_secret = plain_secret.expect("confidential");
     let response = app
-        .password_login((&plain, &plain_secret), "kim@example.com", PASSWORD, "openid email")
+        .password_login(
+            (&plain, &plain_secret),
+            "kim@example.com",
+            PASSWORD,
+            "openid email",
+        )
         .await;
     let openid = response.json::<Value>().await.expect("json")["access_token"]
         .as_str()
@@ -1318,7 +1341,10 @@ async fn account_endpoints_refuse_tokens_meant_for_other_apis_item8() {
     // `account` with another API's scope is refused; with this provider's own scopes it gives
     // a token for this provider alone.
     let (status, mixed) = token("openid notes account").await;
-    assert_eq!((status, mixed["error"].as_str()), (400, Some("invalid_scope")));
+    assert_eq!(
+        (status, mixed["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
     let (status, own) = token("openid email account").await;
     assert_eq!(status, 200, "{own}");
     let own = own["access_token"].as_str().expect("token").to_string();
@@ -1337,12 +1363,27 @@ async fn account_endpoints_refuse_tokens_meant_for_other_apis_item8() {
         &forged,
     )
     .expect("signed");
-    let (status, _, error) =
-        status_with(&app, reqwest::Method::POST, "/logout-everywhere", &forged, None).await;
-    assert_eq!((status, error["error"].as_str()), (401, Some("invalid_token")));
+    let (status, _, error) = status_with(
+        &app,
+        reqwest::Method::POST,
+        "/logout-everywhere",
+        &forged,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
 
-    let (status, _, body) =
-        status_with(&app, reqwest::Method::POST, "/logout-everywhere", &own, None).await;
+    let (status, _, body) = status_with(
+        &app,
+        reqwest::Method::POST,
+        "/logout-everywhere",
+        &own,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -1430,7 +1471,12 @@ async fn a_password_reset_ends_older_access_tokens_at_userinfo_and_introspection
     let (status, _, _) = status_with(&app, reqwest::Method::GET, "/userinfo", &access, None).await;
     assert_eq!(status, 200);
 
-    post_json(&app, "/account/password-reset", json!({"email": "oli@example.com"})).await;
+    post_json(
+        &app,
+        "/account/password-reset",
+        json!({"email": "oli@example.com"}),
+    )
+    .await;
     let token = token_of(&sink.wait_for(1).await[0].link("/account/password-reset"));
     let done = post_json(
         &app,
@@ -1440,11 +1486,21 @@ async fn a_password_reset_ends_older_access_tokens_at_userinfo_and_introspection
     .await;
     assert_eq!(done.status(), 200);
 
-    let (status, _, error) = status_with(&app, reqwest::Method::GET, "/userinfo", &access, None).await;
-    assert_eq!((status, error["error"].as_str()), (401, Some("invalid_token")));
+    let (status, _, error) =
+        status_with(&app, reqwest::Method::GET, "/userinfo", &access, None).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
     assert_eq!(introspect(access.clone()).await, json!({"active": false}));
-    let (status, _, _) =
-        status_with(&app, reqwest::Method::POST, "/logout-everywhere", &access, None).await;
+    let (status, _, _) = status_with(
+        &app,
+        reqwest::Method::POST,
+        "/logout-everywhere",
+        &access,
+        None,
+    )
+    .await;
     assert_eq!(status, 401);
     let fresh = login(&app, client, "oli@example.com", NEW_PASSWORD).await;
     let fresh = fresh["access_token"].as_str().expect("token").to_string();
