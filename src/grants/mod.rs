@@ -210,8 +210,7 @@ pub fn for_own_endpoints(scope: &str) -> bool {
 /// `account` and `admin`, which are granted only when asked for. Those two go with nothing but
 /// OpenID Connect's own scopes: a token that reaches this provider's account or admin
 /// endpoints must never be one a resource server also accepts, so asking for `account` and
-/// another API's scope at once is `invalid_scope` (ask for two tokens, or narrow the scope on
-/// refresh).
+/// another API's scope at once is `invalid_scope` (ask for two tokens).
 pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, GrantError> {
     let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
     let Some(requested) = requested else {

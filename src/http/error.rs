@@ -57,10 +57,7 @@ pub enum ApiError {
     #[error("{reason}")]
     InsufficientPrivileges { scope: &'static str, reason: String },
     /// RFC 9470 §3: the sign-in behind the token is older than `max_age` seconds.
-    #[error(
-        "this needs a sign-in within the last {max_age} s (or the account's password): sign in \
-         again"
-    )]
+    #[error("this needs a sign-in within the last {max_age} s: sign in again")]
     StaleSignIn { max_age: i64 },
     // Everything else.
     #[error("{0}")]
