@@ -198,6 +198,7 @@ pub struct AccountSettings {
     /// they were made (0: never).
     pub unverified_ttl_secs: i64,
     pub registrations_per_ip: i64,
+    pub reauth_max_age_secs: i64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -445,6 +446,10 @@ impl Settings {
             (
                 "tokens.max_live_refresh_families",
                 self.tokens.max_live_refresh_families,
+            ),
+            (
+                "accounts.reauth_max_age_secs",
+                self.accounts.reauth_max_age_secs,
             ),
             ("mail.retry_base_secs", self.mail.retry_base_secs),
             ("mail.retry_max_secs", self.mail.retry_max_secs),

@@ -7,10 +7,10 @@ use serde_json::json;
 
 use crate::audit::{self, Event, Record};
 use crate::config::Settings;
-use crate::db::models::Client;
+use crate::db::models::{Client, User};
 use crate::db::{DbConnection, DbError, repo};
 use crate::services::Services;
-use crate::tokens::{Audience, decode_access_token};
+use crate::tokens::{AccessClaims, Audience, decode_access_token};
 
 /// RFC 7662 §2.2. Inactive tokens say nothing else.
 #[derive(Debug, Serialize, Default, PartialEq)]
@@ -36,15 +36,77 @@ pub struct Introspection {
     pub jti: Option<String>,
 }
 
-/// Introspects a token of any audience: an access token must verify and not be revoked; a
-/// refresh token must be unused, unexpired, in a live family of an active user. Both kinds are
-/// cheap to recognise, so `token_type_hint` is not needed (RFC 7662 §2.1 lets it be ignored).
+/// Why a verified access token is not live.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeadToken {
+    #[error("the token has been revoked")]
+    Revoked,
+    #[error("the token's user no longer exists or is disabled")]
+    UserGone,
+    #[error(
+        "the token's sign-in has ended (the password was changed or reset, or the account \
+         disabled, since it was issued)"
+    )]
+    SignInEnded,
+}
+
+/// A live access token, with its user (as they are now) when it speaks for one.
+#[derive(Debug)]
+pub struct LiveToken {
+    pub claims: AccessClaims,
+    pub user: Option<User>,
+}
+
+/// The one decision whether an access token is live for this provider's own purposes — its
+/// endpoints and introspection alike. `claims` come from a token that verified (our key, not
+/// expired, our issuer; the audience is the caller's business: introspection serves every
+/// audience, the endpoints check their own). Live means: not revoked, and when the token
+/// speaks for a user, the user exists, is enabled, and has the security stamp the token was
+/// issued under (a password change or reset, or disabling the account, changes it).
+pub async fn live_access_token(
+    svc: &Services,
+    claims: AccessClaims,
+) -> Result<Result<LiveToken, DeadToken>, DbError> {
+    let jti = claims.jti.clone();
+    let user_id = claims.is_for_user().then(|| claims.sub.clone());
+    let (revoked, user) = svc
+        .db
+        .run(move |conn| {
+            let revoked = repo::revoked::is_revoked(conn, &jti)?;
+            let user = match &user_id {
+                Some(id) if !revoked => repo::users::find_by_id(conn, id)?,
+                _ => None,
+            };
+            Ok::<_, DbError>((revoked, user))
+        })
+        .await?;
+    if revoked {
+        return Ok(Err(DeadToken::Revoked));
+    }
+    if !claims.is_for_user() {
+        return Ok(Ok(LiveToken { claims, user: None }));
+    }
+    Ok(match user {
+        Some(user) if user.disabled_at.is_some() => Err(DeadToken::UserGone),
+        Some(user) if !claims.stamp_matches(&user) => Err(DeadToken::SignInEnded),
+        Some(user) => Ok(LiveToken {
+            claims,
+            user: Some(user),
+        }),
+        None => Err(DeadToken::UserGone),
+    })
+}
+
+/// Introspects a token of any audience: an access token must verify and be live
+/// (`live_access_token`, as at this provider's own endpoints); a refresh token must be unused,
+/// unexpired, in a live family of an active user. Both kinds are cheap to recognise, so
+/// `token_type_hint` is not needed (RFC 7662 §2.1 lets it be ignored).
 pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, DbError> {
     let now = svc.clock.now();
     if let Ok(claims) = decode_access_token(token, &svc.keys.current(), &svc.issuer, now) {
-        if is_revoked(svc, &claims.jti).await? {
+        let Ok(LiveToken { claims, .. }) = live_access_token(svc, claims).await? else {
             return Ok(Introspection::default());
-        }
+        };
         return Ok(Introspection {
             active: true,
             token_type: Some("Bearer"),
@@ -84,14 +146,6 @@ pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, Db
                 ..Introspection::default()
             })
         })
-        .await
-}
-
-/// Whether an access token's `jti` has been revoked.
-pub async fn is_revoked(svc: &Services, jti: &str) -> Result<bool, DbError> {
-    let jti = jti.to_string();
-    svc.db
-        .run(move |conn| repo::revoked::is_revoked(conn, &jti).map_err(DbError::from))
         .await
 }
 

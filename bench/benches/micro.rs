@@ -31,6 +31,7 @@ fn claims(now: i64) -> AccessClaims {
         client_id: "5c1b0f4a9e2d7c3b".into(),
         scope: "openid api".into(),
         auth_time: Some(now),
+        stamp: Some("0123456789abcdef".into()),
         roles: vec!["user".into()],
     }
 }

@@ -111,7 +111,7 @@ impl Setup {
             for i in 0..families {
                 let user = &created[i % created.len()];
                 tokens.push(refresh::start_family(
-                    conn, user, &client.id, "api", lifetimes, now,
+                    conn, user, &client.id, "api", lifetimes, now, now,
                 )?);
             }
             Ok::<_, anyhow::Error>((client, secret, emails, tokens))

@@ -41,6 +41,10 @@ pub enum SelfServiceError {
     NoPassword,
     #[error("the account no longer exists or is disabled")]
     NoAccount,
+    /// Something that cannot be undone, asked for with a token from an old sign-in and
+    /// without the password.
+    #[error("this needs a sign-in within the last {max_age_secs} s")]
+    SignInTooOld { max_age_secs: i64 },
     #[error(transparent)]
     Account(#[from] AccountError),
 }
@@ -458,10 +462,28 @@ pub async fn change_password(
         .await
 }
 
-/// Deletes a signed-in user's own account, given the password (when it has one).
+/// Destructive self-service (deleting the account, and anything else that cannot be undone
+/// and is not guarded by the password) needs a recent sign-in: `auth_time` (when the person
+/// behind the access token last proved who they are) within `accounts.reauth_max_age_secs`.
+/// An access token alone, stolen or left in a log, is then not enough once that has passed.
+pub fn require_recent_sign_in(
+    svc: &Services,
+    auth_time: Option<i64>,
+) -> Result<(), SelfServiceError> {
+    let max_age_secs = svc.settings.accounts.reauth_max_age_secs;
+    match auth_time {
+        Some(at) if svc.clock.now() - at <= max_age_secs => Ok(()),
+        _ => Err(SelfServiceError::SignInTooOld { max_age_secs }),
+    }
+}
+
+/// Deletes a signed-in user's own account. An account with a password needs it, however
+/// recent the sign-in (a stolen access token alone must not delete it); one without (it signs
+/// in upstream only) needs a recent sign-in (`require_recent_sign_in`) instead.
 pub async fn delete_own_account(
     svc: &Services,
     user_id: &str,
+    auth_time: Option<i64>,
     password: Option<String>,
     ip: Option<String>,
 ) -> Result<(), SelfServiceError> {
@@ -471,6 +493,8 @@ pub async fn delete_own_account(
             AccountError::WeakPassword("the account's password is required to delete it".into())
         })?;
         confirm_password(svc, &user, password, ip.as_deref()).await?;
+    } else {
+        require_recent_sign_in(svc, auth_time)?;
     }
     let now = svc.clock.now();
     let id = user.id.clone();

@@ -117,6 +117,8 @@ pub struct RefreshToken {
     pub issued_at: i64,
     pub idle_expires_at: i64,
     pub used_at: Option<i64>,
+    /// `used_at` in milliseconds, for the reuse grace window (none on rows used before it).
+    pub used_at_ms: Option<i64>,
 }
 
 // Hand-written Debug for rows that hold hashes of secrets: a stray `{:?}` in a log line must

@@ -59,6 +59,7 @@ diesel::table! {
         issued_at -> BigInt,
         idle_expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        used_at_ms -> Nullable<BigInt>,
     }
 }
 

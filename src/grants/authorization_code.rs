@@ -1,6 +1,13 @@
 //! RFC 6749 §4.1.3: exchanging an authorization code (with its PKCE verifier, RFC 7636) for
 //! tokens. A code works once, for 60 s, for the client and redirect URI it was issued to; a
 //! code presented again revokes everything issued from it (RFC 6749 §4.1.2).
+//!
+//! One transaction consumes the code, checks it, signs the tokens, starts the refresh family
+//! and records on the code what it issued. A replay therefore either waits for that
+//! transaction and finds everything it must revoke, or finds the code unused; a failure
+//! anywhere rolls it all back, consumption included, so nothing is issued that the code does
+//! not know of. (Signing inside the transaction holds the writer for one signature, once per
+//! sign-in, as a careful refresh rotation does.)
 
 use diesel::Connection;
 use serde_json::json;
@@ -9,10 +16,10 @@ use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
 use crate::authorize::pkce_matches;
 use crate::db::models::{AuthorizationCode, Client};
-use crate::db::{DbConnection, DbError, repo};
+use crate::db::{DbConnection, repo};
 use crate::services::Services;
 
-use super::issue::Issued;
+use super::issue::{Issued, SignIn, for_user_with};
 
 const INVALID: &str = "the authorization code is invalid, expired or already used";
 
@@ -27,60 +34,52 @@ pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<I
     let hash = crate::crypto::sha256_hex(params.required("code")?.as_bytes());
     let redirect_uri = params.get("redirect_uri").map(String::from);
     let verifier = params.get("code_verifier").map(String::from);
-    let client_id = client.id.clone();
     let sole_redirect = match client.redirect_uris.split_whitespace().collect::<Vec<_>>()[..] {
         [only] => Some(only.to_string()),
         _ => None,
     };
     let now = svc.clock.now();
+    let (svc_inner, client) = (svc.clone(), client.clone());
     let outcome = svc
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
-                check(
+                let code = match check(
                     conn,
                     &hash,
-                    &client_id,
+                    &client.id,
                     redirect_uri.or(sole_redirect),
                     verifier,
                     now,
-                )
+                )? {
+                    Outcome::Accepted(code) => code,
+                    Outcome::Refused(reason) => return Ok(Err(reason)),
+                };
+                let Some(user) = repo::users::find_by_id(conn, &code.user_id)?
+                    .filter(|u| u.disabled_at.is_none())
+                else {
+                    return Ok(Err(INVALID));
+                };
+                let sign_in = SignIn {
+                    client: &client,
+                    user: &user,
+                    scope: &code.scope,
+                    nonce: code.nonce.as_deref(),
+                    auth_time: code.auth_time,
+                };
+                let issued = for_user_with(conn, &svc_inner, sign_in, now)?;
+                repo::codes::record_issued(
+                    conn,
+                    &code.code_hash,
+                    issued.family_id.as_deref(),
+                    &issued.access_jti,
+                    issued.access_expires_at,
+                )?;
+                Ok::<_, GrantError>(Ok(issued))
             })
         })
         .await?;
-    let code = match outcome {
-        Outcome::Accepted(code) => code,
-        Outcome::Refused(reason) => return Err(GrantError::InvalidGrant(reason.into())),
-    };
-    let user_id = code.user_id.clone();
-    let user = svc
-        .db
-        .run(move |conn| repo::users::find_by_id(conn, &user_id).map_err(DbError::from))
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(|| GrantError::InvalidGrant(INVALID.into()))?;
-    let issued = super::issue::for_user(
-        svc,
-        client,
-        &user,
-        &code.scope,
-        code.nonce.as_deref(),
-        code.auth_time,
-        now,
-    )
-    .await?;
-    let (family, jti, expires) = (
-        issued.family_id.clone(),
-        issued.access_jti.clone(),
-        issued.access_expires_at,
-    );
-    svc.db
-        .run(move |conn| {
-            repo::codes::record_issued(conn, &code.code_hash, family.as_deref(), &jti, expires)
-                .map_err(DbError::from)
-        })
-        .await?;
-    Ok(issued)
+    outcome.map_err(|reason| GrantError::InvalidGrant(reason.into()))
 }
 
 /// Consumes the code first (so concurrent exchanges queue on its lock), then checks it. Every

@@ -1,7 +1,10 @@
 //! Minting what a successful grant returns: an RFC 9068 access token, and where asked for an
 //! ID token and a refresh token.
 
+use diesel::Connection;
+
 use super::{GrantError, TokenResponse};
+use crate::db::DbConnection;
 use crate::db::models::{Client, User};
 use crate::services::Services;
 use crate::tokens::refresh::{Lifetimes, start_family};
@@ -57,26 +60,15 @@ pub fn mint(
     let ttl = client
         .access_token_ttl_secs
         .unwrap_or(svc.settings.tokens.access_token_ttl_secs);
-    let mut audiences: Vec<String> = client
-        .audiences
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    // This provider is an audience when the token may be used at its own endpoints (userinfo
-    // needs openid, admin needs admin), or when the client names no resource server at all.
-    let for_us = scope
-        .split_whitespace()
-        .any(|s| s == "openid" || s == "admin");
-    if (audiences.is_empty() || for_us) && !audiences.contains(&svc.issuer) {
-        audiences.push(svc.issuer.clone());
-    }
-    let (sub, roles, auth_time) = match &subject {
+    let audiences = audiences(client, scope, &svc.issuer);
+    let (sub, roles, auth_time, stamp) = match &subject {
         Subject::User { user, auth_time } => (
             user.id.clone(),
             user.roles.split_whitespace().map(String::from).collect(),
             Some(*auth_time),
+            Some(crate::tokens::stamp_of(user)),
         ),
-        Subject::Client => (client.id.clone(), Vec::new(), None),
+        Subject::Client => (client.id.clone(), Vec::new(), None, None),
     };
     let jti = crate::crypto::random_token(16).map_err(|e| GrantError::Hashing(e.to_string()))?;
     let claims = AccessClaims {
@@ -89,6 +81,7 @@ pub fn mint(
         client_id: client.id.clone(),
         scope: scope.to_string(),
         auth_time,
+        stamp,
         roles,
     };
     let (access_jti, access_expires_at) = (claims.jti.clone(), claims.exp);
@@ -122,44 +115,117 @@ pub fn mint(
     })
 }
 
-/// Tokens for a user who has just signed in: signed first, then, if the client may refresh, a
-/// new refresh token family (so a signing failure leaves no family behind).
-pub async fn for_user(
-    svc: &Services,
-    client: &Client,
-    user: &User,
-    scope: &str,
-    nonce: Option<&str>,
-    auth_time: i64,
-    now: i64,
-) -> Result<Issued, GrantError> {
-    let mut issued = mint(
-        svc,
-        client,
-        Subject::User { user, auth_time },
-        scope,
-        nonce,
-        now,
-    )?;
-    if client
-        .grant_types
+/// The token's audiences. A token for this provider's own endpoints (`account`, `admin`) has
+/// this provider as its only audience, so no resource server ever receives one (such scopes
+/// are never granted together with another API's, see `grants::resolve_scope`). Otherwise the
+/// client's resource servers, plus this provider when the token may be used at userinfo
+/// (`openid`) or when the client names no resource server at all.
+fn audiences(client: &Client, scope: &str, issuer: &str) -> Vec<String> {
+    if super::for_own_endpoints(scope) {
+        return vec![issuer.to_string()];
+    }
+    let mut audiences: Vec<String> = client
+        .audiences
         .split_whitespace()
-        .any(|g| g == "refresh_token")
-    {
-        let lifetimes = Lifetimes {
-            idle_secs: client
+        .map(String::from)
+        .collect();
+    let for_userinfo = scope.split_whitespace().any(|s| s == "openid");
+    if (audiences.is_empty() || for_userinfo) && !audiences.iter().any(|a| a == issuer) {
+        audiences.push(issuer.to_string());
+    }
+    audiences
+}
+
+/// The session a sign-in starts: who signed in, to which client, for what, and when the
+/// person proved who they are (`auth_time`: the password check, or the login page's sign-in
+/// an authorization code carries). Every token of the session, refreshed or not, carries that
+/// time (OpenID Connect Core §12.2).
+pub struct SignIn<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub scope: &'a str,
+    pub nonce: Option<&'a str>,
+    pub auth_time: i64,
+}
+
+impl SignIn<'_> {
+    fn refreshable(&self) -> bool {
+        self.client
+            .grant_types
+            .split_whitespace()
+            .any(|g| g == "refresh_token")
+    }
+
+    fn lifetimes(&self, svc: &Services) -> Lifetimes {
+        Lifetimes {
+            idle_secs: self
+                .client
                 .refresh_idle_ttl_secs
                 .unwrap_or(svc.settings.tokens.refresh_idle_ttl_secs),
-            absolute_secs: client
+            absolute_secs: self
+                .client
                 .refresh_absolute_ttl_secs
                 .unwrap_or(svc.settings.tokens.refresh_absolute_ttl_secs),
             max_live_families: svc.settings.tokens.max_live_refresh_families,
+        }
+    }
+
+    fn mint(&self, svc: &Services, now: i64) -> Result<Issued, GrantError> {
+        let subject = Subject::User {
+            user: self.user,
+            auth_time: self.auth_time,
         };
-        let (user, client_id, scope) = (user.clone(), client.id.clone(), scope.to_string());
+        mint(svc, self.client, subject, self.scope, self.nonce, now)
+    }
+}
+
+/// Tokens for a user who has just signed in: signed first (on the request's worker), then, if
+/// the client may refresh, a new refresh token family in one transaction (so a signing failure
+/// leaves no family behind).
+pub async fn for_user(svc: &Services, sign_in: SignIn<'_>, now: i64) -> Result<Issued, GrantError> {
+    let mut issued = sign_in.mint(svc, now)?;
+    if sign_in.refreshable() {
+        let lifetimes = sign_in.lifetimes(svc);
+        let (user, client_id, scope) = (
+            sign_in.user.clone(),
+            sign_in.client.id.clone(),
+            sign_in.scope.to_string(),
+        );
+        let auth_time = sign_in.auth_time;
         let (token, family) = svc
             .db
-            .run(move |conn| start_family(conn, &user, &client_id, &scope, lifetimes, now))
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    start_family(conn, &user, &client_id, &scope, lifetimes, auth_time, now)
+                })
+            })
             .await?;
+        issued.refresh_token = Some(token);
+        issued.family_id = Some(family);
+    }
+    Ok(issued)
+}
+
+/// As `for_user`, on the caller's connection and inside its transaction, so what is issued
+/// commits (or rolls back) with whatever else the caller writes, such as the authorization
+/// code it consumes.
+pub fn for_user_with(
+    conn: &mut DbConnection,
+    svc: &Services,
+    sign_in: SignIn<'_>,
+    now: i64,
+) -> Result<Issued, GrantError> {
+    let mut issued = sign_in.mint(svc, now)?;
+    if sign_in.refreshable() {
+        let (token, family) = start_family(
+            conn,
+            sign_in.user,
+            &sign_in.client.id,
+            sign_in.scope,
+            sign_in.lifetimes(svc),
+            sign_in.auth_time,
+            now,
+        )?;
         issued.refresh_token = Some(token);
         issued.family_id = Some(family);
     }

@@ -189,12 +189,36 @@ fn require_grant(client: &Client, grant: &str) -> Result<(), GrantError> {
     }
 }
 
+/// Scopes for this provider's own endpoints: `account` (self-service: password change,
+/// account deletion, log out everywhere) and `admin` (the admin API). A token with one of them
+/// has this provider as its only audience.
+pub const OWN_ENDPOINT_SCOPES: [&str; 2] = ["account", "admin"];
+
+/// OpenID Connect's scopes, which this provider serves itself (userinfo, ID tokens): the only
+/// ones that may be asked for together with `account` or `admin`.
+const OIDC_SCOPES: [&str; 3] = ["openid", "email", "profile"];
+
+/// Whether a token with `scope` is for this provider's own endpoints only.
+pub fn for_own_endpoints(scope: &str) -> bool {
+    scope
+        .split_whitespace()
+        .any(|s| OWN_ENDPOINT_SCOPES.contains(&s))
+}
+
 /// The scope to grant: the requested one if every value is allowed for the client, else
-/// `invalid_scope`; with none requested, everything the client may have (RFC 6749 §3.3).
+/// `invalid_scope`; with none requested, everything the client may have (RFC 6749 §3.3) except
+/// `account` and `admin`, which are granted only when asked for. Those two go with nothing but
+/// OpenID Connect's own scopes: a token that reaches this provider's account or admin
+/// endpoints must never be one a resource server also accepts, so asking for `account` and
+/// another API's scope at once is `invalid_scope` (ask for two tokens).
 pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, GrantError> {
     let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
     let Some(requested) = requested else {
-        return Ok(allowed.join(" "));
+        return Ok(allowed
+            .into_iter()
+            .filter(|s| !OWN_ENDPOINT_SCOPES.contains(s))
+            .collect::<Vec<_>>()
+            .join(" "));
     };
     let mut granted: Vec<&str> = Vec::new();
     for scope in requested.split(' ').filter(|s| !s.is_empty()) {
@@ -206,6 +230,16 @@ pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String,
         if !granted.contains(&scope) {
             granted.push(scope);
         }
+    }
+    if let Some(own) = granted.iter().find(|s| OWN_ENDPOINT_SCOPES.contains(s))
+        && let Some(other) = granted
+            .iter()
+            .find(|s| !OWN_ENDPOINT_SCOPES.contains(s) && !OIDC_SCOPES.contains(s))
+    {
+        return Err(GrantError::InvalidScope(format!(
+            "scope {own:?} is for this provider's own endpoints and cannot be combined with \
+             {other:?}; ask for a separate token"
+        )));
     }
     Ok(granted.join(" "))
 }
@@ -229,6 +263,30 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         }
+    }
+
+    #[test]
+    fn account_and_admin_are_asked_for_and_go_with_openid_scopes_only() {
+        let c = client("openid email api account admin");
+        assert_eq!(
+            resolve_scope(&c, None).expect("default"),
+            "openid email api"
+        );
+        assert_eq!(
+            resolve_scope(&c, Some("openid email account admin")).expect("own"),
+            "openid email account admin"
+        );
+        for mixed in ["account api", "openid admin api", "api openid account"] {
+            assert!(
+                matches!(
+                    resolve_scope(&c, Some(mixed)),
+                    Err(GrantError::InvalidScope(_))
+                ),
+                "{mixed}"
+            );
+        }
+        assert!(for_own_endpoints("openid account"));
+        assert!(!for_own_endpoints("openid api accounts"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! RFC 6749 §4.3, the resource owner password grant, for first-party clients registered for
 //! it. The credential check (throttling, equal work for unknown users) is `accounts::login`'s.
 
-use super::issue::Issued;
+use super::issue::{Issued, SignIn};
 use super::{GrantError, TokenRequest, require_grant, resolve_scope};
 use crate::accounts::login::{self, Attempt, LoginError};
 use crate::db::models::{Client, User};
@@ -29,8 +29,16 @@ pub async fn grant(
         scope
     };
     check_role_scopes(&user, &scope)?;
+    // The password was checked just now: that is the sign-in every token of the session names.
     let now = svc.clock.now();
-    super::issue::for_user(svc, client, &user, &scope, None, now, now).await
+    let sign_in = SignIn {
+        client,
+        user: &user,
+        scope: &scope,
+        nonce: None,
+        auth_time: now,
+    };
+    super::issue::for_user(svc, sign_in, now).await
 }
 
 /// `admin` is granted only to users with the admin role.

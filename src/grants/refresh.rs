@@ -47,8 +47,9 @@ pub async fn grant(
 ) -> Result<Issued, GrantError> {
     let hash = crate::crypto::sha256_hex(params.required("refresh_token")?.as_bytes());
     let requested = params.get("scope").map(String::from);
-    let now = svc.clock.now();
-    if let Some(issued) = rotate_quickly(svc, auth, &hash, requested.as_deref(), now).await? {
+    // Milliseconds for the grace window; seconds for everything else.
+    let now_ms = svc.clock.now_millis();
+    if let Some(issued) = rotate_quickly(svc, auth, &hash, requested.as_deref(), now_ms).await? {
         return Ok(issued);
     }
     let svc_inner = svc.clone();
@@ -57,7 +58,7 @@ pub async fn grant(
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
-                rotate_carefully(conn, &svc_inner, &auth, &hash, requested.as_deref(), now)
+                rotate_carefully(conn, &svc_inner, &auth, &hash, requested.as_deref(), now_ms)
             })
         })
         .await?;
@@ -75,8 +76,9 @@ async fn rotate_quickly(
     auth: &ClientAuth,
     hash: &str,
     requested_scope: Option<&str>,
-    now: i64,
+    now_ms: i64,
 ) -> Result<Option<Issued>, GrantError> {
+    let now = now_ms.div_euclid(1000);
     let (lookup_auth, lookup_hash) = (auth.clone(), hash.to_string());
     let (token, family, user, client) = svc
         .db
@@ -91,7 +93,7 @@ async fn rotate_quickly(
     let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
     let consumed = svc
         .db
-        .run(move |conn| repo::refresh::rotate(conn, &child, now).map_err(GrantError::from))
+        .run(move |conn| repo::refresh::rotate(conn, &child, now_ms).map_err(GrantError::from))
         .await?;
     if !consumed {
         return Ok(None);
@@ -106,14 +108,15 @@ fn rotate_carefully(
     auth: &ClientAuth,
     hash: &str,
     requested_scope: Option<&str>,
-    now: i64,
+    now_ms: i64,
 ) -> Result<Outcome, GrantError> {
+    let now = now_ms.div_euclid(1000);
     let (next, next_hash) = crate::tokens::refresh::new_token()?;
     // First, so concurrent rotations of one token queue on the row (or SQLite's write lock)
     // instead of racing. Any error from here on rolls the consumption back.
-    let consumed = repo::refresh::consume(conn, hash, &next_hash, now)? == 1;
+    let consumed = repo::refresh::consume(conn, hash, &next_hash, now_ms)? == 1;
     let (token, family, user, client) = find_authenticated(conn, auth, hash)?;
-    if !consumed && !within_grace(conn, svc, &token, &next_hash, now)? {
+    if !consumed && !within_grace(conn, svc, &token, now_ms)? {
         revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
         tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
         svc.metrics.refresh_reuse_detected();
@@ -203,6 +206,7 @@ fn successor(
         issued_at: now,
         idle_expires_at: (now + idle_secs).min(family.absolute_expires_at),
         used_at: None,
+        used_at_ms: None,
     }
 }
 
@@ -227,28 +231,32 @@ fn invalid() -> GrantError {
     GrantError::InvalidGrant(INVALID.into())
 }
 
-/// Within the grace window only the immediately previous token may be presented again: the
-/// one whose successor is still unused. That successor is retired, and the caller gets a fresh
-/// pair in the same family (`successor` becomes the presented token's successor).
+/// The grace window (`tokens.refresh_reuse_grace_secs`, measured in milliseconds from the
+/// rotation that used `token`): the immediately previous token may be presented again once,
+/// for a response lost on the way. Its successor must still be unused; it is retired without
+/// a successor, and the caller gets a fresh pair whose token replaces it (`successor` sets its
+/// parent to `token`). So the family keeps one live token: the retired successor, presented
+/// later, is reuse (whoever holds it is not the one who retried), and so is a second
+/// re-presentation of `token`, whose successor is retired by then.
 fn within_grace(
     conn: &mut DbConnection,
     svc: &Services,
     token: &RefreshToken,
-    successor: &str,
-    now: i64,
+    now_ms: i64,
 ) -> Result<bool, GrantError> {
-    let grace = svc.settings.tokens.refresh_reuse_grace_secs;
-    let (Some(used_at), Some(replaced_by)) = (token.used_at, &token.replaced_by) else {
+    let grace_ms = svc
+        .settings
+        .tokens
+        .refresh_reuse_grace_secs
+        .saturating_mul(1000);
+    // A token used before the window was measured in milliseconds is simply outside it.
+    let (Some(used_at_ms), Some(replaced_by)) = (token.used_at_ms, &token.replaced_by) else {
         return Ok(false);
     };
-    if grace == 0 || now - used_at > grace {
+    if grace_ms == 0 || now_ms - used_at_ms > grace_ms {
         return Ok(false);
     }
-    if repo::refresh::consume(conn, replaced_by, successor, now)? == 0 {
-        return Ok(false);
-    }
-    repo::refresh::set_successor(conn, &token.token_hash, successor)?;
-    Ok(true)
+    Ok(repo::refresh::retire_unused(conn, replaced_by, now_ms)? == 1)
 }
 
 /// RFC 6749 §6: a narrower scope may be asked for, never a wider one than the login granted.

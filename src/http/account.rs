@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::authorize::page;
-use super::bearer;
+use super::bearer::{self, UserToken};
 use super::cookies::VERIFY_EMAIL_CSRF;
 use super::error::ApiError;
 use crate::accounts::UserView;
@@ -322,15 +322,10 @@ async fn confirm_reset(
     })
 }
 
-/// The caller's claims, if they belong to a user (not a client acting for itself).
-async fn user_token(req: &HttpRequest, state: &AppState) -> Result<AccessClaims, ApiError> {
-    let claims = bearer::authenticate(req, &state.services).await?;
-    if claims.sub == claims.client_id {
-        return Err(ApiError::Forbidden(
-            "a client token has no user account".into(),
-        ));
-    }
-    Ok(claims)
+/// The caller, from a token meant for the self-service endpoints (`account`, this provider
+/// alone as audience).
+async fn user_token(req: &HttpRequest, state: &AppState) -> Result<UserToken, ApiError> {
+    bearer::for_own_endpoint(req, &state.services, "account").await
 }
 
 /// Ends the access token presented with a request (its session is over).
@@ -344,13 +339,14 @@ async fn revoke_presented(state: &AppState, claims: &AccessClaims) -> Result<(),
     Ok(())
 }
 
-/// POST /account/password {"current_password", "new_password", "keep_refresh_token"?}.
+/// POST /account/password {"current_password", "new_password", "keep_refresh_token"?}, with
+/// an `account` token.
 async fn change_password(
     req: HttpRequest,
     body: web::Json<PasswordChange>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let claims = user_token(&req, &state).await?;
+    let UserToken { claims, user } = user_token(&req, &state).await?;
     let PasswordChange {
         current_password,
         new_password,
@@ -359,7 +355,7 @@ async fn change_password(
     let ip = client_ip(&req, &state);
     let changed = self_service::change_password(
         &state.services,
-        &claims.sub,
+        &user.id,
         current_password,
         new_password,
         keep_refresh_token,
@@ -374,14 +370,15 @@ async fn change_password(
         .json(changed))
 }
 
-/// DELETE /account {"password"}: deletes the caller's own account (the password is needed
-/// when the account has one: a stolen access token alone must not delete it).
+/// DELETE /account {"password"}: deletes the caller's own account. The password is needed
+/// when the account has one (a stolen access token alone must not delete it); without one, a
+/// recent sign-in (`accounts.reauth_max_age_secs`).
 async fn delete_account(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let claims = user_token(&req, &state).await?;
+    let UserToken { claims, user } = user_token(&req, &state).await?;
     let deletion: Deletion = if body.iter().all(u8::is_ascii_whitespace) {
         Deletion::default()
     } else {
@@ -389,7 +386,14 @@ async fn delete_account(
             .map_err(|e| ApiError::InvalidRequest(format!("the JSON body is invalid: {e}")))?
     };
     let ip = client_ip(&req, &state);
-    self_service::delete_own_account(&state.services, &claims.sub, deletion.password, ip).await?;
+    self_service::delete_own_account(
+        &state.services,
+        &user.id,
+        claims.auth_time,
+        deletion.password,
+        ip,
+    )
+    .await?;
     revoke_presented(&state, &claims).await?;
     Ok(HttpResponse::NoContent().finish())
 }

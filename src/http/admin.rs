@@ -1,11 +1,12 @@
 //! /admin: user and client management for users with the `admin` role, through an access
-//! token carrying the `admin` scope. The CLI does the same offline.
+//! token carrying the `admin` scope whose only audience is this provider. The CLI does the
+//! same offline.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::AppState;
-use super::bearer;
+use super::bearer::{self, UserToken};
 use super::error::ApiError;
 use crate::accounts::{self, UserView};
 use crate::audit::{self, Event, Record};
@@ -31,25 +32,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/clients/{id}").route(web::delete().to(delete_client)));
 }
 
-/// The caller, if its token has the `admin` scope and it is, right now, an active user with
-/// the admin role (a role removed since the token was issued counts).
+/// The caller, if its token is meant for this provider alone and has the `admin` scope, and
+/// it is, right now, an active user with the admin role (a role removed since the token was
+/// issued counts).
 async fn require_admin(req: &HttpRequest, svc: &Services) -> Result<String, ApiError> {
-    let claims = bearer::authenticate(req, svc).await?;
-    if !claims.has_scope("admin") {
-        return Err(ApiError::InsufficientScope("admin"));
-    }
-    let user_id = claims.sub.clone();
-    let user = svc
-        .db
-        .run(move |conn| repo::users::find_by_id(conn, &user_id).map_err(DbError::from))
-        .await?;
-    match user {
-        Some(u) if u.disabled_at.is_none() && u.roles.split_whitespace().any(|r| r == "admin") => {
-            Ok(u.id)
-        }
-        _ => Err(ApiError::Forbidden(
-            "this user is not an administrator".into(),
-        )),
+    let UserToken { user, .. } = bearer::for_own_endpoint(req, svc, "admin").await?;
+    if user.roles.split_whitespace().any(|r| r == "admin") {
+        Ok(user.id)
+    } else {
+        Err(ApiError::InsufficientPrivileges {
+            scope: "admin",
+            reason: "this user is not an administrator".into(),
+        })
     }
 }
 

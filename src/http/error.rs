@@ -46,10 +46,19 @@ pub enum ApiError {
     // RFC 6750 §3.1, protected resources.
     #[error("an access token is required")]
     MissingToken,
+    /// A request to a protected resource that is malformed as a bearer request (two tokens).
+    #[error("{0}")]
+    InvalidBearerRequest(String),
     #[error("{0}")]
     InvalidToken(String),
     #[error("the access token lacks the {0:?} scope")]
     InsufficientScope(&'static str),
+    /// The token has the scope, but its user no longer has what the scope needs (a role).
+    #[error("{reason}")]
+    InsufficientPrivileges { scope: &'static str, reason: String },
+    /// RFC 9470 §3: the sign-in behind the token is older than `max_age` seconds.
+    #[error("this needs a sign-in within the last {max_age} s: sign in again")]
+    StaleSignIn { max_age: i64 },
     // Everything else.
     #[error("{0}")]
     Forbidden(String),
@@ -163,6 +172,9 @@ impl From<SelfServiceError> for ApiError {
                 ApiError::Forbidden(e.to_string())
             }
             e @ SelfServiceError::NoAccount => ApiError::InvalidToken(e.to_string()),
+            SelfServiceError::SignInTooOld { max_age_secs } => ApiError::StaleSignIn {
+                max_age: max_age_secs,
+            },
             SelfServiceError::Account(e) => e.into(),
         }
     }
@@ -189,11 +201,16 @@ impl ApiError {
             ApiError::UnauthorizedClient(_) => "unauthorized_client",
             ApiError::UnsupportedGrantType(_) => "unsupported_grant_type",
             ApiError::InvalidScope(_) => "invalid_scope",
-            // RFC 6750 §3.1 gives no error code when the request carried no token at all;
-            // the challenge header has none, and the body says plainly what is missing.
-            ApiError::MissingToken => "unauthorized",
+            // RFC 6750 §3.1 puts no error code in the challenge when the request carried no
+            // token at all; the body needs one, and a missing token is a missing parameter.
+            ApiError::MissingToken => "invalid_request",
+            ApiError::InvalidBearerRequest(_) => "invalid_request",
             ApiError::InvalidToken(_) => "invalid_token",
-            ApiError::InsufficientScope(_) => "insufficient_scope",
+            ApiError::InsufficientScope(_) | ApiError::InsufficientPrivileges { .. } => {
+                "insufficient_scope"
+            }
+            // RFC 9470 §3, the step-up extension of RFC 6750's error codes.
+            ApiError::StaleSignIn { .. } => "insufficient_user_authentication",
             ApiError::Forbidden(_) => "access_denied",
             ApiError::Validation { .. } => "invalid_request",
             ApiError::Conflict(_) => "conflict",
@@ -212,30 +229,49 @@ impl ApiError {
             // RFC 6749 §5.2: invalid_client answers 401 with the scheme the client may use.
             ApiError::InvalidClient => Some(r#"Basic realm="tessera""#.into()),
             ApiError::MissingToken => Some(r#"Bearer realm="tessera""#.into()),
+            ApiError::InvalidBearerRequest(description) => Some(format!(
+                r#"Bearer realm="tessera", error="invalid_request", error_description="{}""#,
+                quotable(description)
+            )),
             ApiError::InvalidToken(description) => Some(format!(
                 r#"Bearer realm="tessera", error="invalid_token", error_description="{}""#,
-                description.replace(['"', '\\'], "")
+                quotable(description)
             )),
-            ApiError::InsufficientScope(scope) => Some(format!(
-                r#"Bearer realm="tessera", error="insufficient_scope", scope="{scope}""#
+            ApiError::InsufficientScope(scope) | ApiError::InsufficientPrivileges { scope, .. } => {
+                Some(format!(
+                    r#"Bearer realm="tessera", error="insufficient_scope", scope="{scope}""#
+                ))
+            }
+            ApiError::StaleSignIn { max_age } => Some(format!(
+                r#"Bearer realm="tessera", error="insufficient_user_authentication", error_description="{}", max_age="{max_age}""#,
+                quotable(&self.to_string())
             )),
             _ => None,
         }
     }
 }
 
+/// Text fit for a quoted-string in a challenge.
+fn quotable(text: &str) -> String {
+    text.replace(['"', '\\'], "")
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_)
+            | ApiError::InvalidBearerRequest(_)
             | ApiError::InvalidGrant(_)
             | ApiError::UnauthorizedClient(_)
             | ApiError::UnsupportedGrantType(_)
             | ApiError::InvalidScope(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidClient | ApiError::MissingToken | ApiError::InvalidToken(_) => {
-                StatusCode::UNAUTHORIZED
-            }
-            ApiError::InsufficientScope(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::InvalidClient
+            | ApiError::MissingToken
+            | ApiError::InvalidToken(_)
+            | ApiError::StaleSignIn { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope(_)
+            | ApiError::InsufficientPrivileges { .. }
+            | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

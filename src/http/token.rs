@@ -20,7 +20,7 @@ pub async fn token(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (params, client) = form_request(&req, &body)?;
+    let (params, client) = form_request(&req, &body, "the token endpoint")?;
     let request = TokenRequest {
         params,
         client,
@@ -36,15 +36,20 @@ pub async fn token(
 }
 
 /// What the token, revocation and introspection endpoints all take: a form body (RFC 6749
-/// §3.2) and the client's credentials.
-fn form_request(req: &HttpRequest, body: &[u8]) -> Result<(Params, ClientAuth), ApiError> {
-    require_form(req)?;
+/// §3.2, RFC 7009 §2.1, RFC 7662 §2.1) and the client's credentials. `endpoint` names the
+/// endpoint in the answer to a body that is not a form.
+fn form_request(
+    req: &HttpRequest,
+    body: &[u8],
+    endpoint: &str,
+) -> Result<(Params, ClientAuth), ApiError> {
+    require_form(req, endpoint)?;
     let params = Params::parse(form_urlencoded::parse(body).into_owned())?;
     let client = client_auth(req, &params)?;
     Ok((params, client))
 }
 
-fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
+fn require_form(req: &HttpRequest, endpoint: &str) -> Result<(), ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -54,9 +59,9 @@ fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
     if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         Ok(())
     } else {
-        Err(ApiError::InvalidRequest(
-            "the token endpoint takes application/x-www-form-urlencoded".into(),
-        ))
+        Err(ApiError::InvalidRequest(format!(
+            "{endpoint} takes application/x-www-form-urlencoded"
+        )))
     }
 }
 
@@ -117,7 +122,7 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
-    let (params, client) = form_request(&req, &body)?;
+    let (params, client) = form_request(&req, &body, "the revocation endpoint")?;
     let client = grants::authenticate_client(svc, &client).await?;
     crate::sessions::revoke(svc, &client, params.required("token")?).await?;
     Ok(HttpResponse::Ok()
@@ -132,7 +137,7 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
-    let (params, client) = form_request(&req, &body)?;
+    let (params, client) = form_request(&req, &body, "the introspection endpoint")?;
     let client = grants::authenticate_client(svc, &client).await?;
     if client.secret_hash.is_none() {
         return Err(ApiError::InvalidClient);

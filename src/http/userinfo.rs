@@ -5,9 +5,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use super::AppState;
-use super::bearer;
+use super::bearer::{self, UserToken};
 use super::error::ApiError;
-use crate::db::{DbError, repo};
+use crate::db::repo;
 use crate::tokens::UserClaims;
 
 pub const PATH: &str = "/userinfo";
@@ -20,24 +20,14 @@ struct UserInfo {
     claims: UserClaims,
 }
 
+/// GET or POST /userinfo. The token comes in the `Authorization` header, or in a POST form
+/// body's `access_token` (RFC 6750 §2.2), not in both.
 pub async fn userinfo(
     req: HttpRequest,
+    body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let svc = &state.services;
-    let claims = bearer::authenticate(&req, svc).await?;
-    if !claims.has_scope("openid") {
-        return Err(ApiError::InsufficientScope("openid"));
-    }
-    let user_id = claims.sub.clone();
-    let user = svc
-        .db
-        .run(move |conn| repo::users::find_by_id(conn, &user_id).map_err(DbError::from))
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(|| {
-            ApiError::InvalidToken("the token's user no longer exists or is disabled".into())
-        })?;
+    let UserToken { claims, user } = bearer::for_userinfo(&req, &body, &state.services).await?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(UserInfo {
@@ -46,25 +36,20 @@ pub async fn userinfo(
         }))
 }
 
-/// POST /logout-everywhere: ends every session (refresh token family) of the token's user,
-/// and revokes the token presented.
+/// POST /logout-everywhere, with an `account` token: ends every session (refresh token
+/// family) of the token's user, and revokes the token presented.
 pub async fn logout_everywhere(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
-    let claims = bearer::authenticate(&req, svc).await?;
-    if claims.sub == claims.client_id {
-        return Err(ApiError::Forbidden(
-            "a client token has no user to log out".into(),
-        ));
-    }
+    let UserToken { claims, user } = bearer::for_own_endpoint(&req, svc, "account").await?;
     let now = svc.clock.now();
     let revoked = svc
         .db
         .run(move |conn| {
             repo::revoked::insert(conn, &claims.jti, claims.exp)?;
-            crate::sessions::logout_everywhere(conn, &claims.sub, "self", now)
+            crate::sessions::logout_everywhere(conn, &user.id, "self", now)
         })
         .await?;
     Ok(HttpResponse::Ok()

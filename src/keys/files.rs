@@ -79,3 +79,18 @@ pub fn read_private_key(path: &Path) -> Result<Vec<u8>, KeyError> {
     }
     Ok(parsed.into_contents())
 }
+
+/// Deletes a key's private file; false if there was none. Safe to run from several servers
+/// sharing the directory at once: the one that finds it gone already has nothing to do.
+pub fn remove_private_key(dir: &Path, kid: &str) -> Result<bool, KeyError> {
+    let path = key_path(dir, kid);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(KeyError::Io {
+            action: "cannot delete retired key file",
+            path,
+            source,
+        }),
+    }
+}

@@ -14,10 +14,17 @@
 //! - a retiring key stays published for the longest token lifetime (access tokens, including
 //!   per-client overrides, and ID tokens) + `retire_leeway_secs` + `reload_interval_secs`
 //!   after it stopped signing (a replica may sign with it until its next poll).
+//!
+//! Once retired, nothing a key signed is valid any more, so its private file is deleted: kept,
+//! it would only be a secret to lose (in a backup, a copied volume) that could mint tokens
+//! again. Each tick deletes the files of every retired key that still has one, after the
+//! database says it is retired, so a deletion interrupted (or a file an older version left)
+//! goes on the next tick; the states only move forward, so a retired key never signs or
+//! verifies again, and the files of next, active and retiring keys are never touched.
 
 use std::time::Duration;
 
-use super::{KeyError, KeyRing, KeyState, Rotation, load, rotate};
+use super::{KeyError, KeyRing, KeyState, Rotation, files, load, rotate};
 use crate::config::{KeySettings, Settings};
 use crate::db::DbConnection;
 use crate::db::models::SigningKeyRow;
@@ -72,6 +79,8 @@ pub fn retire_after_secs(conn: &mut DbConnection, settings: &Settings) -> Result
 pub struct Maintenance {
     /// Keys that left the JWKS.
     pub retired: Vec<String>,
+    /// Retired keys whose private file this tick deleted.
+    pub deleted_files: Vec<String>,
     /// A scheduled rotation, if one was due.
     pub rotated: Option<Rotation>,
     /// The new key ring, if the published keys differ from `published`.
@@ -91,6 +100,14 @@ pub fn maintain(
         retired: signing_keys::retire_finished(conn, stopped_by, now)?,
         ..Maintenance::default()
     };
+    for kid in signing_keys::list_retired(conn)? {
+        match files::remove_private_key(&settings.keys.dir, &kid) {
+            Ok(true) => done.deleted_files.push(kid),
+            Ok(false) => {}
+            // The rest of the tick matters more; the next one tries again.
+            Err(error) => tracing::warn!(%kid, %error, "retired key file not deleted"),
+        }
+    }
     if settings.keys.rotate_interval_secs > 0 && rotation_due(conn, &settings.keys, now)? {
         match rotate(conn, &settings.keys, now, false) {
             Ok(rotation) => done.rotated = Some(rotation),
@@ -158,6 +175,9 @@ pub fn spawn_watch(svc: Services) {
                 Ok(done) => {
                     for kid in &done.retired {
                         tracing::info!(%kid, "signing key retired: its tokens have expired");
+                    }
+                    for kid in &done.deleted_files {
+                        tracing::info!(%kid, "retired signing key's private file deleted");
                     }
                     if let Some(rotation) = &done.rotated {
                         tracing::info!(?rotation, "scheduled key rotation");

@@ -25,7 +25,7 @@ impl Audience {
     }
 }
 
-/// RFC 9068 §2.2 access token claims, plus `roles`.
+/// RFC 9068 §2.2 access token claims, plus `roles` and, for a user, `stamp`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -36,13 +36,38 @@ pub struct AccessClaims {
     pub jti: String,
     pub client_id: String,
     pub scope: String,
+    /// When the user signed in (RFC 9068 §2.2.1); a token for a client alone has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// A digest of the user's security stamp when the token was issued (`stamp_of`): a
+    /// password change or reset, or disabling the account, changes the stamp and so ends the
+    /// token at this provider's own endpoints and introspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
 }
 
+/// What an access token carries of a user's security stamp: a digest, not the stamp itself.
+pub fn stamp_of(user: &crate::db::models::User) -> String {
+    let digest =
+        crate::crypto::sha256_hex(format!("access-token:{}", user.security_stamp).as_bytes());
+    digest[..16].to_string()
+}
+
 impl AccessClaims {
+    /// Whether the token speaks for a user (a sign-in), not for a client acting for itself.
+    pub fn is_for_user(&self) -> bool {
+        self.auth_time.is_some()
+    }
+
+    /// Whether `user` still has the security stamp this token was issued under.
+    pub fn stamp_matches(&self, user: &crate::db::models::User) -> bool {
+        self.stamp.as_deref().is_some_and(|stamp| {
+            crate::crypto::constant_time_eq(stamp.as_bytes(), stamp_of(user).as_bytes())
+        })
+    }
+
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.split_whitespace()
     }

@@ -19,13 +19,15 @@ pub struct Lifetimes {
 /// Starts a family for a fresh login and returns its first token and the family's id; the
 /// user's oldest live families at the client beyond `max_live_families` are revoked, so one
 /// account cannot make the tables grow without bound. One transaction (a savepoint inside
-/// the caller's).
+/// the caller's). `auth_time` is when the person signed in (the password check, or the
+/// sign-in an authorization code carries), which every refresh passes on.
 pub fn start_family(
     conn: &mut DbConnection,
     user: &crate::db::models::User,
     client_id: &str,
     scope: &str,
     lifetimes: Lifetimes,
+    auth_time: i64,
     now: i64,
 ) -> Result<(String, String), DbError> {
     let family = RefreshFamily {
@@ -34,7 +36,7 @@ pub fn start_family(
         client_id: client_id.to_string(),
         scope: scope.to_string(),
         security_stamp: user.security_stamp.clone(),
-        auth_time: now,
+        auth_time,
         created_at: now,
         absolute_expires_at: now + lifetimes.absolute_secs,
         revoked_at: None,
@@ -54,6 +56,7 @@ pub fn start_family(
                 issued_at: now,
                 idle_expires_at: (now + lifetimes.idle_secs).min(family.absolute_expires_at),
                 used_at: None,
+                used_at_ms: None,
             },
         )?;
         refresh::revoke_oldest_live(

@@ -398,3 +398,119 @@ async fn discovery_parses_with_a_standard_oidc_client_library() {
     );
     app.stop().await;
 }
+
+async fn refresh_public(app: &TestApp, client_id: &str, refresh: &str) -> Value {
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+/// Item 3: the ID tokens of a session carry the time the person signed in on the login page,
+/// not the time of the code exchange or of a refresh (OIDC Core §12.2).
+#[tokio::test]
+async fn refreshed_id_tokens_carry_the_sign_in_time_of_the_login_page_item3() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = spa(&app).await;
+    let signed_in_at = app.clock.now();
+    let code = sign_in(&app, &client).await;
+    app.clock.advance(30);
+    let response = exchange(&app, &client, &code, VERIFIER).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let (_, id) = verify_independently(&app, body["id_token"].as_str().expect("id")).await;
+    assert_eq!(id["auth_time"], signed_in_at);
+    let mut refresh = body["refresh_token"].as_str().expect("refresh").to_string();
+    for _ in 0..2 {
+        app.clock.advance(100);
+        let body = refresh_public(&app, &client, &refresh).await;
+        let (_, id) = verify_independently(&app, body["id_token"].as_str().expect("id")).await;
+        assert_eq!(id["auth_time"], signed_in_at, "{id}");
+        let (_, access) =
+            verify_independently(&app, body["access_token"].as_str().expect("at")).await;
+        assert_eq!(access["auth_time"], signed_in_at, "{access}");
+        refresh = body["refresh_token"].as_str().expect("refresh").to_string();
+    }
+    app.stop().await;
+}
+
+/// Item 10: what a code issued (its refresh family, its access token) is recorded in the same
+/// transaction that consumes the code and starts the family. When recording fails, nothing is
+/// issued or left behind, and the code still works; a replay then revokes what it issued.
+#[tokio::test]
+async fn what_a_code_issued_is_recorded_in_the_transaction_that_consumes_it_item10() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = spa(&app).await;
+    let code = sign_in(&app, &client).await;
+    crate::refresh::execute(
+        &app,
+        "CREATE TRIGGER fail_record BEFORE UPDATE OF access_token_jti ON authorization_codes
+         WHEN NEW.access_token_jti IS NOT NULL BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        "CREATE FUNCTION fail_record() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER fail_record BEFORE UPDATE OF access_token_jti ON authorization_codes
+         FOR EACH ROW WHEN (NEW.access_token_jti IS NOT NULL) EXECUTE FUNCTION fail_record();",
+    )
+    .await;
+    let failed = exchange(&app, &client, &code, VERIFIER).await;
+    assert_eq!(failed.status(), 500);
+    let counts = app
+        .state
+        .services
+        .db
+        .run(|conn| tessera::db::repo::refresh::counts(conn).map_err(tessera::db::DbError::from))
+        .await
+        .expect("counts");
+    assert_eq!(
+        counts,
+        (0, 0),
+        "no refresh family outlives the failed exchange"
+    );
+    crate::refresh::execute(
+        &app,
+        "DROP TRIGGER fail_record;",
+        "DROP TRIGGER fail_record ON authorization_codes;",
+    )
+    .await;
+
+    let issued = exchange(&app, &client, &code, VERIFIER).await;
+    assert_eq!(issued.status(), 200, "the failed exchange consumed nothing");
+    let issued: Value = issued.json().await.expect("json");
+    assert_eq!(exchange(&app, &client, &code, VERIFIER).await.status(), 400);
+    let refresh = app
+        .client
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                issued["refresh_token"].as_str().expect("refresh"),
+            ),
+            ("client_id", client.as_str()),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refresh.status(), 400, "the replay revoked the family");
+    let userinfo = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(issued["access_token"].as_str().expect("at"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(userinfo.status(), 401, "and the access token");
+    app.stop().await;
+}

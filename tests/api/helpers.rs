@@ -154,13 +154,14 @@ impl TestApp {
         (client.id, secret)
     }
 
-    /// A confidential first-party client for the password grant, with refresh tokens.
+    /// A confidential first-party client for the password grant, with refresh tokens; it may
+    /// ask for `account` and `admin` (tokens for this provider's own endpoints) too.
     pub async fn first_party_client(&self) -> (String, String) {
         let (id, secret) = self
             .create_client(ClientSpec {
                 name: "first party".into(),
                 grant_types: vec!["password".into(), "refresh_token".into()],
-                scopes: ["openid", "email", "profile", "api", "admin"]
+                scopes: ["openid", "email", "profile", "api", "account", "admin"]
                     .map(String::from)
                     .to_vec(),
                 audiences: vec!["api".into()],

@@ -313,3 +313,64 @@ async fn a_configured_schedule_rotates_by_itself() {
     assert_eq!(states.iter().filter(|(_, s)| s == "next").count(), 1);
     app.stop().await;
 }
+
+fn key_file(env: &TestEnv, kid: &str) -> std::path::PathBuf {
+    env.keys_dir().join(format!("{kid}.pem"))
+}
+
+/// Item 20: once a key is retired (nothing it signed is valid any more), its private key file
+/// is deleted; the files of the next, active and retiring keys are never touched. Two servers
+/// sharing the keys directory retire it at once without harm, and a file left behind (a
+/// deletion interrupted, an older version) goes on the next tick.
+#[tokio::test]
+async fn a_retired_keys_private_file_is_deleted_and_no_other_item20() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.keys.reload_interval_secs = 1;
+    settings.keys.retire_leeway_secs = 0;
+    settings.tokens.access_token_ttl_secs = 60;
+    settings.tokens.id_token_ttl_secs = 60;
+    let a = env.spawn_with(settings.clone()).await;
+    let b = env.spawn_with_clock(settings, a.clock.clone()).await;
+    let original = signing_kid(&a);
+    stdout_json(&env.cli(&["keys", "rotate"], None));
+    let forced = stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    let active = forced["activated"].as_str().expect("activated").to_string();
+    let next = forced["next"].as_str().expect("next").to_string();
+    let stray = env.keys_dir().join("notes.txt");
+    std::fs::write(&stray, "not a key").expect("write");
+
+    a.clock.advance(30);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(key_states(&env).contains(&(original.clone(), "retiring".to_string())));
+    assert!(
+        key_file(&env, &original).exists(),
+        "a retiring key keeps its file"
+    );
+
+    a.clock.advance(45);
+    assert!(
+        eventually(5, || async { !key_file(&env, &original).exists() }).await,
+        "the retired key's file is deleted"
+    );
+    assert!(key_states(&env).contains(&(original.clone(), "retired".to_string())));
+    for kid in [&active, &next] {
+        assert!(key_file(&env, kid).exists(), "{kid} keeps its file");
+    }
+    assert!(
+        stray.exists(),
+        "files that are no retired key are left alone"
+    );
+
+    std::fs::write(key_file(&env, &original), "left behind").expect("write");
+    assert!(
+        eventually(5, || async { !key_file(&env, &original).exists() }).await,
+        "a file left behind goes on the next tick"
+    );
+    for app in [&a, &b] {
+        assert!(!published_kids(app).await.contains(&original));
+        assert_eq!(signing_kid(app), active);
+    }
+    b.stop().await;
+    a.stop().await;
+}

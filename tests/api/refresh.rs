@@ -196,7 +196,7 @@ async fn two_server_processes_on_one_database_give_exactly_one_success() {
     app.stop().await;
 }
 
-async fn execute(app: &TestApp, sqlite: &'static str, postgres: &'static str) {
+pub async fn execute(app: &TestApp, sqlite: &'static str, postgres: &'static str) {
     app.state
         .services
         .db
@@ -457,7 +457,8 @@ async fn log_out_everywhere_ends_every_session_of_the_user() {
     let env = TestEnv::new();
     let (app, _user, client) = setup_with(&env, env.settings()).await;
     let phone = login(&app, &client, "openid api").await;
-    let laptop = login(&app, &client, "openid api").await;
+    // A token for this provider's self-service endpoints.
+    let laptop = login(&app, &client, "openid account").await;
     let response = app
         .client
         .post(app.url("/logout-everywhere"))
@@ -663,5 +664,182 @@ async fn purge_deletes_audit_events_past_their_retention() {
     login(&app, &client, "api").await;
     purge(app.clock.now() + 10).await;
     assert_eq!(events().await, 1, "only the recent login's event is left");
+    app.stop().await;
+}
+
+/// The claims of a JWT, read without checking it (other tests check signatures).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("JSON claims")
+}
+
+/// Item 3: every ID token and access token of a session carries the time of the password
+/// check, not the time of the refresh (OIDC Core §12.2).
+#[tokio::test]
+async fn refreshed_tokens_carry_the_time_of_the_password_check_item3() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let signed_in_at = app.clock.now();
+    let response = app
+        .password_login(
+            (&client.0, &client.1),
+            "ann@example.com",
+            PASSWORD,
+            "openid api",
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let id_token = body["id_token"].as_str().expect("id token");
+    assert_eq!(claims_of(id_token)["auth_time"], signed_in_at);
+    let mut refresh_token = body["refresh_token"].as_str().expect("refresh").to_string();
+    for _ in 0..2 {
+        app.clock.advance(120);
+        let response = refresh(&app, &client, &refresh_token, None).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        let id = claims_of(body["id_token"].as_str().expect("id token"));
+        assert_eq!(id["auth_time"], signed_in_at, "{id}");
+        assert_eq!(id["iat"], app.clock.now());
+        let access = claims_of(body["access_token"].as_str().expect("access token"));
+        assert_eq!(access["auth_time"], signed_in_at, "{access}");
+        refresh_token = body["refresh_token"].as_str().expect("refresh").to_string();
+    }
+    app.stop().await;
+}
+
+/// Moves the stopped clock to the start of a second: the case a check in whole seconds gets
+/// most wrong.
+fn align_to_a_whole_second(app: &TestApp) {
+    let into_second = app.clock.now_millis().rem_euclid(1000);
+    if into_second != 0 {
+        app.clock.advance_millis(1000 - into_second);
+    }
+}
+
+/// Item 15: the grace window is measured in milliseconds (3.9 s of a 4 s window is inside,
+/// 4.1 s is outside), and the previous token may be presented again once, not over and over.
+#[tokio::test]
+async fn the_grace_window_is_measured_in_milliseconds_and_serves_one_retry_item15() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.tokens.refresh_reuse_grace_secs = 4;
+    let (app, user, client) = setup_with(&env, settings).await;
+
+    align_to_a_whole_second(&app);
+    let first = login(&app, &client, "api").await;
+    let _lost = rotate(&app, &client, &first.refresh).await;
+    app.clock.advance_millis(3900);
+    let retried = rotate(&app, &client, &first.refresh).await;
+    // A second re-presentation is reuse: two parties hold `first`.
+    app.clock.advance_millis(50);
+    assert_refused(&app, &client, &first.refresh).await;
+    assert_refused(&app, &client, &retried.refresh).await;
+    assert!(
+        app.audit_events(&user)
+            .await
+            .contains(&"refresh_token_reuse".to_string())
+    );
+
+    align_to_a_whole_second(&app);
+    let first = login(&app, &client, "api").await;
+    let second = rotate(&app, &client, &first.refresh).await;
+    app.clock.advance_millis(4100);
+    assert_refused(&app, &client, &first.refresh).await;
+    assert_refused(&app, &client, &second.refresh).await;
+    app.stop().await;
+}
+
+/// Item 15: a re-presentation in the grace window retires the token it replaces, so the family
+/// never has two live branches: the retired token is refused, and presenting it ends the family.
+#[tokio::test]
+async fn after_a_grace_retry_only_one_token_of_the_family_is_live_item15() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.tokens.refresh_reuse_grace_secs = 4;
+    let (app, _user, client) = setup_with(&env, settings).await;
+    let first = login(&app, &client, "api").await;
+    let lost = rotate(&app, &client, &first.refresh).await;
+    app.clock.advance_millis(1000);
+    let retried = rotate(&app, &client, &first.refresh).await;
+    assert_eq!(
+        introspect(&app, &client, &lost.refresh).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&app, &client, &first.refresh).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&app, &client, &retried.refresh).await["active"],
+        true
+    );
+    // Whoever still holds the replaced branch is not its owner any more: reuse.
+    app.clock.advance_millis(500);
+    assert_refused(&app, &client, &lost.refresh).await;
+    assert_refused(&app, &client, &retried.refresh).await;
+    app.stop().await;
+}
+
+async fn userinfo_status(app: &TestApp, access: &str) -> u16 {
+    app.client
+        .get(app.url("/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Item 11: introspection and Tessera's own endpoints agree: the access tokens of a disabled
+/// or deleted user are dead at both (and stay dead when the account is enabled again).
+#[tokio::test]
+async fn introspection_and_userinfo_agree_on_disabled_and_deleted_users_item11() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let session = login(&app, &client, "openid api").await;
+    assert_eq!(userinfo_status(&app, &session.access).await, 200);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await["active"],
+        true
+    );
+
+    let out = env.cli(&["user", "disable", "--email", "ann@example.com"], None);
+    assert!(out.status.success());
+    assert_eq!(userinfo_status(&app, &session.access).await, 401);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await,
+        json!({"active": false}),
+        "disabled"
+    );
+    let out = env.cli(&["user", "enable", "--email", "ann@example.com"], None);
+    assert!(out.status.success());
+    assert_eq!(userinfo_status(&app, &session.access).await, 401);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await,
+        json!({"active": false}),
+        "the sessions the disabling ended stay ended"
+    );
+
+    let session = login(&app, &client, "openid api").await;
+    assert_eq!(
+        introspect(&app, &client, &session.access).await["active"],
+        true
+    );
+    let out = env.cli(&["user", "delete", "--email", "ann@example.com"], None);
+    assert!(out.status.success());
+    assert_eq!(userinfo_status(&app, &session.access).await, 401);
+    assert_eq!(
+        introspect(&app, &client, &session.access).await,
+        json!({"active": false}),
+        "deleted"
+    );
     app.stop().await;
 }

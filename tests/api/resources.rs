@@ -445,7 +445,11 @@ async fn the_admin_api_needs_the_admin_scope_and_role() {
     // user who lost the role since, is refused.
     let plain = access_token(&app, &client, "root@example.com", "openid").await;
     let response = call(reqwest::Method::GET, "/admin/users".into(), plain, None).await;
-    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.status(),
+        401,
+        "aud is [\"api\", issuer], not this provider alone"
+    );
     let elsewhere = access_token(&app, &client, "root@example.com", "api").await;
     let response = call(reqwest::Method::GET, "/admin/users".into(), elsewhere, None).await;
     assert_eq!(response.status(), 401, "aud is only \"api\"");
@@ -457,6 +461,10 @@ async fn the_admin_api_needs_the_admin_scope_and_role() {
     );
     let response = call(reqwest::Method::GET, "/admin/users".into(), admin, None).await;
     assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "insufficient_scope"
+    );
     let response = call(
         reqwest::Method::GET,
         "/admin/users".into(),
@@ -586,5 +594,76 @@ async fn the_admin_user_list_is_paginated_with_a_cursor() {
     }
     let response = page("?limit=200".into()).await;
     assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+/// Item 8: /admin takes only a token meant for it: the `admin` scope and this provider as its
+/// only audience. An admin asking for `openid admin api` (a token an API would also accept) is
+/// refused at the token endpoint, and a token of that shape — as this server minted it
+/// before — no longer works at /admin.
+#[tokio::test]
+async fn the_admin_api_refuses_tokens_that_other_apis_receive_item8() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("root@example.com", PASSWORD, &["admin"])
+        .await;
+    let client = app.first_party_client().await;
+    let admin_users = |token: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .get(app.url("/admin/users"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+
+    let mixed = app
+        .password_login(
+            (&client.0, &client.1),
+            "root@example.com",
+            PASSWORD,
+            "openid admin api",
+        )
+        .await;
+    let status = mixed.status().as_u16();
+    let body: Value = mixed.json().await.expect("json");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
+
+    let admin = access_token(&app, &client, "root@example.com", "openid admin").await;
+    let (_, claims) = verify_independently(&app, &admin).await;
+    assert_eq!(claims["aud"], app.issuer.as_str(), "this provider alone");
+    assert_eq!(admin_users(admin.clone()).await.0, 200);
+
+    let mut old_shape = claims.clone();
+    old_shape["aud"] = json!(["api", app.issuer.as_str()]);
+    old_shape["scope"] = json!("openid admin api");
+    let old_shape = tessera::tokens::sign(
+        app.state.services.keys.current().active(),
+        "at+jwt",
+        &old_shape,
+    )
+    .expect("signed");
+    let (status, error) = admin_users(old_shape).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+
+    let for_the_api = access_token(&app, &client, "root@example.com", "openid api").await;
+    let (status, error) = admin_users(for_the_api).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
     app.stop().await;
 }

@@ -73,7 +73,7 @@ fn jwt_claims(token: &str) -> Value {
 
 async fn login(app: &TestApp, client: (&str, &str), email: &str, password: &str) -> Value {
     let response = app
-        .password_login(client, email, password, "openid email")
+        .password_login(client, email, password, "openid email account")
         .await;
     assert_eq!(response.status(), 200, "login as {email}");
     response.json().await.expect("json")
@@ -668,6 +668,17 @@ async fn password_change_ends_other_sessions_and_may_keep_the_current_one() {
         .await;
     assert_eq!(rotated.status(), 200, "this session stays");
     let rotated: Value = rotated.json().await.expect("json");
+    // Every access token from before the change is refused here, the kept session's too: it
+    // goes on with the access token its refresh brought.
+    let info = app
+        .client
+        .get(app.url("/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(info.status(), 401);
+    let access = rotated["access_token"].as_str().expect("access token");
 
     // Without keeping: this session ends too, its access token with it.
     let ended = change(
@@ -1561,4 +1572,296 @@ async fn the_register_page_creates_accounts_like_post_users() {
     .await;
     assert_eq!(posted.status(), 404);
     closed.stop().await;
+}
+
+async fn status_with(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, String, Value) {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().expect("ascii").to_string())
+        .unwrap_or_default();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+/// Item 8: the self-service endpoints take only a token meant for them — the `account` scope
+/// and an audience of this provider alone. A token a resource server received (`openid notes`,
+/// `aud` [notes, issuer]) is refused with RFC 6750's invalid_token; one for this provider
+/// without `account` with insufficient_scope; `account` is never mixed with another API's scope.
+#[tokio::test]
+async fn account_endpoints_refuse_tokens_meant_for_other_apis_item8() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let (notes_app, notes_secret) = app
+        .create_client(tessera::clients::ClientSpec {
+            name: "notes app".into(),
+            grant_types: vec!["password".into()],
+            scopes: ["openid", "email", "notes", "account"]
+                .map(String::from)
+                .to_vec(),
+            audiences: vec!["notes".into()],
+            ..tessera::clients::ClientSpec::default()
+        })
+        .await;
+    let notes_secret = notes_secret.expect("confidential");
+    let client = (notes_app.as_str(), notes_secret.as_str());
+    app.create_user("kim@example.com", PASSWORD, &[]).await;
+    let token = |scope: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .password_login(client, "kim@example.com", PASSWORD, scope)
+                .await;
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, notes) = token("openid notes").await;
+    assert_eq!(status, 200);
+    let notes = notes["access_token"].as_str().expect("token").to_string();
+    assert_eq!(
+        jwt_claims(&notes)["aud"],
+        json!(["notes", app.issuer.as_str()]),
+        "the token a notes API receives"
+    );
+    let password_change = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
+    let delete = json!({"password": PASSWORD});
+    let endpoints = [
+        (
+            reqwest::Method::POST,
+            "/account/password",
+            Some(password_change),
+        ),
+        (reqwest::Method::DELETE, "/account", Some(delete)),
+        (reqwest::Method::POST, "/logout-everywhere", None),
+    ];
+    for (method, path, body) in &endpoints {
+        let (status, challenge, error) =
+            status_with(&app, method.clone(), path, &notes, body.clone()).await;
+        assert_eq!(status, 401, "{method} {path}: {error}");
+        assert_eq!(error["error"], "invalid_token", "{method} {path}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+    }
+
+    // For this provider alone, but without `account`.
+    let (plain, plain_secret) = app
+        .create_client(tessera::clients::ClientSpec {
+            name: "plain".into(),
+            grant_types: vec!["password".into()],
+            scopes: ["openid", "email", "account"].map(String::from).to_vec(),
+            ..tessera::clients::ClientSpec::default()
+        })
+        .await;
+    let plain_secret = plain_secret.expect("confidential");
+    let response = app
+        .password_login(
+            (&plain, &plain_secret),
+            "kim@example.com",
+            PASSWORD,
+            "openid email",
+        )
+        .await;
+    let openid = response.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(jwt_claims(&openid)["aud"], app.issuer.as_str());
+    for (method, path, body) in &endpoints {
+        let (status, challenge, error) =
+            status_with(&app, method.clone(), path, &openid, body.clone()).await;
+        assert_eq!(status, 403, "{method} {path}: {error}");
+        assert_eq!(error["error"], "insufficient_scope");
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#) && challenge.contains("account"),
+            "{challenge}"
+        );
+    }
+    // It still serves userinfo (OpenID Connect).
+    let (status, _, _) = status_with(&app, reqwest::Method::GET, "/userinfo", &openid, None).await;
+    assert_eq!(status, 200);
+
+    // `account` with another API's scope is refused; with this provider's own scopes it gives
+    // a token for this provider alone.
+    let (status, mixed) = token("openid notes account").await;
+    assert_eq!(
+        (status, mixed["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let (status, own) = token("openid email account").await;
+    assert_eq!(status, 200, "{own}");
+    let own = own["access_token"].as_str().expect("token").to_string();
+    assert_eq!(jwt_claims(&own)["aud"], app.issuer.as_str());
+    // Asking for nothing gets the client's default, which never includes `account`.
+    let (status, default) = token("").await;
+    assert_eq!(status, 200);
+    assert_eq!(default["scope"], "openid email notes");
+
+    // A token with `account` but a foreign audience (as this server minted before) is refused.
+    let mut forged = jwt_claims(&own);
+    forged["aud"] = json!(["notes", app.issuer.as_str()]);
+    let forged = tessera::tokens::sign(
+        app.state.services.keys.current().active(),
+        "at+jwt",
+        &forged,
+    )
+    .expect("signed");
+    let (status, _, error) = status_with(
+        &app,
+        reqwest::Method::POST,
+        "/logout-everywhere",
+        &forged,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+
+    let (status, _, body) = status_with(
+        &app,
+        reqwest::Method::POST,
+        "/logout-everywhere",
+        &own,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Item 8: deleting an account needs a recent sign-in (`auth_time` within
+/// `accounts.reauth_max_age_secs`) or the password: a token from a sign-in more than 300 s ago
+/// cannot delete an account that has no password (one that signs in upstream only).
+#[tokio::test]
+async fn an_old_sign_in_cannot_delete_the_account_without_the_password_item8() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let (client_id, secret) = app.first_party_client().await;
+    let client = (client_id.as_str(), secret.as_str());
+
+    // An account with a password: an old sign-in needs the password.
+    app.create_user("max@example.com", PASSWORD, &[]).await;
+    let old = login(&app, client, "max@example.com", PASSWORD).await;
+    let old = old["access_token"].as_str().expect("token").to_string();
+    app.clock.advance(301);
+    let (status, _, _) = status_with(&app, reqwest::Method::DELETE, "/account", &old, None).await;
+    assert_eq!(status, 422, "the password is required");
+    let (status, _, _) = status_with(
+        &app,
+        reqwest::Method::DELETE,
+        "/account",
+        &old,
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // An account without a password.
+    let user_id = app.create_user("ned@example.com", PASSWORD, &[]).await;
+    let old = login(&app, client, "ned@example.com", PASSWORD).await;
+    let old = old["access_token"].as_str().expect("token").to_string();
+    app.clock.advance(301);
+    let fresh = login(&app, client, "ned@example.com", PASSWORD).await;
+    let fresh = fresh["access_token"].as_str().expect("token").to_string();
+    query(&app, move |c| {
+        diesel::update(users::table.find(user_id))
+            .set(users::password_hash.eq(None::<String>))
+            .execute(c)
+    })
+    .await;
+    let (status, challenge, error) =
+        status_with(&app, reqwest::Method::DELETE, "/account", &old, None).await;
+    assert_eq!(status, 401, "{error}");
+    assert_eq!(error["error"], "insufficient_user_authentication");
+    assert!(
+        challenge.contains(r#"error="insufficient_user_authentication""#)
+            && challenge.contains(r#"max_age="300""#),
+        "RFC 9470: {challenge}"
+    );
+    let (status, _, _) = status_with(&app, reqwest::Method::DELETE, "/account", &fresh, None).await;
+    assert_eq!(status, 204, "a sign-in within 300 s may");
+}
+
+/// Item 11: after a password reset, the access tokens issued before it are refused by this
+/// provider's own endpoints and introspect as inactive, as after a password change.
+#[tokio::test]
+async fn a_password_reset_ends_older_access_tokens_at_userinfo_and_introspection_item11() {
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new();
+    let app = mail_app(&env, &sink.url()).await;
+    let (client_id, secret) = app.first_party_client().await;
+    let client = (client_id.as_str(), secret.as_str());
+    app.create_user("oli@example.com", PASSWORD, &[]).await;
+    let session = login(&app, client, "oli@example.com", PASSWORD).await;
+    let access = session["access_token"].as_str().expect("token").to_string();
+    let introspect = |token: String| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/introspect"))
+                .basic_auth(client.0, Some(client.1))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    assert_eq!(introspect(access.clone()).await["active"], true);
+    let (status, _, _) = status_with(&app, reqwest::Method::GET, "/userinfo", &access, None).await;
+    assert_eq!(status, 200);
+
+    post_json(
+        &app,
+        "/account/password-reset",
+        json!({"email": "oli@example.com"}),
+    )
+    .await;
+    let token = token_of(&sink.wait_for(1).await[0].link("/account/password-reset"));
+    let done = post_json(
+        &app,
+        "/account/password-reset/confirm",
+        json!({"token": token, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+
+    let (status, _, error) =
+        status_with(&app, reqwest::Method::GET, "/userinfo", &access, None).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    assert_eq!(introspect(access.clone()).await, json!({"active": false}));
+    let (status, _, _) = status_with(
+        &app,
+        reqwest::Method::POST,
+        "/logout-everywhere",
+        &access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let fresh = login(&app, client, "oli@example.com", NEW_PASSWORD).await;
+    let fresh = fresh["access_token"].as_str().expect("token").to_string();
+    assert_eq!(introspect(fresh.clone()).await["active"], true);
+    let (status, _, _) = status_with(&app, reqwest::Method::GET, "/userinfo", &fresh, None).await;
+    assert_eq!(status, 200);
 }

@@ -26,15 +26,16 @@ pub fn find_token(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Opti
         .optional()
 }
 
-/// Marks an unused token used and replaced by `successor`; 1 if this call consumed it, 0 if it
-/// was used (or unknown) already. Always the first statement of a rotation: it takes the write
-/// lock at once, so concurrent rotations of one token queue here instead of racing (SQLite's
-/// WAL would refuse a transaction that read first and wrote later).
+/// Marks an unused token used (at `now_ms`, epoch milliseconds) and replaced by `successor`;
+/// 1 if this call consumed it, 0 if it was used (or unknown) already. Always the first
+/// statement of a rotation: it takes the write lock at once, so concurrent rotations of one
+/// token queue here instead of racing (SQLite's WAL would refuse a transaction that read first
+/// and wrote later).
 pub fn consume(
     conn: &mut DbConnection,
     token_hash: &str,
     successor: &str,
-    now: i64,
+    now_ms: i64,
 ) -> QueryResult<usize> {
     diesel::update(
         refresh_tokens::table
@@ -42,8 +43,25 @@ pub fn consume(
             .filter(refresh_tokens::used_at.is_null()),
     )
     .set((
-        refresh_tokens::used_at.eq(now),
+        refresh_tokens::used_at.eq(now_ms.div_euclid(1000)),
+        refresh_tokens::used_at_ms.eq(now_ms),
         refresh_tokens::replaced_by.eq(successor),
+    ))
+    .execute(conn)
+}
+
+/// Retires an unused token without a successor (the one a grace-window re-presentation
+/// replaces): presenting it later is reuse. 1 if this call retired it, 0 if it was used already.
+pub fn retire_unused(conn: &mut DbConnection, token_hash: &str, now_ms: i64) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .find(token_hash)
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set((
+        refresh_tokens::used_at.eq(now_ms.div_euclid(1000)),
+        refresh_tokens::used_at_ms.eq(now_ms),
+        refresh_tokens::replaced_by.eq(None::<String>),
     ))
     .execute(conn)
 }
@@ -55,7 +73,7 @@ pub fn consume(
 /// On PostgreSQL this is one statement — the conditional update in a data-modifying CTE that
 /// feeds the insert — so a rotation costs one round trip instead of four (BEGIN, UPDATE,
 /// INSERT, COMMIT); SQLite, in process, runs the same two steps in a transaction.
-pub fn rotate(conn: &mut DbConnection, child: &RefreshToken, now: i64) -> QueryResult<bool> {
+pub fn rotate(conn: &mut DbConnection, child: &RefreshToken, now_ms: i64) -> QueryResult<bool> {
     use diesel::sql_types::{BigInt, Text};
     let Some(parent_hash) = child.parent_hash.as_deref() else {
         return Err(diesel::result::Error::QueryBuilderError(
@@ -65,41 +83,31 @@ pub fn rotate(conn: &mut DbConnection, child: &RefreshToken, now: i64) -> QueryR
     if let DbConnection::Postgres(pg) = conn {
         let inserted = diesel::sql_query(
             "WITH consumed AS (
-                 UPDATE refresh_tokens SET used_at = $1, replaced_by = $2
+                 UPDATE refresh_tokens SET used_at = $1, used_at_ms = $8, replaced_by = $2
                  WHERE token_hash = $3 AND used_at IS NULL
                  RETURNING token_hash)
              INSERT INTO refresh_tokens
                  (token_hash, family_id, parent_hash, scope, issued_at, idle_expires_at)
              SELECT $2, $4, token_hash, $5, $6, $7 FROM consumed",
         )
-        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(now_ms.div_euclid(1000))
         .bind::<Text, _>(&child.token_hash)
         .bind::<Text, _>(parent_hash)
         .bind::<Text, _>(&child.family_id)
         .bind::<Text, _>(&child.scope)
         .bind::<BigInt, _>(child.issued_at)
         .bind::<BigInt, _>(child.idle_expires_at)
+        .bind::<BigInt, _>(now_ms)
         .execute(pg)?;
         return Ok(inserted == 1);
     }
     conn.transaction(|conn| {
-        if consume(conn, parent_hash, &child.token_hash, now)? == 0 {
+        if consume(conn, parent_hash, &child.token_hash, now_ms)? == 0 {
             return Ok(false);
         }
         insert_token(conn, child)?;
         Ok(true)
     })
-}
-
-/// Points an already used token at a new successor (a grace-window reissue).
-pub fn set_successor(
-    conn: &mut DbConnection,
-    token_hash: &str,
-    successor: &str,
-) -> QueryResult<usize> {
-    diesel::update(refresh_tokens::table.find(token_hash))
-        .set(refresh_tokens::replaced_by.eq(successor))
-        .execute(conn)
 }
 
 /// A refresh token with its family, the family's user and its client, in one query.

@@ -14,6 +14,14 @@ pub fn list_published(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>
         .load(conn)
 }
 
+/// The kids of every retired key.
+pub fn list_retired(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    signing_keys::table
+        .filter(signing_keys::state.eq("retired"))
+        .select(signing_keys::kid)
+        .load(conn)
+}
+
 pub fn list_all(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>> {
     signing_keys::table
         .order(signing_keys::created_at.asc())
