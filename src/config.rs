@@ -320,7 +320,7 @@ impl Settings {
                 set(&mut table, "log.filter", Value::String(raw.clone()));
                 continue;
             }
-            match env_key(&defaults, name)? {
+            match env_key(&defaults, name, raw)? {
                 EnvKey::Setting(key) => {
                     set(&mut table, &key, typed_value(&defaults, &key, raw, name)?);
                 }
@@ -737,7 +737,7 @@ enum EnvKey {
 /// Maps an environment variable to a setting. A `TESSERA_` name that starts with one of our
 /// sections but names no key in it is a mistake worth stopping for (a typo would otherwise be
 /// silently ignored); one that names no section at all is someone else's.
-fn env_key(defaults: &Table, name: &str) -> Result<EnvKey, ConfigError> {
+fn env_key(defaults: &Table, name: &str, value: &str) -> Result<EnvKey, ConfigError> {
     if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| *alias == name) {
         return Ok(EnvKey::Setting(key.to_string()));
     }
@@ -746,6 +746,9 @@ fn env_key(defaults: &Table, name: &str) -> Result<EnvKey, ConfigError> {
     };
     if ENV_NOT_SETTINGS.contains(&name) {
         return Ok(EnvKey::NotOurs);
+    }
+    if is_kubernetes_service_link(rest, value) {
+        return Ok(EnvKey::Foreign);
     }
     if let Some(key) = known_keys(defaults)
         .into_iter()
@@ -762,36 +765,42 @@ fn env_key(defaults: &Table, name: &str) -> Result<EnvKey, ConfigError> {
             rest.strip_prefix(&section.to_uppercase())
                 .is_some_and(|tail| tail.starts_with('_'))
         });
-    if names_our_section && !is_kubernetes_service_link(rest) {
+    if names_our_section {
         return Err(ConfigError(format!("unknown environment variable {name}")));
     }
     Ok(EnvKey::Foreign)
 }
 
-/// The shapes of the variables Kubernetes injects for a Service (`<NAME>_SERVICE_HOST`,
-/// `<NAME>_SERVICE_PORT[_<PORT NAME>]`, `<NAME>_PORT[_<N>_<PROTO>[_ADDR|_PORT|_PROTO]]`), so that
-/// a Service named e.g. `tessera-metrics` (`TESSERA_METRICS_SERVICE_HOST`) cannot stop us.
-fn is_kubernetes_service_link(rest: &str) -> bool {
+/// A variable Kubernetes injects for a Service, judged by name and value together:
+/// `<NAME>_SERVICE_HOST=<ip>`, `<NAME>_SERVICE_PORT[_<PORT NAME>]=<port>`,
+/// `<NAME>_PORT=tcp://…`, `<NAME>_PORT_<N>_<PROTO>=tcp://…` and its `_ADDR=<ip>`, `_PORT=<port>`,
+/// `_PROTO=tcp`. So a Service named `tessera-smtp` (`TESSERA_SMTP_PORT=tcp://10.0.0.3:25`)
+/// cannot stop the start, while `TESSERA_SERVER_PORT=9000`, a setting that does not exist, is
+/// still an error.
+fn is_kubernetes_service_link(rest: &str, value: &str) -> bool {
+    let ip = || value.parse::<std::net::IpAddr>().is_ok();
+    let port = || !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    let url = |proto: &str| {
+        value
+            .strip_prefix(&format!("{}://", proto.to_ascii_lowercase()))
+            .is_some_and(|rest| !rest.is_empty())
+    };
+    let proto = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
     let parts: Vec<&str> = rest.split('_').collect();
-    parts.windows(2).enumerate().any(|(i, pair)| {
-        let tail = &parts[i + 2..];
-        match pair {
-            ["SERVICE", "HOST"] => tail.is_empty(),
-            ["SERVICE", "PORT"] => true,
-            _ => false,
-        }
-    }) || parts.iter().enumerate().any(|(i, part)| {
-        *part == "PORT"
-            && i > 0
-            && match &parts[i + 1..] {
-                [] => true,
-                [port, proto, extra @ ..] => {
-                    port.bytes().all(|b| b.is_ascii_digit())
-                        && matches!(*proto, "TCP" | "UDP" | "SCTP")
-                        && matches!(extra, [] | ["ADDR"] | ["PORT"] | ["PROTO"])
-                }
+    (1..parts.len()).any(|i| match (parts[i], &parts[i + 1..]) {
+        ("SERVICE", ["HOST"]) => ip(),
+        ("SERVICE", ["PORT", ..]) => port(),
+        ("PORT", []) => ["tcp", "udp", "sctp"].iter().any(|p| url(p)),
+        ("PORT", [n, p, tail @ ..]) if n.bytes().all(|b| b.is_ascii_digit()) && proto(p) => {
+            match tail {
+                [] => url(p),
+                ["ADDR"] => ip(),
+                ["PORT"] => port(),
+                ["PROTO"] => value.eq_ignore_ascii_case(p),
                 _ => false,
             }
+        }
+        _ => false,
     })
 }
 
@@ -948,10 +957,28 @@ mod tests {
             "TESSERA_TOKENS_FOO",
             "TESSERA_SERVER_WORKER",
             "TESSERA_UPSTREAMS_ACME_ISSUER",
+            // Shaped like a service link, but with a value Kubernetes would not give it.
+            "TESSERA_SERVER_PORT",
+            "TESSERA_METRICS_SERVICE_PORT_X",
         ] {
-            let err = load(&[(typo, "1")], None).expect_err(typo);
+            let err = load(&[(typo, "9000x")], None).expect_err(typo);
             assert!(err.to_string().contains(typo), "{err}");
         }
+        let err = load(&[("TESSERA_SERVER_PORT", "9000")], None).expect_err("no such setting");
+        assert!(err.to_string().contains("TESSERA_SERVER_PORT"), "{err}");
+        // A Service named `tessera-smtp` shadows a real setting's name with a link's value.
+        let settings = load(
+            &[
+                ("TESSERA_SMTP_PORT", "tcp://10.96.0.3:25"),
+                ("TESSERA_SMTP_SERVICE_PORT", "25"),
+            ],
+            None,
+        )
+        .expect("starts");
+        assert_eq!(
+            settings.ignored_env,
+            ["TESSERA_SMTP_PORT", "TESSERA_SMTP_SERVICE_PORT"]
+        );
     }
 
     /// Issue 14 item 17: `RUST_LOG` when `TESSERA_LOG` is unset; `TESSERA_LOG` wins.

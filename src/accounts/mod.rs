@@ -255,6 +255,7 @@ pub async fn register(
             .run(move |conn| {
                 conn.transaction(|conn| {
                     let user = create(conn, &account, Some(&hash))?;
+                    users::mark_self_registered(conn, &user.id, now)?;
                     audit::record(
                         conn,
                         Event::UserRegistered,

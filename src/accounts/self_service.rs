@@ -549,9 +549,9 @@ pub fn purge_unverified(
         let before = deleted;
         for id in &ids {
             let gone = conn.transaction(|conn| {
-                let still = repo::users::find_by_id(conn, id)?
-                    .is_some_and(|u| u.email_verified_at.is_none() && u.created_at < cutoff)
-                    && repo::federation::identities_of(conn, id)?.is_empty();
+                let still = repo::users::find_by_id(conn, id)?.is_some_and(|u| {
+                    u.email_verified_at.is_none() && u.created_at < cutoff && u.roles.is_empty()
+                }) && repo::federation::identities_of(conn, id)?.is_empty();
                 if !still {
                     return Ok(false);
                 }

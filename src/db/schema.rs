@@ -142,6 +142,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_outbox,
     pending_links,
     known_sign_ins,
+    self_registrations,
 );
 
 diesel::table! {
@@ -231,3 +232,12 @@ diesel::table! {
 }
 
 diesel::joinable!(known_sign_ins -> users (user_id));
+
+diesel::table! {
+    self_registrations (user_id) {
+        user_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(self_registrations -> users (user_id));

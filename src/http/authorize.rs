@@ -245,12 +245,19 @@ pub(super) fn same_origin(req: &HttpRequest, svc: &Services) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    let issuer = url::Url::parse(&svc.issuer)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
-    let info = req.connection_info();
-    let addressed = format!("{}://{}", info.scheme(), info.host());
-    origin != "null" && (origin == issuer || origin.eq_ignore_ascii_case(&addressed))
+    let Ok(issuer) = url::Url::parse(&svc.issuer) else {
+        return false;
+    };
+    // The host the browser addressed, from `Host` itself: `Forwarded`/`X-Forwarded-Host` come
+    // from whoever sends the request and are not believed here.
+    let addressed = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| format!("{}://{host}", issuer.scheme()));
+    origin != "null"
+        && (origin == issuer.origin().ascii_serialization()
+            || addressed.is_some_and(|a| origin.eq_ignore_ascii_case(&a)))
 }
 
 /// The policy every page gets: nothing loaded from anywhere (inline styles aside), no framing,

@@ -198,7 +198,7 @@ pub async fn link_submit(
     let csrf_ok = params.get(CSRF_FIELD).is_some_and(|field| {
         crate::crypto::constant_time_eq(field.as_bytes(), expected.as_bytes())
     });
-    if !csrf_ok {
+    if !csrf_ok || !super::authorize::same_origin(&req, svc) {
         return error_page(
             StatusCode::FORBIDDEN,
             "This form has expired or did not come from this site. Go back to the application and start again.",

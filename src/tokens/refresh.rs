@@ -1,8 +1,6 @@
 //! Opaque refresh tokens: 256 bits from the OS RNG, URL-safe, stored only as SHA-256, each in
 //! a family that stands for one login session.
 
-use diesel::Connection;
-
 use crate::db::models::{RefreshFamily, RefreshToken};
 use crate::db::repo::refresh;
 use crate::db::{DbConnection, DbError};
@@ -18,8 +16,9 @@ pub struct Lifetimes {
 
 /// Starts a family for a fresh login and returns its first token and the family's id; the
 /// user's oldest live families at the client beyond `max_live_families` are revoked, so one
-/// account cannot make the tables grow without bound. One transaction (a savepoint inside
-/// the caller's). `auth_time` is when the person signed in (the password check, or the
+/// account cannot make the tables grow without bound. Runs inside the caller's transaction
+/// (a savepoint of its own would, when SQLite rolls a failed write back by itself, leave a
+/// `ROLLBACK TO` that fails with an error no one can classify). `auth_time` is when the person signed in (the password check, or the
 /// sign-in an authorization code carries), which every refresh passes on.
 pub fn start_family(
     conn: &mut DbConnection,
@@ -43,31 +42,29 @@ pub fn start_family(
         revoked_reason: None,
     };
     let (token, token_hash) = new_token()?;
-    conn.transaction(|conn| {
-        refresh::insert_family(conn, &family)?;
-        refresh::insert_token(
-            conn,
-            &RefreshToken {
-                token_hash,
-                family_id: family.id.clone(),
-                parent_hash: None,
-                replaced_by: None,
-                scope: scope.to_string(),
-                issued_at: now,
-                idle_expires_at: (now + lifetimes.idle_secs).min(family.absolute_expires_at),
-                used_at: None,
-                used_at_ms: None,
-            },
-        )?;
-        refresh::revoke_oldest_live(
-            conn,
-            &family.user_id,
-            &family.client_id,
-            lifetimes.max_live_families,
-            now,
-            "session_limit",
-        )
-    })?;
+    refresh::insert_family(conn, &family)?;
+    refresh::insert_token(
+        conn,
+        &RefreshToken {
+            token_hash,
+            family_id: family.id.clone(),
+            parent_hash: None,
+            replaced_by: None,
+            scope: scope.to_string(),
+            issued_at: now,
+            idle_expires_at: (now + lifetimes.idle_secs).min(family.absolute_expires_at),
+            used_at: None,
+            used_at_ms: None,
+        },
+    )?;
+    refresh::revoke_oldest_live(
+        conn,
+        &family.user_id,
+        &family.client_id,
+        lifetimes.max_live_families,
+        now,
+        "session_limit",
+    )?;
     Ok((token, family.id))
 }
 

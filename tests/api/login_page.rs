@@ -235,6 +235,39 @@ async fn a_cross_origin_login_post_is_refused_like_a_bad_csrf_token() {
     app.stop().await;
 }
 
+/// The Origin check believes the `Host` header the browser sent, never `Forwarded` or
+/// `X-Forwarded-Host`, which anyone can add (review of item 22).
+#[tokio::test]
+async fn forwarding_headers_do_not_make_another_origin_our_own() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
+    let client = client_with_redirect(&app, REDIRECT).await;
+    let params = request(&client, REDIRECT);
+    let page = open(&app, &params).await;
+    let mut form: Vec<(&str, String)> = params.to_vec();
+    form.push(("csrf_token", page.csrf.clone()));
+    form.push(("email", "ann@example.com".into()));
+    form.push(("password", PASSWORD.into()));
+    for (name, value) in [
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "host=evil.example;proto=http"),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/authorize"))
+            .header("Cookie", &page.cookie)
+            .header("Origin", "http://evil.example")
+            .header(name, value)
+            .form(&form)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 403, "{name}: {value}");
+    }
+    app.stop().await;
+}
+
 /// Item 22: after a wrong password the typed email is back in its field, escaped.
 #[tokio::test]
 async fn the_typed_email_is_kept_and_escaped_after_a_wrong_password() {

@@ -170,6 +170,17 @@ pub fn delete_for(conn: &mut DbConnection, user_id: &str, email_lower: &str) -> 
     .execute(conn)
 }
 
+/// Deletes an account's mail not yet finished (queued or being retried): for an account that
+/// lost its address, whose verification mail must not reach the address's owner.
+pub fn delete_unfinished_for(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(
+        mail_outbox::table
+            .filter(mail_outbox::user_id.eq(user_id))
+            .filter(mail_outbox::finished_at.is_null()),
+    )
+    .execute(conn)
+}
+
 /// Deletes up to `batch` rows finished before `cutoff`.
 pub fn purge(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<usize> {
     let ids: Vec<String> = mail_outbox::table

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::models::{NewUser, User};
-use crate::db::schema::{federated_identities, users};
+use crate::db::schema::{federated_identities, self_registrations, users};
 
 pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
     diesel::insert_into(users::table)
@@ -122,10 +122,11 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
     diesel::delete(users::table.find(id)).execute(conn)
 }
 
-/// Takes an account's address away: its sign-in key becomes `key` (never an address) and its
-/// security stamp changes, so it signs in by the address no more and its sessions end. The
-/// address stays on show in `email` for the operator; tokens release an address only to the
-/// account whose sign-in key it is.
+/// Takes an account's address away: its sign-in key becomes `key` (never an address), its
+/// password goes (so the key, which names the account's id, cannot be typed as a username with
+/// the old password) and its security stamp changes, so it signs in no more and its sessions
+/// end. The address stays on show in `email` for the operator; tokens release an address only
+/// to the account whose sign-in key it is.
 pub fn release_address(
     conn: &mut DbConnection,
     id: &str,
@@ -136,14 +137,16 @@ pub fn release_address(
     diesel::update(users::table.find(id))
         .set((
             users::email_lower.eq(key),
+            users::password_hash.eq(None::<String>),
             users::security_stamp.eq(stamp),
             users::updated_at.eq(now),
         ))
         .execute(conn)
 }
 
-/// Up to `batch` accounts made before `cutoff` that never verified their address and have no
-/// upstream identity (those sign in without an address of their own).
+/// Up to `batch` accounts made before `cutoff` by self-registration that never verified their
+/// address, hold no role and have no upstream identity (those sign in without an address of
+/// their own). Accounts an operator made are never among them.
 pub fn unverified_before(
     conn: &mut DbConnection,
     cutoff: i64,
@@ -152,6 +155,10 @@ pub fn unverified_before(
     users::table
         .filter(users::email_verified_at.is_null())
         .filter(users::created_at.lt(cutoff))
+        .filter(users::roles.eq(""))
+        .filter(diesel::dsl::exists(
+            self_registrations::table.filter(self_registrations::user_id.eq(users::id)),
+        ))
         .filter(diesel::dsl::not(diesel::dsl::exists(
             federated_identities::table.filter(federated_identities::user_id.eq(users::id)),
         )))
@@ -159,4 +166,18 @@ pub fn unverified_before(
         .select(users::id)
         .limit(batch)
         .load(conn)
+}
+
+/// Records that the person made this account themselves (see `unverified_before`).
+pub fn mark_self_registered(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::insert_into(self_registrations::table)
+        .values((
+            self_registrations::user_id.eq(user_id),
+            self_registrations::created_at.eq(now),
+        ))
+        .execute(conn)
 }
