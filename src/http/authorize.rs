@@ -136,20 +136,17 @@ pub async fn submit(
             &form,
             Some("The email or password is not right."),
         ),
-        Err(LoginError::Throttled(wait)) => {
-            let mut page = login_page(
+        Err(LoginError::Throttled(wait)) => with_retry_after(
+            login_page(
                 svc,
                 StatusCode::TOO_MANY_REQUESTS,
                 &form,
                 Some(&format!(
                     "Too many failed attempts. Try again in {wait} seconds."
                 )),
-            );
-            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            page
-        }
+            ),
+            wait,
+        ),
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
             error_page(
@@ -231,6 +228,14 @@ pub(super) fn csrf_matches(cookie: Option<&str>, field: Option<&str>) -> bool {
         }
         _ => false,
     }
+}
+
+/// A page answering a throttled request, with `Retry-After` saying when to come back.
+pub(super) fn with_retry_after(mut page: HttpResponse, wait: i64) -> HttpResponse {
+    if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+        page.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    page
 }
 
 /// The second line behind the CSRF cookie: a form post whose `Origin` is another site's (or

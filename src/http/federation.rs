@@ -4,7 +4,6 @@
 //! cookies, redirects and pages.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
@@ -74,16 +73,15 @@ pub async fn start(
     {
         Ok(None) => {}
         Ok(Some(wait)) => {
-            let mut page = error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!(
-                    "Too many sign-ins were started from your network. Try again in {wait} seconds."
+            return super::authorize::with_retry_after(
+                error_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!(
+                        "Too many sign-ins were started from your network. Try again in {wait} seconds."
+                    ),
                 ),
+                wait,
             );
-            if let Ok(value) = HeaderValue::from_str(&wait.max(1).to_string()) {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return page;
         }
         Err(e) => return failure(provider, FederationError::Db(e)),
     }
@@ -235,8 +233,8 @@ pub async fn link_submit(
             &expected,
             Some("The password is not right."),
         ),
-        Err(FederationError::Throttled(wait)) => {
-            let mut page = link_form(
+        Err(FederationError::Throttled(wait)) => super::authorize::with_retry_after(
+            link_form(
                 svc,
                 StatusCode::TOO_MANY_REQUESTS,
                 &offer,
@@ -244,12 +242,9 @@ pub async fn link_submit(
                 Some(&format!(
                     "Too many failed attempts. Try again in {wait} seconds."
                 )),
-            );
-            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            page
-        }
+            ),
+            wait,
+        ),
         Err(e) => link_failure(svc, provider, e),
     }
 }

@@ -2,7 +2,7 @@
 //! A person enters an address and gets a reset mail, through the same use case, answer and
 //! throttle as `POST /account/password-reset`; the form is CSRF-protected like the login form.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
@@ -67,20 +67,17 @@ pub async fn submit(
             &email,
             Some("Enter the email address of your account."),
         ),
-        Err(SelfServiceError::Throttled(wait)) => {
-            let mut page = form_page(
+        Err(SelfServiceError::Throttled(wait)) => super::authorize::with_retry_after(
+            form_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &csrf,
                 &email,
                 Some(&format!(
                     "Too many requests for this address or from this network. Try again in {wait} seconds."
                 )),
-            );
-            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            page
-        }
+            ),
+            wait,
+        ),
         Err(SelfServiceError::MailNotConfigured) => unavailable(),
         Err(e) => {
             tracing::error!(error = %e, "password reset request failed");

@@ -164,18 +164,15 @@ pub async fn submit_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &format!("The password {why}."),
         ),
-        Err(AccountError::Throttled(wait)) => {
-            let mut page = again(
+        Err(AccountError::Throttled(wait)) => super::authorize::with_retry_after(
+            again(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!(
                     "Too many accounts were created from your network. Try again in {wait} seconds."
                 ),
-            );
-            if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            page
-        }
+            ),
+            wait,
+        ),
         Err(e) => {
             tracing::error!(error = %e, "registration failed");
             unavailable()
