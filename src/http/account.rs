@@ -161,13 +161,7 @@ async fn verify_submit(
         }
     }
     let cookie = VERIFY_EMAIL_CSRF.read(&req, svc);
-    let csrf_ok = match (cookie.as_deref(), field.as_deref()) {
-        (Some(cookie), Some(field)) if !cookie.is_empty() => {
-            crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
-        }
-        _ => false,
-    };
-    if !csrf_ok || !super::authorize::same_origin(&req, svc) {
+    if !super::authorize::form_is_ours(&req, svc, cookie.as_deref(), field.as_deref()) {
         return Ok(super::authorize::message_page(
             StatusCode::FORBIDDEN,
             "This link cannot be used",

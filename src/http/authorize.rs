@@ -85,7 +85,7 @@ pub async fn submit(
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let cookie = LOGIN_CSRF.read(&req, svc);
-    if !csrf_matches(cookie.as_deref(), params.get(CSRF_FIELD)) || !same_origin(&req, svc) {
+    if !form_is_ours(&req, svc, cookie.as_deref(), params.get(CSRF_FIELD)) {
         return error_page(StatusCode::FORBIDDEN, FORGED_FORM);
     }
     let request = match authorize::validate(svc, &params).await {
@@ -220,14 +220,22 @@ pub(super) fn refusal(e: AuthorizeError) -> HttpResponse {
     }
 }
 
-/// The double-submit check: the form's field equals the cookie, in constant time.
-pub(super) fn csrf_matches(cookie: Option<&str>, field: Option<&str>) -> bool {
-    match (cookie, field) {
-        (Some(cookie), Some(field)) => {
+/// Whether a form post came from our own page: the double-submit check (the form's field
+/// equals its cookie, in constant time, and neither is empty: a removed cookie's value is) and
+/// the `Origin` check behind it.
+pub(super) fn form_is_ours(
+    req: &HttpRequest,
+    svc: &Services,
+    cookie: Option<&str>,
+    field: Option<&str>,
+) -> bool {
+    let csrf_ok = match (cookie, field) {
+        (Some(cookie), Some(field)) if !cookie.is_empty() => {
             crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
         }
         _ => false,
-    }
+    };
+    csrf_ok && same_origin(req, svc)
 }
 
 /// A page answering a throttled request, with `Retry-After` saying when to come back.

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use super::authorize::{CSRF_FIELD, STYLE, csrf_matches, message_page, page, same_origin};
+use super::authorize::{CSRF_FIELD, STYLE, form_is_ours, message_page, page};
 use super::cookies::FORGOT_PASSWORD_CSRF;
 use crate::accounts::AccountError;
 use crate::accounts::self_service::{self, SelfServiceError};
@@ -49,7 +49,7 @@ pub async fn submit(
         }
     }
     let cookie = FORGOT_PASSWORD_CSRF.read(&req, svc);
-    if !csrf_matches(cookie.as_deref(), csrf.as_deref()) || !same_origin(&req, svc) {
+    if !form_is_ours(&req, svc, cookie.as_deref(), csrf.as_deref()) {
         return message_page(
             StatusCode::FORBIDDEN,
             TITLE,

@@ -119,13 +119,7 @@ pub async fn submit_page(
         Err(e) => return message_page(StatusCode::BAD_REQUEST, "Create account", &e.to_string()),
     };
     let cookie = REGISTER_CSRF.read(&req, svc);
-    let csrf_ok = match (cookie.as_deref(), params.get(CSRF_FIELD)) {
-        (Some(cookie), Some(field)) => {
-            crate::crypto::constant_time_eq(cookie.as_bytes(), field.as_bytes())
-        }
-        _ => false,
-    };
-    if !csrf_ok || !super::authorize::same_origin(&req, svc) {
+    if !super::authorize::form_is_ours(&req, svc, cookie.as_deref(), params.get(CSRF_FIELD)) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Create account",
