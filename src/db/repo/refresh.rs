@@ -262,6 +262,11 @@ pub fn revoke_oldest_live(
             .filter(refresh_token_families::revoked_at.is_null())
             .filter(refresh_token_families::absolute_expires_at.gt(now))
     };
+    // No cap at all (the benchmark's seed): nothing to look at, and looking would sort every
+    // family of the user for each one added.
+    if keep == i64::MAX {
+        return Ok(0);
+    }
     // Beyond the cap there is usually one (this login's predecessor); a lowered cap is caught
     // up a bounded batch per login.
     let beyond: Vec<String> = live()
