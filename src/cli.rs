@@ -308,7 +308,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Purge => {
             let mut conn = connect(&settings)?;
-            let purged = crate::sessions::purge_all(
+            let purged = crate::sessions::purge(
                 &mut conn,
                 &settings,
                 settings.mail_enabled(),

@@ -234,8 +234,16 @@ pub struct Purged {
 }
 
 /// Deletes what has been expired or revoked for longer than the retention, in batches of
-/// `purge.batch_size`, each its own short statement; audit events after their own retention.
-pub fn purge(conn: &mut DbConnection, all: &Settings, now: i64) -> Result<Purged, DbError> {
+/// `purge.batch_size`, each its own short statement; audit events after their own retention;
+/// and, with mail on, self-registered accounts that never verified their address within
+/// `accounts.unverified_ttl_secs`. Without mail nobody can verify by mail, so no account is
+/// deleted for it (an operator verifies them).
+pub fn purge(
+    conn: &mut DbConnection,
+    all: &Settings,
+    mail_on: bool,
+    now: i64,
+) -> Result<Purged, DbError> {
     let settings = &all.purge;
     let window_secs = all.counter_window_secs();
     let cutoff = now - settings.retention_secs;
@@ -271,7 +279,12 @@ pub fn purge(conn: &mut DbConnection, all: &Settings, now: i64) -> Result<Purged
         pending_links: drain(conn, &|c| {
             repo::federation::purge_pending_links(c, now, batch)
         })?,
-        unverified_accounts: 0,
+        unverified_accounts: match all.accounts.unverified_ttl_secs {
+            ttl if mail_on && ttl > 0 => {
+                crate::accounts::self_service::purge_unverified(conn, now - ttl, batch, now)?
+            }
+            _ => 0,
+        },
         known_sign_ins: drain(conn, &|c| {
             repo::known_sign_ins::purge(c, known_cutoff, batch)
         })?,
@@ -280,28 +293,6 @@ pub fn purge(conn: &mut DbConnection, all: &Settings, now: i64) -> Result<Purged
             None => 0,
         },
     })
-}
-
-/// The purge, and with mail on, accounts that never verified their address within
-/// `accounts.unverified_ttl_secs`. Without mail nobody can verify by mail, so no account is
-/// deleted for it (an operator verifies them).
-pub fn purge_all(
-    conn: &mut DbConnection,
-    settings: &Settings,
-    mail_on: bool,
-    now: i64,
-) -> Result<Purged, DbError> {
-    let mut purged = purge(conn, settings, now)?;
-    let ttl = settings.accounts.unverified_ttl_secs;
-    if mail_on && ttl > 0 {
-        purged.unverified_accounts = crate::accounts::self_service::purge_unverified(
-            conn,
-            now - ttl,
-            settings.purge.batch_size,
-            now,
-        )?;
-    }
-    Ok(purged)
 }
 
 /// Runs the purge every `interval_secs` until the process ends.
@@ -320,7 +311,7 @@ pub fn spawn_purge(svc: Services) {
             let mail_on = svc.mailer.is_some();
             let result = svc
                 .db
-                .run(move |conn| purge_all(conn, &settings, mail_on, now))
+                .run(move |conn| purge(conn, &settings, mail_on, now))
                 .await;
             match result {
                 Ok(purged) => tracing::info!(?purged, "purge finished"),

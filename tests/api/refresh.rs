@@ -522,7 +522,7 @@ async fn purge_deletes_only_what_is_past_retention() {
         async move {
             let settings = svc.settings.clone();
             svc.db
-                .run(move |conn| tessera::sessions::purge(conn, &settings, now))
+                .run(move |conn| tessera::sessions::purge(conn, &settings, false, now))
                 .await
                 .expect("purge")
         }
@@ -650,7 +650,7 @@ async fn purge_deletes_audit_events_past_their_retention() {
         async move {
             let settings = svc.settings.clone();
             svc.db
-                .run(move |conn| tessera::sessions::purge(conn, &settings, now))
+                .run(move |conn| tessera::sessions::purge(conn, &settings, false, now))
                 .await
                 .expect("purge")
         }
