@@ -5,8 +5,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::db::models::{AuthorizationCode, Client, User};
+use crate::db::models::AuthorizationCode;
 use crate::db::{DbError, repo};
+use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::grants::{GrantError, Params};
 use crate::services::Services;
 
@@ -18,7 +19,7 @@ pub const CODE_TTL_SECS: i64 = 60;
 pub struct AuthorizationRequest {
     pub client: Client,
     pub redirect_uri: String,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
@@ -86,16 +87,10 @@ pub async fn validate(
         .run(move |conn| repo::clients::find(conn, &client_id).map_err(DbError::from))
         .await?
         .ok_or_else(|| AuthorizeError::Page("The application is not registered here.".into()))?;
-    let registered: Vec<&str> = client.redirect_uris.split_whitespace().collect();
-    let redirect_uri = match (params.get("redirect_uri"), registered.as_slice()) {
-        (Some(uri), _)
-            if registered
-                .iter()
-                .any(|r| crate::clients::redirect_uri_matches(r, uri)) =>
-        {
-            uri.to_string()
-        }
-        (None, [only]) => only.to_string(),
+    let registered = &client.redirect_uris;
+    let redirect_uri = match (params.get("redirect_uri"), registered.sole()) {
+        (Some(uri), _) if registered.allows(uri) => uri.to_string(),
+        (None, Some(only)) => only.to_string(),
         (Some(_), _) => {
             return Err(AuthorizeError::Page(
                 "The redirect URI is not one registered for this application.".into(),
@@ -124,11 +119,7 @@ pub async fn validate(
         }
         None => return Err(fail("invalid_request", "response_type is missing")),
     }
-    if !client
-        .grant_types
-        .split_whitespace()
-        .any(|g| g == "authorization_code")
-    {
+    if !client.grant_types.allows(GrantType::AuthorizationCode) {
         return Err(fail(
             "unauthorized_client",
             "this client may not use the authorization code flow",
@@ -205,12 +196,12 @@ pub async fn issue_code(
     let now = svc.clock.now();
     let row = AuthorizationCode {
         code_hash: crate::crypto::sha256_hex(code.as_bytes()),
-        client_id: request.client.id.clone(),
-        user_id: user.id.clone(),
+        client_id: request.client.id.to_string(),
+        user_id: user.id.to_string(),
         redirect_uri: request.redirect_uri.clone(),
         // Scopes that need a role the user lacks are left out (the token response says what
         // was granted).
-        scope: crate::grants::scope_for_user(user, &request.scope),
+        scope: crate::grants::scope_for_user(user, &request.scope).to_string(),
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),
         code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_string()),

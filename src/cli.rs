@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::accounts::{self, NewAccount, UserView, password};
 use crate::clients::{self, ClientSpec, ClientView};
 use crate::config::{Settings, Sources};
-use crate::db::models::{Client, User};
 use crate::db::repo;
 use crate::db::{Database, PooledConnection};
+use crate::domain::{Client, User};
 use crate::keys;
 use crate::startup::Application;
 
@@ -302,7 +302,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let user =
                 accounts::set_roles(&mut conn, &user.id, &change.roles, None, crate::db::now())?;
             out.print(user_json(&user), || {
-                format!("{}: roles {:?}", user.email, user.roles)
+                format!("{}: roles {:?}", user.email, user.roles.to_string())
             });
             Ok(())
         }

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::audit::{self, Event, Record};
 use crate::config::Settings;
-use crate::db::models::{Client, User};
 use crate::db::{DbConnection, DbError, repo};
+use crate::domain::{Client, User};
 use crate::services::Services;
 use crate::tokens::{AccessClaims, Audience, decode_access_token};
 

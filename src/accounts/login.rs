@@ -12,8 +12,8 @@ use super::known::{self, Device};
 use super::password::Verified;
 use super::throttle;
 use crate::audit::{self, Event, Record};
-use crate::db::models::User;
 use crate::db::{DbError, repo};
+use crate::domain::User;
 use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +130,13 @@ async fn verify(
         (Some(user), Verified::Yes | Verified::YesRehash) if user.disabled_at.is_none() => user,
         (user, _) => {
             svc.metrics.login_failed();
-            record(svc, Event::LoginFailure, user.map(|u| u.id), attempt).await?;
+            record(
+                svc,
+                Event::LoginFailure,
+                user.map(|u| u.id.into_string()),
+                attempt,
+            )
+            .await?;
             return Err(LoginError::BadCredentials);
         }
     };

@@ -12,16 +12,17 @@ use diesel::Connection;
 use serde_json::json;
 
 use crate::audit::{self, Event, Record};
-use crate::db::models::{NewUser, User};
+use crate::db::models::NewUser;
 use crate::db::repo::users;
 use crate::db::{DbConnection, DbError};
+use crate::domain::{Roles, User};
 use crate::services::Services;
 use throttle::Policy;
 
 /// Whether the account owns the address it shows: its sign-in key is that address. An account
 /// whose upstream did not vouch for the address, or that lost it to a verified owner, shows it
 /// without owning it.
-pub fn owns_address(user: &crate::db::models::User) -> bool {
+pub fn owns_address(user: &crate::domain::User) -> bool {
     email::Email::parse(&user.email).is_ok_and(|e| e.lookup_key() == user.email_lower)
 }
 
@@ -33,8 +34,8 @@ pub enum AccountError {
     WeakPassword(String),
     #[error("name: must be at most 200 characters, without control characters")]
     InvalidName,
-    #[error("role {0:?} is not a valid role name")]
-    InvalidRole(String),
+    #[error("{0}")]
+    InvalidRole(crate::domain::Invalid),
     #[error("an account with this email already exists")]
     DuplicateEmail,
     #[error("too many registrations from this network; try again in {0} s")]
@@ -74,10 +75,10 @@ pub struct UserView {
 impl From<&User> for UserView {
     fn from(u: &User) -> Self {
         UserView {
-            id: u.id.clone(),
+            id: u.id.to_string(),
             email: u.email.clone(),
             name: u.name.clone(),
-            roles: u.roles.split_whitespace().map(String::from).collect(),
+            roles: u.roles.to_vec(),
             email_verified: u.email_verified_at.is_some(),
             active: u.disabled_at.is_none(),
             created_at: u.created_at,
@@ -90,7 +91,7 @@ impl From<&User> for UserView {
 pub struct NewAccount {
     pub email: email::Email,
     pub name: Option<String>,
-    pub roles: Vec<String>,
+    pub roles: Roles,
     pub email_verified: bool,
 }
 
@@ -102,15 +103,7 @@ impl NewAccount {
         email_verified: bool,
     ) -> Result<NewAccount, AccountError> {
         let email = email::Email::parse(email).map_err(AccountError::InvalidEmail)?;
-        for role in roles {
-            if role.is_empty()
-                || !role
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-            {
-                return Err(AccountError::InvalidRole(role.clone()));
-            }
-        }
+        let roles = Roles::parse(roles).map_err(AccountError::InvalidRole)?;
         let name = name
             .map(str::trim)
             .filter(|n| !n.is_empty())
@@ -123,7 +116,7 @@ impl NewAccount {
         Ok(NewAccount {
             email,
             name,
-            roles: roles.to_vec(),
+            roles,
             email_verified,
         })
     }
@@ -147,7 +140,7 @@ pub fn create(
             email_lower: account.email.lookup_key(),
             name: account.name.as_deref(),
             password_hash,
-            roles: &account.roles.join(" "),
+            roles: &account.roles.to_string(),
             security_stamp: &stamp,
             email_verified_at: account.email_verified.then_some(now),
             created_at: now,
@@ -410,7 +403,7 @@ pub fn list_users(
     users.truncate(limit as usize);
     let next = users.last().filter(|_| more).map(|u| Cursor {
         created_at: u.created_at,
-        id: u.id.clone(),
+        id: u.id.to_string(),
     });
     Ok(UserPage { users, next })
 }
@@ -447,17 +440,13 @@ pub fn set_roles(
     actor: Option<&str>,
     now: i64,
 ) -> Result<User, AccountError> {
-    for role in roles {
-        if !is_role_name(role) {
-            return Err(AccountError::InvalidRole(role.clone()));
-        }
-    }
+    let roles = Roles::parse(roles).map_err(AccountError::InvalidRole)?;
     conn.transaction(|conn| {
-        if users::set_roles(conn, user_id, &roles.join(" "), now)? == 0 {
+        if users::set_roles(conn, user_id, &roles.to_string(), now)? == 0 {
             return Err(AccountError::NotFound);
         }
         let mut record = actor_record(user_id, actor);
-        record.detail = Some(json!({ "roles": roles, "by": actor }));
+        record.detail = Some(json!({ "roles": roles.to_vec(), "by": actor }));
         audit::record(conn, Event::RolesChanged, record, now)?;
         users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)
     })
@@ -469,12 +458,4 @@ fn actor_record<'a>(user_id: &'a str, actor: Option<&'a str>) -> Record<'a> {
         detail: Some(json!({ "by": actor.unwrap_or("cli") })),
         ..Record::default()
     }
-}
-
-fn is_role_name(role: &str) -> bool {
-    !role.is_empty()
-        && role.len() <= 64
-        && role
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }

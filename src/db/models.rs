@@ -7,7 +7,7 @@ use super::schema::{audit_events, clients, signing_keys, users};
 
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
-pub struct User {
+pub struct UserRow {
     pub id: String,
     pub email: String,
     pub email_lower: String,
@@ -38,7 +38,7 @@ pub struct NewUser<'a> {
 
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = clients)]
-pub struct Client {
+pub struct ClientRow {
     pub id: String,
     pub name: String,
     pub secret_hash: Option<String>,
@@ -123,9 +123,9 @@ pub struct RefreshToken {
 
 // Hand-written Debug for rows that hold hashes of secrets: a stray `{:?}` in a log line must
 // not print them.
-impl std::fmt::Debug for User {
+impl std::fmt::Debug for UserRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
+        f.debug_struct("UserRow")
             .field("id", &self.id)
             .field("email", &self.email)
             .field("roles", &self.roles)
@@ -143,9 +143,9 @@ impl std::fmt::Debug for NewUser<'_> {
     }
 }
 
-impl std::fmt::Debug for Client {
+impl std::fmt::Debug for ClientRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
+        f.debug_struct("ClientRow")
             .field("id", &self.id)
             .field("name", &self.name)
             .field("public", &self.secret_hash.is_none())
@@ -240,4 +240,44 @@ pub struct FederatedIdentity {
     pub email: Option<String>,
     pub created_at: i64,
     pub last_login_at: i64,
+}
+
+/// Rows become domain values here, on the way out of the database: the columns stay text, and
+/// nothing past the repository splits them.
+impl From<UserRow> for crate::domain::User {
+    fn from(row: UserRow) -> Self {
+        crate::domain::User {
+            id: crate::domain::UserId::new(row.id),
+            email: row.email,
+            email_lower: row.email_lower,
+            name: row.name,
+            password_hash: row.password_hash,
+            roles: crate::domain::Roles::from_stored(&row.roles),
+            security_stamp: row.security_stamp,
+            email_verified_at: row.email_verified_at,
+            disabled_at: row.disabled_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl From<ClientRow> for crate::domain::Client {
+    fn from(row: ClientRow) -> Self {
+        use crate::domain::{Audiences, ClientId, GrantTypes, RedirectUris, ScopeSet};
+        crate::domain::Client {
+            id: ClientId::new(row.id),
+            name: row.name,
+            secret_hash: row.secret_hash,
+            grant_types: GrantTypes::from_stored(&row.grant_types),
+            scopes: ScopeSet::from_stored(&row.scopes),
+            redirect_uris: RedirectUris::from_stored(&row.redirect_uris),
+            audiences: Audiences::from_stored(&row.audiences),
+            access_token_ttl_secs: row.access_token_ttl_secs,
+            refresh_idle_ttl_secs: row.refresh_idle_ttl_secs,
+            refresh_absolute_ttl_secs: row.refresh_absolute_ttl_secs,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
 }

@@ -18,8 +18,9 @@ use super::link::{self, Outcome, Resolved};
 use super::{FederationError, Provider};
 use crate::accounts::login::{self, Attempt, LoginError};
 use crate::authorize::{self, AuthorizationRequest};
-use crate::db::models::{FederationState, PendingLink, User};
+use crate::db::models::{FederationState, PendingLink};
 use crate::db::{DbError, repo};
+use crate::domain::User;
 use crate::grants::Params;
 use crate::services::Services;
 
@@ -200,7 +201,7 @@ async fn hold_link(
         provider: provider.name.clone(),
         subject: identity.subject.clone(),
         email: identity.email.clone(),
-        user_id: holder.id.clone(),
+        user_id: holder.id.to_string(),
         request,
         created_at: now,
         expires_at: now + LINK_TTL_SECS,

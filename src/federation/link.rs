@@ -27,8 +27,9 @@ use serde_json::json;
 use super::UpstreamIdentity;
 use crate::accounts::email::Email;
 use crate::audit::{self, Event, Record};
-use crate::db::models::{FederatedIdentity, NewUser, PendingLink, User};
+use crate::db::models::{FederatedIdentity, NewUser, PendingLink};
 use crate::db::{DbConnection, DbError, repo};
+use crate::domain::User;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -15,8 +15,9 @@ use serde_json::json;
 use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
 use crate::authorize::pkce_matches;
-use crate::db::models::{AuthorizationCode, Client};
+use crate::db::models::AuthorizationCode;
 use crate::db::{DbConnection, repo};
+use crate::domain::{Client, GrantType, ScopeSet};
 use crate::services::Services;
 
 use super::issue::{Issued, SignIn, for_user_with};
@@ -30,14 +31,11 @@ enum Outcome {
 }
 
 pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<Issued, GrantError> {
-    require_grant(client, "authorization_code")?;
+    require_grant(client, GrantType::AuthorizationCode)?;
     let hash = crate::crypto::sha256_hex(params.required("code")?.as_bytes());
     let redirect_uri = params.get("redirect_uri").map(String::from);
     let verifier = params.get("code_verifier").map(String::from);
-    let sole_redirect = match client.redirect_uris.split_whitespace().collect::<Vec<_>>()[..] {
-        [only] => Some(only.to_string()),
-        _ => None,
-    };
+    let sole_redirect = client.redirect_uris.sole().map(String::from);
     let now = svc.clock.now();
     let (svc_inner, client) = (svc.clone(), client.clone());
     let outcome = svc
@@ -60,10 +58,11 @@ pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<I
                 else {
                     return Ok(Err(INVALID));
                 };
+                let scope = ScopeSet::from_stored(&code.scope);
                 let sign_in = SignIn {
                     client: &client,
                     user: &user,
-                    scope: &code.scope,
+                    scope: &scope,
                     nonce: code.nonce.as_deref(),
                     auth_time: code.auth_time,
                 };

@@ -3,26 +3,22 @@
 
 use super::issue::{Issued, Subject, mint};
 use super::{GrantError, Params, require_grant, resolve_scope};
-use crate::db::models::Client;
+use crate::domain::{Client, GrantType};
 use crate::services::Services;
 
 pub fn grant(svc: &Services, client: &Client, params: &Params) -> Result<Issued, GrantError> {
-    require_grant(client, "client_credentials")?;
+    require_grant(client, GrantType::ClientCredentials)?;
     if client.secret_hash.is_none() {
         return Err(GrantError::UnauthorizedClient(
             "a public client cannot use client_credentials".into(),
         ));
     }
     let scope = resolve_scope(client, params.get("scope"))?;
-    if scope.split_whitespace().any(|s| s == "openid") && params.get("scope").is_some() {
+    if scope.contains("openid") && params.get("scope").is_some() {
         return Err(GrantError::InvalidScope(
             "openid needs a user; client_credentials has none".into(),
         ));
     }
-    let scope = scope
-        .split_whitespace()
-        .filter(|s| *s != "openid")
-        .collect::<Vec<_>>()
-        .join(" ");
+    let scope = scope.filter(|s| s != "openid");
     mint(svc, client, Subject::Client, &scope, None, svc.clock.now())
 }

@@ -5,7 +5,7 @@ use diesel::Connection;
 
 use super::{GrantError, TokenResponse};
 use crate::db::DbConnection;
-use crate::db::models::{Client, User};
+use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 use crate::tokens::refresh::{Lifetimes, start_family};
 use crate::tokens::{AccessClaims, Audience, IdClaims, UserClaims, sign};
@@ -15,7 +15,7 @@ use crate::tokens::{AccessClaims, Audience, IdClaims, UserClaims, sign};
 pub struct Issued {
     pub access_token: String,
     pub expires_in: i64,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
     /// The refresh token family started for this issue, if any, and the access token's `jti`
@@ -32,7 +32,7 @@ impl Issued {
             token_type: "Bearer",
             expires_in: self.expires_in,
             refresh_token: self.refresh_token,
-            scope: self.scope,
+            scope: self.scope.to_string(),
             id_token: self.id_token,
         }
     }
@@ -53,7 +53,7 @@ pub fn mint(
     svc: &Services,
     client: &Client,
     subject: Subject<'_>,
-    scope: &str,
+    scope: &ScopeSet,
     nonce: Option<&str>,
     now: i64,
 ) -> Result<Issued, GrantError> {
@@ -63,12 +63,12 @@ pub fn mint(
     let audiences = audiences(client, scope, &svc.issuer);
     let (sub, roles, auth_time, stamp) = match &subject {
         Subject::User { user, auth_time } => (
-            user.id.clone(),
-            user.roles.split_whitespace().map(String::from).collect(),
+            user.id.to_string(),
+            user.roles.to_vec(),
             Some(*auth_time),
             Some(crate::tokens::stamp_of(user)),
         ),
-        Subject::Client => (client.id.clone(), Vec::new(), None, None),
+        Subject::Client => (client.id.to_string(), Vec::new(), None, None),
     };
     let jti = crate::crypto::random_token(16).map_err(|e| GrantError::Hashing(e.to_string()))?;
     let claims = AccessClaims {
@@ -78,7 +78,7 @@ pub fn mint(
         exp: now + ttl,
         iat: now,
         jti,
-        client_id: client.id.clone(),
+        client_id: client.id.to_string(),
         scope: scope.to_string(),
         auth_time,
         stamp,
@@ -88,11 +88,11 @@ pub fn mint(
     let ring = svc.keys.current();
     let access_token = sign(ring.active(), crate::tokens::ACCESS_TOKEN_TYPE, &claims)?;
     let id_token = match subject {
-        Subject::User { user, auth_time } if scope.split_whitespace().any(|s| s == "openid") => {
+        Subject::User { user, auth_time } if scope.contains("openid") => {
             let claims = IdClaims {
                 iss: svc.issuer.clone(),
-                sub: user.id.clone(),
-                aud: client.id.clone(),
+                sub: user.id.to_string(),
+                aud: client.id.to_string(),
                 exp: now + svc.settings.tokens.id_token_ttl_secs,
                 iat: now,
                 auth_time,
@@ -106,7 +106,7 @@ pub fn mint(
     Ok(Issued {
         access_token,
         expires_in: ttl,
-        scope: scope.to_string(),
+        scope: scope.clone(),
         refresh_token: None,
         id_token,
         family_id: None,
@@ -120,16 +120,12 @@ pub fn mint(
 /// are never granted together with another API's, see `grants::resolve_scope`). Otherwise the
 /// client's resource servers, plus this provider when the token may be used at userinfo
 /// (`openid`) or when the client names no resource server at all.
-fn audiences(client: &Client, scope: &str, issuer: &str) -> Vec<String> {
+fn audiences(client: &Client, scope: &ScopeSet, issuer: &str) -> Vec<String> {
     if super::for_own_endpoints(scope) {
         return vec![issuer.to_string()];
     }
-    let mut audiences: Vec<String> = client
-        .audiences
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    let for_userinfo = scope.split_whitespace().any(|s| s == "openid");
+    let mut audiences = client.audiences.to_vec();
+    let for_userinfo = scope.contains("openid");
     if (audiences.is_empty() || for_userinfo) && !audiences.iter().any(|a| a == issuer) {
         audiences.push(issuer.to_string());
     }
@@ -143,17 +139,14 @@ fn audiences(client: &Client, scope: &str, issuer: &str) -> Vec<String> {
 pub struct SignIn<'a> {
     pub client: &'a Client,
     pub user: &'a User,
-    pub scope: &'a str,
+    pub scope: &'a ScopeSet,
     pub nonce: Option<&'a str>,
     pub auth_time: i64,
 }
 
 impl SignIn<'_> {
     fn refreshable(&self) -> bool {
-        self.client
-            .grant_types
-            .split_whitespace()
-            .any(|g| g == "refresh_token")
+        self.client.grant_types.allows(GrantType::RefreshToken)
     }
 
     fn lifetimes(&self, svc: &Services) -> Lifetimes {
@@ -189,7 +182,7 @@ pub async fn for_user(svc: &Services, sign_in: SignIn<'_>, now: i64) -> Result<I
         let (user, client_id, scope) = (
             sign_in.user.clone(),
             sign_in.client.id.clone(),
-            sign_in.scope.to_string(),
+            sign_in.scope.clone(),
         );
         let auth_time = sign_in.auth_time;
         let (token, family) = svc

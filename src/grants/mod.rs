@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::accounts::hash_pool::HashPoolError;
 use crate::clients::ClientAuth;
-use crate::db::models::Client;
 use crate::db::{DbError, repo};
+use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 use crate::tokens::TokenError;
 
@@ -130,25 +130,26 @@ pub struct TokenRequest {
 
 /// POST /token: authenticates the client, then runs the grant it asked for.
 pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenResponse, GrantError> {
-    let grant_type = request.params.required("grant_type")?.to_string();
-    let issued = match grant_type.as_str() {
+    let name = request.params.required("grant_type")?;
+    let grant =
+        GrantType::parse(name).ok_or_else(|| GrantError::UnsupportedGrantType(name.to_string()))?;
+    let issued = match grant {
         // The hot path: the client is authenticated inside the refresh's own database call.
-        "refresh_token" => refresh::grant(svc, &request.client, &request.params).await?,
-        "authorization_code" => {
+        GrantType::RefreshToken => refresh::grant(svc, &request.client, &request.params).await?,
+        GrantType::AuthorizationCode => {
             let client = authenticate_client(svc, &request.client).await?;
             authorization_code::grant(svc, &client, &request.params).await?
         }
-        "password" => {
+        GrantType::Password => {
             let client = authenticate_client(svc, &request.client).await?;
             password::grant(svc, &client, &request).await?
         }
-        "client_credentials" => {
+        GrantType::ClientCredentials => {
             let client = authenticate_client(svc, &request.client).await?;
             client_credentials::grant(svc, &client, &request.params)?
         }
-        _ => return Err(GrantError::UnsupportedGrantType(grant_type)),
     };
-    svc.metrics.token_issued(&grant_type);
+    svc.metrics.token_issued(grant.as_str());
     Ok(issued.into_response())
 }
 
@@ -170,17 +171,13 @@ pub fn authenticate_client_with(
 }
 
 /// `scope` less what needs a role `user` lacks (`admin`).
-pub fn scope_for_user(user: &crate::db::models::User, scope: &str) -> String {
-    scope
-        .split_whitespace()
-        .filter(|s| *s != "admin" || password::has_role(user, "admin"))
-        .collect::<Vec<_>>()
-        .join(" ")
+pub fn scope_for_user(user: &User, scope: &ScopeSet) -> ScopeSet {
+    scope.filter(|s| s != ADMIN_SCOPE || user.roles.is_admin())
 }
 
 /// The client must be registered for the grant (RFC 6749 §5.2 `unauthorized_client`).
-fn require_grant(client: &Client, grant: &str) -> Result<(), GrantError> {
-    if client.grant_types.split_whitespace().any(|g| g == grant) {
+fn require_grant(client: &Client, grant: GrantType) -> Result<(), GrantError> {
+    if client.grant_types.allows(grant) {
         Ok(())
     } else {
         Err(GrantError::UnauthorizedClient(format!(
@@ -189,20 +186,28 @@ fn require_grant(client: &Client, grant: &str) -> Result<(), GrantError> {
     }
 }
 
+/// The scope of the admin API, granted only to users with the admin role.
+pub const ADMIN_SCOPE: &str = "admin";
+
 /// Scopes for this provider's own endpoints: `account` (self-service: password change,
 /// account deletion, log out everywhere) and `admin` (the admin API). A token with one of them
 /// has this provider as its only audience.
-pub const OWN_ENDPOINT_SCOPES: [&str; 2] = ["account", "admin"];
+pub const OWN_ENDPOINT_SCOPES: [&str; 2] = ["account", ADMIN_SCOPE];
 
 /// OpenID Connect's scopes, which this provider serves itself (userinfo, ID tokens): the only
 /// ones that may be asked for together with `account` or `admin`.
 const OIDC_SCOPES: [&str; 3] = ["openid", "email", "profile"];
 
 /// Whether a token with `scope` is for this provider's own endpoints only.
-pub fn for_own_endpoints(scope: &str) -> bool {
-    scope
-        .split_whitespace()
-        .any(|s| OWN_ENDPOINT_SCOPES.contains(&s))
+pub fn for_own_endpoints(scope: &ScopeSet) -> bool {
+    scope.iter().any(|s| OWN_ENDPOINT_SCOPES.contains(&s))
+}
+
+/// A `scope` parameter as the client sent it, parsed (`invalid_scope` if it is not RFC 6749
+/// §3.3 scope-tokens).
+pub fn requested_scope(text: Option<&str>) -> Result<Option<ScopeSet>, GrantError> {
+    text.map(|t| ScopeSet::parse(t).map_err(|e| GrantError::InvalidScope(e.to_string())))
+        .transpose()
 }
 
 /// The scope to grant: the requested one if every value is allowed for the client, else
@@ -211,26 +216,13 @@ pub fn for_own_endpoints(scope: &str) -> bool {
 /// OpenID Connect's own scopes: a token that reaches this provider's account or admin
 /// endpoints must never be one a resource server also accepts, so asking for `account` and
 /// another API's scope at once is `invalid_scope` (ask for two tokens).
-pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String, GrantError> {
-    let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
-    let Some(requested) = requested else {
-        return Ok(allowed
-            .into_iter()
-            .filter(|s| !OWN_ENDPOINT_SCOPES.contains(s))
-            .collect::<Vec<_>>()
-            .join(" "));
+pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSet, GrantError> {
+    let Some(requested) = requested_scope(requested)? else {
+        return Ok(client.scopes.filter(|s| !OWN_ENDPOINT_SCOPES.contains(&s)));
     };
-    let mut granted: Vec<&str> = Vec::new();
-    for scope in requested.split(' ').filter(|s| !s.is_empty()) {
-        if !crate::clients::is_scope_token(scope) || !allowed.contains(&scope) {
-            return Err(GrantError::InvalidScope(format!(
-                "scope {scope:?} is not allowed for this client"
-            )));
-        }
-        if !granted.contains(&scope) {
-            granted.push(scope);
-        }
-    }
+    let granted = client.scopes.narrow(Some(&requested)).map_err(|outside| {
+        GrantError::InvalidScope(format!("scope {outside:?} is not allowed for this client"))
+    })?;
     if let Some(own) = granted.iter().find(|s| OWN_ENDPOINT_SCOPES.contains(s))
         && let Some(other) = granted
             .iter()
@@ -241,7 +233,7 @@ pub fn resolve_scope(client: &Client, requested: Option<&str>) -> Result<String,
              {other:?}; ask for a separate token"
         )));
     }
-    Ok(granted.join(" "))
+    Ok(granted)
 }
 
 #[cfg(test)]
@@ -250,13 +242,13 @@ mod tests {
 
     fn client(scopes: &str) -> Client {
         Client {
-            id: "c".into(),
+            id: crate::domain::ClientId::new("c"),
             name: "c".into(),
             secret_hash: None,
-            grant_types: "password".into(),
-            scopes: scopes.into(),
-            redirect_uris: String::new(),
-            audiences: String::new(),
+            grant_types: crate::domain::GrantTypes::from_stored("password"),
+            scopes: ScopeSet::from_stored(scopes),
+            redirect_uris: Default::default(),
+            audiences: Default::default(),
             access_token_ttl_secs: None,
             refresh_idle_ttl_secs: None,
             refresh_absolute_ttl_secs: None,
@@ -269,11 +261,13 @@ mod tests {
     fn account_and_admin_are_asked_for_and_go_with_openid_scopes_only() {
         let c = client("openid email api account admin");
         assert_eq!(
-            resolve_scope(&c, None).expect("default"),
+            resolve_scope(&c, None).expect("default").to_string(),
             "openid email api"
         );
         assert_eq!(
-            resolve_scope(&c, Some("openid email account admin")).expect("own"),
+            resolve_scope(&c, Some("openid email account admin"))
+                .expect("own")
+                .to_string(),
             "openid email account admin"
         );
         for mixed in ["account api", "openid admin api", "api openid account"] {
@@ -285,19 +279,23 @@ mod tests {
                 "{mixed}"
             );
         }
-        assert!(for_own_endpoints("openid account"));
-        assert!(!for_own_endpoints("openid api accounts"));
+        assert!(for_own_endpoints(&ScopeSet::from_stored("openid account")));
+        assert!(!for_own_endpoints(&ScopeSet::from_stored(
+            "openid api accounts"
+        )));
     }
 
     #[test]
     fn scopes_are_a_subset_of_the_clients() {
         let c = client("openid email api");
         assert_eq!(
-            resolve_scope(&c, None).expect("default"),
+            resolve_scope(&c, None).expect("default").to_string(),
             "openid email api"
         );
         assert_eq!(
-            resolve_scope(&c, Some("api openid api")).expect("subset"),
+            resolve_scope(&c, Some("api openid api"))
+                .expect("subset")
+                .to_string(),
             "api openid"
         );
         assert!(matches!(

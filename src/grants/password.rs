@@ -4,7 +4,7 @@
 use super::issue::{Issued, SignIn};
 use super::{GrantError, TokenRequest, require_grant, resolve_scope};
 use crate::accounts::login::{self, Attempt, LoginError};
-use crate::db::models::{Client, User};
+use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 
 pub async fn grant(
@@ -12,7 +12,7 @@ pub async fn grant(
     client: &Client,
     request: &TokenRequest,
 ) -> Result<Issued, GrantError> {
-    require_grant(client, "password")?;
+    require_grant(client, GrantType::Password)?;
     let username = request.params.required("username")?;
     let password = request.params.required("password")?;
     let scope = resolve_scope(client, request.params.get("scope"))?;
@@ -42,17 +42,13 @@ pub async fn grant(
 }
 
 /// `admin` is granted only to users with the admin role.
-pub(super) fn check_role_scopes(user: &User, scope: &str) -> Result<(), GrantError> {
-    if scope.split_whitespace().any(|s| s == "admin") && !has_role(user, "admin") {
+pub(super) fn check_role_scopes(user: &User, scope: &ScopeSet) -> Result<(), GrantError> {
+    if scope.contains(super::ADMIN_SCOPE) && !user.roles.is_admin() {
         return Err(GrantError::InvalidScope(
             "scope \"admin\" needs the admin role".into(),
         ));
     }
     Ok(())
-}
-
-pub(super) fn has_role(user: &User, role: &str) -> bool {
-    user.roles.split_whitespace().any(|r| r == role)
 }
 
 impl From<LoginError> for GrantError {

@@ -25,8 +25,9 @@ use super::issue::{Issued, Subject, mint};
 use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
 use crate::clients::ClientAuth;
-use crate::db::models::{Client, RefreshFamily, RefreshToken, User};
+use crate::db::models::{RefreshFamily, RefreshToken};
 use crate::db::{DbConnection, repo};
+use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
@@ -156,7 +157,7 @@ fn find_authenticated(
             return Err(invalid());
         }
     };
-    require_grant(&client, "refresh_token")?;
+    require_grant(&client, GrantType::RefreshToken)?;
     if family.revoked_at.is_some() {
         return Err(invalid());
     }
@@ -175,11 +176,17 @@ fn check_live(
     user: &User,
     requested_scope: Option<&str>,
     now: i64,
-) -> Result<String, GrantError> {
+) -> Result<ScopeSet, GrantError> {
     if now >= family.absolute_expires_at || now >= token.idle_expires_at {
         return Err(invalid());
     }
-    let scope = narrow_scope(&family.scope, requested_scope)?;
+    // RFC 6749 §6: a narrower scope may be asked for, never a wider one than the login granted.
+    let requested = super::requested_scope(requested_scope)?;
+    let scope = ScopeSet::from_stored(&family.scope)
+        .narrow(requested.as_ref())
+        .map_err(|outside| {
+            GrantError::InvalidScope(format!("scope {outside:?} was not granted at login"))
+        })?;
     // The role may have been taken away since the login.
     super::password::check_role_scopes(user, &scope)?;
     Ok(scope)
@@ -217,7 +224,7 @@ fn mint_for_session(
     client: &Client,
     user: &User,
     family: &RefreshFamily,
-    scope: &str,
+    scope: &ScopeSet,
     now: i64,
 ) -> Result<Issued, GrantError> {
     let subject = Subject::User {
@@ -259,26 +266,6 @@ fn within_grace(
     Ok(repo::refresh::retire_unused(conn, replaced_by, now_ms)? == 1)
 }
 
-/// RFC 6749 §6: a narrower scope may be asked for, never a wider one than the login granted.
-fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, GrantError> {
-    let Some(requested) = requested else {
-        return Ok(granted.to_string());
-    };
-    let allowed: Vec<&str> = granted.split_whitespace().collect();
-    let mut scope: Vec<&str> = Vec::new();
-    for value in requested.split(' ').filter(|s| !s.is_empty()) {
-        if !allowed.contains(&value) {
-            return Err(GrantError::InvalidScope(format!(
-                "scope {value:?} was not granted at login"
-            )));
-        }
-        if !scope.contains(&value) {
-            scope.push(value);
-        }
-    }
-    Ok(scope.join(" "))
-}
-
 fn revoke(
     conn: &mut DbConnection,
     family: &RefreshFamily,
@@ -300,22 +287,4 @@ fn revoke(
         )?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scope_may_narrow_but_not_widen() {
-        assert_eq!(
-            narrow_scope("openid api", None).expect("same"),
-            "openid api"
-        );
-        assert_eq!(
-            narrow_scope("openid api", Some("api")).expect("narrower"),
-            "api"
-        );
-        assert!(narrow_scope("openid api", Some("api admin")).is_err());
-    }
 }

@@ -185,7 +185,7 @@ async fn verify_submit(
     })
 }
 
-fn verified_json(user: &crate::db::models::User) -> HttpResponse {
+fn verified_json(user: &crate::domain::User) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(UserView::from(user))

@@ -37,8 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// issued counts).
 async fn require_admin(req: &HttpRequest, svc: &Services) -> Result<String, ApiError> {
     let UserToken { user, .. } = bearer::for_own_endpoint(req, svc, "admin").await?;
-    if user.roles.split_whitespace().any(|r| r == "admin") {
-        Ok(user.id)
+    if user.roles.is_admin() {
+        Ok(user.id.into_string())
     } else {
         Err(ApiError::InsufficientPrivileges {
             scope: "admin",

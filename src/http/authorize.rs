@@ -160,7 +160,7 @@ pub async fn submit(
 async fn signed_in(
     svc: &Services,
     request: &AuthorizationRequest,
-    user: &crate::db::models::User,
+    user: &crate::domain::User,
 ) -> HttpResponse {
     match authorize::issue_code(svc, request, user, svc.clock.now()).await {
         Ok(location) => {

@@ -15,7 +15,7 @@ use actix_web::HttpRequest;
 use actix_web::http::{Method, header};
 
 use super::error::ApiError;
-use crate::db::models::User;
+use crate::domain::User;
 use crate::services::Services;
 use crate::sessions::{LiveToken, live_access_token};
 use crate::tokens::{AccessClaims, Audience, verify_access_token};

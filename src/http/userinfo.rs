@@ -31,8 +31,11 @@ pub async fn userinfo(
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(UserInfo {
-            sub: user.id.clone(),
-            claims: UserClaims::for_scope(&user, &claims.scope),
+            sub: user.id.to_string(),
+            claims: UserClaims::for_scope(
+                &user,
+                &crate::domain::ScopeSet::from_stored(&claims.scope),
+            ),
         }))
 }
 

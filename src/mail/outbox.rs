@@ -201,7 +201,7 @@ fn prepare(
         conn,
         &AccountToken {
             token_hash: token_hash.clone(),
-            user_id: user.id.clone(),
+            user_id: user.id.to_string(),
             purpose: kind.token_purpose().as_str().to_string(),
             created_at: now,
             expires_at: now + valid_for,

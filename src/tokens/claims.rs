@@ -49,7 +49,7 @@ pub struct AccessClaims {
 }
 
 /// What an access token carries of a user's security stamp: a digest, not the stamp itself.
-pub fn stamp_of(user: &crate::db::models::User) -> String {
+pub fn stamp_of(user: &crate::domain::User) -> String {
     let digest =
         crate::crypto::sha256_hex(format!("access-token:{}", user.security_stamp).as_bytes());
     digest[..16].to_string()
@@ -62,7 +62,7 @@ impl AccessClaims {
     }
 
     /// Whether `user` still has the security stamp this token was issued under.
-    pub fn stamp_matches(&self, user: &crate::db::models::User) -> bool {
+    pub fn stamp_matches(&self, user: &crate::domain::User) -> bool {
         self.stamp.as_deref().is_some_and(|stamp| {
             crate::crypto::constant_time_eq(stamp.as_bytes(), stamp_of(user).as_bytes())
         })
@@ -90,8 +90,8 @@ pub struct UserClaims {
 }
 
 impl UserClaims {
-    pub fn for_scope(user: &crate::db::models::User, scope: &str) -> UserClaims {
-        let has = |wanted: &str| scope.split_whitespace().any(|s| s == wanted);
+    pub fn for_scope(user: &crate::domain::User, scope: &crate::domain::ScopeSet) -> UserClaims {
+        let has = |wanted: &str| scope.contains(wanted);
         // Only the account that owns an address releases it (one address, one account): not
         // one whose upstream vouched for none, nor one that lost it to a verified owner.
         let email = has("email") && crate::accounts::owns_address(user);

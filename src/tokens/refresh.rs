@@ -22,16 +22,16 @@ pub struct Lifetimes {
 /// sign-in an authorization code carries), which every refresh passes on.
 pub fn start_family(
     conn: &mut DbConnection,
-    user: &crate::db::models::User,
+    user: &crate::domain::User,
     client_id: &str,
-    scope: &str,
+    scope: &crate::domain::ScopeSet,
     lifetimes: Lifetimes,
     auth_time: i64,
     now: i64,
 ) -> Result<(String, String), DbError> {
     let family = RefreshFamily {
         id: crate::db::new_id(),
-        user_id: user.id.clone(),
+        user_id: user.id.to_string(),
         client_id: client_id.to_string(),
         scope: scope.to_string(),
         security_stamp: user.security_stamp.clone(),

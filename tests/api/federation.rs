@@ -596,6 +596,7 @@ pub(crate) async fn unverified_user(app: &TestApp, email: &str) -> String {
         .await
         .expect("created")
         .id
+        .into_string()
 }
 
 #[tokio::test]

@@ -140,6 +140,7 @@ impl TestApp {
             .await
             .expect("user created")
             .id
+            .into_string()
     }
 
     /// Registers a client; returns its id and, for a confidential one, its secret.
@@ -151,7 +152,7 @@ impl TestApp {
             .run(move |conn| tessera::clients::create(conn, &spec))
             .await
             .expect("client created");
-        (client.id, secret)
+        (client.id.into_string(), secret)
     }
 
     /// A confidential first-party client for the password grant, with refresh tokens; it may

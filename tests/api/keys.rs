@@ -256,7 +256,7 @@ async fn a_retiring_key_leaves_the_jwks_once_its_tokens_have_expired() {
                 },
             )
             .map_err(|e| tessera::db::DbError::Task(e.to_string()))
-            .map(|(c, s)| (c.id, s))?;
+            .map(|(c, s)| (c.id.into_string(), s))?;
             diesel::update(tessera::db::schema::clients::table.find(id))
                 .set(tessera::db::schema::clients::access_token_ttl_secs.eq(Some(300i64)))
                 .execute(conn)

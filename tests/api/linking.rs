@@ -242,6 +242,7 @@ async fn register(app: &TestApp, email: &str, password: &str) -> String {
         .expect("read")
         .expect("the account was made")
         .id
+        .into_string()
 }
 
 fn assert_page_headers(response: &reqwest::Response) {
@@ -862,6 +863,7 @@ async fn item4_unverified_accounts_are_purged_after_the_ttl_only_when_mail_is_on
             .await
             .expect("created")
             .id
+            .into_string()
     };
     let promoted = register(app, "promoted@example.com", PASSWORD).await;
     {
@@ -1098,7 +1100,10 @@ async fn item21_one_address_is_carried_by_one_accounts_tokens() {
             tessera::db::repo::users::find_by_id(c, &id).map(|u| u.expect("user"))
         })
         .await;
-        let claims = tessera::tokens::UserClaims::for_scope(&user, "openid email");
+        let claims = tessera::tokens::UserClaims::for_scope(
+            &user,
+            &tessera::domain::ScopeSet::from_stored("openid email"),
+        );
         if claims.email.as_deref() == Some("bob@example.com") {
             carrying += 1;
         }

@@ -122,7 +122,7 @@ async fn query<T: Send + 'static>(
         .expect("query")
 }
 
-async fn user_by_email(app: &TestApp, email: &str) -> tessera::db::models::User {
+async fn user_by_email(app: &TestApp, email: &str) -> tessera::domain::User {
     let email = email.to_lowercase();
     query(app, move |c| {
         tessera::db::repo::users::find_by_email(c, &email)

@@ -1,8 +1,9 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::{Client, NewClient};
+use crate::db::models::{ClientRow, NewClient};
 use crate::db::schema::clients;
+use crate::domain::Client;
 
 pub fn insert(conn: &mut DbConnection, client: &NewClient<'_>) -> QueryResult<()> {
     diesel::insert_into(clients::table)
@@ -14,17 +15,19 @@ pub fn insert(conn: &mut DbConnection, client: &NewClient<'_>) -> QueryResult<()
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Client>> {
     clients::table
         .find(id)
-        .select(Client::as_select())
+        .select(ClientRow::as_select())
         .get_result(conn)
         .optional()
+        .map(|row| row.map(Client::from))
 }
 
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Client>> {
     clients::table
         .order(clients::created_at.asc())
         .then_order_by(clients::id.asc())
-        .select(Client::as_select())
-        .load(conn)
+        .select(ClientRow::as_select())
+        .load::<ClientRow>(conn)
+        .map(|rows| rows.into_iter().map(Client::from).collect())
 }
 
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {

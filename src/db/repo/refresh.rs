@@ -1,8 +1,9 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::{Client, RefreshFamily, RefreshToken, User};
+use crate::db::models::{ClientRow, RefreshFamily, RefreshToken, UserRow};
 use crate::db::schema::{clients, refresh_token_families, refresh_tokens, users};
+use crate::domain::{Client, User};
 
 pub fn insert_family(conn: &mut DbConnection, family: &RefreshFamily) -> QueryResult<()> {
     diesel::insert_into(refresh_token_families::table)
@@ -125,11 +126,14 @@ pub fn find_session(
         .select((
             RefreshToken::as_select(),
             RefreshFamily::as_select(),
-            User::as_select(),
-            Client::as_select(),
+            UserRow::as_select(),
+            ClientRow::as_select(),
         ))
-        .get_result(conn)
+        .get_result::<(RefreshToken, RefreshFamily, UserRow, ClientRow)>(conn)
         .optional()
+        .map(|found| {
+            found.map(|(token, family, user, client)| (token, family, user.into(), client.into()))
+        })
 }
 
 pub fn revoke_family(

@@ -1,8 +1,9 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::{NewUser, User};
+use crate::db::models::{NewUser, UserRow};
 use crate::db::schema::{federated_identities, self_registrations, users};
+use crate::domain::User;
 
 pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
     diesel::insert_into(users::table)
@@ -14,17 +15,19 @@ pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
 pub fn find_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
     users::table
         .find(id)
-        .select(User::as_select())
+        .select(UserRow::as_select())
         .get_result(conn)
         .optional()
+        .map(|row| row.map(User::from))
 }
 
 pub fn find_by_email(conn: &mut DbConnection, email_lower: &str) -> QueryResult<Option<User>> {
     users::table
         .filter(users::email_lower.eq(email_lower))
-        .select(User::as_select())
+        .select(UserRow::as_select())
         .get_result(conn)
         .optional()
+        .map(|row| row.map(User::from))
 }
 
 /// Every user, oldest first: for tests and small tools (the API and the CLI page through
@@ -42,7 +45,7 @@ pub fn list_after(
     let mut query = users::table
         .order(users::created_at.asc())
         .then_order_by(users::id.asc())
-        .select(User::as_select())
+        .select(UserRow::as_select())
         .limit(limit)
         .into_boxed();
     if let Some((created_at, id)) = after {
@@ -52,7 +55,9 @@ pub fn list_after(
                 .or(users::created_at.eq(created_at).and(users::id.gt(id))),
         );
     }
-    query.load(conn)
+    query
+        .load::<UserRow>(conn)
+        .map(|rows| rows.into_iter().map(User::from).collect())
 }
 
 pub fn set_password_hash(

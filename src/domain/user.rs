@@ -1,0 +1,33 @@
+use super::{Roles, UserId};
+
+/// A user account, as the use cases see it. The password hash never leaves the accounts
+/// module's checks: no view or log shows it.
+#[derive(Clone)]
+pub struct User {
+    pub id: UserId,
+    /// The address as given, for display and mail.
+    pub email: String,
+    /// The sign-in key: the address normalised, or a placeholder for an account that does not
+    /// own the address it shows.
+    pub email_lower: String,
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub roles: Roles,
+    pub security_stamp: String,
+    pub email_verified_at: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Never the password hash or the security stamp.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("roles", &self.roles)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
