@@ -18,6 +18,7 @@ mod federation;
 mod fuzz;
 mod health;
 mod keys;
+mod layers;
 mod linking;
 mod login_page;
 mod metrics;
