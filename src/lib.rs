@@ -1,23 +1,13 @@
-//! Tessera: a standalone OAuth2 / OpenID Connect identity provider.
+//! Tessera: a standalone OAuth2 / OpenID Connect identity provider. This crate is the HTTP
+//! layer, start-up and the command line over `tessera_core`.
 
-pub mod accounts;
-pub mod audit;
-pub mod authorize;
 pub mod cli;
-pub mod clients;
-pub mod clock;
-pub mod config;
-pub mod crypto;
-pub mod db;
-pub mod domain;
-pub mod federation;
-pub mod grants;
 pub mod http;
-pub mod keys;
-pub mod mail;
-pub mod metrics;
-pub mod services;
-pub mod sessions;
 pub mod startup;
 pub mod telemetry;
-pub mod tokens;
+
+// The core's modules under their old paths, for the handlers' and tests' imports.
+pub use tessera_core::{
+    accounts, audit, authorize, clients, clock, config, crypto, db, domain, federation, grants,
+    keys, mail, metrics, services, sessions, tokens,
+};

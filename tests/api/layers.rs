@@ -144,7 +144,10 @@ fn paths_in(code: &str) -> Vec<Vec<String>> {
             continue;
         }
         let head = &code[head_start..start];
-        if !matches!(head, "crate" | "super" | "self" | "tessera_core" | "tessera_proto") {
+        if !matches!(
+            head,
+            "crate" | "super" | "self" | "tessera_core" | "tessera_proto"
+        ) {
             continue;
         }
         let mut path = vec![head.to_string()];
@@ -230,35 +233,42 @@ fn split_top_level(list: &str) -> Vec<&str> {
 
 /// The file a path leads to from `from`, if it is one of ours: the longest prefix of the path
 /// that is a module with a file.
-fn resolve(
-    from: &Module,
-    path: &[String],
-    known: &BTreeMap<Module, PathBuf>,
-) -> Option<Module> {
-    let (krate, mut base, rest): (&'static str, Vec<String>, &[String]) = match path.first()?.as_str() {
-        "crate" => (from.krate, Vec::new(), &path[1..]),
-        "tessera_core" => ("tessera_core", Vec::new(), &path[1..]),
-        "tessera_proto" => ("tessera_proto", Vec::new(), &path[1..]),
-        "self" => (from.krate, from.path.clone(), &path[1..]),
-        "super" => {
-            let mut base = from.path.clone();
-            let mut rest = path;
-            while rest.first().is_some_and(|s| s == "super") {
-                base.pop();
-                rest = &rest[1..];
+fn resolve(from: &Module, path: &[String], known: &BTreeMap<Module, PathBuf>) -> Option<Module> {
+    let (krate, mut base, rest): (&'static str, Vec<String>, &[String]) =
+        match path.first()?.as_str() {
+            // `tessera` re-exports the core's modules under their old names.
+            "crate" if from.krate == "tessera" && reexported_from_core(path.get(1), known) => {
+                ("tessera_core", Vec::new(), &path[1..])
             }
-            (from.krate, base, rest)
-        }
-        // A path from a child module declared in this file (`use issue::Issued` in a mod.rs).
-        first if known.contains_key(&Module {
-            krate: from.krate,
-            path: from.path.iter().cloned().chain([first.to_string()]).collect(),
-        }) =>
-        {
-            (from.krate, from.path.clone(), path)
-        }
-        _ => return None,
-    };
+            "crate" => (from.krate, Vec::new(), &path[1..]),
+            "tessera_core" => ("tessera_core", Vec::new(), &path[1..]),
+            "tessera_proto" => ("tessera_proto", Vec::new(), &path[1..]),
+            "self" => (from.krate, from.path.clone(), &path[1..]),
+            "super" => {
+                let mut base = from.path.clone();
+                let mut rest = path;
+                while rest.first().is_some_and(|s| s == "super") {
+                    base.pop();
+                    rest = &rest[1..];
+                }
+                (from.krate, base, rest)
+            }
+            // A path from a child module declared in this file (`use issue::Issued` in a mod.rs).
+            first
+                if known.contains_key(&Module {
+                    krate: from.krate,
+                    path: from
+                        .path
+                        .iter()
+                        .cloned()
+                        .chain([first.to_string()])
+                        .collect(),
+                }) =>
+            {
+                (from.krate, from.path.clone(), path)
+            }
+            _ => return None,
+        };
     let mut best = Module {
         krate,
         path: base.clone(),
@@ -276,6 +286,22 @@ fn resolve(
         }
     }
     known.contains_key(&best).then_some(best)
+}
+
+/// Whether `tessera::<name>` is a module of the core (re-exported by `tessera`'s lib.rs).
+fn reexported_from_core(name: Option<&String>, known: &BTreeMap<Module, PathBuf>) -> bool {
+    let Some(name) = name else {
+        return false;
+    };
+    let own = Module {
+        krate: "tessera",
+        path: vec![name.clone()],
+    };
+    let core = Module {
+        krate: "tessera_core",
+        path: vec![name.clone()],
+    };
+    !known.contains_key(&own) && known.contains_key(&core)
 }
 
 fn graph() -> BTreeMap<Module, BTreeSet<Module>> {
@@ -358,7 +384,11 @@ fn circles(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<Module>> {
 #[test]
 fn the_import_picture_of_the_sources_has_no_circle() {
     let edges = graph();
-    assert!(edges.len() > 40, "the sources were not found: {}", edges.len());
+    assert!(
+        edges.len() > 40,
+        "the sources were not found: {}",
+        edges.len()
+    );
     let found = circles(&edges);
     let described: Vec<String> = found
         .iter()
@@ -372,7 +402,11 @@ fn the_import_picture_of_the_sources_has_no_circle() {
                         .map(move |to| format!("    {from} -> {to}"))
                 })
                 .collect();
-            format!("  a circle through {} files:\n{}", c.len(), inside.join("\n"))
+            format!(
+                "  a circle through {} files:\n{}",
+                c.len(),
+                inside.join("\n")
+            )
         })
         .collect();
     assert!(
@@ -398,7 +432,7 @@ fn no_http_handler_or_cli_command_reaches_the_repository_layer() {
         }
     }
     assert!(
-        edges.keys().any(|m| is_edge(m)),
+        edges.keys().any(is_edge),
         "no HTTP modules found: the check looks in the wrong place"
     );
     assert!(
@@ -418,12 +452,23 @@ fn the_checker_sees_a_circle_and_a_repository_call() {
         krate: "tessera",
         path: vec!["b".into()],
     };
-    let known: BTreeMap<Module, PathBuf> = [(a.clone(), PathBuf::new()), (b.clone(), PathBuf::new())]
-        .into_iter()
-        .collect();
-    let from_a = paths_in(&code_of("use crate::{b::{Thing, other}, c};\nfn f() { crate::b::g() }"));
-    assert!(from_a.iter().all(|p| resolve(&a, p, &known).is_none_or(|m| m == b)));
-    assert!(from_a.iter().any(|p| resolve(&a, p, &known) == Some(b.clone())));
+    let known: BTreeMap<Module, PathBuf> =
+        [(a.clone(), PathBuf::new()), (b.clone(), PathBuf::new())]
+            .into_iter()
+            .collect();
+    let from_a = paths_in(&code_of(
+        "use crate::{b::{Thing, other}, c};\nfn f() { crate::b::g() }",
+    ));
+    assert!(
+        from_a
+            .iter()
+            .all(|p| resolve(&a, p, &known).is_none_or(|m| m == b))
+    );
+    assert!(
+        from_a
+            .iter()
+            .any(|p| resolve(&a, p, &known) == Some(b.clone()))
+    );
     let edges: BTreeMap<Module, BTreeSet<Module>> = [
         (a.clone(), [b.clone()].into_iter().collect()),
         (b.clone(), [a.clone()].into_iter().collect()),

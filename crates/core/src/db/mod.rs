@@ -17,8 +17,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 /// Arbitrary, fixed: the advisory lock id under which PostgreSQL migrations run.
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
 
@@ -711,8 +711,14 @@ mod tests {
             names.sort();
             names
         };
-        let sqlite = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"));
-        let postgres = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
+        let sqlite = names(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../migrations/sqlite"
+        ));
+        let postgres = names(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../migrations/postgres"
+        ));
         assert!(!sqlite.is_empty());
         assert_eq!(sqlite, postgres);
     }

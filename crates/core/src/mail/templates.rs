@@ -58,16 +58,16 @@ impl MailKind {
     fn bodies(self) -> (&'static str, &'static str) {
         match self {
             MailKind::VerifyEmail => (
-                include_str!("../../templates/mail/verify_email.txt"),
-                include_str!("../../templates/mail/verify_email.html"),
+                include_str!("../../../../templates/mail/verify_email.txt"),
+                include_str!("../../../../templates/mail/verify_email.html"),
             ),
             MailKind::ResetPassword => (
-                include_str!("../../templates/mail/reset_password.txt"),
-                include_str!("../../templates/mail/reset_password.html"),
+                include_str!("../../../../templates/mail/reset_password.txt"),
+                include_str!("../../../../templates/mail/reset_password.html"),
             ),
             MailKind::RegistrationAttempt => (
-                include_str!("../../templates/mail/registration_attempt.txt"),
-                include_str!("../../templates/mail/registration_attempt.html"),
+                include_str!("../../../../templates/mail/registration_attempt.txt"),
+                include_str!("../../../../templates/mail/registration_attempt.html"),
             ),
         }
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::{Table, Value};
 
 /// The documented defaults; the file is the single source of truth for them.
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../../config/default.toml");
 /// Read when no `--config` is given and the file is present in the working directory.
 const LOCAL_CONFIG: &str = "config/default.toml";
 /// Settings that have no default value (so are absent from the defaults file) but may be set.
