@@ -212,7 +212,10 @@ mod tests {
     /// Every value in the page is escaped, and nothing of the hostile text survives raw.
     fn assert_escaped(html: &str, times: usize) {
         assert_eq!(html.matches(ESCAPED).count(), times, "{html}");
-        assert!(!html.contains("<script>") && !html.contains("'x'"), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("'x'"),
+            "{html}"
+        );
     }
 
     #[test]
@@ -309,10 +312,16 @@ mod tests {
             }),
         ];
         for html in pages {
-            assert!(html.starts_with("<!doctype html>\n<html lang=\"en\">"), "{html}");
+            assert!(
+                html.starts_with("<!doctype html>\n<html lang=\"en\">"),
+                "{html}"
+            );
             assert!(html.contains(stylesheet), "{html}");
             assert!(html.contains("<main>") && html.ends_with("</main></body></html>"));
-            assert!(!html.contains("role=\"alert\""), "no error, no alert: {html}");
+            assert!(
+                !html.contains("role=\"alert\""),
+                "no error, no alert: {html}"
+            );
         }
     }
 

@@ -27,9 +27,27 @@ fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
 /// Markup that only a template may hold: a page or mail built with `format!` (and the
 /// hand-called escape such code needs) would show up here.
 const MARKUP: &[&str] = &[
-    "<!doctype", "<html", "<head", "<body", "<main>", "<form", "<input", "<button", "<label",
-    "<style", "<title", "<p>", "<p ", "<h1", "<a href", "<a class", "<strong", "&amp;",
-    "&lt;", "&quot;", "&#",
+    "<!doctype",
+    "<html",
+    "<head",
+    "<body",
+    "<main>",
+    "<form",
+    "<input",
+    "<button",
+    "<label",
+    "<style",
+    "<title",
+    "<p>",
+    "<p ",
+    "<h1",
+    "<a href",
+    "<a class",
+    "<strong",
+    "&amp;",
+    "&lt;",
+    "&quot;",
+    "&#",
 ];
 
 #[test]
@@ -72,7 +90,11 @@ fn every_page_template_is_used() {
         .expect("templates/pages")
         .map(|entry| {
             let path = entry.expect("entry").path();
-            let name = path.file_name().expect("name").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             (name, std::fs::read_to_string(&path).expect("read"))
         })
         .collect();
@@ -136,7 +158,10 @@ async fn the_login_page_escapes_the_client_name_and_the_carried_request() {
             ("redirect_uri", redirect),
             ("scope", "openid"),
             ("state", SCRIPT),
-            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
             ("code_challenge_method", "S256"),
         ])
         .send()
@@ -165,7 +190,10 @@ async fn an_error_page_escapes_the_text_it_shows() {
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["x-frame-options"], "DENY");
     let html = response.text().await.expect("html");
-    assert!(html.contains("&#60;script&#62;x&#60;/script&#62;"), "{html}");
+    assert!(
+        html.contains("&#60;script&#62;x&#60;/script&#62;"),
+        "{html}"
+    );
     assert!(html.contains(r#"role="alert""#), "{html}");
     assert!(!html.contains("<script"), "{html}");
     app.stop().await;
@@ -235,7 +263,9 @@ async fn the_registration_form_escapes_what_was_typed() {
         "{html}"
     );
     assert!(
-        html.contains(&format!(r#"name="name" type="text" autocomplete="name" value="{SCRIPT_ESCAPED}""#)),
+        html.contains(&format!(
+            r#"name="name" type="text" autocomplete="name" value="{SCRIPT_ESCAPED}""#
+        )),
         "{html}"
     );
     assert!(!html.contains("<script"), "{html}");
