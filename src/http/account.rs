@@ -9,14 +9,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::authorize::page;
 use super::bearer::{self, UserToken};
 use super::cookies::VERIFY_EMAIL_CSRF;
 use super::error::ApiError;
+use super::pages::{self, CSRF_FIELD, message_page};
 use crate::accounts::UserView;
 use crate::accounts::self_service::{self, SelfServiceError};
 use crate::db::{DbError, repo};
-use crate::mail::templates::{MailKind, escape_html};
+use crate::mail::templates::MailKind;
 use crate::tokens::AccessClaims;
 
 pub const VERIFY_PATH: &str = "/account/verify-email";
@@ -94,8 +94,6 @@ fn client_ip(req: &HttpRequest, state: &AppState) -> Option<String> {
     super::client_ip(req, &state.services.settings.server.trusted_proxies)
 }
 
-const CSRF_FIELD: &str = "csrf_token";
-
 /// GET /account/verify-email?token=…: the link in the verification mail opens a page whose
 /// button confirms. Nothing is used up by the GET (mail scanners follow links); an API client
 /// is told whether the token is live and POSTs it.
@@ -115,11 +113,16 @@ async fn verify_link(
     }
     let email = match result {
         Ok(email) => email,
-        Err(e) => return error_page(e),
+        Err(e) => return unusable_link_page(e),
     };
     let csrf = crate::crypto::random_token(32)
         .map_err(|e| ApiError::from(DbError::Task(e.to_string())))?;
-    let mut response = page(StatusCode::OK).body(verify_form(&token, &email, &csrf));
+    let page = pages::VerifyEmail {
+        email: &email,
+        token: &token,
+        csrf: &csrf,
+    };
+    let mut response = pages::render(StatusCode::OK, &page);
     let _ = response.add_cookie(&VERIFY_EMAIL_CSRF.build(
         svc,
         &csrf,
@@ -162,7 +165,7 @@ async fn verify_submit(
     }
     let cookie = VERIFY_EMAIL_CSRF.read(&req, svc);
     if !super::authorize::form_is_ours(&req, svc, cookie.as_deref(), field.as_deref()) {
-        return Ok(super::authorize::message_page(
+        return Ok(message_page(
             StatusCode::FORBIDDEN,
             "This link cannot be used",
             "This form has expired or did not come from this site. Open the link in the mail again.",
@@ -170,7 +173,7 @@ async fn verify_submit(
     }
     Ok(match self_service::verify_email(svc, &token).await {
         Ok(user) => {
-            let mut response = super::authorize::message_page(
+            let mut response = message_page(
                 StatusCode::OK,
                 "Email address confirmed",
                 &format!(
@@ -181,7 +184,7 @@ async fn verify_submit(
             let _ = response.add_cookie(&VERIFY_EMAIL_CSRF.removal(svc));
             response
         }
-        Err(e) => error_page(e)?,
+        Err(e) => unusable_link_page(e)?,
     })
 }
 
@@ -240,8 +243,8 @@ async fn reset_page(
             .json(json!({ "valid": true })));
     }
     Ok(match result {
-        Ok(email) => page(StatusCode::OK).body(reset_form(&token, &email, None)),
-        Err(e) => error_page(e)?,
+        Ok(email) => reset_form(StatusCode::OK, &token, &email, None),
+        Err(e) => unusable_link_page(e)?,
     })
 }
 
@@ -296,23 +299,25 @@ async fn confirm_reset(
             .json(json!({ "password_reset": true, "revoked_sessions": revoked })));
     }
     Ok(match result {
-        Ok(_) => page(StatusCode::OK).body(message_page(
+        Ok(_) => message_page(
+            StatusCode::OK,
             "Password changed",
             "Your new password is set, and every session signed in with the old one has ended. \
              You can sign in again now.",
-        )),
+        ),
         // A password the policy refuses: the form again, with the reason.
         Err(SelfServiceError::Account(crate::accounts::AccountError::WeakPassword(why))) => {
             let email = self_service::check_reset_token(&state.services, &token)
                 .await
                 .unwrap_or_default();
-            page(StatusCode::UNPROCESSABLE_ENTITY).body(reset_form(
+            reset_form(
+                StatusCode::UNPROCESSABLE_ENTITY,
                 &token,
                 &email,
                 Some(&format!("The password {why}.")),
-            ))
+            )
         }
-        Err(e) => error_page(e)?,
+        Err(e) => unusable_link_page(e)?,
     })
 }
 
@@ -393,63 +398,26 @@ async fn delete_account(
 }
 
 /// An error as a page for a browser; errors that are not the user's (5xx) stay JSON errors.
-fn error_page(e: SelfServiceError) -> Result<HttpResponse, ApiError> {
+fn unusable_link_page(e: SelfServiceError) -> Result<HttpResponse, ApiError> {
     let error = ApiError::from(e);
     let status = actix_web::ResponseError::status_code(&error);
     if status.is_server_error() {
         return Err(error);
     }
-    Ok(page(status).body(message_page("This link cannot be used", &error.to_string())))
+    Ok(message_page(
+        status,
+        "This link cannot be used",
+        &error.to_string(),
+    ))
 }
 
-const STYLE: &str = "body{font-family:sans-serif;line-height:1.5;max-width:32em;margin:3em auto;\
-padding:0 1em}input{display:block;width:100%;padding:.5em;margin:.3em 0 1em;box-sizing:border-box}\
-button{padding:.6em 1.2em}.error{color:#b91c1c}";
-
-fn message_page(title: &str, message: &str) -> String {
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>{STYLE}</style></head><body><h1>{t}</h1><p>{m}</p></body></html>",
-        t = escape_html(title),
-        m = escape_html(message)
-    )
-}
-
-fn verify_form(token: &str, email: &str, csrf: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Confirm your email address</title>{style}</head><body><main>\
-         <h1>Confirm your email address</h1>\
-         <p>Confirm that {email} is your address and that you created this account.</p>\
-         <p>If you did not create an account here, do not confirm: close this page, and the \
-         account will not be able to use your address.</p>\
-         <form id=\"verify-email-form\" method=\"post\" action=\"{VERIFY_PATH}\">\
-         <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-         <input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{csrf}\">\
-         <button id=\"verify-email-confirm\" type=\"submit\">Confirm my address</button>\
-         </form></main></body></html>",
-        style = super::authorize::STYLE,
-        email = escape_html(email),
-        token = escape_html(token),
-        csrf = escape_html(csrf),
-    )
-}
-
-fn reset_form(token: &str, email: &str, error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\">{}</p>", escape_html(e)))
-        .unwrap_or_default();
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Choose a new password</title><style>{STYLE}</style></head><body>\
-         <h1>Choose a new password</h1><p>For {email}.</p>{error}\
-         <form method=\"post\" action=\"{RESET_CONFIRM_PATH}\">\
-         <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-         <label>New password<input type=\"password\" name=\"new_password\" \
-         autocomplete=\"new-password\" required autofocus></label>\
-         <button type=\"submit\">Set the new password</button></form></body></html>",
-        email = escape_html(email),
-        token = escape_html(token),
+fn reset_form(status: StatusCode, token: &str, email: &str, error: Option<&str>) -> HttpResponse {
+    pages::render(
+        status,
+        &pages::ResetPassword {
+            email,
+            token,
+            error,
+        },
     )
 }

@@ -2,21 +2,17 @@
 //! CSRF-protected by a double-submit cookie). The checks and the code are `authorize`'s.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
 use super::cookies::LOGIN_CSRF;
+use super::pages::{self, CSRF_FIELD, error_page, with_retry_after};
 use crate::accounts::login::{self, Attempt, LoginError};
 use crate::authorize::{self, AuthorizationRequest, AuthorizeError};
 use crate::grants::Params;
-use crate::mail::templates::escape_html as escape;
 use crate::services::Services;
 
 pub const PATH: &str = "/authorize";
-/// The self-registration page (another page's; linked from the login page when registration
-/// is on).
-const REGISTER_PATH: &str = "/account/register";
-pub(super) const CSRF_FIELD: &str = "csrf_token";
 /// The answer to a form post that fails its CSRF or Origin check.
 pub(super) const FORGED_FORM: &str = "This sign-in form has expired or did not come from this site. Go back to the application and start again.";
 /// The authorization request's own parameters, carried through the login form.
@@ -238,14 +234,6 @@ pub(super) fn form_is_ours(
     csrf_ok && same_origin(req, svc)
 }
 
-/// A page answering a throttled request, with `Retry-After` saying when to come back.
-pub(super) fn with_retry_after(mut page: HttpResponse, wait: i64) -> HttpResponse {
-    if let Ok(value) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
-        page.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    page
-}
-
 /// The second line behind the CSRF cookie: a form post whose `Origin` is another site's (or
 /// `null`, an opaque origin) is refused. Our own origin is the issuer's, or the one the browser
 /// addressed (e.g. `localhost` for an issuer of `127.0.0.1`); a cross-site form cannot forge
@@ -273,59 +261,6 @@ pub(super) fn same_origin(req: &HttpRequest, svc: &Services) -> bool {
             || addressed.is_some_and(|a| origin.eq_ignore_ascii_case(&a)))
 }
 
-/// The policy every page gets: nothing loaded from anywhere (inline styles aside), no framing,
-/// and forms posted only here (`'self'`) or, for the login form, redirected on to
-/// `form_target`: browsers apply `form-action` to the redirect that answers a form too.
-fn content_security_policy(form_target: Option<&str>) -> String {
-    let form_action = match form_target {
-        Some(source) => format!("'self' {source}"),
-        None => "'self'".to_string(),
-    };
-    format!(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; frame-ancestors 'none'"
-    )
-}
-
-/// The CSP source that lets a form's redirect reach `redirect_uri`: its origin
-/// (`scheme://host:port`) for http(s), or its scheme (`com.example.app:`) for a native app's
-/// private-use scheme (RFC 8252 §7.1). None for anything that would not be a plain source
-/// expression (so it cannot smuggle in a directive).
-pub(super) fn form_target(redirect_uri: &str) -> Option<String> {
-    let url = url::Url::parse(redirect_uri).ok()?;
-    let source = match url.scheme() {
-        "http" | "https" => url.origin().ascii_serialization(),
-        scheme => format!("{scheme}:"),
-    };
-    let plain = source
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"+-.:/[]".contains(&b));
-    (plain && source != "null").then_some(source)
-}
-
-/// Headers for every page: no caching, no framing (clickjacking), the referrer only to this
-/// site (URLs may hold tokens; same-origin form posts then carry their real `Origin`),
-/// nothing loaded from elsewhere, forms posted only here.
-pub(super) fn page(status: StatusCode) -> HttpResponseBuilder {
-    page_with_form_target(status, None)
-}
-
-pub(super) fn page_with_form_target(
-    status: StatusCode,
-    form_target: Option<&str>,
-) -> HttpResponseBuilder {
-    let mut builder = HttpResponse::build(status);
-    builder
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::REFERRER_POLICY, "same-origin"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            content_security_policy(form_target),
-        ));
-    builder
-}
-
 /// What the login form shows and carries.
 struct LoginForm<'a> {
     request: &'a AuthorizationRequest,
@@ -347,110 +282,28 @@ fn login_page(
         csrf,
         email,
     } = form;
-    let mut hidden = String::new();
-    for name in CARRIED {
-        if let Some(value) = params.get(name) {
-            hidden.push_str(&format!(
-                r#"<input type="hidden" name="{name}" value="{}">"#,
-                escape(value)
-            ));
-        }
-    }
-    let alert = error
-        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    // One link per upstream provider, carrying the request; plain links, so no script.
-    let upstreams: String = svc
-        .federation
-        .providers()
-        .iter()
-        .map(|p| {
-            format!(
-                r#"<a class="upstream" href="/auth/{}/login?{}">Sign in with {}</a>"#,
-                escape(&p.name),
-                escape(&carried_query(params)),
-                escape(&p.display_name)
-            )
-        })
-        .collect();
-    let upstreams = if upstreams.is_empty() {
-        upstreams
-    } else {
-        format!(r#"<p class="or">or</p><nav aria-label="Other ways to sign in">{upstreams}</nav>"#)
+    let carried_query = carried_query(params);
+    let page = pages::Login {
+        client_name: &request.client.name,
+        carried: CARRIED
+            .iter()
+            .filter_map(|name| params.get(name).map(|value| (*name, value)))
+            .collect(),
+        carried_query: &carried_query,
+        csrf,
+        email: *email,
+        error,
+        forgot_password: svc.mailer.is_some(),
+        register: svc.settings.accounts.self_registration,
+        upstreams: svc
+            .federation
+            .providers()
+            .iter()
+            .map(|p| pages::Upstream {
+                name: &p.name,
+                display_name: &p.display_name,
+            })
+            .collect(),
     };
-    // Only what this server offers: a reset needs mail, an account needs registration on.
-    let mut help = String::new();
-    if svc.mailer.is_some() {
-        help.push_str(&format!(
-            r#"<a href="{}">Forgot password?</a>"#,
-            super::forgot_password::PATH
-        ));
-    }
-    if svc.settings.accounts.self_registration {
-        help.push_str(&format!(r#"<a href="{REGISTER_PATH}">Create account</a>"#));
-    }
-    let help = if help.is_empty() {
-        help
-    } else {
-        format!(r#"<p class="help">{help}</p>"#)
-    };
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in</title>{STYLE}</head>
-<body><main>
-<h1>Sign in</h1>
-<p>to continue to <strong>{client}</strong></p>
-{alert}
-<form method="post" action="{PATH}">
-{hidden}<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
-<label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="username" value="{email}" required{email_focus}>
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required{password_focus}>
-<button type="submit" class="primary">Sign in</button>
-</form>
-{help}
-{upstreams}
-</main></body></html>"#,
-        client = escape(&request.client.name),
-        csrf = escape(csrf),
-        email = escape(email.unwrap_or_default()),
-        // After a failed attempt the cursor waits in the password field.
-        email_focus = if email.is_some() { "" } else { " autofocus" },
-        password_focus = if email.is_some() { " autofocus" } else { "" },
-    );
-    page_with_form_target(status, form_target(&request.redirect_uri).as_deref()).body(body)
+    pages::render_leading_to(status, Some(&request.redirect_uri), &page)
 }
-
-pub(super) fn error_page(status: StatusCode, message: &str) -> HttpResponse {
-    message_page(status, "Sign-in problem", message)
-}
-
-pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-    let role = if status.is_success() {
-        "status"
-    } else {
-        "alert"
-    };
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>{STYLE}</head>
-<body><main><h1>{title}</h1><p role="{role}">{message}</p></main></body></html>"#,
-        title = escape(title),
-        message = escape(message)
-    );
-    page(status).body(body)
-}
-
-pub(super) const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6}\
-main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem}\
-label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
-button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}\
-button.primary{background:#1a56db;color:#fff;border:0;border-radius:.25rem;font-weight:600;cursor:pointer}\
-button.primary:hover,button.primary:focus{background:#1446b8}\
-.help{display:flex;justify-content:space-between;margin-top:1rem;font-size:.9rem}.help a{color:#1a56db}\
-.or{text-align:center;color:#555}a.upstream{display:block;text-align:center;padding:.6rem;margin-top:.5rem;\
-border:1px solid #888;border-radius:.25rem;color:#000;text-decoration:none}\
-button.secondary{background:none;border:1px solid #888}</style>";

@@ -7,21 +7,18 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use super::authorize::{
-    STYLE, carried_query, error_page, page_with_form_target, query_params, refusal, see_other,
-};
+use super::authorize::{carried_query, query_params, refusal, see_other};
 use super::cookies::{PENDING_LINK, UPSTREAM_BINDING};
+use super::pages::{self, CSRF_FIELD, error_page, message_page, with_retry_after};
 use crate::accounts::throttle;
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
 use crate::grants::Params;
-use crate::mail::templates::escape_html as escape;
 use crate::services::Services;
 
 /// The page that asks for the existing account's password before a link.
 pub const LINK_PATH: &str = "/auth/link";
-const CSRF_FIELD: &str = "csrf_token";
 
 /// Starts a sign-in at the provider: for the app's authorization request in the query, or,
 /// with no query, a sign-in at Tessera itself.
@@ -73,7 +70,7 @@ pub async fn start(
     {
         Ok(None) => {}
         Ok(Some(wait)) => {
-            return super::authorize::with_retry_after(
+            return with_retry_after(
                 error_page(
                     StatusCode::TOO_MANY_REQUESTS,
                     &format!(
@@ -135,7 +132,7 @@ fn finished_page(svc: &Services, provider: &Provider, finished: Finished) -> Htt
             } else {
                 user.email.clone()
             };
-            super::authorize::message_page(
+            message_page(
                 StatusCode::OK,
                 "Signed in",
                 &format!(
@@ -233,7 +230,7 @@ pub async fn link_submit(
             &expected,
             Some("The password is not right."),
         ),
-        Err(FederationError::Throttled(wait)) => super::authorize::with_retry_after(
+        Err(FederationError::Throttled(wait)) => with_retry_after(
             link_form(
                 svc,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -269,39 +266,17 @@ fn link_form(
     csrf: &str,
     error: Option<&str>,
 ) -> HttpResponse {
-    let alert = error
-        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Link your account</title>{STYLE}</head>
-<body><main>
-<h1>Link your account</h1>
-<p>An account for <strong>{email}</strong> already exists here. To sign in to it with {provider} from now on, enter that account's password.</p>
-{alert}
-<form id="link-form" method="post" action="{LINK_PATH}">
-<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
-<input type="hidden" name="username" value="{email}" autocomplete="username">
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required autofocus>
-<button id="link-confirm" type="submit" name="action" value="link">Link and continue</button>
-<button id="link-decline" type="submit" name="action" value="decline" formnovalidate class="secondary">Don't link</button>
-</form>
-</main></body></html>"#,
-        email = escape(&offer.email),
-        provider = escape(
-            &svc.federation
-                .get(&offer.provider)
-                .map_or(offer.provider.clone(), |p| p.display_name.clone())
-        ),
-        csrf = escape(csrf),
-    );
-    let target = offer
-        .redirect_uri
-        .as_deref()
-        .and_then(super::authorize::form_target);
-    page_with_form_target(status, target.as_deref()).body(body)
+    let provider = svc
+        .federation
+        .get(&offer.provider)
+        .map_or(offer.provider.as_str(), |p| p.display_name.as_str());
+    let page = pages::Link {
+        email: &offer.email,
+        provider,
+        csrf,
+        error,
+    };
+    pages::render_leading_to(status, offer.redirect_uri.as_deref(), &page)
 }
 
 /// Every way an upstream sign-in can fail, as the browser should see it. Details of upstream

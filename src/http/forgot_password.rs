@@ -6,11 +6,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use super::authorize::{CSRF_FIELD, STYLE, form_is_ours, message_page, page};
+use super::authorize::form_is_ours;
 use super::cookies::FORGOT_PASSWORD_CSRF;
+use super::pages::{self, CSRF_FIELD, message_page, with_retry_after};
 use crate::accounts::AccountError;
 use crate::accounts::self_service::{self, SelfServiceError};
-use crate::mail::templates::{MailKind, escape_html as escape};
+use crate::mail::templates::MailKind;
 use crate::services::Services;
 
 pub const PATH: &str = "/account/forgot-password";
@@ -67,7 +68,7 @@ pub async fn submit(
             &email,
             Some("Enter the email address of your account."),
         ),
-        Err(SelfServiceError::Throttled(wait)) => super::authorize::with_retry_after(
+        Err(SelfServiceError::Throttled(wait)) => with_retry_after(
             form_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &csrf,
@@ -112,26 +113,5 @@ fn unavailable() -> HttpResponse {
 }
 
 fn form_page(status: StatusCode, csrf: &str, email: &str, error: Option<&str>) -> HttpResponse {
-    let alert = error
-        .map(|e| format!(r#"<p role="alert" class="error">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{TITLE}</title>{STYLE}</head>
-<body><main>
-<h1>{TITLE}</h1>
-<p>Enter the email address of your account, and we will send it a link to choose a new password.</p>
-{alert}
-<form method="post" action="{PATH}">
-<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
-<label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="username" value="{email}" required autofocus>
-<button type="submit" class="primary">Send the link</button>
-</form>
-</main></body></html>"#,
-        csrf = escape(csrf),
-        email = escape(email),
-    );
-    page(status).body(body)
+    pages::render(status, &pages::ForgotPassword { csrf, email, error })
 }

@@ -11,6 +11,7 @@ mod federation;
 mod forgot_password;
 mod health;
 pub mod metrics;
+mod pages;
 mod token;
 mod userinfo;
 mod users;

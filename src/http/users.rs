@@ -11,16 +11,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::authorize::{message_page, page};
 use super::cookies::REGISTER_CSRF;
 use super::error::ApiError;
+use super::pages::{self, CSRF_FIELD, message_page, with_retry_after};
 use crate::accounts::{self, AccountError, Registered, UserView};
 use crate::grants::Params;
-use crate::mail::templates::escape_html as escape;
 use crate::services::Services;
 
 pub const PAGE_PATH: &str = "/account/register";
-const CSRF_FIELD: &str = "csrf_token";
 const CHECK_YOUR_MAIL: &str = "check your mail: a message to this address says what to do next";
 
 #[derive(Deserialize)]
@@ -158,7 +156,7 @@ pub async fn submit_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &format!("The password {why}."),
         ),
-        Err(AccountError::Throttled(wait)) => super::authorize::with_retry_after(
+        Err(AccountError::Throttled(wait)) => with_retry_after(
             again(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!(
@@ -197,41 +195,12 @@ fn form(
     typed: &Typed<'_>,
     error: Option<&str>,
 ) -> HttpResponse {
-    let alert = error
-        .map(|e| {
-            format!(
-                r#"<p role="alert" class="error" id="error">{}</p>"#,
-                escape(e)
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Create account</title>{STYLE}</head>
-<body><main>
-<h1>Create account</h1>
-{alert}
-<form method="post" action="{PAGE_PATH}">
-<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">
-<label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="email" required autofocus value="{email}">
-<label for="name">Name (optional)</label>
-<input id="name" name="name" type="text" autocomplete="name" value="{name}">
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="new-password" required minlength="{min}">
-<button id="create-account" type="submit">Create account</button>
-</form>
-</main></body></html>"#,
-        csrf = escape(csrf),
-        email = escape(typed.email),
-        name = escape(typed.name),
-        min = svc.settings.passwords.min_length,
-    );
-    page(status).body(body)
+    let page = pages::Register {
+        csrf,
+        email: typed.email,
+        name: typed.name,
+        min_password_length: svc.settings.passwords.min_length,
+        error,
+    };
+    pages::render(status, &page)
 }
-
-const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6}\
-main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem}\
-label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
-button{margin-top:1.5rem;width:100%;padding:.6rem;font-size:1rem}.error{color:#a00}</style>";

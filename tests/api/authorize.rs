@@ -153,7 +153,7 @@ async fn the_code_flow_with_pkce_ends_in_verifiable_tokens() {
     );
     let html = page.text().await.expect("html");
     assert!(
-        html.contains("Notes &lt;SPA&gt;"),
+        html.contains("Notes &#60;SPA&#62;"),
         "the client name is escaped"
     );
     assert!(html.contains(r#"<label for="password">"#));

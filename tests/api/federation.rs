@@ -276,7 +276,7 @@ async fn the_login_page_offers_the_upstream_and_signing_in_directly_works() {
     let html = page.text().await.expect("html");
     assert!(html.contains("Sign in with Google"), "{html}");
     assert!(
-        html.contains(r#"href="/auth/google/login?response_type=code&amp;client_id="#),
+        html.contains(r#"href="/auth/google/login?response_type=code&#38;client_id="#),
         "{html}"
     );
     // The password form is still there, CSRF-protected.

@@ -281,7 +281,7 @@ async fn the_typed_email_is_kept_and_escaped_after_a_wrong_password() {
     assert_eq!(wrong.status(), 401);
     let html = wrong.text().await.expect("html");
     assert!(
-        html.contains(r#"value="ann&quot;&gt;&lt;script&gt;x()&lt;/script&gt;@example.com""#),
+        html.contains(r#"value="ann&#34;&#62;&#60;script&#62;x()&#60;/script&#62;@example.com""#),
         "{html}"
     );
     assert!(!html.contains("<script>"));

@@ -23,6 +23,7 @@ mod linking;
 mod login_page;
 mod metrics;
 mod notes_api;
+mod pages;
 mod password_grant;
 mod redirect_uris;
 mod refresh;

@@ -138,7 +138,17 @@ async fn deliver(
             token_hash,
         } => (to, name, token, token_hash),
     };
-    let mail = templates::render(kind, &svc.issuer, &to, name.as_deref(), &token, valid_for);
+    let mail = match templates::render(kind, &svc.issuer, &to, name.as_deref(), &token, valid_for) {
+        Ok(mail) => mail,
+        Err(e) => {
+            tracing::error!(mail = %row.id, kind = kind.as_str(), error = %e, "outbox: the mail did not render");
+            // The link in a mail that never left must not work later.
+            svc.db
+                .run(move |conn| account_tokens::delete(conn, &token_hash).map_err(DbError::from))
+                .await?;
+            return finish(svc, &row.id, claim_id, "failed", Some("did not render")).await;
+        }
+    };
     match mailer.send(mail).await {
         Ok(()) => {
             tracing::info!(mail = %row.id, kind = kind.as_str(), "outbox: mail sent");

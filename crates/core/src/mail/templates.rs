@@ -1,6 +1,8 @@
-//! The mails' texts, kept in `templates/mail/` and compiled in: a plain-text and an HTML body
-//! per kind, with `{{name}}`, `{{issuer}}`, `{{link}}` and `{{valid_for}}` filled in (escaped
-//! for HTML in the HTML body).
+//! The mails' texts, askama templates in `templates/mail/` checked and compiled in: a
+//! plain-text and an HTML body per kind, with `{{name}}`, `{{issuer}}`, `{{link}}` and
+//! `{{valid_for}}` filled in (escaped for HTML in the HTML body, as askama does for `.html`).
+
+use askama::Template;
 
 use super::Mail;
 
@@ -54,23 +56,42 @@ impl MailKind {
             MailKind::RegistrationAttempt => "Someone tried to create an account with your address",
         }
     }
+}
 
-    fn bodies(self) -> (&'static str, &'static str) {
-        match self {
-            MailKind::VerifyEmail => (
-                include_str!("../../../../templates/mail/verify_email.txt"),
-                include_str!("../../../../templates/mail/verify_email.html"),
-            ),
-            MailKind::ResetPassword => (
-                include_str!("../../../../templates/mail/reset_password.txt"),
-                include_str!("../../../../templates/mail/reset_password.html"),
-            ),
-            MailKind::RegistrationAttempt => (
-                include_str!("../../../../templates/mail/registration_attempt.txt"),
-                include_str!("../../../../templates/mail/registration_attempt.html"),
-            ),
-        }
-    }
+/// The plain-text body of a mail: askama leaves `.txt` unescaped.
+#[derive(Template)]
+#[template(
+    ext = "txt",
+    source = r#"{% match kind -%}
+{% when MailKind::VerifyEmail %}{% include "mail/verify_email.txt" %}
+{%- when MailKind::ResetPassword %}{% include "mail/reset_password.txt" %}
+{%- when MailKind::RegistrationAttempt %}{% include "mail/registration_attempt.txt" %}
+{%- endmatch %}"#
+)]
+struct TextBody<'a> {
+    kind: MailKind,
+    name: &'a str,
+    issuer: &'a str,
+    link: &'a str,
+    valid_for: &'a str,
+}
+
+/// The HTML body of a mail, every value escaped for HTML.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r#"{% match kind -%}
+{% when MailKind::VerifyEmail %}{% include "mail/verify_email.html" %}
+{%- when MailKind::ResetPassword %}{% include "mail/reset_password.html" %}
+{%- when MailKind::RegistrationAttempt %}{% include "mail/registration_attempt.html" %}
+{%- endmatch %}"#
+)]
+struct HtmlBody<'a> {
+    kind: MailKind,
+    name: &'a str,
+    issuer: &'a str,
+    link: &'a str,
+    valid_for: &'a str,
 }
 
 /// The mail of `kind` for one recipient, with the link carrying `token`.
@@ -81,25 +102,33 @@ pub fn render(
     name: Option<&str>,
     token: &str,
     valid_for_secs: i64,
-) -> Mail {
+) -> Result<Mail, askama::Error> {
     let link = format!("{issuer}{}?token={token}", kind.path());
     let greeting = name.filter(|n| !n.trim().is_empty()).unwrap_or(to);
     let valid_for = duration_words(valid_for_secs);
-    let (text, html) = kind.bodies();
-    let fill = |template: &str, escape: fn(&str) -> String| {
-        template
-            .replace("{{name}}", &escape(greeting))
-            .replace("{{issuer}}", &escape(issuer))
-            .replace("{{link}}", &escape(&link))
-            .replace("{{valid_for}}", &escape(&valid_for))
-    };
-    Mail {
+    let text = TextBody {
+        kind,
+        name: greeting,
+        issuer,
+        link: &link,
+        valid_for: &valid_for,
+    }
+    .render()?;
+    let html = HtmlBody {
+        kind,
+        name: greeting,
+        issuer,
+        link: &link,
+        valid_for: &valid_for,
+    }
+    .render()?;
+    Ok(Mail {
         to: to.to_string(),
         to_name: name.map(String::from),
         subject: format!("{} — {issuer}", kind.subject()),
-        text: fill(text, str::to_string),
-        html: fill(html, escape_html),
-    }
+        text,
+        html,
+    })
 }
 
 fn duration_words(secs: i64) -> String {
@@ -111,22 +140,6 @@ fn duration_words(secs: i64) -> String {
     } else {
         plural(secs, "second")
     }
-}
-
-/// Text made safe for HTML element content and quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -142,11 +155,12 @@ mod tests {
             Some("<Ann>"),
             "tok",
             1800,
-        );
+        )
+        .expect("renders");
         let link = "https://id.example.com/account/password-reset?token=tok";
         assert!(mail.text.contains(link) && mail.html.contains(link));
         assert!(mail.text.contains("30 minutes"));
-        assert!(mail.html.contains("&lt;Ann&gt;") && !mail.html.contains("<Ann>"));
+        assert!(mail.html.contains("&#60;Ann&#62;") && !mail.html.contains("<Ann>"));
         assert!(mail.text.contains("Hello <Ann>"));
         assert!(!mail.text.contains("{{") && !mail.html.contains("{{"));
         assert_eq!(duration_words(86400), "24 hours");
