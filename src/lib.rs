@@ -20,3 +20,4 @@ pub mod sessions;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod usecases;

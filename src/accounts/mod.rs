@@ -415,61 +415,21 @@ pub fn list_users(
     Ok(UserPage { users, next })
 }
 
-/// Disables or re-enables an account. Either way its security stamp changes, so sessions
-/// started before (refresh token families) end.
-pub fn set_disabled(
-    conn: &mut DbConnection,
-    user_id: &str,
-    disabled: bool,
-    actor: Option<&str>,
-    now: i64,
-) -> Result<User, AccountError> {
-    conn.transaction(|conn| {
-        let stamp = crate::crypto::random_token(16).map_err(|e| DbError::Task(e.to_string()))?;
-        let changed = users::set_disabled(conn, user_id, disabled.then_some(now), &stamp, now)?;
-        if changed == 0 {
-            return Err(AccountError::NotFound);
-        }
-        let event = if disabled {
-            Event::UserDisabled
-        } else {
-            Event::UserEnabled
-        };
-        audit::record(conn, event, actor_record(user_id, actor), now)?;
-        users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)
-    })
-}
-
-pub fn set_roles(
-    conn: &mut DbConnection,
-    user_id: &str,
-    roles: &[String],
-    actor: Option<&str>,
-    now: i64,
-) -> Result<User, AccountError> {
-    for role in roles {
-        if !is_role_name(role) {
-            return Err(AccountError::InvalidRole(role.clone()));
-        }
-    }
-    conn.transaction(|conn| {
-        if users::set_roles(conn, user_id, &roles.join(" "), now)? == 0 {
-            return Err(AccountError::NotFound);
-        }
-        let mut record = actor_record(user_id, actor);
-        record.detail = Some(json!({ "roles": roles, "by": actor }));
-        audit::record(conn, Event::RolesChanged, record, now)?;
-        users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)
-    })
-}
-
-fn actor_record<'a>(user_id: &'a str, actor: Option<&'a str>) -> Record<'a> {
-    Record {
-        user_id: Some(user_id),
-        detail: Some(json!({ "by": actor.unwrap_or("cli") })),
-        ..Record::default()
+/// Every role a valid role name, or the first that is not.
+pub fn check_role_names(roles: &[String]) -> Result<(), AccountError> {
+    match roles.iter().find(|role| !is_role_name(role)) {
+        Some(role) => Err(AccountError::InvalidRole(role.clone())),
+        None => Ok(()),
     }
 }
+
+/// Whether a user's roles (the space-separated column) make them an administrator: the one
+/// check behind the admin API and the `admin` scope.
+pub fn is_admin(roles: &str) -> bool {
+    roles.split_whitespace().any(|role| role == ADMIN_ROLE)
+}
+
+pub const ADMIN_ROLE: &str = "admin";
 
 fn is_role_name(role: &str) -> bool {
     !role.is_empty()

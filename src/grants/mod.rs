@@ -173,7 +173,7 @@ pub fn authenticate_client_with(
 pub fn scope_for_user(user: &crate::db::models::User, scope: &str) -> String {
     scope
         .split_whitespace()
-        .filter(|s| *s != "admin" || password::has_role(user, "admin"))
+        .filter(|s| *s != "admin" || crate::accounts::is_admin(&user.roles))
         .collect::<Vec<_>>()
         .join(" ")
 }

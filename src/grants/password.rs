@@ -43,16 +43,12 @@ pub async fn grant(
 
 /// `admin` is granted only to users with the admin role.
 pub(super) fn check_role_scopes(user: &User, scope: &str) -> Result<(), GrantError> {
-    if scope.split_whitespace().any(|s| s == "admin") && !has_role(user, "admin") {
+    if scope.split_whitespace().any(|s| s == "admin") && !crate::accounts::is_admin(&user.roles) {
         return Err(GrantError::InvalidScope(
             "scope \"admin\" needs the admin role".into(),
         ));
     }
     Ok(())
-}
-
-pub(super) fn has_role(user: &User, role: &str) -> bool {
-    user.roles.split_whitespace().any(|r| r == role)
 }
 
 impl From<LoginError> for GrantError {
