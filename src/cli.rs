@@ -11,13 +11,15 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::accounts::{self, NewAccount, UserView, password};
-use crate::clients::{self, ClientSpec, ClientView};
+use crate::clients::{ClientSpec, ClientView};
 use crate::config::{Settings, Sources};
-use crate::db::repo;
 use crate::db::{Database, PooledConnection};
 use crate::domain::{Client, User};
-use crate::keys;
 use crate::startup::Application;
+use crate::usecases::{self, Actor};
+
+/// Whoever runs the command line has the database: the operator.
+const OPERATOR: Actor = Actor::Operator;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -207,7 +209,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::List) => {
             let mut conn = connect(&settings)?;
-            let rows = repo::signing_keys::list_all(&mut conn)?;
+            let rows = usecases::keys::list(&mut conn)?;
             let list: Vec<Value> = rows
                 .iter()
                 .map(|k| {
@@ -226,8 +228,8 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Rotate { force }) => {
             let mut conn = connect(&settings)?;
-            keys::load_or_init(&mut conn, &settings.keys)?;
-            let rotation = keys::rotate(&mut conn, &settings.keys, crate::db::now(), force)?;
+            let rotation =
+                usecases::keys::rotate(&mut conn, &settings.keys, crate::db::now(), force)?;
             out.print(serde_json::to_value(&rotation)?, || {
                 match &rotation.activated {
                     Some(kid) => format!("{kid} is now active; {} waits as next", rotation.next),
@@ -255,7 +257,13 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("password: {e}"))?;
             let hash = password::Hasher::new(&settings.passwords)?.hash(&secret)?;
             let mut conn = connect(&settings)?;
-            let user = accounts::create(&mut conn, &account, Some(&hash))?;
+            let user = usecases::users::add(
+                &mut conn,
+                &OPERATOR,
+                &account,
+                Some(&hash),
+                crate::db::now(),
+            )?;
             out.print(user_json(&user), || {
                 format!("created user {} ({})", user.id, user.email)
             });
@@ -266,7 +274,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let mut users = Vec::new();
             let mut after = None;
             loop {
-                let page = accounts::list_users(&mut conn, after.as_ref(), 500)?;
+                let page = usecases::users::list(&mut conn, after.as_ref(), 500)?;
                 users.extend(page.users);
                 match page.next {
                     Some(next) => after = Some(next),
@@ -285,22 +293,27 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::User(UserCommand::Disable(who)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &who.email)?;
-            let user = accounts::set_disabled(&mut conn, &user.id, true, None, crate::db::now())?;
+            let user = usecases::users::disable(&mut conn, &OPERATOR, &user.id, crate::db::now())?;
             out.print(user_json(&user), || format!("disabled {}", user.email));
             Ok(())
         }
         Command::User(UserCommand::Enable(who)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &who.email)?;
-            let user = accounts::set_disabled(&mut conn, &user.id, false, None, crate::db::now())?;
+            let user = usecases::users::enable(&mut conn, &OPERATOR, &user.id, crate::db::now())?;
             out.print(user_json(&user), || format!("enabled {}", user.email));
             Ok(())
         }
         Command::User(UserCommand::Roles(change)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &change.email)?;
-            let user =
-                accounts::set_roles(&mut conn, &user.id, &change.roles, None, crate::db::now())?;
+            let user = usecases::users::set_roles(
+                &mut conn,
+                &OPERATOR,
+                &user.id,
+                &change.roles,
+                crate::db::now(),
+            )?;
             out.print(user_json(&user), || {
                 format!("{}: roles {:?}", user.email, user.roles.to_string())
             });
@@ -320,8 +333,13 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::User(UserCommand::Logout(who)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &who.email)?;
-            let revoked =
-                crate::sessions::logout_everywhere(&mut conn, &user.id, "cli", crate::db::now())?;
+            let revoked = usecases::sessions::logout_everywhere(
+                &mut conn,
+                &OPERATOR,
+                &user.id,
+                None,
+                crate::db::now(),
+            )?;
             out.print(
                 json!({ "user": user.id, "revoked_sessions": revoked }),
                 || format!("{}: {revoked} session(s) ended", user.email),
@@ -331,12 +349,8 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::User(UserCommand::VerifyEmail(who)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &who.email)?;
-            let user = crate::accounts::self_service::mark_verified_by_operator(
-                &mut conn,
-                &user.id,
-                "cli",
-                crate::db::now(),
-            )?;
+            let user =
+                usecases::users::verify_email(&mut conn, &OPERATOR, &user.id, crate::db::now())?;
             out.print(user_json(&user), || {
                 format!("{}: email verified", user.email)
             });
@@ -345,13 +359,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::User(UserCommand::Delete(who)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &who.email)?;
-            crate::accounts::self_service::delete_account(
-                &mut conn,
-                &user.id,
-                "cli",
-                None,
-                crate::db::now(),
-            )?;
+            usecases::users::delete(&mut conn, &OPERATOR, &user.id, None, crate::db::now())?;
             out.print(json!({ "deleted": user.id }), || {
                 format!("deleted user {} ({})", user.id, user.email)
             });
@@ -359,7 +367,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Client(ClientCommand::Delete { client_id }) => {
             let mut conn = connect(&settings)?;
-            if !clients::delete(&mut conn, &client_id)? {
+            if !usecases::clients::delete(&mut conn, &OPERATOR, &client_id, crate::db::now())? {
                 anyhow::bail!("no client {client_id:?}");
             }
             out.print(json!({ "deleted": client_id }), || {
@@ -381,7 +389,8 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 audiences: add.audiences,
             };
             let mut conn = connect(&settings)?;
-            let (client, secret) = clients::create(&mut conn, &spec)?;
+            let (client, secret) =
+                usecases::clients::add(&mut conn, &OPERATOR, &spec, crate::db::now())?;
             let mut value = client_json(&client);
             if let (Some(secret), Some(obj)) = (&secret, value.as_object_mut()) {
                 obj.insert("client_secret".into(), json!(secret));
@@ -397,7 +406,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Client(ClientCommand::List) => {
             let mut conn = connect(&settings)?;
-            let list = repo::clients::list(&mut conn)?;
+            let list = usecases::clients::list(&mut conn)?;
             out.print(Value::Array(list.iter().map(client_json).collect()), || {
                 list.iter()
                     .map(|c| format!("{}  {:<24} {}", c.id, c.name, c.grant_types))
@@ -421,11 +430,9 @@ fn connect(settings: &Settings) -> anyhow::Result<PooledConnection> {
 }
 
 fn find_user(conn: &mut PooledConnection, email: &str) -> anyhow::Result<User> {
-    let key = accounts::email::Email::parse(email)
-        .map_err(|e| anyhow::anyhow!("email: {e}"))?
-        .lookup_key()
-        .to_string();
-    repo::users::find_by_email(conn, &key)?
+    let address =
+        accounts::email::Email::parse(email).map_err(|e| anyhow::anyhow!("email: {e}"))?;
+    usecases::users::find_by_email(conn, &address)?
         .ok_or_else(|| anyhow::anyhow!("no user with email {email}"))
 }
 

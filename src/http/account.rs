@@ -9,15 +9,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::bearer::{self, UserToken};
+use super::bearer::UserToken;
 use super::cookies::VERIFY_EMAIL_CSRF;
 use super::error::ApiError;
 use super::pages::{self, CSRF_FIELD, message_page};
 use crate::accounts::UserView;
 use crate::accounts::self_service::{self, SelfServiceError};
-use crate::db::{DbError, repo};
+use crate::db::DbError;
 use crate::mail::templates::MailKind;
-use crate::tokens::AccessClaims;
+use crate::usecases;
 
 pub const VERIFY_PATH: &str = "/account/verify-email";
 pub const VERIFY_RESEND_PATH: &str = "/account/verify-email/resend";
@@ -321,19 +321,13 @@ async fn confirm_reset(
     })
 }
 
-/// The caller, from a token meant for the self-service endpoints (`account`, this provider
-/// alone as audience).
-async fn user_token(req: &HttpRequest, state: &AppState) -> Result<UserToken, ApiError> {
-    bearer::for_own_endpoint(req, &state.services, "account").await
-}
-
 /// Ends the access token presented with a request (its session is over).
-async fn revoke_presented(state: &AppState, claims: &AccessClaims) -> Result<(), ApiError> {
-    let (jti, exp) = (claims.jti.clone(), claims.exp);
+async fn revoke_presented(state: &AppState, caller: &UserToken) -> Result<(), ApiError> {
+    let token = caller.presented();
     state
         .services
         .db
-        .run(move |conn| repo::revoked::insert(conn, &jti, exp).map_err(DbError::from))
+        .run(move |conn| usecases::sessions::revoke_access_token(conn, &token))
         .await?;
     Ok(())
 }
@@ -341,11 +335,11 @@ async fn revoke_presented(state: &AppState, claims: &AccessClaims) -> Result<(),
 /// POST /account/password {"current_password", "new_password", "keep_refresh_token"?}, with
 /// an `account` token.
 async fn change_password(
+    caller: UserToken,
     req: HttpRequest,
     body: web::Json<PasswordChange>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let UserToken { claims, user } = user_token(&req, &state).await?;
     let PasswordChange {
         current_password,
         new_password,
@@ -354,7 +348,7 @@ async fn change_password(
     let ip = client_ip(&req, &state);
     let changed = self_service::change_password(
         &state.services,
-        &user.id,
+        &caller.user.id,
         current_password,
         new_password,
         keep_refresh_token,
@@ -362,7 +356,7 @@ async fn change_password(
     )
     .await?;
     if !changed.kept_session {
-        revoke_presented(&state, &claims).await?;
+        revoke_presented(&state, &caller).await?;
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -373,11 +367,11 @@ async fn change_password(
 /// when the account has one (a stolen access token alone must not delete it); without one, a
 /// recent sign-in (`accounts.reauth_max_age_secs`).
 async fn delete_account(
+    caller: UserToken,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let UserToken { claims, user } = user_token(&req, &state).await?;
     let deletion: Deletion = if body.iter().all(u8::is_ascii_whitespace) {
         Deletion::default()
     } else {
@@ -387,13 +381,13 @@ async fn delete_account(
     let ip = client_ip(&req, &state);
     self_service::delete_own_account(
         &state.services,
-        &user.id,
-        claims.auth_time,
+        &caller.user.id,
+        caller.claims.auth_time,
         deletion.password,
         ip,
     )
     .await?;
-    revoke_presented(&state, &claims).await?;
+    revoke_presented(&state, &caller).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

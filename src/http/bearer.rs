@@ -11,14 +11,21 @@
 //! `insufficient_scope`; and RFC 9470's `insufficient_user_authentication` where a recent
 //! sign-in is needed.
 
-use actix_web::HttpRequest;
-use actix_web::http::{Method, header};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 
+use actix_web::dev::Payload;
+use actix_web::http::{Method, header};
+use actix_web::{FromRequest, HttpRequest, web};
+
+use super::AppState;
 use super::error::ApiError;
+use crate::audit::Actor;
 use crate::domain::User;
 use crate::services::Services;
 use crate::sessions::{LiveToken, live_access_token};
 use crate::tokens::{AccessClaims, Audience, verify_access_token};
+use crate::usecases::sessions::PresentedToken;
 
 /// A live token that speaks for a user, with that user as they are now.
 pub struct UserToken {
@@ -133,7 +140,7 @@ fn for_a_user(live: LiveToken) -> Result<UserToken, ApiError> {
 
 /// GET or POST /userinfo: a live user token with this provider among its audiences and the
 /// `openid` scope, from the header or a POST form body.
-pub async fn for_userinfo(
+async fn for_userinfo(
     req: &HttpRequest,
     body: &[u8],
     svc: &Services,
@@ -147,11 +154,121 @@ pub async fn for_userinfo(
 }
 
 /// A live user token meant for this provider alone, with `scope` (`account` or `admin`).
-pub async fn for_own_endpoint(
-    req: &HttpRequest,
+async fn for_own_endpoint(
+    Bearer(token): Bearer,
     svc: &Services,
     scope: &'static str,
 ) -> Result<UserToken, ApiError> {
-    let token = presented(req, None)?;
     for_a_user(authenticate(svc, &token, Some(scope)).await?)
+}
+
+/// The token of the `Authorization` header, not yet checked: for an endpoint that decides
+/// itself what the token must be.
+pub struct Bearer(pub String);
+
+/// The caller of the admin API: a live token meant for this provider alone with the `admin`
+/// scope, whose user is, right now, active and an administrator (a role removed since the
+/// token was issued counts).
+pub struct AdminToken {
+    pub user: User,
+}
+
+impl AdminToken {
+    /// The administrator as the audit trail names them.
+    pub fn actor(&self) -> Actor {
+        Actor::Admin(self.user.id.clone())
+    }
+}
+
+impl UserToken {
+    /// The token's user acting on their own account.
+    pub fn actor(&self) -> Actor {
+        Actor::User(self.user.id.clone())
+    }
+
+    /// The token itself, to be ended with the session it belongs to.
+    pub fn presented(&self) -> PresentedToken {
+        PresentedToken {
+            jti: self.claims.jti.clone(),
+            exp: self.claims.exp,
+        }
+    }
+}
+
+/// A user token for /userinfo, which may come in a POST form body as well as in the header;
+/// extracting it reads the body.
+pub struct UserinfoToken(pub UserToken);
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the app state is not registered")))
+}
+
+type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, actix_web::Error>>>>;
+
+impl Bearer {
+    fn of(req: &HttpRequest) -> Result<Bearer, ApiError> {
+        presented(req, None).map(Bearer)
+    }
+}
+
+impl FromRequest for Bearer {
+    type Error = ApiError;
+    type Future = Ready<Result<Bearer, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Bearer::of(req))
+    }
+}
+
+/// The self-service endpoints' caller: `account` scope, this provider alone as audience.
+impl FromRequest for UserToken {
+    type Error = actix_web::Error;
+    type Future = Extracted<UserToken>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let token = Bearer::of(&req)?;
+            Ok(for_own_endpoint(token, &state(&req)?.services, "account").await?)
+        })
+    }
+}
+
+impl FromRequest for AdminToken {
+    type Error = actix_web::Error;
+    type Future = Extracted<AdminToken>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let token = Bearer::of(&req)?;
+            let UserToken { user, .. } =
+                for_own_endpoint(token, &state(&req)?.services, "admin").await?;
+            if !user.roles.is_admin() {
+                return Err(ApiError::InsufficientPrivileges {
+                    scope: "admin",
+                    reason: "this user is not an administrator".into(),
+                }
+                .into());
+            }
+            Ok(AdminToken { user })
+        })
+    }
+}
+
+impl FromRequest for UserinfoToken {
+    type Error = actix_web::Error;
+    type Future = Extracted<UserinfoToken>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            let token = for_userinfo(&req, &body, &state(&req)?.services).await?;
+            Ok(UserinfoToken(token))
+        })
+    }
 }

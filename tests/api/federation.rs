@@ -792,7 +792,14 @@ async fn a_disabled_account_cannot_sign_in_through_the_upstream() {
         .state
         .services
         .db
-        .run(move |conn| tessera::accounts::set_disabled(conn, &user_id, true, None, 0))
+        .run(move |conn| {
+            tessera::usecases::users::disable(
+                conn,
+                &tessera::usecases::Actor::Operator,
+                &user_id,
+                0,
+            )
+        })
         .await
         .expect("disabled");
     let mut browser = Browser::new();

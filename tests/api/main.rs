@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod audit_parity;
 mod authorize;
 mod bad_input;
 mod browser;
@@ -17,6 +18,7 @@ mod faults;
 mod federation;
 mod fuzz;
 mod health;
+mod http_layer;
 mod keys;
 mod layers;
 mod linking;

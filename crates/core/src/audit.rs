@@ -3,6 +3,33 @@
 use crate::db::models::NewAuditEvent;
 use crate::db::repo;
 use crate::db::{DbConnection, DbError};
+use crate::domain::UserId;
+
+/// Who asked for a change. The audit trail names it in the record's `detail.by`, so that the
+/// record's `user_id` and `client_id` always name what the change was done to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The operator, through the command line (`tessera user …`, `tessera client …`).
+    Operator,
+    /// A user with the admin role, by id, through the admin API.
+    Admin(UserId),
+    /// A user acting on their own account, by id.
+    User(UserId),
+    /// The server itself; the name says which job.
+    System(&'static str),
+}
+
+impl Actor {
+    /// The `by` of an audit record: `cli`, the admin's user id, `self`, or the job's name.
+    pub fn by(&self) -> &str {
+        match self {
+            Actor::Operator => "cli",
+            Actor::Admin(id) => id,
+            Actor::User(_) => "self",
+            Actor::System(job) => job,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {

@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod services;
 pub mod sessions;
 pub mod tokens;
+pub mod usecases;

@@ -1,5 +1,5 @@
 //! Sessions after sign-in: refresh token families as login sessions, and what ends them or
-//! reports on them — revocation (RFC 7009), introspection (RFC 7662), log out everywhere, and
+//! reports on them — revocation (RFC 7009), introspection (RFC 7662), and
 //! the purge that keeps the tables from growing forever.
 
 use serde::Serialize;
@@ -190,29 +190,6 @@ pub async fn revoke(svc: &Services, client: &Client, token: &str) -> Result<(), 
             Ok(())
         })
         .await
-}
-
-/// Ends every session of a user (all refresh token families); returns how many were live.
-pub fn logout_everywhere(
-    conn: &mut DbConnection,
-    user_id: &str,
-    actor: &str,
-    now: i64,
-) -> Result<usize, DbError> {
-    let revoked = repo::refresh::revoke_families_of_user(conn, user_id, now, "logout_everywhere")?;
-    audit::record(
-        conn,
-        Event::SessionsRevoked,
-        Record {
-            user_id: Some(user_id),
-            detail: Some(
-                json!({ "reason": "logout_everywhere", "by": actor, "families": revoked }),
-            ),
-            ..Record::default()
-        },
-        now,
-    )?;
-    Ok(revoked)
 }
 
 /// Rows the purge deleted.

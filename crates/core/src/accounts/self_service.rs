@@ -9,7 +9,7 @@ use super::email::Email;
 use super::hash_pool::HashPoolError;
 use super::password::{self, Verified};
 use super::throttle::{self, Policy};
-use crate::audit::{self, Event, Record};
+use crate::audit::{self, Actor, Event, Record};
 use crate::db::repo::{self, account_tokens};
 use crate::db::{DbConnection, DbError};
 use crate::domain::User;
@@ -499,7 +499,7 @@ pub async fn delete_own_account(
     let now = svc.clock.now();
     let id = user.id.clone();
     svc.db
-        .run(move |conn| delete_account(conn, &id, "self", ip.as_deref(), now))
+        .run(move |conn| delete_account(conn, &id, &Actor::User(id.clone()), ip.as_deref(), now))
         .await
 }
 
@@ -509,7 +509,7 @@ pub async fn delete_own_account(
 pub fn delete_account(
     conn: &mut DbConnection,
     user_id: &str,
-    actor: &str,
+    actor: &Actor,
     ip: Option<&str>,
     now: i64,
 ) -> Result<(), SelfServiceError> {
@@ -525,7 +525,7 @@ pub fn delete_account(
             Record {
                 user_id: Some(&user.id),
                 ip,
-                detail: Some(json!({ "by": actor, "mails": mails })),
+                detail: Some(json!({ "by": actor.by(), "mails": mails })),
                 ..Record::default()
             },
             now,
@@ -533,6 +533,8 @@ pub fn delete_account(
         Ok(())
     })
 }
+
+const PURGE: Actor = Actor::System("purge_unverified");
 
 /// Deletes accounts made before `cutoff` that never verified their address and have no
 /// upstream identity, each in its own transaction (checked again inside it, so an account
@@ -555,7 +557,7 @@ pub fn purge_unverified(
                 if !still {
                     return Ok(false);
                 }
-                delete_account(conn, id, "purge_unverified", None, now)?;
+                delete_account(conn, id, &PURGE, None, now)?;
                 Ok::<_, SelfServiceError>(true)
             });
             match gone {
@@ -570,30 +572,4 @@ pub fn purge_unverified(
             return Ok(deleted);
         }
     }
-}
-
-/// Marks an account's address verified by the operator (CLI or admin API).
-pub fn mark_verified_by_operator(
-    conn: &mut DbConnection,
-    user_id: &str,
-    actor: &str,
-    now: i64,
-) -> Result<User, AccountError> {
-    conn.transaction(|conn| {
-        let user = repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)?;
-        if repo::users::mark_email_verified(conn, &user.id, now)? == 1 {
-            account_tokens::use_up_all(conn, &user.id, MailKind::VerifyEmail.as_str(), now)?;
-            audit::record(
-                conn,
-                Event::EmailVerified,
-                Record {
-                    user_id: Some(&user.id),
-                    detail: Some(json!({ "via": "operator", "by": actor })),
-                    ..Record::default()
-                },
-                now,
-            )?;
-        }
-        repo::users::find_by_id(conn, &user.id)?.ok_or(AccountError::NotFound)
-    })
 }

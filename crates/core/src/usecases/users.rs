@@ -1,0 +1,176 @@
+//! User accounts as the operator and administrators manage them.
+
+use diesel::Connection;
+use serde_json::json;
+
+use super::Actor;
+use crate::accounts::email::Email;
+use crate::accounts::self_service::{self, SelfServiceError};
+use crate::accounts::{self, AccountError, Cursor, NewAccount, UserPage};
+use crate::audit::{self, Event, Record};
+use crate::db::repo::{self, account_tokens};
+use crate::db::{DbConnection, DbError};
+use crate::domain::{Roles, User};
+use crate::mail::templates::MailKind;
+
+/// A user by address, if there is one.
+pub fn find_by_email(conn: &mut DbConnection, email: &Email) -> Result<Option<User>, AccountError> {
+    Ok(repo::users::find_by_email(conn, email.lookup_key())?)
+}
+
+/// A page of users, oldest first.
+pub fn list(
+    conn: &mut DbConnection,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<UserPage, AccountError> {
+    accounts::list_users(conn, after, limit)
+}
+
+/// Creates an account with an already computed password hash (hashing is slow and stays out
+/// of the database closure). Audited as `user_registered`, the event of every account that
+/// comes into being with a password, with `via: operator` where self-registration says
+/// `via: self_registration`.
+pub fn add(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    account: &NewAccount,
+    password_hash: Option<&str>,
+    now: i64,
+) -> Result<User, AccountError> {
+    conn.transaction(|conn| {
+        let user = accounts::create(conn, account, password_hash)?;
+        audit::record(
+            conn,
+            Event::UserRegistered,
+            Record {
+                user_id: Some(&user.id),
+                detail: Some(json!({ "via": "operator", "by": actor.by() })),
+                ..Record::default()
+            },
+            now,
+        )?;
+        Ok(user)
+    })
+}
+
+/// Disables an account: it can no longer sign in, and its sessions end.
+pub fn disable(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: &str,
+    now: i64,
+) -> Result<User, AccountError> {
+    set_disabled(conn, actor, user_id, true, now)
+}
+
+/// Enables a disabled account.
+pub fn enable(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: &str,
+    now: i64,
+) -> Result<User, AccountError> {
+    set_disabled(conn, actor, user_id, false, now)
+}
+
+/// Either way the security stamp changes, so sessions started before (refresh token
+/// families) end.
+fn set_disabled(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: &str,
+    disabled: bool,
+    now: i64,
+) -> Result<User, AccountError> {
+    conn.transaction(|conn| {
+        let stamp = crate::crypto::random_token(16).map_err(|e| DbError::Task(e.to_string()))?;
+        let changed =
+            repo::users::set_disabled(conn, user_id, disabled.then_some(now), &stamp, now)?;
+        if changed == 0 {
+            return Err(AccountError::NotFound);
+        }
+        let event = if disabled {
+            Event::UserDisabled
+        } else {
+            Event::UserEnabled
+        };
+        audit::record(
+            conn,
+            event,
+            Record {
+                user_id: Some(user_id),
+                detail: Some(json!({ "by": actor.by() })),
+                ..Record::default()
+            },
+            now,
+        )?;
+        repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)
+    })
+}
+
+/// Replaces a user's roles.
+pub fn set_roles(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: &str,
+    roles: &[String],
+    now: i64,
+) -> Result<User, AccountError> {
+    let roles = Roles::parse(roles).map_err(AccountError::InvalidRole)?;
+    conn.transaction(|conn| {
+        if repo::users::set_roles(conn, user_id, &roles.to_string(), now)? == 0 {
+            return Err(AccountError::NotFound);
+        }
+        audit::record(
+            conn,
+            Event::RolesChanged,
+            Record {
+                user_id: Some(user_id),
+                detail: Some(json!({ "roles": roles.to_vec(), "by": actor.by() })),
+                ..Record::default()
+            },
+            now,
+        )?;
+        repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)
+    })
+}
+
+/// Marks an account's address verified, as the emailed link would; the links still unused
+/// are used up. Audited only when the address was not verified yet.
+pub fn verify_email(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: &str,
+    now: i64,
+) -> Result<User, AccountError> {
+    conn.transaction(|conn| {
+        let user = repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        if repo::users::mark_email_verified(conn, &user.id, now)? == 1 {
+            account_tokens::use_up_all(conn, &user.id, MailKind::VerifyEmail.as_str(), now)?;
+            audit::record(
+                conn,
+                Event::EmailVerified,
+                Record {
+                    user_id: Some(&user.id),
+                    detail: Some(json!({ "via": "operator", "by": actor.by() })),
+                    ..Record::default()
+                },
+                now,
+            )?;
+        }
+        repo::users::find_by_id(conn, &user.id)?.ok_or(AccountError::NotFound)
+    })
+}
+
+/// Deletes an account with its sessions, codes, federated identities and unsent mail
+/// (`self_service::delete_account`, which self-deletion and the purge share).
+pub fn delete(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: &str,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<(), SelfServiceError> {
+    self_service::delete_account(conn, user_id, actor, ip, now)
+}
