@@ -8,7 +8,7 @@ use super::AppState;
 use super::bearer::{self, UserToken};
 use super::error::ApiError;
 use crate::db::repo;
-use crate::tokens::UserClaims;
+use crate::tokens::{UserClaims, user_claims};
 
 pub const PATH: &str = "/userinfo";
 pub const LOGOUT_EVERYWHERE_PATH: &str = "/logout-everywhere";
@@ -32,7 +32,7 @@ pub async fn userinfo(
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(UserInfo {
             sub: user.id.clone(),
-            claims: UserClaims::for_scope(&user, &claims.scope),
+            claims: user_claims(&user, &claims.scope),
         }))
 }
 

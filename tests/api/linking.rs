@@ -1098,7 +1098,7 @@ async fn item21_one_address_is_carried_by_one_accounts_tokens() {
             tessera::db::repo::users::find_by_id(c, &id).map(|u| u.expect("user"))
         })
         .await;
-        let claims = tessera::tokens::UserClaims::for_scope(&user, "openid email");
+        let claims = tessera::tokens::user_claims(&user, "openid email");
         if claims.email.as_deref() == Some("bob@example.com") {
             carrying += 1;
         }
