@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -133,7 +133,8 @@ impl Collector for RequestSeries {
             MetricType::Counter,
         )?;
         for (labels, series) in &sorted {
-            ConstCounter::new(series.count.load(Relaxed)).encode(requests.encode_family(*labels)?)?;
+            ConstCounter::new(series.count.load(Relaxed))
+                .encode(requests.encode_family(*labels)?)?;
         }
         let mut durations = encoder.encode_descriptor(
             "tessera_http_request_duration_seconds",
@@ -150,8 +151,8 @@ impl Collector for RequestSeries {
 
 /// A counter kept elsewhere (the hashing pool counts its own hashes), copied in before each
 /// scrape.
-#[derive(Debug, Default)]
-struct ReadCounter(AtomicU64);
+#[derive(Debug, Clone, Default)]
+struct ReadCounter(Arc<AtomicU64>);
 
 impl TypedMetric for ReadCounter {
     const TYPE: MetricType = MetricType::Counter;
@@ -183,7 +184,7 @@ type U64Gauge = Gauge<u64, AtomicU64>;
 /// The handles of what is set from `Gauges` before each scrape.
 #[derive(Debug, Default)]
 struct ScrapeTime {
-    password_hashes: std::sync::Arc<ReadCounter>,
+    password_hashes: ReadCounter,
     db_connections_in_use: U64Gauge,
     db_connections_idle: U64Gauge,
     db_queue_depth: U64Gauge,
@@ -192,7 +193,7 @@ struct ScrapeTime {
 
 pub struct Metrics {
     registry: Registry,
-    requests: std::sync::Arc<RequestSeries>,
+    requests: Arc<RequestSeries>,
     /// One handle per `GRANT_TYPES` entry, resolved in the family once.
     tokens_issued: [Counter; GRANT_TYPES.len()],
     login_failures: Counter,
@@ -216,7 +217,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let requests = std::sync::Arc::new(RequestSeries::default());
+        let requests = Arc::new(RequestSeries::default());
         registry.register_collector(Box::new(requests.clone()));
 
         // The registry adds the final full stop to each help text.
@@ -319,14 +320,20 @@ impl Metrics {
     /// The Prometheus text exposition of everything, with `gauges` read by the caller.
     pub fn render(&self, gauges: Gauges) -> String {
         let scrape = &self.scrape_time;
-        scrape.password_hashes.0.store(gauges.password_hashes, Relaxed);
-        scrape.db_connections_in_use.set(gauges.db_connections_in_use);
+        scrape
+            .password_hashes
+            .0
+            .store(gauges.password_hashes, Relaxed);
+        scrape
+            .db_connections_in_use
+            .set(gauges.db_connections_in_use);
         scrape.db_connections_idle.set(gauges.db_connections_idle);
         scrape.db_queue_depth.set(gauges.db_queue_depth);
         scrape.hash_queue_depth.set(gauges.hash_queue_depth);
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail, and the encoder has no other error of its own.
-        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
         {
             tracing::error!(error = %e, "metrics could not be encoded");
         }

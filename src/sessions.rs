@@ -2,6 +2,7 @@
 //! reports on them — revocation (RFC 7009), introspection (RFC 7662), log out everywhere, and
 //! the purge that keeps the tables from growing forever.
 
+use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, Event, Record};

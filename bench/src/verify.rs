@@ -89,7 +89,11 @@ fn mint(setup: &Setup, dir: &Path, issuer: &str) -> Result<(String, Vec<u8>, Vec
     let jwk = ring.active().jwk();
     let component = |value: &Option<String>| {
         URL_SAFE_NO_PAD
-            .decode(value.as_deref().context("the active key's JWK lacks n or e")?)
+            .decode(
+                value
+                    .as_deref()
+                    .context("the active key's JWK lacks n or e")?,
+            )
             .context("the active key's JWK is not base64url")
     };
     Ok((token, component(&jwk.n)?, component(&jwk.e)?))

@@ -10,8 +10,6 @@ pub mod refresh;
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-
 use crate::accounts::hash_pool::HashPoolError;
 use crate::clients::ClientAuth;
 use crate::db::models::Client;

@@ -473,8 +473,12 @@ mod tests {
         let key_pair = KeyPair::generate(KeySize::Rsa2048).expect("generate");
         let key = SigningKey::from_key_pair(key_pair, KeyState::Active);
         let signature = key.sign(b"payload").expect("sign");
-        let n = URL_SAFE_NO_PAD.decode(&key.jwk.n).expect("n");
-        let e = URL_SAFE_NO_PAD.decode(&key.jwk.e).expect("e");
+        let n = URL_SAFE_NO_PAD
+            .decode(key.jwk.n.as_deref().expect("n"))
+            .expect("n");
+        let e = URL_SAFE_NO_PAD
+            .decode(key.jwk.e.as_deref().expect("e"))
+            .expect("e");
         let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
         public
             .verify(

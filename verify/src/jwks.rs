@@ -14,8 +14,7 @@ use tessera_proto::JwkSet;
 /// (tokens choose their key by `kid`; guessing among several would invite confusion). Other
 /// keys are left out, so a token naming one of them fails as signed by an unknown key.
 pub fn parse(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
-    let document: JwkSet =
-        serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
+    let document: JwkSet = serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = HashMap::new();
     for jwk in document.keys {
         let usable = jwk.kty == "RSA"

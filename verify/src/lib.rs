@@ -50,8 +50,8 @@ use serde::Deserialize;
 
 pub use cache::CacheStats;
 pub use claims::Claims;
-pub use tessera_proto::Audience;
 pub use error::{SetupError, VerifyError};
+pub use tessera_proto::Audience;
 
 use cache::{CacheConfig, KeyCache};
 
