@@ -83,14 +83,20 @@ fn mint(setup: &Setup, dir: &Path, issuer: &str) -> Result<(String, Vec<u8>, Vec
         // What a real user token carries (the verify bench measures a realistic size).
         stamp: Some("0123456789abcdef".into()),
         roles: vec!["admin".into()],
+        nbf: None,
     };
     let token = tessera::tokens::sign(ring.active(), tessera::tokens::ACCESS_TOKEN_TYPE, &claims)?;
     let jwk = ring.active().jwk();
-    Ok((
-        token,
-        URL_SAFE_NO_PAD.decode(&jwk.n)?,
-        URL_SAFE_NO_PAD.decode(&jwk.e)?,
-    ))
+    let component = |value: &Option<String>| {
+        URL_SAFE_NO_PAD
+            .decode(
+                value
+                    .as_deref()
+                    .context("the active key's JWK lacks n or e")?,
+            )
+            .context("the active key's JWK is not base64url")
+    };
+    Ok((token, component(&jwk.n)?, component(&jwk.e)?))
 }
 
 fn measure(

@@ -8,7 +8,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
 use crate::accounts::AccountError;
 use crate::accounts::hash_pool::HashPoolError;
@@ -20,13 +19,7 @@ use crate::grants::GrantError;
 /// Seconds a client is told to wait when a dependency is down or busy.
 const RETRY_AFTER_SECS: &str = "5";
 
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: &'a str,
-    pub error_description: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'a str>,
-}
+pub use tessera_proto::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -311,9 +304,9 @@ impl ResponseError for ApiError {
             _ => None,
         };
         response.json(ErrorBody {
-            error: self.code(),
-            error_description: &self.to_string(),
-            field,
+            error: self.code().into(),
+            error_description: self.to_string().into(),
+            field: field.map(Into::into),
         })
     }
 }
@@ -348,8 +341,8 @@ pub fn json_error_body<B: MessageBody + 'static>(
     };
     let (req, old) = res.into_parts();
     let mut new = HttpResponse::build(status).json(ErrorBody {
-        error,
-        error_description: description,
+        error: error.into(),
+        error_description: description.into(),
         field: None,
     });
     for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {

@@ -9,7 +9,7 @@ pub const PATH: &str = "/metrics";
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut response = HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(crate::metrics::CONTENT_TYPE)
         .body(state.services.render_metrics());
     response
         .headers_mut()

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::AppState;
 use super::bearer::{UserToken, UserinfoToken};
 use super::error::ApiError;
-use crate::tokens::UserClaims;
+use crate::tokens::{UserClaims, user_claims};
 use crate::usecases;
 
 pub const PATH: &str = "/userinfo";
@@ -28,10 +28,7 @@ pub async fn userinfo(UserinfoToken(caller): UserinfoToken) -> Result<HttpRespon
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(UserInfo {
             sub: user.id.to_string(),
-            claims: UserClaims::for_scope(
-                &user,
-                &crate::domain::ScopeSet::from_stored(&claims.scope),
-            ),
+            claims: user_claims(&user, &crate::domain::ScopeSet::from_stored(&claims.scope)),
         }))
 }
 

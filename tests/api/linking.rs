@@ -1100,7 +1100,7 @@ async fn item21_one_address_is_carried_by_one_accounts_tokens() {
             tessera::db::repo::users::find_by_id(c, &id).map(|u| u.expect("user"))
         })
         .await;
-        let claims = tessera::tokens::UserClaims::for_scope(
+        let claims = tessera::tokens::user_claims(
             &user,
             &tessera::domain::ScopeSet::from_stored("openid email"),
         );

@@ -12,6 +12,7 @@ use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 
 use crate::error::SetupError;
 use crate::jwks;
+use tessera_proto::ProviderMetadata;
 
 /// Largest discovery or JWKS document read; anything bigger is not what we asked for.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -280,14 +281,13 @@ impl KeyCache {
             url: url.clone(),
             reason: reason.to_string(),
         };
-        let document: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|_| document_error("not JSON"))?;
-        if document["issuer"].as_str() != Some(self.config.issuer.as_str()) {
+        let document: ProviderMetadata = serde_json::from_slice(&body)
+            .map_err(|_| document_error("not a JSON discovery document"))?;
+        if document.issuer != self.config.issuer {
             return Err(document_error("its issuer is not the configured one"));
         }
-        document["jwks_uri"]
-            .as_str()
-            .map(String::from)
+        document
+            .jwks_uri
             .ok_or_else(|| document_error("it names no jwks_uri"))
     }
 }

@@ -5,29 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::DecodingKey;
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Document {
-    keys: Vec<Jwk>,
-}
-
-#[derive(Deserialize)]
-struct Jwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default, rename = "use")]
-    use_: Option<String>,
-    #[serde(default)]
-    key_ops: Option<Vec<String>>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-}
+use tessera_proto::JwkSet;
 
 /// The keys a JWKS offers for RS256 verification, by `kid`.
 ///
@@ -36,8 +14,7 @@ struct Jwk {
 /// (tokens choose their key by `kid`; guessing among several would invite confusion). Other
 /// keys are left out, so a token naming one of them fails as signed by an unknown key.
 pub fn parse(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
-    let document: Document =
-        serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
+    let document: JwkSet = serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = HashMap::new();
     for jwk in document.keys {
         let usable = jwk.kty == "RSA"

@@ -51,6 +51,7 @@ use serde::Deserialize;
 pub use cache::CacheStats;
 pub use claims::Claims;
 pub use error::{SetupError, VerifyError};
+pub use tessera_proto::Audience;
 
 use cache::{CacheConfig, KeyCache};
 
@@ -161,6 +162,7 @@ impl VerifierBuilder {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&issuer]);
         validation.set_audience(&[&audience]);
+        // The other claims RFC 9068 §2.2 requires are required by `Claims` itself.
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.leeway.as_secs();

@@ -39,10 +39,13 @@ async fn a_good_token_verifies_and_exposes_its_claims() {
         .await
         .expect("valid");
     assert_eq!(claims.sub, "user-1");
-    assert_eq!(claims.client_id.as_deref(), Some("c1"));
+    assert_eq!(claims.client_id, "c1");
     assert!(claims.has_scope("notes") && !claims.has_scope("note"));
     assert!(claims.has_role("admin"));
-    assert_eq!(claims.aud, ["notes".to_string(), server.issuer.clone()]);
+    assert_eq!(
+        claims.aud.as_slice(),
+        ["notes".to_string(), server.issuer.clone()]
+    );
     // A single-string aud is accepted too (RFC 7519 §4.1.3).
     let mut one = support::claims(&server.issuer);
     one["aud"] = json!("notes");
@@ -160,6 +163,16 @@ async fn every_kind_of_bad_token_is_refused() {
         refused(&verifier, &key.token(&no_exp)).await,
         VerifyError::Claims
     );
+    // The other claims RFC 9068 §2.2 requires.
+    for claim in ["iat", "jti", "client_id"] {
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove(claim);
+        assert_eq!(
+            refused(&verifier, &key.token(&missing)).await,
+            VerifyError::Claims,
+            "{claim}"
+        );
+    }
 
     // An ID token (typ JWT), or no typ at all, is not an access token.
     for header in [

@@ -1,16 +1,29 @@
-//! Prometheus metrics, rendered by hand in the text exposition format (version 0.0.4): a few
-//! atomics per series, no registry crate and no global. One `Metrics` lives in `Services`;
-//! the request middleware and the domain modules count into it, `GET /metrics` renders it.
+//! Prometheus metrics through `prometheus-client`, exposed in the Prometheus text format
+//! (version 0.0.4, what scrapers and our tests have always read). One `Metrics` lives in
+//! `Services`; the request middleware and the domain modules count into it, `GET /metrics`
+//! encodes it.
 //!
 //! The hot path (every request) is a read lock on a small map plus three atomic adds: series
-//! are keyed by route *pattern* and status, so their number is bounded by the routes.
+//! are keyed by route *pattern* and status, so their number is bounded by the routes. The
+//! domain counters are handles resolved once at start, so counting is one atomic add.
 
 use std::collections::HashMap;
-use std::fmt::Write;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+/// What `GET /metrics` answers with: the format every Prometheus version reads.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the latency buckets, in seconds: from a JWKS answer (tens of µs) to an
 /// argon2 login queued behind others (seconds).
@@ -29,7 +42,20 @@ pub const GRANT_TYPES: [&str; 4] = [
 /// Label value for requests no route matched (kept apart so scanners cannot grow the series).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-#[derive(Default)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GrantLabels {
+    grant_type: &'static str,
+}
+
+/// One route and status: a count and a latency histogram kept in atomics, so observing
+/// takes no lock (`prometheus-client`'s own histogram locks per observation).
+#[derive(Debug, Default)]
 struct LatencySeries {
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -51,6 +77,95 @@ impl LatencySeries {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Relaxed);
     }
+
+    fn encode_histogram(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut buckets = [(0.0, 0); LATENCY_BUCKETS.len()];
+        let mut cumulative = 0u64;
+        for ((slot, bound), bucket) in buckets.iter_mut().zip(LATENCY_BUCKETS).zip(&self.buckets) {
+            let count = bucket.load(Relaxed);
+            cumulative += count;
+            *slot = (bound, count);
+        }
+        // The count read once, so +Inf and _count agree even while requests arrive.
+        let count = self.count.load(Relaxed).max(cumulative);
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+}
+
+/// Both request families from the one set of series, sorted by route and status.
+#[derive(Debug, Default)]
+struct RequestSeries {
+    series: RwLock<HashMap<RequestLabels, LatencySeries>>,
+}
+
+impl RequestSeries {
+    fn observe(&self, route: Option<String>, status: u16, elapsed: Duration) {
+        let labels = RequestLabels {
+            route: route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string()),
+            status,
+        };
+        {
+            let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = series.get(&labels) {
+                series.observe(elapsed);
+                return;
+            }
+        }
+        self.series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(labels)
+            .or_default()
+            .observe(elapsed);
+    }
+}
+
+impl Collector for RequestSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        let mut sorted: Vec<_> = series.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut requests = encoder.encode_descriptor(
+            "tessera_http_requests",
+            "HTTP requests answered, by route pattern and status.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, series) in &sorted {
+            ConstCounter::new(series.count.load(Relaxed))
+                .encode(requests.encode_family(*labels)?)?;
+        }
+        let mut durations = encoder.encode_descriptor(
+            "tessera_http_request_duration_seconds",
+            "Time from a request's arrival to its response, by route pattern and status.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (labels, series) in &sorted {
+            series.encode_histogram(durations.encode_family(*labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A counter kept elsewhere (the hashing pool counts its own hashes), copied in before each
+/// scrape.
+#[derive(Debug, Clone, Default)]
+struct ReadCounter(Arc<AtomicU64>);
+
+impl TypedMetric for ReadCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ReadCounter {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        ConstCounter::new(self.0.load(Relaxed)).encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// Gauges read from the running parts at scrape time rather than counted.
@@ -64,13 +179,27 @@ pub struct Gauges {
     pub password_hashes: u64,
 }
 
-#[derive(Default)]
+type U64Gauge = Gauge<u64, AtomicU64>;
+
+/// The handles of what is set from `Gauges` before each scrape.
+#[derive(Debug, Default)]
+struct ScrapeTime {
+    password_hashes: ReadCounter,
+    db_connections_in_use: U64Gauge,
+    db_connections_idle: U64Gauge,
+    db_queue_depth: U64Gauge,
+    hash_queue_depth: U64Gauge,
+}
+
 pub struct Metrics {
-    requests: RwLock<HashMap<(String, u16), Arc<LatencySeries>>>,
-    tokens_issued: [AtomicU64; GRANT_TYPES.len()],
-    login_failures: AtomicU64,
-    throttled: AtomicU64,
-    refresh_reuse: AtomicU64,
+    registry: Registry,
+    requests: Arc<RequestSeries>,
+    /// One handle per `GRANT_TYPES` entry, resolved in the family once.
+    tokens_issued: [Counter; GRANT_TYPES.len()],
+    login_failures: Counter,
+    throttled: Counter,
+    refresh_reuse: Counter,
+    scrape_time: ScrapeTime,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -79,202 +208,137 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
-        Metrics::default()
+        let mut registry = Registry::default();
+        let requests = Arc::new(RequestSeries::default());
+        registry.register_collector(Box::new(requests.clone()));
+
+        // The registry adds the final full stop to each help text.
+        let tokens = Family::<GrantLabels, Counter>::default();
+        let tokens_issued =
+            GRANT_TYPES.map(|grant_type| tokens.get_or_create(&GrantLabels { grant_type }).clone());
+        registry.register(
+            "tessera_tokens_issued",
+            "Token responses issued, by grant type",
+            tokens,
+        );
+        let (login_failures, throttled, refresh_reuse) = Default::default();
+        for (name, help, counter) in [
+            (
+                "tessera_login_failures",
+                "Password checks that failed (unknown user, wrong password, disabled account)",
+                &login_failures,
+            ),
+            (
+                "tessera_throttled_requests",
+                "Login attempts refused by the failed-login throttle",
+                &throttled,
+            ),
+            (
+                "tessera_refresh_reuse_detected",
+                "Replayed refresh tokens detected (each revoked its family)",
+                &refresh_reuse,
+            ),
+        ] {
+            registry.register(name, help, Counter::clone(counter));
+        }
+
+        let scrape_time = ScrapeTime::default();
+        registry.register(
+            "tessera_password_hashes",
+            "Argon2 hashes computed for new passwords (registrations, resets, changes, rehashes)",
+            scrape_time.password_hashes.clone(),
+        );
+        for (name, help, gauge) in [
+            (
+                "tessera_db_connections_in_use",
+                "Database connections checked out of the pool",
+                &scrape_time.db_connections_in_use,
+            ),
+            (
+                "tessera_db_connections_idle",
+                "Database connections idle in the pool",
+                &scrape_time.db_connections_idle,
+            ),
+            (
+                "tessera_db_queue_depth",
+                "Database jobs waiting for a database thread",
+                &scrape_time.db_queue_depth,
+            ),
+            (
+                "tessera_password_hash_queue_depth",
+                "Password hashes and checks waiting for an argon2 thread",
+                &scrape_time.hash_queue_depth,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        Metrics {
+            registry,
+            requests,
+            tokens_issued,
+            login_failures,
+            throttled,
+            refresh_reuse,
+            scrape_time,
+        }
     }
 
     /// One answered request: `route` is the matched pattern (e.g. `/admin/users/{id}`), never
     /// the raw path.
     pub fn observe_request(&self, route: Option<String>, status: u16, elapsed: Duration) {
-        let key = (route.unwrap_or_else(|| UNMATCHED_ROUTE.to_string()), status);
-        let existing = self
-            .requests
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        let series = match existing {
-            Some(series) => series,
-            None => self
-                .requests
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key)
-                .or_default()
-                .clone(),
-        };
-        series.observe(elapsed);
+        self.requests.observe(route, status, elapsed);
     }
 
     pub fn token_issued(&self, grant_type: &str) {
         if let Some(index) = GRANT_TYPES.iter().position(|g| *g == grant_type)
             && let Some(counter) = self.tokens_issued.get(index)
         {
-            counter.fetch_add(1, Relaxed);
+            counter.inc();
         }
     }
 
     pub fn login_failed(&self) {
-        self.login_failures.fetch_add(1, Relaxed);
+        self.login_failures.inc();
     }
 
     pub fn login_throttled(&self) {
-        self.throttled.fetch_add(1, Relaxed);
+        self.throttled.inc();
     }
 
     pub fn refresh_reuse_detected(&self) {
-        self.refresh_reuse.fetch_add(1, Relaxed);
+        self.refresh_reuse.inc();
     }
 
     /// The Prometheus text exposition of everything, with `gauges` read by the caller.
     pub fn render(&self, gauges: Gauges) -> String {
+        let scrape = &self.scrape_time;
+        scrape
+            .password_hashes
+            .0
+            .store(gauges.password_hashes, Relaxed);
+        scrape
+            .db_connections_in_use
+            .set(gauges.db_connections_in_use);
+        scrape.db_connections_idle.set(gauges.db_connections_idle);
+        scrape.db_queue_depth.set(gauges.db_queue_depth);
+        scrape.hash_queue_depth.set(gauges.hash_queue_depth);
         let mut out = String::with_capacity(4096);
-        self.render_requests(&mut out);
-
-        header(
-            &mut out,
-            "tessera_tokens_issued_total",
-            "counter",
-            "Token responses issued, by grant type.",
-        );
-        for (grant, counter) in GRANT_TYPES.iter().zip(&self.tokens_issued) {
-            let _ = writeln!(
-                out,
-                "tessera_tokens_issued_total{{grant_type=\"{grant}\"}} {}",
-                counter.load(Relaxed)
-            );
-        }
-        let counters = [
-            (
-                "tessera_login_failures_total",
-                "Password checks that failed (unknown user, wrong password, disabled account).",
-                &self.login_failures,
-            ),
-            (
-                "tessera_throttled_requests_total",
-                "Login attempts refused by the failed-login throttle.",
-                &self.throttled,
-            ),
-            (
-                "tessera_refresh_reuse_detected_total",
-                "Replayed refresh tokens detected (each revoked its family).",
-                &self.refresh_reuse,
-            ),
-        ];
-        for (name, help, counter) in counters {
-            header(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", counter.load(Relaxed));
-        }
-        header(
-            &mut out,
-            "tessera_password_hashes_total",
-            "counter",
-            "Argon2 hashes computed for new passwords (registrations, resets, changes, rehashes).",
-        );
-        let _ = writeln!(
-            out,
-            "tessera_password_hashes_total {}",
-            gauges.password_hashes
-        );
-        let gauges = [
-            (
-                "tessera_db_connections_in_use",
-                "Database connections checked out of the pool.",
-                gauges.db_connections_in_use,
-            ),
-            (
-                "tessera_db_connections_idle",
-                "Database connections idle in the pool.",
-                gauges.db_connections_idle,
-            ),
-            (
-                "tessera_db_queue_depth",
-                "Database jobs waiting for a database thread.",
-                gauges.db_queue_depth,
-            ),
-            (
-                "tessera_password_hash_queue_depth",
-                "Password hashes and checks waiting for an argon2 thread.",
-                gauges.hash_queue_depth,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            header(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {value}");
+        // Writing into a String cannot fail, and the encoder has no other error of its own.
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(error = %e, "metrics could not be encoded");
         }
         out
     }
-
-    fn render_requests(&self, out: &mut String) {
-        let mut series: Vec<((String, u16), Arc<LatencySeries>)> = self
-            .requests
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(key, series)| (key.clone(), series.clone()))
-            .collect();
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-        header(
-            out,
-            "tessera_http_requests_total",
-            "counter",
-            "HTTP requests answered, by route pattern and status.",
-        );
-        for ((route, status), s) in &series {
-            let _ = writeln!(
-                out,
-                "tessera_http_requests_total{{route=\"{}\",status=\"{status}\"}} {}",
-                escape(route),
-                s.count.load(Relaxed)
-            );
-        }
-        header(
-            out,
-            "tessera_http_request_duration_seconds",
-            "histogram",
-            "Time from a request's arrival to its response, by route pattern and status.",
-        );
-        for ((route, status), s) in &series {
-            let labels = format!("route=\"{}\",status=\"{status}\"", escape(route));
-            let mut cumulative = 0u64;
-            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&s.buckets) {
-                cumulative += bucket.load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "tessera_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            // The count read once, so +Inf and _count agree even while requests arrive.
-            let count = s.count.load(Relaxed).max(cumulative);
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum_micros.load(Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "tessera_http_request_duration_seconds_count{{{labels}}} {count}"
-            );
-        }
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A label value as the exposition format wants it.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -288,6 +352,8 @@ mod tests {
         metrics.observe_request(Some("/token".into()), 200, Duration::from_secs(9));
         metrics.observe_request(None, 404, Duration::from_micros(10));
         let text = metrics.render(Gauges::default());
+        assert!(text.contains("# TYPE tessera_http_requests_total counter\n"));
+        assert!(text.contains("# TYPE tessera_http_request_duration_seconds histogram\n"));
         assert!(text.contains("tessera_http_requests_total{route=\"/token\",status=\"200\"} 2"));
         assert!(text.contains(
             "tessera_http_request_duration_seconds_bucket{route=\"/token\",status=\"200\",le=\"0.0005\"} 0"
@@ -304,7 +370,14 @@ mod tests {
         assert!(text.contains(
             "tessera_http_request_duration_seconds_sum{route=\"/token\",status=\"200\"} 9.0007"
         ));
+        assert!(text.contains(
+            "tessera_http_request_duration_seconds_count{route=\"/token\",status=\"200\"} 2"
+        ));
         assert!(text.contains("tessera_http_requests_total{route=\"unmatched\",status=\"404\"} 1"));
+        // Sorted by route, then status.
+        let token = text.find("{route=\"/token\"").unwrap_or(usize::MAX);
+        let unmatched = text.find("{route=\"unmatched\"").unwrap_or(0);
+        assert!(token < unmatched);
     }
 
     #[test]
@@ -323,11 +396,26 @@ mod tests {
         });
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"refresh_token\"} 2"));
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"password\"} 0"));
-        assert!(text.contains("tessera_login_failures_total 1"));
+        assert!(text.contains(
+            "# HELP tessera_login_failures_total Password checks that failed (unknown user, \
+             wrong password, disabled account).\n# TYPE tessera_login_failures_total counter\n\
+             tessera_login_failures_total 1\n"
+        ));
         assert!(text.contains("tessera_throttled_requests_total 0"));
+        assert!(text.contains("# TYPE tessera_db_connections_in_use gauge\n"));
         assert!(text.contains("tessera_db_connections_in_use 3"));
         assert!(text.contains("tessera_password_hash_queue_depth 7"));
+        assert!(text.contains("# TYPE tessera_password_hashes_total counter\n"));
         assert!(text.contains("tessera_password_hashes_total 4"));
         assert!(!text.contains("made_up"));
+        // The 0.0.4 text format, which has no end marker (OpenMetrics' `# EOF`).
+        assert!(!text.contains("# EOF"));
+        // Values read at scrape time are the latest ones.
+        let later = metrics.render(Gauges {
+            password_hashes: 6,
+            ..Gauges::default()
+        });
+        assert!(later.contains("tessera_password_hashes_total 6"));
+        assert!(later.contains("tessera_db_connections_in_use 0"));
     }
 }

@@ -10,31 +10,9 @@ use crate::config::Settings;
 use crate::db::{DbConnection, DbError, repo};
 use crate::domain::{Client, User};
 use crate::services::Services;
-use crate::tokens::{AccessClaims, Audience, decode_access_token};
+use crate::tokens::{AccessClaims, decode_access_token, stamp_matches};
 
-/// RFC 7662 §2.2. Inactive tokens say nothing else.
-#[derive(Debug, Serialize, Default, PartialEq)]
-pub struct Introspection {
-    pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<Audience>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-}
+pub use tessera_proto::Introspection;
 
 /// Why a verified access token is not live.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -88,7 +66,7 @@ pub async fn live_access_token(
     }
     Ok(match user {
         Some(user) if user.disabled_at.is_some() => Err(DeadToken::UserGone),
-        Some(user) if !claims.stamp_matches(&user) => Err(DeadToken::SignInEnded),
+        Some(user) if !stamp_matches(&claims, &user) => Err(DeadToken::SignInEnded),
         Some(user) => Ok(LiveToken {
             claims,
             user: Some(user),
@@ -109,7 +87,7 @@ pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, Db
         };
         return Ok(Introspection {
             active: true,
-            token_type: Some("Bearer"),
+            token_type: Some("Bearer".into()),
             sub: Some(claims.sub),
             client_id: Some(claims.client_id),
             scope: Some(claims.scope),
@@ -137,7 +115,7 @@ pub async fn introspect(svc: &Services, token: &str) -> Result<Introspection, Db
             }
             Ok(Introspection {
                 active: true,
-                token_type: Some("refresh_token"),
+                token_type: Some("refresh_token".into()),
                 sub: Some(family.user_id),
                 client_id: Some(family.client_id),
                 scope: Some(family.scope),

@@ -8,7 +8,7 @@ use crate::db::DbConnection;
 use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 use crate::tokens::refresh::{Lifetimes, start_family};
-use crate::tokens::{AccessClaims, Audience, IdClaims, UserClaims, sign};
+use crate::tokens::{AccessClaims, Audience, IdClaims, sign, user_claims};
 
 /// What a grant produced, before it becomes a response.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ impl Issued {
     pub fn into_response(self) -> TokenResponse {
         TokenResponse {
             access_token: self.access_token,
-            token_type: "Bearer",
+            token_type: "Bearer".into(),
             expires_in: self.expires_in,
             refresh_token: self.refresh_token,
             scope: self.scope.to_string(),
@@ -83,6 +83,7 @@ pub fn mint(
         auth_time,
         stamp,
         roles,
+        nbf: None,
     };
     let (access_jti, access_expires_at) = (claims.jti.clone(), claims.exp);
     let ring = svc.keys.current();
@@ -97,7 +98,7 @@ pub fn mint(
                 iat: now,
                 auth_time,
                 nonce: nonce.map(String::from),
-                user: UserClaims::for_scope(user, scope),
+                user: user_claims(user, scope),
             };
             Some(sign(ring.active(), "JWT", &claims)?)
         }

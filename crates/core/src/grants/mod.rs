@@ -10,8 +10,6 @@ pub mod refresh;
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-
 use crate::accounts::hash_pool::HashPoolError;
 use crate::clients::ClientAuth;
 use crate::db::{DbError, repo};
@@ -106,18 +104,7 @@ impl Params {
     }
 }
 
-/// The client's response, ready to serialise as RFC 6749 §5.1 JSON.
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-}
+pub use tessera_proto::TokenResponse;
 
 /// Everything a token request carries besides its grant's own parameters.
 #[derive(Debug)]

@@ -17,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::Connection;
 use serde::Serialize;
+use tessera_proto::{Jwk, JwkSet};
 
 use crate::config::KeySettings;
 use crate::db::models::SigningKeyRow;
@@ -109,24 +110,14 @@ impl KeyState {
     }
 }
 
-/// The public half as a JWK (RFC 7517): exactly the members a verifier needs, nothing private.
-#[derive(Debug, Clone, Serialize)]
-pub struct PublicJwk {
-    pub kty: &'static str,
-    #[serde(rename = "use")]
-    pub use_: &'static str,
-    pub alg: &'static str,
-    pub kid: String,
-    pub n: String,
-    pub e: String,
-}
-
 /// A key pair parsed once at load; signing never re-parses it.
 pub struct SigningKey {
     kid: String,
     state: KeyState,
     key_pair: KeyPair,
-    jwk: PublicJwk,
+    /// The public half as a JWK (RFC 7517): exactly the members a verifier needs, nothing
+    /// private.
+    jwk: Jwk,
     decoding: jsonwebtoken::DecodingKey,
 }
 
@@ -151,13 +142,14 @@ impl SigningKey {
         );
         SigningKey {
             decoding,
-            jwk: PublicJwk {
-                kty: "RSA",
-                use_: "sig",
-                alg: ALGORITHM,
-                kid: kid.clone(),
-                n,
-                e,
+            jwk: Jwk {
+                kty: "RSA".into(),
+                use_: Some("sig".into()),
+                key_ops: None,
+                alg: Some(ALGORITHM.into()),
+                kid: Some(kid.clone()),
+                n: Some(n),
+                e: Some(e),
             },
             kid,
             state,
@@ -173,7 +165,7 @@ impl SigningKey {
         self.state
     }
 
-    pub fn jwk(&self) -> &PublicJwk {
+    pub fn jwk(&self) -> &Jwk {
         &self.jwk
     }
 
@@ -209,11 +201,6 @@ pub struct KeyRing {
     etag: String,
 }
 
-#[derive(Serialize)]
-struct Jwks<'a> {
-    keys: Vec<&'a PublicJwk>,
-}
-
 impl KeyRing {
     fn new(keys: Vec<SigningKey>) -> Result<KeyRing, KeyError> {
         let mut keys: Vec<Arc<SigningKey>> = keys.into_iter().map(Arc::new).collect();
@@ -229,11 +216,11 @@ impl KeyRing {
             .find(|k| k.state == KeyState::Active)
             .cloned()
             .ok_or(KeyError::NoActive)?;
-        let published = Jwks {
+        let published = JwkSet {
             keys: keys
                 .iter()
                 .filter(|k| k.state != KeyState::Retired)
-                .map(|k| &k.jwk)
+                .map(|k| k.jwk.clone())
                 .collect(),
         };
         let jwks = serde_json::to_vec(&published).map_err(|_| KeyError::Generate)?;
@@ -486,8 +473,12 @@ mod tests {
         let key_pair = KeyPair::generate(KeySize::Rsa2048).expect("generate");
         let key = SigningKey::from_key_pair(key_pair, KeyState::Active);
         let signature = key.sign(b"payload").expect("sign");
-        let n = URL_SAFE_NO_PAD.decode(&key.jwk.n).expect("n");
-        let e = URL_SAFE_NO_PAD.decode(&key.jwk.e).expect("e");
+        let n = URL_SAFE_NO_PAD
+            .decode(key.jwk.n.as_deref().expect("n"))
+            .expect("n");
+        let e = URL_SAFE_NO_PAD
+            .decode(key.jwk.e.as_deref().expect("e"))
+            .expect("e");
         let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
         public
             .verify(

@@ -6,7 +6,9 @@ mod claims;
 mod jwt;
 pub mod refresh;
 
-pub use claims::{AccessClaims, Audience, IdClaims, UserClaims, stamp_of};
+pub use claims::{
+    AccessClaims, Audience, IdClaims, UserClaims, stamp_matches, stamp_of, user_claims,
+};
 pub use jwt::{
     ACCESS_TOKEN_TYPE, TokenError, VerifyError, decode_access_token, sign, verify_access_token,
 };
