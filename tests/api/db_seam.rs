@@ -306,10 +306,8 @@ fn only_the_dialect_tells_the_backends_apart() {
         let text = std::fs::read_to_string(file).expect("read");
         let allowed = MAY_NAME_BACKENDS.contains(&relative.as_str());
         for (number, line) in text.lines().enumerate() {
-            if BACKEND_CHECKS.iter().any(|check| line.contains(check)) {
-                if !allowed {
-                    offenders.push(format!("{relative}:{}: {}", number + 1, line.trim()));
-                }
+            if !allowed && BACKEND_CHECKS.iter().any(|check| line.contains(check)) {
+                offenders.push(format!("{relative}:{}: {}", number + 1, line.trim()));
             }
         }
     }
