@@ -13,6 +13,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod cookies;
+mod db_seam;
 mod errors;
 mod faults;
 mod federation;

@@ -1,12 +1,13 @@
-//! A bounded pool of threads for argon2, sized to the cores and run at a lower scheduling
-//! priority than the request workers: a storm of logins queues here and takes the CPU that is
-//! left over, while JWKS, refresh and the rest keep answering promptly.
+//! Password hashing on its own lane of the executor (`db::executor`): threads sized to the
+//! cores and run at a lower scheduling priority than the request workers, so a storm of logins
+//! queues here and takes the CPU that is left over, while JWKS, refresh and the rest keep
+//! answering promptly.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 use super::password::{Hasher, PasswordError, Verified};
+use crate::db::executor::{Executor, Lane, Refused, Scheduling};
 
 /// Nice value of the hashing threads (0 is normal, 19 the lowest priority).
 const HASH_THREAD_NICE: i32 = 10;
@@ -21,16 +22,10 @@ pub enum HashPoolError {
     Password(#[from] PasswordError),
 }
 
-type Job = Box<dyn FnOnce(&Hasher) + Send>;
-
+/// The executor's hashing lane, with the figures the metrics and the timing defences read.
 #[derive(Clone)]
 pub struct HashPool {
-    jobs: SyncSender<Job>,
-    threads: usize,
-    /// How many jobs may wait for a thread.
-    capacity: usize,
-    /// Jobs queued and not yet started, for the metrics.
-    waiting: Arc<AtomicUsize>,
+    jobs: Executor<Arc<Hasher>>,
     /// Hashes of new passwords computed (not checks), for the metrics.
     hashed: Arc<AtomicU64>,
     /// A moving average of how long a hash takes, queueing included, in microseconds.
@@ -39,78 +34,64 @@ pub struct HashPool {
 
 impl std::fmt::Debug for HashPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HashPool({} threads)", self.threads)
+        write!(f, "HashPool({} threads)", self.jobs.threads())
     }
 }
 
 impl HashPool {
-    /// `threads` 0 means one per core. The threads end when the last handle is dropped.
+    /// `threads` 0 means one per core; `queue` is how many hashes may wait for a thread. The
+    /// threads end when the last handle is dropped.
     pub fn new(hasher: Hasher, threads: usize, queue: usize) -> std::io::Result<HashPool> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
-        let (jobs, receiver) = sync_channel::<Job>(queue);
-        let receiver = Arc::new(Mutex::new(receiver));
-        let hasher = Arc::new(hasher);
-        for index in 0..threads {
-            let receiver = receiver.clone();
-            let hasher = hasher.clone();
-            std::thread::Builder::new()
-                .name(format!("tessera-hash-{index}"))
-                .spawn(move || work(&receiver, &hasher))?;
-        }
-        let pool = HashPool {
+        let jobs = Executor::start(
+            Lane {
+                name: "hash",
+                threads,
+                capacity: queue,
+                scheduling: Scheduling::Lowered {
+                    nice: HASH_THREAD_NICE,
+                },
+            },
+            Arc::new(hasher),
+        )?;
+        Ok(HashPool {
             jobs,
-            threads,
-            capacity: queue,
-            waiting: Arc::default(),
             hashed: Arc::default(),
             typical_micros: Arc::default(),
-        };
-        Ok(pool)
+        })
     }
 
     /// Whether a hash asked for now would be refused as `Busy` (the queue is full). A request
     /// that may answer without hashing checks this first, so that a full pool refuses it as it
     /// would one that hashes, and "busy" tells nothing about which it was.
     pub fn is_saturated(&self) -> bool {
-        self.waiting.load(Relaxed) >= self.capacity
+        self.jobs.is_full()
     }
 
     pub fn threads(&self) -> usize {
-        self.threads
+        self.jobs.threads()
     }
 
     /// Hashes and checks waiting for a thread.
     pub fn queue_depth(&self) -> usize {
-        self.waiting.load(Relaxed)
+        self.jobs.depth()
     }
 
     async fn submit<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Hasher) -> T + Send + 'static,
     ) -> Result<T, HashPoolError> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let span = tracing::Span::current();
-        let waiting = self.waiting.clone();
-        let job: Job = Box::new(move |hasher| {
-            waiting.fetch_sub(1, Relaxed);
-            let _entered = span.enter();
-            let _ = done.send(job(hasher));
-        });
-        self.waiting.fetch_add(1, Relaxed);
-        let sent = self.jobs.try_send(job);
-        if sent.is_err() {
-            self.waiting.fetch_sub(1, Relaxed);
-        }
-        match sent {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HashPoolError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(HashPoolError::Gone),
-        }
-        result.await.map_err(|_| HashPoolError::Gone)
+        self.jobs
+            .run(move |hasher: &Arc<Hasher>| job(hasher))
+            .await
+            .map_err(|refused| match refused {
+                Refused::Busy => HashPoolError::Busy,
+                Refused::Gone | Refused::Ended => HashPoolError::Gone,
+            })
     }
 
     /// Hashes of new passwords computed since start.
@@ -190,32 +171,6 @@ fn dummy_hash(hasher: &Hasher) -> &'static str {
         let password = crate::crypto::random_token(24).unwrap_or_else(|_| "x".repeat(32));
         hasher.hash(&password).unwrap_or_default()
     })
-}
-
-fn work(receiver: &Mutex<Receiver<Job>>, hasher: &Hasher) {
-    lower_priority();
-    loop {
-        let job = match receiver.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        match job {
-            Ok(job) => job(hasher),
-            Err(_) => return,
-        }
-    }
-}
-
-/// On Linux, setpriority(PRIO_PROCESS, tid) renices just this thread.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, HASH_THREAD_NICE) != 0 {
-            tracing::debug!("could not lower the priority of a hashing thread");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -281,3 +281,19 @@ impl From<ClientRow> for crate::domain::Client {
         }
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = crate::db::schema::login_throttles, treat_none_as_null = true)]
+pub struct ThrottleRow {
+    pub throttle_key: String,
+    pub failures: i64,
+    pub window_started_at: i64,
+    pub blocked_until: Option<i64>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = crate::db::schema::revoked_access_tokens)]
+pub struct RevokedAccessToken<'a> {
+    pub jti: &'a str,
+    pub expires_at: i64,
+}

@@ -1,8 +1,8 @@
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::models::{ClientRow, RefreshFamily, RefreshToken, UserRow};
 use crate::db::schema::{clients, refresh_token_families, refresh_tokens, users};
+use crate::db::{DbConnection, dialect};
 use crate::domain::{Client, User};
 
 pub fn insert_family(conn: &mut DbConnection, family: &RefreshFamily) -> QueryResult<()> {
@@ -70,37 +70,16 @@ pub fn retire_unused(conn: &mut DbConnection, token_hash: &str, now_ms: i64) -> 
 /// Consumes the unused token `child` names as its parent and inserts `child`, atomically:
 /// false, with nothing written, if the token was used already (or is unknown). Concurrent
 /// calls for one token queue on its row (SQLite: on the write lock) and exactly one wins.
-///
-/// On PostgreSQL this is one statement — the conditional update in a data-modifying CTE that
-/// feeds the insert — so a rotation costs one round trip instead of four (BEGIN, UPDATE,
-/// INSERT, COMMIT); SQLite, in process, runs the same two steps in a transaction.
+/// Where the backend has it, this is one statement (see `dialect::rotate_in_one_statement`);
+/// otherwise the same two steps run in a transaction.
 pub fn rotate(conn: &mut DbConnection, child: &RefreshToken, now_ms: i64) -> QueryResult<bool> {
-    use diesel::sql_types::{BigInt, Text};
     let Some(parent_hash) = child.parent_hash.as_deref() else {
         return Err(diesel::result::Error::QueryBuilderError(
             "a rotation's new token names the token it replaces".into(),
         ));
     };
-    if let DbConnection::Postgres(pg) = conn {
-        let inserted = diesel::sql_query(
-            "WITH consumed AS (
-                 UPDATE refresh_tokens SET used_at = $1, used_at_ms = $8, replaced_by = $2
-                 WHERE token_hash = $3 AND used_at IS NULL
-                 RETURNING token_hash)
-             INSERT INTO refresh_tokens
-                 (token_hash, family_id, parent_hash, scope, issued_at, idle_expires_at)
-             SELECT $2, $4, token_hash, $5, $6, $7 FROM consumed",
-        )
-        .bind::<BigInt, _>(now_ms.div_euclid(1000))
-        .bind::<Text, _>(&child.token_hash)
-        .bind::<Text, _>(parent_hash)
-        .bind::<Text, _>(&child.family_id)
-        .bind::<Text, _>(&child.scope)
-        .bind::<BigInt, _>(child.issued_at)
-        .bind::<BigInt, _>(child.idle_expires_at)
-        .bind::<BigInt, _>(now_ms)
-        .execute(pg)?;
-        return Ok(inserted == 1);
+    if let Some(rotated) = dialect::rotate_in_one_statement(conn, child, parent_hash, now_ms)? {
+        return Ok(rotated);
     }
     conn.transaction(|conn| {
         if consume(conn, parent_hash, &child.token_hash, now_ms)? == 0 {

@@ -1,28 +1,12 @@
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
+use crate::db::models::RevokedAccessToken;
 use crate::db::schema::revoked_access_tokens;
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = revoked_access_tokens)]
-struct Revoked<'a> {
-    jti: &'a str,
-    expires_at: i64,
-}
+use crate::db::{DbConnection, dialect};
 
 /// Records an access token's `jti` as revoked until `expires_at`; revoking twice is a no-op.
 pub fn insert(conn: &mut DbConnection, jti: &str, expires_at: i64) -> QueryResult<()> {
-    let row = Revoked { jti, expires_at };
-    match conn {
-        DbConnection::Postgres(pg) => diesel::insert_into(revoked_access_tokens::table)
-            .values(&row)
-            .on_conflict_do_nothing()
-            .execute(pg)?,
-        DbConnection::Sqlite(lite) => diesel::insert_or_ignore_into(revoked_access_tokens::table)
-            .values(&row)
-            .execute(lite)?,
-    };
-    Ok(())
+    dialect::insert_or_ignore(conn, &RevokedAccessToken { jti, expires_at }).map(drop)
 }
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {

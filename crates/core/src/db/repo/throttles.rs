@@ -1,16 +1,8 @@
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
+pub use crate::db::models::ThrottleRow;
 use crate::db::schema::login_throttles;
-
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = login_throttles, treat_none_as_null = true)]
-pub struct ThrottleRow {
-    pub throttle_key: String,
-    pub failures: i64,
-    pub window_started_at: i64,
-    pub blocked_until: Option<i64>,
-}
+use crate::db::{DbConnection, dialect};
 
 /// Makes sure the row exists and takes its row lock (PostgreSQL) or the write lock (SQLite)
 /// for the rest of the transaction, then reads it: concurrent attempts on one key queue here.
@@ -23,16 +15,7 @@ pub fn lock(conn: &mut DbConnection, key: &str, now: i64) -> QueryResult<Throttl
     };
     // A purge may delete the row between the insert and the update; then go round again.
     for _ in 0..3 {
-        // MultiConnection has no upsert: each backend says "insert unless present" its own way.
-        match conn {
-            DbConnection::Postgres(pg) => diesel::insert_into(login_throttles::table)
-                .values(&fresh)
-                .on_conflict_do_nothing()
-                .execute(pg)?,
-            DbConnection::Sqlite(lite) => diesel::insert_or_ignore_into(login_throttles::table)
-                .values(&fresh)
-                .execute(lite)?,
-        };
+        dialect::insert_or_ignore(conn, &fresh)?;
         let locked = diesel::update(login_throttles::table.find(key))
             .set(login_throttles::failures.eq(login_throttles::failures))
             .execute(conn)?;
