@@ -2,7 +2,7 @@ use serde_json::Value;
 use tessera::db::Database;
 use tessera::db::repo;
 
-use crate::helpers::{ServerProcess, TestEnv, run_cli, stdout_json};
+use crate::testkit::{ServerProcess, TestEnv, run_cli, stdout_json};
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).trim().to_string()

@@ -82,7 +82,7 @@ fn key_ring() -> std::sync::Arc<KeyRing> {
     static RING: std::sync::OnceLock<std::sync::Arc<KeyRing>> = std::sync::OnceLock::new();
     RING.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut settings = crate::helpers::test_settings(
+        let mut settings = crate::testkit::test_settings(
             &format!("sqlite://{}", dir.path().join("t.db").display()),
             &dir.path().join("keys"),
         );

@@ -4,7 +4,7 @@ use serde_json::Value;
 use tessera::db::Database;
 use tessera::db::repo::signing_keys;
 
-use crate::helpers::{TestApp, TestEnv, stdout_json};
+use crate::testkit::{TestApp, TestEnv, stdout_json};
 
 async fn published_kids(app: &TestApp) -> Vec<String> {
     let body: Value = app

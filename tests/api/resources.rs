@@ -3,10 +3,10 @@
 use serde_json::{Value, json};
 use tessera::clients::ClientSpec;
 
-use crate::helpers::{TestApp, TestEnv};
-use crate::password_grant::verify_independently;
+use crate::testkit::PASSWORD;
+use crate::testkit::{TestApp, TestEnv};
+use crate::testkit::verify_independently;
 
-const PASSWORD: &str = "correct horse battery";
 
 async fn access_token(
     app: &TestApp,

@@ -8,11 +8,10 @@ use tessera::clients::ClientSpec;
 use tessera::config::Secret;
 
 use super::{Browser, DEADLINE, Site};
-use crate::helpers::TestEnv;
-use crate::upstream::{self, FakeUpstream};
+use crate::testkit::{PASSWORD, VERIFIER, pkce_challenge};
+use crate::testkit::TestEnv;
+use crate::testkit::upstream::{self, FakeUpstream};
 
-const PASSWORD: &str = "correct horse battery";
-const VERIFIER: &str = "a-browser-pkce-verifier-of-at-least-forty-three-characters-long";
 
 #[tokio::test]
 async fn browser_linking_asks_for_the_password_then_the_app_gets_its_code() {
@@ -45,10 +44,7 @@ async fn browser_linking_asks_for_the_password_then_the_app_gets_its_code() {
         .append_pair("state", "link-state")
         .append_pair(
             "code_challenge",
-            &URL_SAFE_NO_PAD.encode(ring::digest::digest(
-                &ring::digest::SHA256,
-                VERIFIER.as_bytes(),
-            )),
+            &pkce_challenge(VERIFIER),
         )
         .append_pair("code_challenge_method", "S256")
         .append_pair("idp", "google")
