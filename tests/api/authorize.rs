@@ -1,14 +1,11 @@
 //! The authorization code flow with PKCE and the login page.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 
+use crate::testkit::verify_independently;
 use crate::testkit::{PASSWORD, REDIRECT, VERIFIER, pkce_challenge};
 use crate::testkit::{TestApp, TestEnv};
-use crate::testkit::verify_independently;
-
 
 async fn spa(app: &TestApp) -> String {
     app.create_client(ClientSpec {

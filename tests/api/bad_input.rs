@@ -10,7 +10,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::testkit::PASSWORD;
 use crate::testkit::{ServerProcess, TestEnv};
 
-
 /// Sends raw bytes on a fresh connection; the status of the answer, or None if the server
 /// closed the connection without one (what HTTP/1.1 servers do with bytes that are not HTTP).
 async fn raw(address: &str, request: &[u8]) -> Option<u16> {

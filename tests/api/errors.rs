@@ -109,9 +109,7 @@ async fn form_endpoints_name_themselves_when_the_body_is_not_a_form_item19() {
 async fn userinfo_takes_the_token_in_a_form_body_and_speaks_rfc6750_item19() {
     let env = TestEnv::new();
     let app = env.spawn().await;
-    let user = app
-        .create_user("ann@example.com", PASSWORD, &[])
-        .await;
+    let user = app.create_user("ann@example.com", PASSWORD, &[]).await;
     let client = app.first_party_client().await;
     let response = app
         .password_login(

@@ -14,7 +14,6 @@ use tessera::db::{DbConnection, DbError};
 use crate::testkit::{DEADLINE, PASSWORD, eventually};
 use crate::testkit::{ServerProcess, TestApp, TestEnv};
 
-
 async fn db<T: Send + 'static>(
     app: &TestApp,
     work: impl FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
@@ -314,9 +313,11 @@ async fn postgres_only_going_away_gives_fast_503s_and_the_pool_recovers_by_itsel
     assert_eq!(app.get("/healthz").await.status(), 200);
 
     proxy.restore();
-    eventually(DEADLINE, "/readyz to answer 200 after the outage", || async {
-        app.get("/readyz").await.status() == 200
-    })
+    eventually(
+        DEADLINE,
+        "/readyz to answer 200 after the outage",
+        || async { app.get("/readyz").await.status() == 200 },
+    )
     .await;
     // Every pooled connection works again (none of the dead ones was kept), and the failed
     // attempts consumed nothing: the token from before the outage still rotates.

@@ -1,24 +1,21 @@
 //! Sign-in through an upstream OpenID Connect provider (Google's flow), against a fake
 //! provider on loopback that speaks the real protocol.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 use tessera::config::Secret;
 
+use crate::testkit::upstream::{self, FakeUpstream, Identity, Knobs};
+use crate::testkit::verify_independently;
 use crate::testkit::{
     HttpBrowser, PASSWORD, VERIFIER, claims_of, location, pkce_challenge, query_of,
 };
 use crate::testkit::{TestApp, TestEnv};
-use crate::testkit::verify_independently;
-use crate::testkit::upstream::{self, FakeUpstream, Identity, Knobs};
 
 pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/app/callback";
-pub(crate) 
+
 pub(crate) struct World {
     pub(crate) app: TestApp,
     pub(crate) upstream: FakeUpstream,
@@ -71,10 +68,7 @@ pub(crate) fn app_request(client_id: &str) -> Vec<(&'static str, String)> {
         ("scope", "openid email profile".into()),
         ("state", "app-state-1".into()),
         ("nonce", "app-nonce-1".into()),
-        (
-            "code_challenge",
-            pkce_challenge(VERIFIER),
-        ),
+        ("code_challenge", pkce_challenge(VERIFIER)),
         ("code_challenge_method", "S256".into()),
     ]
 }

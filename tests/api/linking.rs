@@ -4,8 +4,6 @@
 //! owns an address; an unverified account never blocks the address's owner; one address, one
 //! account's tokens.
 
-use std::collections::HashMap;
-
 use diesel::prelude::*;
 use serde_json::{Value, json};
 use tessera::config::Secret;
@@ -15,11 +13,9 @@ use crate::federation::{
     REDIRECT, World, app_request, exchange, serde_urlencoded, unverified_user, user_count,
     world_with,
 };
-use crate::testkit::{
-    HttpBrowser, PASSWORD, TestApp, VERIFIER, claims_of, location, query_of,
-};
 use crate::testkit::smtp::SmtpSink;
 use crate::testkit::upstream::{self, Identity};
+use crate::testkit::{HttpBrowser, PASSWORD, TestApp, VERIFIER, claims_of, location, query_of};
 
 const ATTACKER_PASSWORD: &str = "the attacker's own passphrase";
 
@@ -380,7 +376,8 @@ async fn item4_pre_hijack_attack_a_scanned_link_and_a_later_upstream_sign_in_giv
     // The attacker's access token is refused at Tessera (the account's stamp changed), and the
     // account carries the address in no token (checked for every account in item 21's test).
     assert_eq!(
-        app.userinfo_status(before["access_token"].as_str().expect("at")).await,
+        app.userinfo_status(before["access_token"].as_str().expect("at"))
+            .await,
         401
     );
     assert!(
@@ -451,12 +448,14 @@ async fn item4_linking_to_a_password_account_needs_its_password() {
     assert_eq!(user_count(&world.app).await, 1);
     // Only a hash of the browser's secret is stored.
     let secret = browser.cookies["tessera_link"].clone();
-    let stored: Vec<String> = world.app.query(|c| {
-        tessera::db::schema::pending_links::table
-            .select(tessera::db::schema::pending_links::secret_hash)
-            .load(c)
-    })
-    .await;
+    let stored: Vec<String> = world
+        .app
+        .query(|c| {
+            tessera::db::schema::pending_links::table
+                .select(tessera::db::schema::pending_links::secret_hash)
+                .load(c)
+        })
+        .await;
     assert_eq!(stored, [tessera::crypto::sha256_hex(secret.as_bytes())]);
     assert!(!html.contains(&secret), "the secret is not on the page");
 
@@ -516,13 +515,15 @@ async fn item4_a_wrong_password_links_nothing_and_says_so() {
     assert!(html.contains(r#"id="link-form""#), "the form again: {html}");
     assert!(identities_of(&world.app, &gina).await.is_empty());
     assert_eq!(user_count(&world.app).await, 1);
-    let failures: i64 = world.app.query(|c| {
-        audit_events::table
-            .filter(audit_events::event.eq("login_failure"))
-            .count()
-            .get_result(c)
-    })
-    .await;
+    let failures: i64 = world
+        .app
+        .query(|c| {
+            audit_events::table
+                .filter(audit_events::event.eq("login_failure"))
+                .count()
+                .get_result(c)
+        })
+        .await;
     assert_eq!(failures, 1, "counted as a failed sign-in");
     // The right one still works afterwards.
     let linked = browser
@@ -629,7 +630,7 @@ async fn item4_the_pending_link_is_bound_to_this_browser_and_csrf_protected() {
     assert_eq!(bad_csrf.status(), 403);
     // The right cookie and field, but posted from another site's page.
     let cross_site = browser
-        .jar(
+        .prepare(
             browser
                 .http
                 .post(&url)
@@ -885,13 +886,14 @@ async fn item4_a_verified_identity_takes_the_address_from_an_unverified_account(
     );
     let events = app.audit_events(&unverified).await;
     assert!(events.contains(&"email_released".to_string()), "{events:?}");
-    let key: String = app.query(move |c| {
-        users::table
-            .find(unverified)
-            .select(users::email_lower)
-            .first(c)
-    })
-    .await;
+    let key: String = app
+        .query(move |c| {
+            users::table
+                .find(unverified)
+                .select(users::email_lower)
+                .first(c)
+        })
+        .await;
     assert_ne!(key, "hal@example.com");
     // Nor by its new key, which names its id (the `sub` its holder knows), with the old password.
     assert_eq!(
@@ -930,13 +932,14 @@ async fn item5_an_unverified_upstream_email_owns_no_address() {
         .await
         .expect("request");
     assert_eq!(reset.status(), 202);
-    let owner: String = app.query(|c| {
-        users::table
-            .filter(users::email_lower.eq("victim@corp.com"))
-            .select(users::id)
-            .first(c)
-    })
-    .await;
+    let owner: String = app
+        .query(|c| {
+            users::table
+                .filter(users::email_lower.eq("victim@corp.com"))
+                .select(users::id)
+                .first(c)
+        })
+        .await;
     assert_eq!(owner, victim);
     world.upstream.stop().await;
 }
@@ -1009,17 +1012,17 @@ async fn item21_one_address_is_carried_by_one_accounts_tokens() {
     // The password account's tokens no longer work at Tessera (its stamp changed when it lost
     // the address), and no token it could get would carry the address (below).
     assert_eq!(
-        app.userinfo_status(session["access_token"].as_str().expect("at")).await,
+        app.userinfo_status(session["access_token"].as_str().expect("at"))
+            .await,
         401
     );
     // Every account: at most one releases bob@example.com.
     let ids: Vec<String> = app.query(|c| users::table.select(users::id).load(c)).await;
     let mut carrying = 0;
     for id in ids {
-        let user = app.query(move |c| {
-            tessera::db::repo::users::find_by_id(c, &id).map(|u| u.expect("user"))
-        })
-        .await;
+        let user = app
+            .query(move |c| tessera::db::repo::users::find_by_id(c, &id).map(|u| u.expect("user")))
+            .await;
         let claims = tessera::tokens::UserClaims::for_scope(&user, "openid email");
         if claims.email.as_deref() == Some("bob@example.com") {
             carrying += 1;

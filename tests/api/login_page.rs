@@ -3,14 +3,12 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tessera::clients::ClientSpec;
 use tessera::config::Settings;
 
+use crate::testkit::smtp::SmtpSink;
 use crate::testkit::{PASSWORD, REDIRECT, VERIFIER, pkce_challenge};
 use crate::testkit::{TestApp, TestEnv};
-use crate::testkit::smtp::SmtpSink;
 
 const BAD_FORM: &str = "This sign-in form has expired or did not come from this site.";
 
@@ -34,10 +32,7 @@ fn request(client_id: &str, redirect: &str) -> Vec<(&'static str, String)> {
         ("redirect_uri", redirect.into()),
         ("scope", "openid email".into()),
         ("state", "s-1".into()),
-        (
-            "code_challenge",
-            pkce_challenge(VERIFIER),
-        ),
+        ("code_challenge", pkce_challenge(VERIFIER)),
         ("code_challenge_method", "S256".into()),
     ]
 }

@@ -75,11 +75,16 @@ fn no_test_is_ignored_but_backend_only() {
                     .iter()
                     .find_map(|l| l.split("fn ").nth(1))
                     .unwrap_or_default();
-                if !(test_name.starts_with("postgres_only_") || test_name.starts_with("sqlite_only_")) {
+                if !(test_name.starts_with("postgres_only_")
+                    || test_name.starts_with("sqlite_only_"))
+                {
                     offenders.push(format!("{}:{}", path.display(), i + 1));
                 }
             }
         }
     }
-    assert!(offenders.is_empty(), "ignored but not backend-only: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "ignored but not backend-only: {offenders:?}"
+    );
 }

@@ -7,7 +7,6 @@ use serde_json::Value;
 use crate::testkit::PASSWORD;
 use crate::testkit::{TestApp, TestEnv};
 
-
 /// Every sample of a scrape, by its name with labels as written (`name{a="b"}`).
 async fn scrape(app: &TestApp, base: &str) -> HashMap<String, f64> {
     let response = app

@@ -3,9 +3,8 @@
 
 use tessera::clients::ClientSpec;
 
-use crate::testkit::{VERIFIER, pkce_challenge};
 use crate::testkit::{TestApp, TestEnv};
-
+use crate::testkit::{VERIFIER, pkce_challenge};
 
 fn challenge() -> String {
     pkce_challenge(VERIFIER)

@@ -9,7 +9,6 @@ use tessera::db::{DbConnection, DbError};
 use crate::testkit::{PASSWORD, claims_of};
 use crate::testkit::{TestApp, TestEnv};
 
-
 struct Login {
     access: String,
     refresh: String,

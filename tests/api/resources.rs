@@ -4,9 +4,8 @@ use serde_json::{Value, json};
 use tessera::clients::ClientSpec;
 
 use crate::testkit::PASSWORD;
-use crate::testkit::{TestApp, TestEnv};
 use crate::testkit::verify_independently;
-
+use crate::testkit::{TestApp, TestEnv};
 
 async fn access_token(
     app: &TestApp,

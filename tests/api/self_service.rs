@@ -9,9 +9,9 @@ use tessera::db::schema::{
     account_tokens, audit_events, federated_identities, mail_outbox, refresh_token_families, users,
 };
 
+use crate::testkit::smtp::SmtpSink;
 use crate::testkit::{DEADLINE, PASSWORD, eventually};
 use crate::testkit::{ServerProcess, TestApp, TestEnv};
-use crate::testkit::smtp::SmtpSink;
 
 const NEW_PASSWORD: &str = "a much newer passphrase";
 const FROM: &str = "Tessera <no-reply@tessera.test>";
@@ -108,22 +108,24 @@ async fn outbox_settled(app: &TestApp) -> Vec<tessera::db::repo::outbox::OutboxR
 
 /// Waits until a delivery attempt has failed, and returns that mail's row.
 async fn first_failed_delivery(app: &TestApp) -> tessera::db::repo::outbox::OutboxRow {
-    eventually(DEADLINE, "a failed delivery attempt in the outbox", || async {
-        outbox(app)
-            .await
-            .into_iter()
-            .find(|r| r.last_error.is_some())
-    })
+    eventually(
+        DEADLINE,
+        "a failed delivery attempt in the outbox",
+        || async {
+            outbox(app)
+                .await
+                .into_iter()
+                .find(|r| r.last_error.is_some())
+        },
+    )
     .await
 }
 
 async fn user_by_email(app: &TestApp, email: &str) -> tessera::db::models::User {
     let email = email.to_lowercase();
-    app.query(move |c| {
-        tessera::db::repo::users::find_by_email(c, &email)
-    })
-    .await
-    .expect("the user exists")
+    app.query(move |c| tessera::db::repo::users::find_by_email(c, &email))
+        .await
+        .expect("the user exists")
 }
 
 fn token_of(link: &str) -> String {
@@ -160,12 +162,13 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
     );
     let token = token_of(&link);
     assert!(token.len() >= 43, "at least 256 bits");
-    let stored = app.query(|c| {
-        account_tokens::table
-            .select(account_tokens::token_hash)
-            .load::<String>(c)
-    })
-    .await;
+    let stored = app
+        .query(|c| {
+            account_tokens::table
+                .select(account_tokens::token_hash)
+                .load::<String>(c)
+        })
+        .await;
     assert_eq!(
         stored,
         [tessera::crypto::sha256_hex(token.as_bytes())],
@@ -525,7 +528,9 @@ async fn mail_waits_in_the_outbox_while_the_smtp_server_is_down() {
         app.clock.now() + 30,
         "first back-off"
     );
-    let tokens = app.query(|c| account_tokens::table.count().get_result::<i64>(c)).await;
+    let tokens = app
+        .query(|c| account_tokens::table.count().get_result::<i64>(c))
+        .await;
     assert_eq!(
         tokens, 0,
         "the token of the mail that did not leave is gone"
@@ -758,25 +763,26 @@ async fn deleting_an_account_takes_its_sessions_identities_and_mail_with_it() {
     );
 
     let id = user_id.clone();
-    let left = app.query(move |c| {
-        Ok((
-            users::table
-                .filter(users::id.eq(&id))
-                .count()
-                .get_result::<i64>(c)?,
-            refresh_token_families::table
-                .filter(refresh_token_families::user_id.eq(&id))
-                .count()
-                .get_result::<i64>(c)?,
-            federated_identities::table.count().get_result::<i64>(c)?,
-            mail_outbox::table.count().get_result::<i64>(c)?,
-            audit_events::table
-                .filter(audit_events::user_id.eq(&id))
-                .select(audit_events::detail)
-                .load::<Option<String>>(c)?,
-        ))
-    })
-    .await;
+    let left = app
+        .query(move |c| {
+            Ok((
+                users::table
+                    .filter(users::id.eq(&id))
+                    .count()
+                    .get_result::<i64>(c)?,
+                refresh_token_families::table
+                    .filter(refresh_token_families::user_id.eq(&id))
+                    .count()
+                    .get_result::<i64>(c)?,
+                federated_identities::table.count().get_result::<i64>(c)?,
+                mail_outbox::table.count().get_result::<i64>(c)?,
+                audit_events::table
+                    .filter(audit_events::user_id.eq(&id))
+                    .select(audit_events::detail)
+                    .load::<Option<String>>(c)?,
+            ))
+        })
+        .await;
     assert_eq!((left.0, left.1, left.2, left.3), (0, 0, 0, 0));
     let trail = format!("{:?}", left.4);
     assert!(
@@ -897,11 +903,9 @@ async fn without_smtp_mail_features_say_so_and_operators_verify_addresses() {
     );
     let email = "kim@example.com".to_string();
     assert!(
-        app.query(move |c| tessera::db::repo::users::find_by_email(
-            c, &email
-        ))
-        .await
-        .is_none()
+        app.query(move |c| tessera::db::repo::users::find_by_email(c, &email))
+            .await
+            .is_none()
     );
 }
 
@@ -1087,7 +1091,9 @@ async fn two_replicas_never_send_the_same_mail() {
         // Due only once the clocks move, so the senders' own first look finds nothing.
         let mut row = tessera::db::repo::outbox::OutboxRow::new("reset_password", &email, None, 0);
         row.next_attempt_at = first.clock.now() + 100;
-        first.query(move |c| tessera::db::repo::outbox::insert(c, &row)).await;
+        first
+            .query(move |c| tessera::db::repo::outbox::insert(c, &row))
+            .await;
     }
     first.clock.advance(200);
     second.clock.advance(200);
@@ -1295,13 +1301,14 @@ async fn registration_answers_alike_for_new_and_taken_addresses_and_tells_the_ow
         "the new address gets its verification mail"
     );
 
-    let owners = app.query(|c| {
-        users::table
-            .filter(users::email_lower.eq("cid@example.com"))
-            .count()
-            .get_result::<i64>(c)
-    })
-    .await;
+    let owners = app
+        .query(|c| {
+            users::table
+                .filter(users::email_lower.eq("cid@example.com"))
+                .count()
+                .get_result::<i64>(c)
+        })
+        .await;
     assert_eq!(owners, 1, "no second account");
     let (client_id, secret) = app.first_party_client().await;
     let client = (client_id.as_str(), secret.as_str());
@@ -1402,13 +1409,14 @@ async fn registrations_are_throttled_per_ip() {
     assert!(refused.headers().contains_key("retry-after"));
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"], "too_many_requests");
-    let refused_user = app.query(|c| {
-        users::table
-            .filter(users::email_lower.eq("u3@example.com"))
-            .count()
-            .get_result::<i64>(c)
-    })
-    .await;
+    let refused_user = app
+        .query(|c| {
+            users::table
+                .filter(users::email_lower.eq("u3@example.com"))
+                .count()
+                .get_result::<i64>(c)
+        })
+        .await;
     assert_eq!(refused_user, 0);
     let elsewhere = from("203.0.113.6", "u3@example.com".into()).await;
     assert_eq!(elsewhere.status(), 201, "another address is counted apart");

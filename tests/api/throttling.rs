@@ -3,7 +3,6 @@ use serde_json::Value;
 use crate::testkit::PASSWORD;
 use crate::testkit::TestEnv;
 
-
 async fn count(app: &crate::testkit::TestApp, event: &'static str) -> i64 {
     app.state
         .services

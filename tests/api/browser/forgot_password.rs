@@ -18,8 +18,7 @@ async fn browser_forgot_password_from_the_login_page_mails_a_reset_link() {
     settings.smtp.timeout_secs = 5;
     settings.mail.poll_interval_ms = 50;
     let app = env.spawn_with(settings).await;
-    app.create_user("ann@example.com", PASSWORD, &[])
-        .await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
     let (client_id, _) = app
         .create_client(ClientSpec {
             name: "Notes".into(),

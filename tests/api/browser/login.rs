@@ -2,16 +2,14 @@
 //! the app, as a person does. Covers issue 14 items 1 (the CSP must let the form's redirect
 //! reach the app), 2 (the browser suite), 12 (cookies) and 22 (the page as a person meets it).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 
 use super::{Browser, DEADLINE, Site};
+use crate::testkit::verify_independently;
 use crate::testkit::{PASSWORD, VERIFIER, pkce_challenge, query_of};
 use crate::testkit::{TestApp, TestEnv};
-use crate::testkit::verify_independently;
 
 const EMAIL: &str = "ann@example.com";
 const APP_PAGE: &str = "<!doctype html><title>Notes</title><p>Back in the app.</p>";

@@ -29,7 +29,8 @@ pub fn pkce_challenge(verifier: &str) -> String {
 /// A JWT's claims, unverified (for tests that verified it elsewhere or do not need to).
 pub fn claims_of(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims")
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+        .expect("JSON claims")
 }
 
 /// The `Location` of a redirect.
@@ -87,4 +88,3 @@ pub async fn verify_independently(app: &TestApp, token: &str) -> (Value, Value) 
         .expect("signature verifies");
     (header, decode(parts[1]))
 }
-

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 pub struct HttpBrowser {
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     pub cookies: HashMap<String, String>,
     /// Sent as `Accept` on every request, as a browser navigating to a page does.
     accept: Option<&'static str>,
@@ -31,7 +31,8 @@ impl HttpBrowser {
         }
     }
 
-    fn prepare(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// Adds this browser's cookies (and `Accept`) to a request built by hand.
+    pub fn prepare(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if let Some(accept) = self.accept {
             request = request.header("accept", accept);
         }
