@@ -498,6 +498,9 @@ async fn purge_deletes_only_what_is_past_retention() {
     let env = TestEnv::new();
     let mut settings = env.settings();
     settings.tokens.refresh_idle_ttl_secs = 100;
+    // An hour, not the default week: the live session below rotates every 90 s of the test
+    // clock until retention has passed, one HTTP round trip each.
+    settings.purge.retention_secs = 3600;
     let (app, _user, client) = setup_with(&env, settings).await;
     let dead = login(&app, &client, "api").await;
     assert_eq!(revoke(&app, &client, &dead.refresh).await, 200);
