@@ -1,23 +1,11 @@
 //! The authorization code flow with PKCE and the login page.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 
-use crate::helpers::{TestApp, TestEnv};
-use crate::password_grant::verify_independently;
-
-const PASSWORD: &str = "correct horse battery";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const VERIFIER: &str = "a-long-random-pkce-verifier-of-at-least-forty-three-characters";
-
-fn challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        verifier.as_bytes(),
-    ))
-}
+use crate::testkit::verify_independently;
+use crate::testkit::{PASSWORD, REDIRECT, VERIFIER, pkce_challenge};
+use crate::testkit::{TestApp, TestEnv};
 
 async fn spa(app: &TestApp) -> String {
     app.create_client(ClientSpec {
@@ -40,7 +28,7 @@ fn request_params(client_id: &str) -> Vec<(&'static str, String)> {
         ("scope", "openid email".into()),
         ("state", "state-123".into()),
         ("nonce", "nonce-456".into()),
-        ("code_challenge", challenge(VERIFIER)),
+        ("code_challenge", pkce_challenge(VERIFIER)),
         ("code_challenge_method", "S256".into()),
     ]
 }

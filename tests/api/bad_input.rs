@@ -7,9 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{ServerProcess, TestEnv};
-
-const PASSWORD: &str = "correct horse battery";
+use crate::testkit::PASSWORD;
+use crate::testkit::{ServerProcess, TestEnv};
 
 /// Sends raw bytes on a fresh connection; the status of the answer, or None if the server
 /// closed the connection without one (what HTTP/1.1 servers do with bytes that are not HTTP).
@@ -307,9 +306,9 @@ async fn logs_at_trace_level_hold_no_password_token_secret_or_private_key() {
         ];
         vars.extend(trace.iter().map(|(k, v)| (*k, v.to_string())));
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let output = crate::helpers::run_cli(args, &vars, stdin);
+        let output = crate::testkit::run_cli(args, &vars, stdin);
         logs.push(String::from_utf8_lossy(&output.stderr).into_owned());
-        crate::helpers::stdout_json(&output)
+        crate::testkit::stdout_json(&output)
     };
     secrets.add("admin password", PASSWORD);
     cli(

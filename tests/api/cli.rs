@@ -2,7 +2,7 @@ use serde_json::Value;
 use tessera::db::Database;
 use tessera::db::repo;
 
-use crate::helpers::{ServerProcess, TestEnv, run_cli, stdout_json};
+use crate::testkit::{ServerProcess, TestEnv, run_cli, stdout_json};
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).trim().to_string()
@@ -180,7 +180,8 @@ fn client_add_shows_a_confidential_secret_once_and_stores_its_hash() {
 
 #[test]
 fn migrate_reports_the_backend() {
-    let env = TestEnv::new();
+    // From nothing: the per-test PostgreSQL database is otherwise born migrated.
+    let env = TestEnv::with_empty_database();
     let out = stdout_json(&env.cli(&["migrate"], None));
     assert_eq!(out["status"], "migrated");
     let expected = if env.db.is_postgres() {

@@ -5,8 +5,8 @@
 
 use tessera::config::{Secret, Settings};
 
-use crate::helpers::{TestApp, TestEnv};
-use crate::upstream::{self, FakeUpstream};
+use crate::testkit::upstream::{self, FakeUpstream};
+use crate::testkit::{TestApp, TestEnv};
 
 /// 43 base64url characters: shaped like a secret the server makes.
 const PLANTED: &str = "AttackerChosenBindingValue0123456789abcdefg";

@@ -1,6 +1,7 @@
 use serde_json::Value;
 
-use crate::helpers::TestEnv;
+use crate::testkit::PASSWORD;
+use crate::testkit::TestEnv;
 
 async fn assert_json_error(response: reqwest::Response, status: u16, error: &str) {
     assert_eq!(response.status(), status);
@@ -108,15 +109,13 @@ async fn form_endpoints_name_themselves_when_the_body_is_not_a_form_item19() {
 async fn userinfo_takes_the_token_in_a_form_body_and_speaks_rfc6750_item19() {
     let env = TestEnv::new();
     let app = env.spawn().await;
-    let user = app
-        .create_user("ann@example.com", "correct horse battery", &[])
-        .await;
+    let user = app.create_user("ann@example.com", PASSWORD, &[]).await;
     let client = app.first_party_client().await;
     let response = app
         .password_login(
             (&client.0, &client.1),
             "ann@example.com",
-            "correct horse battery",
+            PASSWORD,
             "openid email",
         )
         .await;

@@ -1,23 +1,20 @@
 //! Sign-in through an upstream OpenID Connect provider (Google's flow), against a fake
 //! provider on loopback that speaks the real protocol.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 use tessera::config::Secret;
 
-use crate::helpers::{TestApp, TestEnv};
-use crate::password_grant::verify_independently;
-use crate::upstream::{self, FakeUpstream, Identity, Knobs};
+use crate::testkit::upstream::{self, FakeUpstream, Identity, Knobs};
+use crate::testkit::verify_independently;
+use crate::testkit::{
+    HttpBrowser, PASSWORD, VERIFIER, claims_of, location, pkce_challenge, query_of,
+};
+use crate::testkit::{TestApp, TestEnv};
 
 pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/app/callback";
-pub(crate) const VERIFIER: &str =
-    "an-app-pkce-verifier-that-is-at-least-forty-three-characters-long";
-pub(crate) const PASSWORD: &str = "correct horse battery";
 
 pub(crate) struct World {
     pub(crate) app: TestApp,
@@ -71,82 +68,24 @@ pub(crate) fn app_request(client_id: &str) -> Vec<(&'static str, String)> {
         ("scope", "openid email profile".into()),
         ("state", "app-state-1".into()),
         ("nonce", "app-nonce-1".into()),
-        (
-            "code_challenge",
-            URL_SAFE_NO_PAD.encode(ring::digest::digest(
-                &ring::digest::SHA256,
-                VERIFIER.as_bytes(),
-            )),
-        ),
+        ("code_challenge", pkce_challenge(VERIFIER)),
         ("code_challenge_method", "S256".into()),
     ]
 }
 
-/// A browser: follows nothing by itself, keeps cookies by name.
-struct Browser {
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookies: HashMap::new(),
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> reqwest::Response {
-        let mut request = self.http.get(url);
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            request = request.header("Cookie", jar.join("; "));
-        }
-        let response = request.send().await.expect("request");
-        for value in response.headers().get_all("set-cookie") {
-            let value = value.to_str().expect("ascii");
-            let pair = value.split(';').next().expect("pair");
-            let (name, content) = pair.split_once('=').expect("name=value");
-            self.cookies.insert(name.into(), content.into());
-        }
-        response
-    }
-}
-
-pub(crate) fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_string()
-}
-
-pub(crate) fn query_of(url: &str) -> HashMap<String, String> {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
-}
-
 /// Follows the flow from the app's authorization request to Tessera's callback answer, and
 /// returns that answer (normally a redirect to the app).
-async fn through_upstream(world: &World, browser: &mut Browser) -> reqwest::Response {
+async fn through_upstream(world: &World, browser: &mut HttpBrowser) -> reqwest::Response {
     let callback = to_callback(world, browser).await;
     browser.get(&callback).await
 }
 
 /// The URL the upstream sends the browser back to, not yet followed.
-async fn to_callback(world: &World, browser: &mut Browser) -> String {
+async fn to_callback(world: &World, browser: &mut HttpBrowser) -> String {
     to_callback_at(world, browser, "google").await
 }
 
-async fn to_callback_at(world: &World, browser: &mut Browser, idp: &str) -> String {
+async fn to_callback_at(world: &World, browser: &mut HttpBrowser, idp: &str) -> String {
     let mut params = app_request(&world.client_id);
     params.push(("idp", idp.into()));
     let start = browser
@@ -208,7 +147,7 @@ pub(crate) async fn exchange(world: &World, code: &str, verifier: &str) -> reqwe
 
 /// The whole flow: returns the token response of the app's code exchange.
 async fn sign_in(world: &World) -> Value {
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(world, &mut browser).await;
     assert_eq!(answer.status(), 303, "{:?}", answer.text().await);
     let to_app = location(&answer);
@@ -218,11 +157,6 @@ async fn sign_in(world: &World) -> Value {
     let response = exchange(world, &back["code"], VERIFIER).await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("json")
-}
-
-pub(crate) fn claims_of(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
 }
 
 pub(crate) async fn user_count(app: &TestApp) -> usize {
@@ -283,7 +217,7 @@ async fn the_login_page_offers_the_upstream_and_signing_in_directly_works() {
     assert!(html.contains(r#"name="csrf_token""#));
 
     // The button's link starts the same flow.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let start = browser
         .get(&format!(
             "{}?{}",
@@ -295,7 +229,7 @@ async fn the_login_page_offers_the_upstream_and_signing_in_directly_works() {
     assert!(location(&start).starts_with(&world.upstream.issuer));
 
     // Directly, with no app waiting: a page saying who signed in.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let start = browser.get(&world.app.url("/auth/google/login")).await;
     assert_eq!(start.status(), 303);
     let back = browser.get(&location(&start)).await;
@@ -361,7 +295,7 @@ async fn a_tampered_replayed_expired_or_foreign_state_issues_nothing() {
     let world = world().await;
 
     // Tampered.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let callback = to_callback(&world, &mut browser).await;
     let tampered = callback.replace("state=", "state=x");
     let answer = browser.get(&tampered).await;
@@ -369,23 +303,23 @@ async fn a_tampered_replayed_expired_or_foreign_state_issues_nothing() {
     assert!(answer.headers().get("location").is_none());
 
     // Replayed: the first use works, the second is refused.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let callback = to_callback(&world, &mut browser).await;
     assert_eq!(browser.get(&callback).await.status(), 303);
     let replay = browser.get(&callback).await;
     assert_eq!(replay.status(), 400);
 
     // Another browser (no binding cookie), with a fresh, valid state.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let callback = to_callback(&world, &mut browser).await;
-    let mut stranger = Browser::new();
+    let mut stranger = HttpBrowser::new();
     assert_eq!(stranger.get(&callback).await.status(), 400);
     // ... and a stranger with a cookie of its own.
     let _ = to_callback(&world, &mut stranger).await;
     assert_eq!(stranger.get(&callback).await.status(), 400);
 
     // Expired: ten minutes pass at the upstream.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let callback = to_callback(&world, &mut browser).await;
     world.app.clock.advance(601);
     assert_eq!(browser.get(&callback).await.status(), 400);
@@ -438,7 +372,7 @@ async fn id_tokens_that_fail_a_check_are_refused() {
     ];
     for (what, knobs) in cases {
         world.upstream.set_knobs(knobs);
-        let mut browser = Browser::new();
+        let mut browser = HttpBrowser::new();
         let answer = through_upstream(&world, &mut browser).await;
         assert_eq!(answer.status(), 502, "bad {what}");
         assert!(answer.headers().get("location").is_none(), "bad {what}");
@@ -469,7 +403,7 @@ async fn an_upstream_token_endpoint_that_fails_or_hangs_gives_a_clear_error_quic
         },
     ] {
         world.upstream.set_knobs(knobs.clone());
-        let mut browser = Browser::new();
+        let mut browser = HttpBrowser::new();
         let callback = to_callback(&world, &mut browser).await;
         let started = Instant::now();
         let answer = browser.get(&callback).await;
@@ -493,7 +427,7 @@ async fn an_upstream_token_answer_over_one_mebibyte_is_refused() {
         token_padding: 2 * 1024 * 1024,
         ..Knobs::default()
     });
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(&world, &mut browser).await;
     assert_eq!(answer.status(), 502);
     assert!(
@@ -513,7 +447,7 @@ async fn an_upstream_token_answer_over_one_mebibyte_is_refused() {
         token_padding: 512 * 1024,
         ..Knobs::default()
     });
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(&world, &mut browser).await;
     assert_eq!(
         answer.status(),
@@ -532,7 +466,7 @@ async fn a_plain_http_upstream_on_another_loopback_address_works() {
     let env = TestEnv::new();
     let upstream = FakeUpstream::start_on("127.0.0.2").await;
     assert!(upstream.issuer.starts_with("http://127.0.0.2:"));
-    let server = crate::helpers::ServerProcess::start_with(
+    let server = crate::testkit::ServerProcess::start_with(
         &env,
         &[
             ("TESSERA_GOOGLE_CLIENT_ID", upstream::CLIENT_ID),
@@ -540,7 +474,7 @@ async fn a_plain_http_upstream_on_another_loopback_address_works() {
             ("TESSERA_GOOGLE_ISSUER", &upstream.issuer),
         ],
     );
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let to_upstream = browser
         .get(&format!("{}/auth/google/login", server.address))
         .await;
@@ -568,7 +502,7 @@ async fn a_person_declining_at_the_upstream_goes_back_to_the_app_with_access_den
         deny: true,
         ..Knobs::default()
     });
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(&world, &mut browser).await;
     assert_eq!(answer.status(), 303);
     let to_app = location(&answer);
@@ -608,7 +542,7 @@ async fn an_existing_account_is_linked_only_when_both_sides_verified_the_email()
         .app
         .create_user("gina@example.com", PASSWORD, &[])
         .await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(&world, &mut browser).await;
     assert_eq!(answer.status(), 303);
     assert_eq!(location(&answer), "/auth/link");
@@ -662,7 +596,7 @@ async fn an_existing_account_is_linked_only_when_both_sides_verified_the_email()
 #[tokio::test]
 async fn tessera_codes_from_an_upstream_sign_in_are_single_use_and_pkce_bound() {
     let world = world().await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(&world, &mut browser).await;
     let code = query_of(&location(&answer))["code"].clone();
     let wrong = exchange(
@@ -675,7 +609,7 @@ async fn tessera_codes_from_an_upstream_sign_in_are_single_use_and_pkce_bound() 
     let body: Value = wrong.json().await.expect("json");
     assert_eq!(body["error"], "invalid_grant");
 
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(&world, &mut browser).await;
     let code = query_of(&location(&answer))["code"].clone();
     let first = exchange(&world, &code, VERIFIER).await;
@@ -731,7 +665,7 @@ async fn a_redirect_uri_not_registered_gets_a_page_and_never_reaches_the_upstrea
             )
         },
     ] {
-        let mut browser = Browser::new();
+        let mut browser = HttpBrowser::new();
         let response = browser.get(&entry).await;
         assert_eq!(response.status(), 400, "{entry}");
         assert!(response.headers().get("location").is_none());
@@ -769,7 +703,7 @@ async fn more_upstreams_come_from_configuration_each_with_a_button() {
     assert!(!html.contains("Google"), "Google is not configured: {html}");
     assert_eq!(world.app.get("/auth/google/login").await.status(), 404);
 
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let callback = to_callback_at(&world, &mut browser, "acme").await;
     assert!(callback.contains("/auth/acme/callback?"), "{callback}");
     let answer = browser.get(&callback).await;
@@ -802,7 +736,7 @@ async fn a_disabled_account_cannot_sign_in_through_the_upstream() {
         })
         .await
         .expect("disabled");
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::new();
     let answer = through_upstream(&world, &mut browser).await;
     assert_eq!(answer.status(), 403);
     assert!(answer.headers().get("location").is_none());
@@ -831,7 +765,7 @@ async fn the_upstreams_keys_are_cached_and_refetched_once_when_it_rotates() {
         ..Knobs::default()
     });
     for _ in 0..3 {
-        let mut browser = Browser::new();
+        let mut browser = HttpBrowser::new();
         assert_eq!(through_upstream(&world, &mut browser).await.status(), 502);
     }
     assert_eq!(world.upstream.jwks_requests(), 2);

@@ -40,41 +40,57 @@ proptest! {
     #![proptest_config(config(20_000))]
 
     #[test]
-    fn any_form_body_parses_or_is_refused_never_panics(body in form_bytes()) {
+    fn any_form_body_parses_or_is_refused_for_its_cause(body in form_bytes()) {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-        match Params::parse(pairs.clone()) {
-            Ok(params) => {
-                let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
-                names.sort_unstable();
-                names.dedup();
-                prop_assert_eq!(names.len(), pairs.len(), "a repeated name was accepted");
-                for (name, value) in &pairs {
-                    prop_assert!(!name.chars().chain(value.chars()).any(char::is_control));
-                    if value.is_empty() {
-                        prop_assert_eq!(params.get(name), None);
-                    } else {
-                        prop_assert_eq!(params.get(name), Some(value.as_str()));
-                    }
-                }
-            }
-            Err(_) => {
-                let repeated = pairs.iter().enumerate().any(|(i, (n, _))| {
-                    pairs[..i].iter().any(|(m, _)| m == n)
-                });
-                let control = pairs
-                    .iter()
-                    .any(|(n, v)| n.chars().chain(v.chars()).any(char::is_control));
-                prop_assert!(repeated || control, "refused without cause: {:?}", pairs);
-            }
-        }
+        parses_exactly_the_valid_pairs(pairs)?;
     }
 
+    /// Pairs no form decoder produced: any characters (control and multi-byte included), so
+    /// the check does not lean on what `form_urlencoded` happens to emit.
     #[test]
-    fn arbitrary_parameter_pairs_never_panic(
-        pairs in prop::collection::vec((".{0,12}", ".{0,40}"), 0..12)
+    fn any_parameter_pairs_parse_or_are_refused_for_their_cause(
+        pairs in prop::collection::vec(
+            (
+                prop_oneof![3 => Just("scope".to_string()), 1 => ".{0,12}"],
+                prop_oneof![1 => Just(String::new()), 4 => ".{0,40}"],
+            ),
+            0..12,
+        )
     ) {
-        let _ = Params::parse(pairs);
+        parses_exactly_the_valid_pairs(pairs)?;
     }
+}
+
+/// `Params::parse` accepts a set of pairs exactly when no name repeats and no name or value
+/// holds a control character, and then hands back each non-empty value under its name.
+fn parses_exactly_the_valid_pairs(pairs: Vec<(String, String)>) -> Result<(), TestCaseError> {
+    match Params::parse(pairs.clone()) {
+        Ok(params) => {
+            let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            prop_assert_eq!(names.len(), pairs.len(), "a repeated name was accepted");
+            for (name, value) in &pairs {
+                prop_assert!(!name.chars().chain(value.chars()).any(char::is_control));
+                if value.is_empty() {
+                    prop_assert_eq!(params.get(name), None);
+                } else {
+                    prop_assert_eq!(params.get(name), Some(value.as_str()));
+                }
+            }
+        }
+        Err(_) => {
+            let repeated = pairs
+                .iter()
+                .enumerate()
+                .any(|(i, (n, _))| pairs[..i].iter().any(|(m, _)| m == n));
+            let control = pairs
+                .iter()
+                .any(|(n, v)| n.chars().chain(v.chars()).any(char::is_control));
+            prop_assert!(repeated || control, "refused without cause: {:?}", pairs);
+        }
+    }
+    Ok(())
 }
 
 /// The signing keys of a real provider, generated as `tessera serve` does.
@@ -82,7 +98,7 @@ fn key_ring() -> std::sync::Arc<KeyRing> {
     static RING: std::sync::OnceLock<std::sync::Arc<KeyRing>> = std::sync::OnceLock::new();
     RING.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut settings = crate::helpers::test_settings(
+        let mut settings = crate::testkit::test_settings(
             &format!("sqlite://{}", dir.path().join("t.db").display()),
             &dir.path().join("keys"),
         );

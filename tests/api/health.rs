@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::TestEnv;
+use crate::testkit::TestEnv;
 
 #[tokio::test]
 async fn healthz_answers_while_the_process_is_up() {

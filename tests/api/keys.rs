@@ -4,7 +4,9 @@ use serde_json::Value;
 use tessera::db::Database;
 use tessera::db::repo::signing_keys;
 
-use crate::helpers::{TestApp, TestEnv, stdout_json};
+use std::time::Duration;
+
+use crate::testkit::{TestApp, TestEnv, eventually, stdout_json};
 
 async fn published_kids(app: &TestApp) -> Vec<String> {
     let body: Value = app
@@ -168,20 +170,38 @@ async fn a_missing_key_file_is_a_clear_start_up_error() {
     assert!(error.contains(&kid) && error.contains("missing"), "{error}");
 }
 
-/// Polls `check` every 100 ms for up to `secs` seconds.
-async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// Returns once a key maintenance tick (`keys.reload_interval_secs`, on the real clock) has run
+/// from start to end after the call, so a test can say what that tick did not do. The witness
+/// is a retired probe key: every tick deletes the private files of retired keys, after
+/// retiring what was due. A tick already under way may delete the first probe, so a second
+/// probe, planted once the first is gone, is deleted only by a tick that began later.
+async fn one_full_maintenance_tick(app: &TestApp, keys_dir: &std::path::Path) {
+    for _ in 0..2 {
+        let kid = format!("tick-probe-{}", uuid::Uuid::now_v7().simple());
+        let row = tessera::db::models::SigningKeyRow {
+            kid: kid.clone(),
+            algorithm: "RS256".into(),
+            state: "retired".into(),
+            created_at: 0,
+            activated_at: None,
+            retiring_at: None,
+            retired_at: Some(0),
+        };
+        app.query(move |c| signing_keys::insert(c, &row)).await;
+        let file = keys_dir.join(format!("{kid}.pem"));
+        std::fs::write(&file, "probe").expect("probe file");
+        eventually(
+            Duration::from_secs(10),
+            "a key maintenance tick to delete a retired key's file",
+            || async { !file.exists() },
+        )
+        .await;
+        app.query(move |c| {
+            use diesel::prelude::*;
+            diesel::delete(tessera::db::schema::signing_keys::table.find(kid)).execute(c)
+        })
+        .await;
     }
-    false
 }
 
 #[tokio::test]
@@ -214,17 +234,21 @@ async fn a_running_server_picks_up_rotations_without_restart() {
 
     let first = stdout_json(&env.cli(&["keys", "rotate"], None));
     let next = first["next"].as_str().expect("next").to_string();
-    assert!(
-        eventually(5, || async { published_kids(&app).await.contains(&next) }).await,
-        "the next key is published without a restart"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "the next key is published without a restart",
+        || async { published_kids(&app).await.contains(&next) },
+    )
+    .await;
     assert_eq!(signing_kid(&app), original, "but does not sign yet");
 
     stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
-    assert!(
-        eventually(5, || async { signing_kid(&app) == next }).await,
-        "the promoted key signs without a restart"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "the promoted key signs without a restart",
+        || async { signing_kid(&app) == next },
+    )
+    .await;
     let kids = published_kids(&app).await;
     assert_eq!(kids.len(), 3);
     assert_eq!(kids[0], next, "the active key first");
@@ -267,22 +291,26 @@ async fn a_retiring_key_leaves_the_jwks_once_its_tokens_have_expired() {
     let original = signing_kid(&app);
     stdout_json(&env.cli(&["keys", "rotate"], None));
     stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
-    assert!(eventually(5, || async { signing_kid(&app) != original }).await);
+    eventually(
+        Duration::from_secs(5),
+        "the promoted key to sign",
+        || async { signing_kid(&app) != original },
+    )
+    .await;
 
     // 300 s (the longest lifetime) + 10 s leeway + 1 s reload: one second short, still there.
     app.clock.advance(310);
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    one_full_maintenance_tick(&app, &env.keys_dir()).await;
     assert!(published_kids(&app).await.contains(&original));
     assert!(key_states(&env).contains(&(original.clone(), "retiring".to_string())));
 
     app.clock.advance(10);
-    assert!(
-        eventually(5, || async {
-            !published_kids(&app).await.contains(&original)
-        })
-        .await,
-        "retired once every token it signed has expired"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "retired once every token it signed has expired",
+        || async { !published_kids(&app).await.contains(&original) },
+    )
+    .await;
     assert!(key_states(&env).contains(&(original.clone(), "retired".to_string())));
     app.stop().await;
 }
@@ -296,18 +324,20 @@ async fn a_configured_schedule_rotates_by_itself() {
     settings.keys.rotate_interval_secs = 3600;
     let app = env.spawn_with(settings).await;
     let original = signing_kid(&app);
-    assert!(
-        eventually(5, || async { published_kids(&app).await.len() == 2 }).await,
-        "a next key is published as soon as the schedule is on"
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    eventually(
+        Duration::from_secs(5),
+        "a next key is published as soon as the schedule is on",
+        || async { published_kids(&app).await.len() == 2 },
+    )
+    .await;
+    one_full_maintenance_tick(&app, &env.keys_dir()).await;
     assert_eq!(signing_kid(&app), original, "not due yet");
     // A few seconds more: the first key was created on the real clock, maybe a second later.
     app.clock.advance(3605);
-    assert!(
-        eventually(5, || async { signing_kid(&app) != original }).await,
-        "rotated when due"
-    );
+    eventually(Duration::from_secs(5), "rotated when due", || async {
+        signing_kid(&app) != original
+    })
+    .await;
     let states = key_states(&env);
     assert!(states.contains(&(original, "retiring".to_string())));
     assert_eq!(states.iter().filter(|(_, s)| s == "next").count(), 1);
@@ -341,7 +371,7 @@ async fn a_retired_keys_private_file_is_deleted_and_no_other_item20() {
     std::fs::write(&stray, "not a key").expect("write");
 
     a.clock.advance(30);
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    one_full_maintenance_tick(&a, &env.keys_dir()).await;
     assert!(key_states(&env).contains(&(original.clone(), "retiring".to_string())));
     assert!(
         key_file(&env, &original).exists(),
@@ -349,10 +379,12 @@ async fn a_retired_keys_private_file_is_deleted_and_no_other_item20() {
     );
 
     a.clock.advance(45);
-    assert!(
-        eventually(5, || async { !key_file(&env, &original).exists() }).await,
-        "the retired key's file is deleted"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "the retired key's file is deleted",
+        || async { !key_file(&env, &original).exists() },
+    )
+    .await;
     assert!(key_states(&env).contains(&(original.clone(), "retired".to_string())));
     for kid in [&active, &next] {
         assert!(key_file(&env, kid).exists(), "{kid} keeps its file");
@@ -363,10 +395,12 @@ async fn a_retired_keys_private_file_is_deleted_and_no_other_item20() {
     );
 
     std::fs::write(key_file(&env, &original), "left behind").expect("write");
-    assert!(
-        eventually(5, || async { !key_file(&env, &original).exists() }).await,
-        "a file left behind goes on the next tick"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "a file left behind goes on the next tick",
+        || async { !key_file(&env, &original).exists() },
+    )
+    .await;
     for app in [&a, &b] {
         assert!(!published_kids(app).await.contains(&original));
         assert_eq!(signing_kid(app), active);

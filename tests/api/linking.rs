@@ -4,79 +4,20 @@
 //! owns an address; an unverified account never blocks the address's owner; one address, one
 //! account's tokens.
 
-use std::collections::HashMap;
-
 use diesel::prelude::*;
 use serde_json::{Value, json};
 use tessera::config::Secret;
 use tessera::db::schema::{audit_events, federated_identities, users};
 
 use crate::federation::{
-    PASSWORD, REDIRECT, VERIFIER, World, app_request, claims_of, exchange, location, query_of,
-    serde_urlencoded, unverified_user, user_count, world_with,
+    REDIRECT, World, app_request, exchange, serde_urlencoded, unverified_user, user_count,
+    world_with,
 };
-use crate::helpers::TestApp;
-use crate::smtp_sink::SmtpSink;
-use crate::upstream::{self, Identity};
+use crate::testkit::smtp::SmtpSink;
+use crate::testkit::upstream::{self, Identity};
+use crate::testkit::{HttpBrowser, PASSWORD, TestApp, VERIFIER, claims_of, location, query_of};
 
 const ATTACKER_PASSWORD: &str = "the attacker's own passphrase";
-
-/// A browser: follows nothing by itself, keeps cookies by name (a removal deletes one).
-struct Browser {
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookies: HashMap::new(),
-        }
-    }
-
-    fn jar(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if self.cookies.is_empty() {
-            return request;
-        }
-        let jar: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        request.header("Cookie", jar.join("; "))
-    }
-
-    fn keep(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all("set-cookie") {
-            let value = value.to_str().expect("ascii");
-            let pair = value.split(';').next().expect("pair");
-            let (name, content) = pair.split_once('=').expect("name=value");
-            if content.is_empty() || value.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.into(), content.into());
-            }
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> reqwest::Response {
-        let request = self.jar(self.http.get(url).header("accept", "text/html"));
-        let response = request.send().await.expect("request");
-        self.keep(&response);
-        response
-    }
-
-    async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let request = self.jar(self.http.post(url).header("accept", "text/html").form(form));
-        let response = request.send().await.expect("request");
-        self.keep(&response);
-        response
-    }
-}
 
 /// The value of a hidden input on a page.
 fn hidden(html: &str, name: &str) -> String {
@@ -133,7 +74,7 @@ fn identity(sub: &str, email: &str, verified: bool) -> Identity {
 /// upstream `idp`, to Tessera's answer to the callback.
 async fn through(
     world: &World,
-    browser: &mut Browser,
+    browser: &mut HttpBrowser,
     idp: &str,
     with_app: bool,
 ) -> reqwest::Response {
@@ -168,21 +109,9 @@ async fn id_claims_from(world: &World, answer: &reqwest::Response) -> Value {
     claims_of(tokens["id_token"].as_str().expect("id token"))
 }
 
-async fn query<T: Send + 'static>(
-    app: &TestApp,
-    f: impl FnOnce(&mut tessera::db::DbConnection) -> QueryResult<T> + Send + 'static,
-) -> T {
-    app.state
-        .services
-        .db
-        .run(move |conn| f(conn).map_err(tessera::db::DbError::from))
-        .await
-        .expect("query")
-}
-
 async fn identities_of(app: &TestApp, user_id: &str) -> Vec<String> {
     let user_id = user_id.to_string();
-    query(app, move |c| {
+    app.query(move |c| {
         federated_identities::table
             .filter(federated_identities::user_id.eq(user_id))
             .select(federated_identities::subject)
@@ -193,7 +122,7 @@ async fn identities_of(app: &TestApp, user_id: &str) -> Vec<String> {
 
 async fn verified_at(app: &TestApp, user_id: &str) -> Option<Option<i64>> {
     let user_id = user_id.to_string();
-    query(app, move |c| {
+    app.query(move |c| {
         users::table
             .find(user_id)
             .select(users::email_verified_at)
@@ -207,17 +136,6 @@ async fn password_login(app: &TestApp, email: &str, password: &str) -> reqwest::
     let (client, secret) = app.first_party_client().await;
     app.password_login((&client, &secret), email, password, "openid email")
         .await
-}
-
-async fn userinfo_status(app: &TestApp, access_token: &str) -> u16 {
-    app.client
-        .get(app.url("/userinfo"))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
 }
 
 /// Self-registration as the attacker would do it; returns the account id.
@@ -292,7 +210,7 @@ async fn item4_a_scanner_opening_the_verification_link_verifies_nothing() {
     );
 
     // The person opens it: a confirmation page; its form verifies.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let page = browser.get(&link).await;
     assert_eq!(page.status(), 200);
     assert_page_headers(&page);
@@ -338,13 +256,13 @@ async fn item4_the_verification_form_refuses_a_post_without_its_csrf_cookie() {
     let app = &world.app;
     let id = register(app, "ann@example.com", PASSWORD).await;
     let link = sink.wait_for(1).await[0].link("/account/verify-email");
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = browser.get(&link).await.text().await.expect("html");
     let token = hidden(&html, "token");
     let csrf = hidden(&html, "csrf_token");
 
     // Another site's form: no cookie, or a field that does not match it.
-    let mut stranger = Browser::new();
+    let mut stranger = HttpBrowser::for_pages();
     for form in [
         vec![("token", token.as_str()), ("csrf_token", csrf.as_str())],
         vec![("token", token.as_str())],
@@ -429,7 +347,7 @@ async fn item4_pre_hijack_attack_a_scanned_link_and_a_later_upstream_sign_in_giv
     world
         .upstream
         .set_identity(identity("victim-google", "victim@corp.com", true));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let answer = through(&world, &mut browser, "google", true).await;
     let id = id_claims_from(&world, &answer).await;
 
@@ -459,7 +377,8 @@ async fn item4_pre_hijack_attack_a_scanned_link_and_a_later_upstream_sign_in_giv
     // The attacker's access token is refused at Tessera (the account's stamp changed), and the
     // account carries the address in no token (checked for every account in item 21's test).
     assert_eq!(
-        userinfo_status(app, before["access_token"].as_str().expect("at")).await,
+        app.userinfo_status(before["access_token"].as_str().expect("at"))
+            .await,
         401
     );
     assert!(
@@ -468,7 +387,7 @@ async fn item4_pre_hijack_attack_a_scanned_link_and_a_later_upstream_sign_in_giv
             .contains(&"email_released".to_string())
     );
     // The victim's next sign-in is the same account.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let again = through(&world, &mut browser, "google", true).await;
     assert_eq!(id_claims_from(&world, &again).await["sub"], id["sub"]);
     world.upstream.stop().await;
@@ -487,7 +406,7 @@ async fn gina_world() -> (World, String) {
 }
 
 /// Through the upstream to the link page; returns the page's HTML.
-async fn to_link_page(world: &World, browser: &mut Browser, with_app: bool) -> String {
+async fn to_link_page(world: &World, browser: &mut HttpBrowser, with_app: bool) -> String {
     let answer = through(world, browser, "google", with_app).await;
     assert_eq!(answer.status(), 303, "{:?}", answer.text().await);
     assert_eq!(location(&answer), "/auth/link");
@@ -514,7 +433,7 @@ async fn to_link_page(world: &World, browser: &mut Browser, with_app: bool) -> S
 #[tokio::test]
 async fn item4_linking_to_a_password_account_needs_its_password() {
     let (world, gina) = gina_world().await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = to_link_page(&world, &mut browser, true).await;
     for id in [
         r#"id="link-form""#,
@@ -530,12 +449,14 @@ async fn item4_linking_to_a_password_account_needs_its_password() {
     assert_eq!(user_count(&world.app).await, 1);
     // Only a hash of the browser's secret is stored.
     let secret = browser.cookies["tessera_link"].clone();
-    let stored: Vec<String> = query(&world.app, |c| {
-        tessera::db::schema::pending_links::table
-            .select(tessera::db::schema::pending_links::secret_hash)
-            .load(c)
-    })
-    .await;
+    let stored: Vec<String> = world
+        .app
+        .query(|c| {
+            tessera::db::schema::pending_links::table
+                .select(tessera::db::schema::pending_links::secret_hash)
+                .load(c)
+        })
+        .await;
     assert_eq!(stored, [tessera::crypto::sha256_hex(secret.as_bytes())]);
     assert!(!html.contains(&secret), "the secret is not on the page");
 
@@ -565,7 +486,7 @@ async fn item4_linking_to_a_password_account_needs_its_password() {
     let replay = browser.get(&world.app.url("/auth/link")).await;
     assert_eq!(replay.status(), 400);
     // And the next sign-in is a returning one, with no page.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let again = through(&world, &mut browser, "google", true).await;
     assert_eq!(id_claims_from(&world, &again).await["sub"], gina.as_str());
     world.upstream.stop().await;
@@ -574,7 +495,7 @@ async fn item4_linking_to_a_password_account_needs_its_password() {
 #[tokio::test]
 async fn item4_a_wrong_password_links_nothing_and_says_so() {
     let (world, gina) = gina_world().await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = to_link_page(&world, &mut browser, true).await;
     let csrf = hidden(&html, "csrf_token");
     let wrong = browser
@@ -595,13 +516,15 @@ async fn item4_a_wrong_password_links_nothing_and_says_so() {
     assert!(html.contains(r#"id="link-form""#), "the form again: {html}");
     assert!(identities_of(&world.app, &gina).await.is_empty());
     assert_eq!(user_count(&world.app).await, 1);
-    let failures: i64 = query(&world.app, |c| {
-        audit_events::table
-            .filter(audit_events::event.eq("login_failure"))
-            .count()
-            .get_result(c)
-    })
-    .await;
+    let failures: i64 = world
+        .app
+        .query(|c| {
+            audit_events::table
+                .filter(audit_events::event.eq("login_failure"))
+                .count()
+                .get_result(c)
+        })
+        .await;
     assert_eq!(failures, 1, "counted as a failed sign-in");
     // The right one still works afterwards.
     let linked = browser
@@ -621,7 +544,7 @@ async fn item4_a_wrong_password_links_nothing_and_says_so() {
 #[tokio::test]
 async fn item4_declining_the_link_links_nothing_and_the_app_gets_access_denied() {
     let (world, gina) = gina_world().await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = to_link_page(&world, &mut browser, true).await;
     let csrf = hidden(&html, "csrf_token");
     let declined = browser
@@ -654,7 +577,7 @@ async fn item4_declining_the_link_links_nothing_and_the_app_gets_access_denied()
     assert!(identities_of(&world.app, &gina).await.is_empty());
 
     // Declining a direct sign-in (no app): a page, signed in nowhere.
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = to_link_page(&world, &mut browser, false).await;
     let csrf = hidden(&html, "csrf_token");
     let declined = browser
@@ -672,7 +595,7 @@ async fn item4_declining_the_link_links_nothing_and_the_app_gets_access_denied()
 #[tokio::test]
 async fn item4_the_pending_link_is_bound_to_this_browser_and_csrf_protected() {
     let (world, gina) = gina_world().await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = to_link_page(&world, &mut browser, true).await;
     let csrf = hidden(&html, "csrf_token");
     let url = world.app.url("/auth/link");
@@ -683,12 +606,12 @@ async fn item4_the_pending_link_is_bound_to_this_browser_and_csrf_protected() {
     ];
 
     // Another browser (the attacker's) with the page's field but not the cookie.
-    let mut attacker = Browser::new();
+    let mut attacker = HttpBrowser::for_pages();
     let refused = attacker.post_form(&url, &form).await;
     assert_eq!(refused.status(), 400);
     assert_eq!(attacker.get(&url).await.status(), 400);
     // A forged cookie value, and a cross-site post without the field.
-    let mut forger = Browser::new();
+    let mut forger = HttpBrowser::for_pages();
     forger.cookies.insert("tessera_link".into(), "A".repeat(43));
     assert_eq!(forger.post_form(&url, &form).await.status(), 400);
     let no_csrf = browser
@@ -708,7 +631,7 @@ async fn item4_the_pending_link_is_bound_to_this_browser_and_csrf_protected() {
     assert_eq!(bad_csrf.status(), 403);
     // The right cookie and field, but posted from another site's page.
     let cross_site = browser
-        .jar(
+        .prepare(
             browser
                 .http
                 .post(&url)
@@ -740,7 +663,7 @@ async fn item4_the_link_page_is_throttled_like_a_login() {
         .app
         .create_user("gina@example.com", PASSWORD, &[])
         .await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = to_link_page(&world, &mut browser, true).await;
     let csrf = hidden(&html, "csrf_token");
     let url = world.app.url("/auth/link");
@@ -783,7 +706,7 @@ async fn item4_the_link_page_is_throttled_like_a_login() {
 #[tokio::test]
 async fn item4_a_direct_sign_in_continues_after_the_link() {
     let (world, gina) = gina_world().await;
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let html = to_link_page(&world, &mut browser, false).await;
     let csrf = hidden(&html, "csrf_token");
     let done = browser
@@ -810,13 +733,13 @@ async fn item4_a_federated_only_account_links_without_a_page() {
     world
         .upstream
         .set_identity(identity("first", "gina@example.com", true));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let first = id_claims_from(&world, &through(&world, &mut browser, "google", true).await).await;
     // Same address, another Google subject (a re-created Google account): linked at once.
     world
         .upstream
         .set_identity(identity("second", "gina@example.com", true));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let second = id_claims_from(&world, &through(&world, &mut browser, "google", true).await).await;
     assert_eq!(first["sub"], second["sub"]);
     world.upstream.stop().await;
@@ -868,7 +791,7 @@ async fn item4_unverified_accounts_are_purged_after_the_ttl_only_when_mail_is_on
     let promoted = register(app, "promoted@example.com", PASSWORD).await;
     {
         let promoted = promoted.clone();
-        query(app, move |c| {
+        app.query(move |c| {
             diesel::update(users::table.find(promoted))
                 .set(users::roles.eq("admin"))
                 .execute(c)
@@ -879,7 +802,7 @@ async fn item4_unverified_accounts_are_purged_after_the_ttl_only_when_mail_is_on
     world
         .upstream
         .set_identity(identity("no-address", "anon@example.com", false));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let federated = id_claims_from(&world, &through(&world, &mut browser, "google", true).await)
         .await["sub"]
         .as_str()
@@ -891,7 +814,7 @@ async fn item4_unverified_accounts_are_purged_after_the_ttl_only_when_mail_is_on
         .find(|m| m.to == ["kept@example.com"])
         .expect("mail")
         .link("/account/verify-email");
-    let mut person = Browser::new();
+    let mut person = HttpBrowser::for_pages();
     let html = person.get(&link).await.text().await.expect("html");
     let form = [
         ("token", hidden(&html, "token")),
@@ -950,7 +873,7 @@ async fn item4_a_verified_identity_takes_the_address_from_an_unverified_account(
     world
         .upstream
         .set_identity(identity("hal-google", "hal@example.com", true));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let answer = through(&world, &mut browser, "google", true).await;
     let id = id_claims_from(&world, &answer).await;
     assert_ne!(id["sub"], unverified.as_str());
@@ -965,13 +888,14 @@ async fn item4_a_verified_identity_takes_the_address_from_an_unverified_account(
     );
     let events = app.audit_events(&unverified).await;
     assert!(events.contains(&"email_released".to_string()), "{events:?}");
-    let key: String = query(app, move |c| {
-        users::table
-            .find(unverified)
-            .select(users::email_lower)
-            .first(c)
-    })
-    .await;
+    let key: String = app
+        .query(move |c| {
+            users::table
+                .find(unverified)
+                .select(users::email_lower)
+                .first(c)
+        })
+        .await;
     assert_ne!(key, "hal@example.com");
     // Nor by its new key, which names its id (the `sub` its holder knows), with the old password.
     assert_eq!(
@@ -996,7 +920,7 @@ async fn item5_an_unverified_upstream_email_owns_no_address() {
     world
         .upstream
         .set_identity(identity("attacker-sub", "victim@corp.com", false));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let id = id_claims_from(&world, &through(&world, &mut browser, "google", true).await).await;
     assert!(id.get("email").is_none(), "{id}");
     // The address's owner can still register it, and a reset for it reaches their account.
@@ -1010,13 +934,14 @@ async fn item5_an_unverified_upstream_email_owns_no_address() {
         .await
         .expect("request");
     assert_eq!(reset.status(), 202);
-    let owner: String = query(app, |c| {
-        users::table
-            .filter(users::email_lower.eq("victim@corp.com"))
-            .select(users::id)
-            .first(c)
-    })
-    .await;
+    let owner: String = app
+        .query(|c| {
+            users::table
+                .filter(users::email_lower.eq("victim@corp.com"))
+                .select(users::id)
+                .first(c)
+        })
+        .await;
     assert_eq!(owner, victim);
     world.upstream.stop().await;
 }
@@ -1030,7 +955,7 @@ async fn item5_an_untrusted_upstream_never_links_to_a_verified_account() {
     world
         .upstream
         .set_identity(identity("acme-sub", "gina@example.com", true));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let answer = through(&world, &mut browser, "acme", true).await;
     assert_ne!(location(&answer), "/auth/link", "no offer to link either");
     let id = id_claims_from(&world, &answer).await;
@@ -1050,7 +975,7 @@ async fn item5_an_untrusted_upstream_never_links_to_a_verified_account() {
     world
         .upstream
         .set_identity(identity("acme-hal", "hal@example.com", true));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let id = id_claims_from(&world, &through(&world, &mut browser, "acme", true).await).await;
     assert_ne!(id["sub"], hal.as_str());
     assert!(id.get("email").is_none(), "{id}");
@@ -1080,7 +1005,7 @@ async fn item21_one_address_is_carried_by_one_accounts_tokens() {
     world
         .upstream
         .set_identity(identity("bob-google", "bob@example.com", true));
-    let mut browser = Browser::new();
+    let mut browser = HttpBrowser::for_pages();
     let google_id =
         id_claims_from(&world, &through(&world, &mut browser, "google", true).await).await;
     assert_ne!(google_id["sub"], password_account.as_str());
@@ -1089,17 +1014,17 @@ async fn item21_one_address_is_carried_by_one_accounts_tokens() {
     // The password account's tokens no longer work at Tessera (its stamp changed when it lost
     // the address), and no token it could get would carry the address (below).
     assert_eq!(
-        userinfo_status(app, session["access_token"].as_str().expect("at")).await,
+        app.userinfo_status(session["access_token"].as_str().expect("at"))
+            .await,
         401
     );
     // Every account: at most one releases bob@example.com.
-    let ids: Vec<String> = query(app, |c| users::table.select(users::id).load(c)).await;
+    let ids: Vec<String> = app.query(|c| users::table.select(users::id).load(c)).await;
     let mut carrying = 0;
     for id in ids {
-        let user = query(app, move |c| {
-            tessera::db::repo::users::find_by_id(c, &id).map(|u| u.expect("user"))
-        })
-        .await;
+        let user = app
+            .query(move |c| tessera::db::repo::users::find_by_id(c, &id).map(|u| u.expect("user")))
+            .await;
         let claims = tessera::tokens::user_claims(
             &user,
             &tessera::domain::ScopeSet::from_stored("openid email"),

@@ -3,17 +3,13 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tessera::clients::ClientSpec;
 use tessera::config::Settings;
 
-use crate::helpers::{TestApp, TestEnv};
-use crate::smtp_sink::SmtpSink;
+use crate::testkit::smtp::SmtpSink;
+use crate::testkit::{PASSWORD, REDIRECT, VERIFIER, pkce_challenge};
+use crate::testkit::{TestApp, TestEnv};
 
-const PASSWORD: &str = "correct horse battery";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const VERIFIER: &str = "a-long-random-pkce-verifier-of-at-least-forty-three-characters";
 const BAD_FORM: &str = "This sign-in form has expired or did not come from this site.";
 
 async fn client_with_redirect(app: &TestApp, redirect: &str) -> String {
@@ -36,13 +32,7 @@ fn request(client_id: &str, redirect: &str) -> Vec<(&'static str, String)> {
         ("redirect_uri", redirect.into()),
         ("scope", "openid email".into()),
         ("state", "s-1".into()),
-        (
-            "code_challenge",
-            URL_SAFE_NO_PAD.encode(ring::digest::digest(
-                &ring::digest::SHA256,
-                VERIFIER.as_bytes(),
-            )),
-        ),
+        ("code_challenge", pkce_challenge(VERIFIER)),
         ("code_challenge_method", "S256".into()),
     ]
 }

@@ -4,9 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestEnv};
-
-const PASSWORD: &str = "correct horse battery";
+use crate::testkit::PASSWORD;
+use crate::testkit::{TestApp, TestEnv};
 
 /// Every sample of a scrape, by its name with labels as written (`name{a="b"}`).
 async fn scrape(app: &TestApp, base: &str) -> HashMap<String, f64> {

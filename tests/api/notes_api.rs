@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 use tessera::clients::ClientSpec;
 
-use crate::helpers::{TestApp, TestEnv};
+use crate::testkit::PASSWORD;
+use crate::testkit::{TestApp, TestEnv};
 
 async fn start_api(app: &TestApp) -> (String, actix_web::dev::ServerHandle) {
     let api = notes_api::build(notes_api::NotesConfig {
@@ -24,9 +25,7 @@ async fn start_api(app: &TestApp) -> (String, actix_web::dev::ServerHandle) {
 }
 
 async fn login(app: &TestApp, client: (&str, &str), email: &str, scope: &str) -> String {
-    let response = app
-        .password_login(client, email, "correct horse battery", scope)
-        .await;
+    let response = app.password_login(client, email, PASSWORD, scope).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     body["access_token"].as_str().expect("token").to_string()
@@ -47,9 +46,8 @@ async fn notes_belong_to_their_owner_and_the_admin_route_needs_the_role() {
         .await;
     let secret = secret.expect("confidential");
     let client = (id.as_str(), secret.as_str());
-    app.create_user("alice@example.com", "correct horse battery", &[])
-        .await;
-    app.create_user("root@example.com", "correct horse battery", &["admin"])
+    app.create_user("alice@example.com", PASSWORD, &[]).await;
+    app.create_user("root@example.com", PASSWORD, &["admin"])
         .await;
     let (api, handle) = start_api(&app).await;
     let http = reqwest::Client::new();

@@ -1,51 +1,7 @@
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 
-use crate::helpers::{TestApp, TestEnv};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// Verifies a JWT with `ring` against the published JWKS: an RSA implementation independent
-/// of the server's (aws-lc-rs signs, jsonwebtoken verifies there). Returns (header, claims).
-pub async fn verify_independently(app: &TestApp, token: &str) -> (Value, Value) {
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .expect("jwks");
-    let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 3, "compact JWS");
-    let decode = |part: &str| -> Value {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
-    };
-    let header = decode(parts[0]);
-    assert_eq!(header["alg"], "RS256");
-    let kid = header["kid"].as_str().expect("kid");
-    let jwk = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("signing key published");
-    let n = URL_SAFE_NO_PAD
-        .decode(jwk["n"].as_str().expect("n"))
-        .expect("n");
-    let e = URL_SAFE_NO_PAD
-        .decode(jwk["e"].as_str().expect("e"))
-        .expect("e");
-    let signature = URL_SAFE_NO_PAD.decode(parts[2]).expect("signature");
-    ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
-        .verify(
-            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            format!("{}.{}", parts[0], parts[1]).as_bytes(),
-            &signature,
-        )
-        .expect("signature verifies");
-    (header, decode(parts[1]))
-}
+use crate::testkit::{PASSWORD, TestApp, TestEnv, verify_independently};
 
 async fn setup() -> (TestEnv, TestApp, String, (String, String)) {
     let env = TestEnv::new();

@@ -3,16 +3,11 @@
 
 use tessera::clients::ClientSpec;
 
-use crate::helpers::{TestApp, TestEnv};
-
-const VERIFIER: &str = "a-long-random-pkce-verifier-of-at-least-forty-three-characters";
+use crate::testkit::{TestApp, TestEnv};
+use crate::testkit::{VERIFIER, pkce_challenge};
 
 fn challenge() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        VERIFIER.as_bytes(),
-    ))
+    pkce_challenge(VERIFIER)
 }
 
 async fn native_app(app: &TestApp, redirect: &str) -> String {

@@ -6,9 +6,8 @@ use serde_json::{Value, json};
 use tessera::clients::ClientSpec;
 use tessera::db::{DbConnection, DbError};
 
-use crate::helpers::{TestApp, TestEnv};
-
-const PASSWORD: &str = "correct horse battery";
+use crate::testkit::{PASSWORD, claims_of};
+use crate::testkit::{TestApp, TestEnv};
 
 struct Login {
     access: String,
@@ -76,7 +75,7 @@ async fn every_refresh_rotates_and_a_replay_kills_the_family() {
     let second = rotate(&app, &client, &first.refresh).await;
     assert_ne!(second.refresh, first.refresh);
     assert_ne!(second.access, first.access);
-    let (_, claims) = crate::password_grant::verify_independently(&app, &second.access).await;
+    let (_, claims) = crate::testkit::verify_independently(&app, &second.access).await;
     assert_eq!(claims["sub"], user.as_str());
     let third = rotate(&app, &client, &second.refresh).await;
 
@@ -160,7 +159,7 @@ async fn sixteen_concurrent_refreshes_of_one_token_give_exactly_one_success() {
 async fn two_server_processes_on_one_database_give_exactly_one_success() {
     let env = TestEnv::new();
     let (app, _user, client) = setup_with(&env, env.settings()).await;
-    let other = crate::helpers::ServerProcess::start(&env);
+    let other = crate::testkit::ServerProcess::start(&env);
     let first = login(&app, &client, "api").await;
     let there = reqwest::Client::new();
     let remote = (0..8).map(|_| {
@@ -489,7 +488,7 @@ async fn log_out_everywhere_ends_every_session_of_the_user() {
     // The CLI does the same for any user.
     let tablet = login(&app, &client, "api").await;
     let out = env.cli(&["user", "logout", "--email", "ann@example.com"], None);
-    assert_eq!(crate::helpers::stdout_json(&out)["revoked_sessions"], 1);
+    assert_eq!(crate::testkit::stdout_json(&out)["revoked_sessions"], 1);
     assert_refused(&app, &client, &tablet.refresh).await;
     app.stop().await;
 }
@@ -499,6 +498,9 @@ async fn purge_deletes_only_what_is_past_retention() {
     let env = TestEnv::new();
     let mut settings = env.settings();
     settings.tokens.refresh_idle_ttl_secs = 100;
+    // An hour, not the default week: the live session below rotates every 90 s of the test
+    // clock until retention has passed, one HTTP round trip each.
+    settings.purge.retention_secs = 3600;
     let (app, _user, client) = setup_with(&env, settings).await;
     let dead = login(&app, &client, "api").await;
     assert_eq!(revoke(&app, &client, &dead.refresh).await, 200);
@@ -668,17 +670,6 @@ async fn purge_deletes_audit_events_past_their_retention() {
 }
 
 /// The claims of a JWT, read without checking it (other tests check signatures).
-fn claims_of(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64url"),
-    )
-    .expect("JSON claims")
-}
-
 /// Item 3: every ID token and access token of a session carries the time of the password
 /// check, not the time of the refresh (OIDC Core §12.2).
 #[tokio::test]
@@ -787,17 +778,6 @@ async fn after_a_grace_retry_only_one_token_of_the_family_is_live_item15() {
     app.stop().await;
 }
 
-async fn userinfo_status(app: &TestApp, access: &str) -> u16 {
-    app.client
-        .get(app.url("/userinfo"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
-}
-
 /// Item 11: introspection and Tessera's own endpoints agree: the access tokens of a disabled
 /// or deleted user are dead at both (and stay dead when the account is enabled again).
 #[tokio::test]
@@ -805,7 +785,7 @@ async fn introspection_and_userinfo_agree_on_disabled_and_deleted_users_item11()
     let env = TestEnv::new();
     let (app, _user, client) = setup_with(&env, env.settings()).await;
     let session = login(&app, &client, "openid api").await;
-    assert_eq!(userinfo_status(&app, &session.access).await, 200);
+    assert_eq!(app.userinfo_status(&session.access).await, 200);
     assert_eq!(
         introspect(&app, &client, &session.access).await["active"],
         true
@@ -813,7 +793,7 @@ async fn introspection_and_userinfo_agree_on_disabled_and_deleted_users_item11()
 
     let out = env.cli(&["user", "disable", "--email", "ann@example.com"], None);
     assert!(out.status.success());
-    assert_eq!(userinfo_status(&app, &session.access).await, 401);
+    assert_eq!(app.userinfo_status(&session.access).await, 401);
     assert_eq!(
         introspect(&app, &client, &session.access).await,
         json!({"active": false}),
@@ -821,7 +801,7 @@ async fn introspection_and_userinfo_agree_on_disabled_and_deleted_users_item11()
     );
     let out = env.cli(&["user", "enable", "--email", "ann@example.com"], None);
     assert!(out.status.success());
-    assert_eq!(userinfo_status(&app, &session.access).await, 401);
+    assert_eq!(app.userinfo_status(&session.access).await, 401);
     assert_eq!(
         introspect(&app, &client, &session.access).await,
         json!({"active": false}),
@@ -835,7 +815,7 @@ async fn introspection_and_userinfo_agree_on_disabled_and_deleted_users_item11()
     );
     let out = env.cli(&["user", "delete", "--email", "ann@example.com"], None);
     assert!(out.status.success());
-    assert_eq!(userinfo_status(&app, &session.access).await, 401);
+    assert_eq!(app.userinfo_status(&session.access).await, 401);
     assert_eq!(
         introspect(&app, &client, &session.access).await,
         json!({"active": false}),

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{ServerProcess, TestEnv, stdout_json};
+use crate::testkit::PASSWORD;
+use crate::testkit::{ServerProcess, TestEnv, stdout_json};
 
-const PASSWORD: &str = "correct horse battery";
 const ISSUER: &str = "http://id.tessera.test";
 
 struct Replicas {

@@ -3,10 +3,9 @@
 use serde_json::{Value, json};
 use tessera::clients::ClientSpec;
 
-use crate::helpers::{TestApp, TestEnv};
-use crate::password_grant::verify_independently;
-
-const PASSWORD: &str = "correct horse battery";
+use crate::testkit::PASSWORD;
+use crate::testkit::verify_independently;
+use crate::testkit::{TestApp, TestEnv};
 
 async fn access_token(
     app: &TestApp,

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tessera::clients::ClientSpec;
 use tessera::clock::Clock;
 
-use crate::helpers::{TestApp, TestEnv};
+use crate::testkit::{TestApp, TestEnv};
 
 const ISSUER: &str = "https://id.tessera.test";
 
@@ -93,7 +93,7 @@ async fn rotate(env: &Arc<TestEnv>) -> (bool, Value, String) {
     tokio::task::spawn_blocking(move || {
         // The CLI judges "published long enough" by its own configuration, so it gets the
         // servers' (as an operator's would, from the same config file).
-        let output = crate::helpers::run_cli(
+        let output = crate::testkit::run_cli(
             &["keys", "rotate"],
             &[
                 ("DATABASE_URL", env.db.url.as_str()),

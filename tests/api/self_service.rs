@@ -9,10 +9,10 @@ use tessera::db::schema::{
     account_tokens, audit_events, federated_identities, mail_outbox, refresh_token_families, users,
 };
 
-use crate::helpers::{ServerProcess, TestApp, TestEnv};
-use crate::smtp_sink::SmtpSink;
+use crate::testkit::smtp::SmtpSink;
+use crate::testkit::{DEADLINE, PASSWORD, eventually};
+use crate::testkit::{ServerProcess, TestApp, TestEnv};
 
-const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "a much newer passphrase";
 const FROM: &str = "Tessera <no-reply@tessera.test>";
 
@@ -99,36 +99,33 @@ async fn outbox(app: &TestApp) -> Vec<tessera::db::repo::outbox::OutboxRow> {
 
 /// Waits until every queued mail is finished (sent, skipped or given up).
 async fn outbox_settled(app: &TestApp) -> Vec<tessera::db::repo::outbox::OutboxRow> {
-    for _ in 0..300 {
+    eventually(DEADLINE, "every queued mail to be finished", || async {
         let rows = outbox(app).await;
-        if rows.iter().all(|r| r.finished_at.is_some()) {
-            return rows;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the outbox never settled: {:?}", outbox(app).await);
+        rows.iter().all(|r| r.finished_at.is_some()).then_some(rows)
+    })
+    .await
 }
 
-/// Runs a query on the test's database.
-async fn query<T: Send + 'static>(
-    app: &TestApp,
-    work: impl FnOnce(&mut tessera::db::DbConnection) -> QueryResult<T> + Send + 'static,
-) -> T {
-    app.state
-        .services
-        .db
-        .run(move |conn| work(conn).map_err(tessera::db::DbError::from))
-        .await
-        .expect("query")
+/// Waits until a delivery attempt has failed, and returns that mail's row.
+async fn first_failed_delivery(app: &TestApp) -> tessera::db::repo::outbox::OutboxRow {
+    eventually(
+        DEADLINE,
+        "a failed delivery attempt in the outbox",
+        || async {
+            outbox(app)
+                .await
+                .into_iter()
+                .find(|r| r.last_error.is_some())
+        },
+    )
+    .await
 }
 
 async fn user_by_email(app: &TestApp, email: &str) -> tessera::domain::User {
     let email = email.to_lowercase();
-    query(app, move |c| {
-        tessera::db::repo::users::find_by_email(c, &email)
-    })
-    .await
-    .expect("the user exists")
+    app.query(move |c| tessera::db::repo::users::find_by_email(c, &email))
+        .await
+        .expect("the user exists")
 }
 
 fn token_of(link: &str) -> String {
@@ -165,12 +162,13 @@ async fn registration_mails_a_link_that_verifies_the_address_once() {
     );
     let token = token_of(&link);
     assert!(token.len() >= 43, "at least 256 bits");
-    let stored = query(&app, |c| {
-        account_tokens::table
-            .select(account_tokens::token_hash)
-            .load::<String>(c)
-    })
-    .await;
+    let stored = app
+        .query(|c| {
+            account_tokens::table
+                .select(account_tokens::token_hash)
+                .load::<String>(c)
+        })
+        .await;
     assert_eq!(
         stored,
         [tessera::crypto::sha256_hex(token.as_bytes())],
@@ -454,7 +452,7 @@ async fn password_reset_sets_the_password_once_and_ends_every_session() {
     assert!(events.contains(&"password_reset".to_string()), "{events:?}");
     let revoked_reason = {
         let user_id = user_id.clone();
-        query(&app, move |c| {
+        app.query(move |c| {
             refresh_token_families::table
                 .filter(refresh_token_families::user_id.eq(user_id))
                 .select(refresh_token_families::revoked_reason)
@@ -522,13 +520,7 @@ async fn mail_waits_in_the_outbox_while_the_smtp_server_is_down() {
     .await;
     assert_eq!(asked.status(), 202, "the request does not wait for SMTP");
 
-    let failed = loop {
-        let rows = outbox(&app).await;
-        if let Some(row) = rows.iter().find(|r| r.last_error.is_some()) {
-            break row.clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let failed = first_failed_delivery(&app).await;
     assert_eq!(failed.attempts, 1);
     assert!(failed.finished_at.is_none(), "still queued");
     assert_eq!(
@@ -536,14 +528,22 @@ async fn mail_waits_in_the_outbox_while_the_smtp_server_is_down() {
         app.clock.now() + 30,
         "first back-off"
     );
-    let tokens = query(&app, |c| account_tokens::table.count().get_result::<i64>(c)).await;
+    let tokens = app
+        .query(|c| account_tokens::table.count().get_result::<i64>(c))
+        .await;
     assert_eq!(
         tokens, 0,
         "the token of the mail that did not leave is gone"
     );
 
     let sink = SmtpSink::start_on(port).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A sender looking now (as the server's own does every poll) finds nothing due.
+    let svc = app.state.services.clone();
+    let mailer = svc.mailer.clone().expect("mail is on");
+    let sent = tessera::mail::outbox::send_due(&svc, &mailer)
+        .await
+        .expect("send");
+    assert_eq!(sent, 0, "not before the back-off is over");
     assert!(sink.mails().is_empty(), "not before the back-off is over");
     app.clock.advance(30);
     let mails = sink.wait_for(1).await;
@@ -579,9 +579,7 @@ async fn queued_mail_survives_a_restart() {
     )
     .await;
     assert_eq!(asked.status(), 202);
-    while outbox(&app).await.iter().all(|r| r.last_error.is_none()) {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    first_failed_delivery(&app).await;
     app.stop().await;
 
     // A new process (the real binary) finds the mail and sends it once the server is up.
@@ -719,7 +717,7 @@ async fn deleting_an_account_takes_its_sessions_identities_and_mail_with_it() {
     let access = session["access_token"].as_str().expect("access token");
     {
         let user_id = user_id.clone();
-        query(&app, move |c| {
+        app.query(move |c| {
             diesel::insert_into(federated_identities::table)
                 .values((
                     federated_identities::id.eq("fed-1"),
@@ -765,25 +763,26 @@ async fn deleting_an_account_takes_its_sessions_identities_and_mail_with_it() {
     );
 
     let id = user_id.clone();
-    let left = query(&app, move |c| {
-        Ok((
-            users::table
-                .filter(users::id.eq(&id))
-                .count()
-                .get_result::<i64>(c)?,
-            refresh_token_families::table
-                .filter(refresh_token_families::user_id.eq(&id))
-                .count()
-                .get_result::<i64>(c)?,
-            federated_identities::table.count().get_result::<i64>(c)?,
-            mail_outbox::table.count().get_result::<i64>(c)?,
-            audit_events::table
-                .filter(audit_events::user_id.eq(&id))
-                .select(audit_events::detail)
-                .load::<Option<String>>(c)?,
-        ))
-    })
-    .await;
+    let left = app
+        .query(move |c| {
+            Ok((
+                users::table
+                    .filter(users::id.eq(&id))
+                    .count()
+                    .get_result::<i64>(c)?,
+                refresh_token_families::table
+                    .filter(refresh_token_families::user_id.eq(&id))
+                    .count()
+                    .get_result::<i64>(c)?,
+                federated_identities::table.count().get_result::<i64>(c)?,
+                mail_outbox::table.count().get_result::<i64>(c)?,
+                audit_events::table
+                    .filter(audit_events::user_id.eq(&id))
+                    .select(audit_events::detail)
+                    .load::<Option<String>>(c)?,
+            ))
+        })
+        .await;
     assert_eq!((left.0, left.1, left.2, left.3), (0, 0, 0, 0));
     let trail = format!("{:?}", left.4);
     assert!(
@@ -904,11 +903,9 @@ async fn without_smtp_mail_features_say_so_and_operators_verify_addresses() {
     );
     let email = "kim@example.com".to_string();
     assert!(
-        query(&app, move |c| tessera::db::repo::users::find_by_email(
-            c, &email
-        ))
-        .await
-        .is_none()
+        app.query(move |c| tessera::db::repo::users::find_by_email(c, &email))
+            .await
+            .is_none()
     );
 }
 
@@ -1094,7 +1091,9 @@ async fn two_replicas_never_send_the_same_mail() {
         // Due only once the clocks move, so the senders' own first look finds nothing.
         let mut row = tessera::db::repo::outbox::OutboxRow::new("reset_password", &email, None, 0);
         row.next_attempt_at = first.clock.now() + 100;
-        query(&first, move |c| tessera::db::repo::outbox::insert(c, &row)).await;
+        first
+            .query(move |c| tessera::db::repo::outbox::insert(c, &row))
+            .await;
     }
     first.clock.advance(200);
     second.clock.advance(200);
@@ -1116,8 +1115,9 @@ async fn two_replicas_never_send_the_same_mail() {
     };
     let (a, b, c, d) = tokio::join!(drain(&first), drain(&second), drain(&first), drain(&second));
     assert_eq!(a + b + c + d, MAILS, "every mail claimed exactly once");
+    // Every claim was sent before its drain returned, and no sender polls by itself: what the
+    // sink holds now is all it will ever get.
     sink.wait_for(MAILS).await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mut recipients: Vec<String> = sink.mails().iter().map(|m| m.to[0].clone()).collect();
     recipients.sort();
     recipients.dedup();
@@ -1179,16 +1179,7 @@ async fn starttls_is_required_not_opportunistic() {
         json!({"email": "ned@example.com"}),
     )
     .await;
-    let failed = loop {
-        if let Some(row) = outbox(&app)
-            .await
-            .into_iter()
-            .find(|r| r.last_error.is_some())
-        {
-            break row;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let failed = first_failed_delivery(&app).await;
     assert!(failed.finished_at.is_none(), "still queued");
     assert!(sink.mails().is_empty(), "nothing went out in plain text");
 }
@@ -1197,7 +1188,7 @@ async fn starttls_is_required_not_opportunistic() {
 /// (`smtp.ca_file`) signed; without that CA the certificate is refused and nothing is sent.
 #[tokio::test]
 async fn mail_goes_out_over_starttls_and_implicit_tls() {
-    use crate::smtp_sink::{SinkTls, TestCertificates};
+    use crate::testkit::smtp::{SinkTls, TestCertificates};
     let certs = TestCertificates::new();
     for (mode, trusted) in [("starttls", true), ("tls", true), ("tls", false)] {
         let tls = match mode {
@@ -1235,16 +1226,7 @@ async fn mail_goes_out_over_starttls_and_implicit_tls() {
             assert_eq!(mails[0].to, ["oli@example.com"], "{mode}");
             assert!(mails[0].link("/account/password-reset").contains("token="));
         } else {
-            let failed = loop {
-                if let Some(row) = outbox(&app)
-                    .await
-                    .into_iter()
-                    .find(|r| r.last_error.is_some())
-                {
-                    break row;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            };
+            let failed = first_failed_delivery(&app).await;
             assert!(failed.finished_at.is_none(), "still queued");
             assert!(
                 sink.mails().is_empty(),
@@ -1319,13 +1301,14 @@ async fn registration_answers_alike_for_new_and_taken_addresses_and_tells_the_ow
         "the new address gets its verification mail"
     );
 
-    let owners = query(&app, |c| {
-        users::table
-            .filter(users::email_lower.eq("cid@example.com"))
-            .count()
-            .get_result::<i64>(c)
-    })
-    .await;
+    let owners = app
+        .query(|c| {
+            users::table
+                .filter(users::email_lower.eq("cid@example.com"))
+                .count()
+                .get_result::<i64>(c)
+        })
+        .await;
     assert_eq!(owners, 1, "no second account");
     let (client_id, secret) = app.first_party_client().await;
     let client = (client_id.as_str(), secret.as_str());
@@ -1426,13 +1409,14 @@ async fn registrations_are_throttled_per_ip() {
     assert!(refused.headers().contains_key("retry-after"));
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"], "too_many_requests");
-    let refused_user = query(&app, |c| {
-        users::table
-            .filter(users::email_lower.eq("u3@example.com"))
-            .count()
-            .get_result::<i64>(c)
-    })
-    .await;
+    let refused_user = app
+        .query(|c| {
+            users::table
+                .filter(users::email_lower.eq("u3@example.com"))
+                .count()
+                .get_result::<i64>(c)
+        })
+        .await;
     assert_eq!(refused_user, 0);
     let elsewhere = from("203.0.113.6", "u3@example.com".into()).await;
     assert_eq!(elsewhere.status(), 201, "another address is counted apart");
@@ -1778,7 +1762,7 @@ async fn an_old_sign_in_cannot_delete_the_account_without_the_password_item8() {
     app.clock.advance(301);
     let fresh = login(&app, client, "ned@example.com", PASSWORD).await;
     let fresh = fresh["access_token"].as_str().expect("token").to_string();
-    query(&app, move |c| {
+    app.query(move |c| {
         diesel::update(users::table.find(user_id))
             .set(users::password_hash.eq(None::<String>))
             .execute(c)

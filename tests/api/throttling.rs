@@ -1,10 +1,9 @@
 use serde_json::Value;
 
-use crate::helpers::TestEnv;
+use crate::testkit::PASSWORD;
+use crate::testkit::TestEnv;
 
-const PASSWORD: &str = "correct horse battery";
-
-async fn count(app: &crate::helpers::TestApp, event: &'static str) -> i64 {
+async fn count(app: &crate::testkit::TestApp, event: &'static str) -> i64 {
     app.state
         .services
         .db
@@ -253,7 +252,7 @@ async fn hostile_usernames_get_a_clear_error_not_a_500() {
 /// The login page's CSRF field and cookie, for a request that comes through the trusted proxy
 /// from `ip`.
 async fn open_login_page(
-    app: &crate::helpers::TestApp,
+    app: &crate::testkit::TestApp,
     params: &[(&str, String)],
     ip: &str,
 ) -> (String, String) {
@@ -283,7 +282,7 @@ async fn open_login_page(
 /// Signs in on the login page from `ip`, presenting `device` (a `name=value` cookie pair) if
 /// given: the response, and the device cookie it sets, if any.
 async fn page_sign_in(
-    app: &crate::helpers::TestApp,
+    app: &crate::testkit::TestApp,
     params: &[(&str, String)],
     ip: &str,
     device: Option<&str>,
@@ -318,7 +317,7 @@ async fn page_sign_in(
     (response, device)
 }
 
-async fn spa_request(app: &crate::helpers::TestApp) -> Vec<(&'static str, String)> {
+async fn spa_request(app: &crate::testkit::TestApp) -> Vec<(&'static str, String)> {
     let redirect = "http://127.0.0.1:9/callback";
     let client_id = app
         .create_client(tessera::clients::ClientSpec {
@@ -346,7 +345,7 @@ async fn spa_request(app: &crate::helpers::TestApp) -> Vec<(&'static str, String
 }
 
 async fn grant_from(
-    app: &crate::helpers::TestApp,
+    app: &crate::testkit::TestApp,
     client: &(String, String),
     ip: &str,
     password: &str,
@@ -463,7 +462,7 @@ async fn targeted_lockout_spares_the_owners_known_ips_and_devices() {
     app.stop().await;
 }
 
-async fn throttle_rows(app: &crate::helpers::TestApp) -> Vec<String> {
+async fn throttle_rows(app: &crate::testkit::TestApp) -> Vec<String> {
     use diesel::prelude::*;
     use tessera::db::schema::login_throttles;
     app.state

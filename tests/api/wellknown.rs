@@ -5,7 +5,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::helpers::TestEnv;
+use crate::testkit::TestEnv;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Claims {

@@ -4,8 +4,9 @@
 use tessera::clients::ClientSpec;
 
 use super::Browser;
-use crate::helpers::TestEnv;
-use crate::smtp_sink::SmtpSink;
+use crate::testkit::PASSWORD;
+use crate::testkit::TestEnv;
+use crate::testkit::smtp::SmtpSink;
 
 #[tokio::test]
 async fn browser_forgot_password_from_the_login_page_mails_a_reset_link() {
@@ -17,8 +18,7 @@ async fn browser_forgot_password_from_the_login_page_mails_a_reset_link() {
     settings.smtp.timeout_secs = 5;
     settings.mail.poll_interval_ms = 50;
     let app = env.spawn_with(settings).await;
-    app.create_user("ann@example.com", "correct horse battery", &[])
-        .await;
+    app.create_user("ann@example.com", PASSWORD, &[]).await;
     let (client_id, _) = app
         .create_client(ClientSpec {
             name: "Notes".into(),

@@ -2,17 +2,13 @@
 //! linked to it (issue 14 item 4), in Chromium: the person comes back from the upstream, types
 //! the password (a wrong one first), clicks, and the app on another origin gets its code.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tessera::clients::ClientSpec;
 use tessera::config::Secret;
 
 use super::{Browser, DEADLINE, Site};
-use crate::helpers::TestEnv;
-use crate::upstream::{self, FakeUpstream};
-
-const PASSWORD: &str = "correct horse battery";
-const VERIFIER: &str = "a-browser-pkce-verifier-of-at-least-forty-three-characters-long";
+use crate::testkit::TestEnv;
+use crate::testkit::upstream::{self, FakeUpstream};
+use crate::testkit::{PASSWORD, VERIFIER, pkce_challenge};
 
 #[tokio::test]
 async fn browser_linking_asks_for_the_password_then_the_app_gets_its_code() {
@@ -43,13 +39,7 @@ async fn browser_linking_asks_for_the_password_then_the_app_gets_its_code() {
         .append_pair("redirect_uri", &redirect_uri)
         .append_pair("scope", "openid email")
         .append_pair("state", "link-state")
-        .append_pair(
-            "code_challenge",
-            &URL_SAFE_NO_PAD.encode(ring::digest::digest(
-                &ring::digest::SHA256,
-                VERIFIER.as_bytes(),
-            )),
-        )
+        .append_pair("code_challenge", &pkce_challenge(VERIFIER))
         .append_pair("code_challenge_method", "S256")
         .append_pair("idp", "google")
         .finish();

@@ -2,19 +2,16 @@
 //! the app, as a person does. Covers issue 14 items 1 (the CSP must let the form's redirect
 //! reach the app), 2 (the browser suite), 12 (cookies) and 22 (the page as a person meets it).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 
 use super::{Browser, DEADLINE, Site};
-use crate::helpers::{TestApp, TestEnv};
-use crate::password_grant::verify_independently;
+use crate::testkit::verify_independently;
+use crate::testkit::{PASSWORD, VERIFIER, pkce_challenge, query_of};
+use crate::testkit::{TestApp, TestEnv};
 
 const EMAIL: &str = "ann@example.com";
-const PASSWORD: &str = "correct horse battery";
-const VERIFIER: &str = "a-browser-pkce-verifier-of-at-least-forty-three-characters-long";
 const APP_PAGE: &str = "<!doctype html><title>Notes</title><p>Back in the app.</p>";
 
 /// Tessera, a user, and an app on another origin whose redirect URI Tessera knows.
@@ -57,10 +54,7 @@ impl World {
     }
 
     fn authorize_url(&self) -> String {
-        let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            VERIFIER.as_bytes(),
-        ));
+        let challenge = pkce_challenge(VERIFIER);
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.client_id)
@@ -130,13 +124,6 @@ async fn app_hears_back(browser: &mut Browser, site: &Site) -> Vec<String> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-}
-
-fn query_of(target: &str) -> std::collections::HashMap<String, String> {
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect()
 }
 
 /// Items 1, 2 (the code flow with PKCE, no console errors): in Chromium the form's 303 to the

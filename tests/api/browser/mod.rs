@@ -28,8 +28,8 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-/// How long any one wait may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(15);
+/// How long any one wait may take before the test fails: the testkit's, as for every test.
+pub use crate::testkit::DEADLINE;
 
 /// The programs, overridable for machines that keep them elsewhere.
 fn chromedriver_path() -> String {

@@ -2,7 +2,7 @@
 //! and 22): type, click, and the new account signs in.
 
 use super::Browser;
-use crate::helpers::TestEnv;
+use crate::testkit::TestEnv;
 
 #[tokio::test]
 async fn browser_create_account_from_the_login_page_then_sign_in_with_it() {

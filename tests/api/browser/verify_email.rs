@@ -2,8 +2,8 @@
 //! verifies nothing; the button does.
 
 use super::Browser;
-use crate::helpers::TestEnv;
-use crate::smtp_sink::SmtpSink;
+use crate::testkit::TestEnv;
+use crate::testkit::smtp::SmtpSink;
 
 #[tokio::test]
 async fn browser_the_verification_link_opens_a_page_and_only_its_button_verifies() {

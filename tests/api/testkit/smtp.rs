@@ -207,9 +207,10 @@ impl SmtpSink {
     /// Stops listening (connections are refused from now on); returns the port.
     pub async fn stop(self) -> u16 {
         self.server.abort();
-        while !self.server.is_finished() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        super::eventually(super::DEADLINE, "the aborted SMTP sink to stop", || async {
+            self.server.is_finished()
+        })
+        .await;
         self.port
     }
 

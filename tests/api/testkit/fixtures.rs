@@ -1,0 +1,90 @@
+//! What many tests share: the password their users sign in with, the PKCE pair and redirect
+//! URI of their apps, and ways to read what came back (JWT claims, redirect targets).
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use super::app::TestApp;
+
+/// The password of every test user that has one.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A PKCE code verifier (RFC 7636 §4.1: 43 to 128 characters).
+pub const VERIFIER: &str = "a-long-random-pkce-verifier-of-at-least-forty-three-characters";
+
+/// A registered redirect URI nothing listens on: tests read the redirect, never follow it.
+pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// The S256 code challenge of `verifier`.
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+/// A JWT's claims, unverified (for tests that verified it elsewhere or do not need to).
+pub fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+        .expect("JSON claims")
+}
+
+/// The `Location` of a redirect.
+pub fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string()
+}
+
+/// The query parameters of a URL or path.
+pub fn query_of(url: &str) -> HashMap<String, String> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Verifies a JWT with `ring` against the published JWKS: an RSA implementation independent
+/// of the server's (aws-lc-rs signs, jsonwebtoken verifies there). Returns (header, claims).
+pub async fn verify_independently(app: &TestApp, token: &str) -> (Value, Value) {
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .expect("jwks");
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "compact JWS");
+    let decode = |part: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
+    };
+    let header = decode(parts[0]);
+    assert_eq!(header["alg"], "RS256");
+    let kid = header["kid"].as_str().expect("kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .expect("signing key published");
+    let n = URL_SAFE_NO_PAD
+        .decode(jwk["n"].as_str().expect("n"))
+        .expect("n");
+    let e = URL_SAFE_NO_PAD
+        .decode(jwk["e"].as_str().expect("e"))
+        .expect("e");
+    let signature = URL_SAFE_NO_PAD.decode(parts[2]).expect("signature");
+    ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &signature,
+        )
+        .expect("signature verifies");
+    (header, decode(parts[1]))
+}

@@ -1,0 +1,30 @@
+//! The tests' kit: everything two test files would otherwise each write for themselves.
+//! - `app`: the server in process, as the real binary, or as a CLI command;
+//! - `database`: a fresh database per test (PostgreSQL: a clone of a template migrated once);
+//! - `eventually`: the one way to wait for a state;
+//! - `fixtures`: shared passwords, PKCE values, JWT and redirect readers;
+//! - `http`: a cookie-keeping HTTP client that plays a browser;
+//! - `smtp`: a real SMTP server that keeps what it receives;
+//! - `upstream`: a fake upstream OpenID Connect provider.
+
+// The kit serves every test file; not each uses every part.
+#![allow(dead_code, unused_imports)]
+
+pub mod app;
+pub mod database;
+pub mod eventually;
+pub mod fixtures;
+pub mod http;
+pub mod smtp;
+pub mod upstream;
+
+pub use app::{ServerProcess, TestApp, TestEnv, run_cli, stdout_json, test_settings};
+pub use database::{TestDatabase, on_postgres};
+pub use eventually::{DEADLINE, eventually};
+pub use fixtures::{
+    PASSWORD, REDIRECT, VERIFIER, claims_of, location, pkce_challenge, query_of,
+    verify_independently,
+};
+pub use http::HttpBrowser;
+pub use smtp::SmtpSink;
+pub use upstream::FakeUpstream;
