@@ -8,39 +8,33 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
 use super::bearer::UserToken;
 use super::cookies::VERIFY_EMAIL_CSRF;
 use super::error::ApiError;
 use super::pages::{self, CSRF_FIELD, message_page};
+use super::paths;
+use super::state::AppState;
 use crate::accounts::UserView;
 use crate::accounts::self_service::{self, SelfServiceError};
 use crate::db::DbError;
 use crate::mail::templates::MailKind;
 use crate::usecases;
 
-pub const VERIFY_PATH: &str = "/account/verify-email";
-pub const VERIFY_RESEND_PATH: &str = "/account/verify-email/resend";
-pub const RESET_PATH: &str = "/account/password-reset";
-pub const RESET_CONFIRM_PATH: &str = "/account/password-reset/confirm";
-pub const PASSWORD_PATH: &str = "/account/password";
-pub const ACCOUNT_PATH: &str = "/account";
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource(VERIFY_PATH)
+        web::resource(paths::VERIFY_EMAIL)
             .route(web::get().to(verify_link))
             .route(web::post().to(verify_submit)),
     )
-    .service(web::resource(VERIFY_RESEND_PATH).route(web::post().to(resend_verification)))
+    .service(web::resource(paths::VERIFY_EMAIL_RESEND).route(web::post().to(resend_verification)))
     .service(
-        web::resource(RESET_PATH)
+        web::resource(paths::PASSWORD_RESET)
             .route(web::get().to(reset_page))
             .route(web::post().to(request_reset)),
     )
-    .service(web::resource(RESET_CONFIRM_PATH).route(web::post().to(confirm_reset)))
-    .service(web::resource(PASSWORD_PATH).route(web::post().to(change_password)))
-    .service(web::resource(ACCOUNT_PATH).route(web::delete().to(delete_account)));
+    .service(web::resource(paths::PASSWORD_RESET_CONFIRM).route(web::post().to(confirm_reset)))
+    .service(web::resource(paths::PASSWORD).route(web::post().to(change_password)))
+    .service(web::resource(paths::ACCOUNT).route(web::delete().to(delete_account)));
 }
 
 #[derive(Deserialize)]
@@ -91,7 +85,7 @@ fn wants_html(req: &HttpRequest) -> bool {
 }
 
 fn client_ip(req: &HttpRequest, state: &AppState) -> Option<String> {
-    super::client_ip(req, &state.services.settings.server.trusted_proxies)
+    super::state::client_ip(req, &state.services.settings.server.trusted_proxies)
 }
 
 /// GET /account/verify-email?token=…: the link in the verification mail opens a page whose
@@ -164,7 +158,7 @@ async fn verify_submit(
         }
     }
     let cookie = VERIFY_EMAIL_CSRF.read(&req, svc);
-    if !super::authorize::form_is_ours(&req, svc, cookie.as_deref(), field.as_deref()) {
+    if !super::request::form_is_ours(&req, svc, cookie.as_deref(), field.as_deref()) {
         return Ok(message_page(
             StatusCode::FORBIDDEN,
             "This link cannot be used",

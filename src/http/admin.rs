@@ -5,9 +5,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::AppState;
 use super::bearer::AdminToken;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::accounts::{self, UserView};
 use crate::clients::{ClientSpec, ClientView};
 use crate::usecases;
@@ -204,7 +204,7 @@ async fn delete_user(
     let svc = &state.services;
     let (actor, user_id) = (admin.actor(), path.into_inner());
     let now = svc.clock.now();
-    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    let ip = super::state::client_ip(&req, &svc.settings.server.trusted_proxies);
     svc.db
         .run(move |conn| usecases::users::delete(conn, &actor, &user_id, ip.as_deref(), now))
         .await?;

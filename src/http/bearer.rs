@@ -18,8 +18,8 @@ use actix_web::dev::Payload;
 use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpRequest, web};
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::audit::Actor;
 use crate::domain::User;
 use crate::services::Services;

@@ -6,19 +6,17 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
-use super::authorize::{carried_query, query_params, refusal, see_other};
 use super::cookies::{PENDING_LINK, UPSTREAM_BINDING};
 use super::pages::{self, CSRF_FIELD, error_page, message_page, with_retry_after};
+use super::paths;
+use super::request::{carried_query, query_params, refusal, see_other};
+use super::state::AppState;
 use crate::accounts::throttle;
 use crate::authorize::with_query;
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
 use crate::grants::Params;
 use crate::services::Services;
-
-/// The page that asks for the existing account's password before a link.
-pub const LINK_PATH: &str = "/auth/link";
 
 /// Starts a sign-in at the provider: for the app's authorization request in the query, or,
 /// with no query, a sign-in at Tessera itself.
@@ -56,7 +54,7 @@ pub async fn start(
     request: Option<String>,
 ) -> HttpResponse {
     // Each start stores a pending sign-in: counted per client address before anything is.
-    let ip = super::client_ip(req, &svc.settings.server.trusted_proxies);
+    let ip = super::state::client_ip(req, &svc.settings.server.trusted_proxies);
     let keys = throttle::upstream_start_keys(
         &svc.settings.throttle,
         svc.settings.federation.sign_ins_per_ip,
@@ -115,7 +113,7 @@ pub async fn callback(
         error: params.get("error"),
     };
     let cookie = UPSTREAM_BINDING.read(&req, svc);
-    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    let ip = super::state::client_ip(&req, &svc.settings.server.trusted_proxies);
     let finished = flow::finish(svc, provider, answer, cookie.as_deref(), ip).await;
     match finished {
         Ok(finished) => finished_page(svc, provider, finished),
@@ -142,7 +140,7 @@ fn finished_page(svc: &Services, provider: &Provider, finished: Finished) -> Htt
             )
         }
         Finished::ConfirmLink { secret } => {
-            let mut response = see_other(LINK_PATH);
+            let mut response = see_other(paths::LINK);
             let _ = response.add_cookie(&PENDING_LINK.build(
                 svc,
                 &secret,
@@ -193,7 +191,7 @@ pub async fn link_submit(
     let csrf_ok = params.get(CSRF_FIELD).is_some_and(|field| {
         crate::crypto::constant_time_eq(field.as_bytes(), expected.as_bytes())
     });
-    if !csrf_ok || !super::authorize::same_origin(&req, svc) {
+    if !csrf_ok || !super::request::same_origin(&req, svc) {
         return error_page(
             StatusCode::FORBIDDEN,
             "This form has expired or did not come from this site. Go back to the application and start again.",
@@ -213,7 +211,7 @@ pub async fn link_submit(
             Some("Enter the password of your account."),
         );
     };
-    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    let ip = super::state::client_ip(&req, &svc.settings.server.trusted_proxies);
     match flow::confirm_link(svc, secret, password, ip).await {
         Ok(finished) => {
             let mut response = match svc.federation.get(&offer.provider) {

@@ -5,16 +5,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
-use super::authorize::form_is_ours;
 use super::cookies::FORGOT_PASSWORD_CSRF;
 use super::pages::{self, CSRF_FIELD, message_page, with_retry_after};
+use super::request::form_is_ours;
+use super::state::AppState;
 use crate::accounts::AccountError;
 use crate::accounts::self_service::{self, SelfServiceError};
 use crate::mail::templates::MailKind;
 use crate::services::Services;
-
-pub const PATH: &str = "/account/forgot-password";
 
 const TITLE: &str = "Reset your password";
 
@@ -59,7 +57,7 @@ pub async fn submit(
     }
     let csrf = csrf.unwrap_or_default();
     let email = email.unwrap_or_default();
-    let ip = super::client_ip(&req, &svc.settings.server.trusted_proxies);
+    let ip = super::state::client_ip(&req, &svc.settings.server.trusted_proxies);
     match self_service::request_mail(svc, MailKind::ResetPassword, &email, ip).await {
         Ok(()) => sent(svc),
         Err(SelfServiceError::Account(AccountError::InvalidEmail(_))) => form_page(

@@ -3,9 +3,8 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 
-use super::AppState;
-
-pub const PATH: &str = "/metrics";
+use super::paths;
+use super::state::AppState;
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut response = HttpResponse::Ok()
@@ -19,5 +18,5 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// The one route, for the main listener or a listener of its own (`metrics.bind`).
 pub fn route(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(PATH).route(web::get().to(metrics)));
+    cfg.service(web::resource(paths::METRICS).route(web::get().to(metrics)));
 }

@@ -6,12 +6,16 @@ mod admin;
 mod authorize;
 mod bearer;
 mod cookies;
+mod discovery;
 pub mod error;
 mod federation;
 mod forgot_password;
 mod health;
 pub mod metrics;
 mod pages;
+pub mod paths;
+mod request;
+mod state;
 mod token;
 mod userinfo;
 mod users;
@@ -27,28 +31,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError, web};
 use tracing::Instrument;
 
-use crate::services::Services;
+pub use discovery::Metadata;
 use error::ApiError;
-pub use wellknown::Metadata;
-
-/// What every handler may reach: the domain's services plus what only HTTP needs.
-pub struct AppState {
-    pub services: Services,
-    pub metadata: Metadata,
-    pub jwks_cache_control: HeaderValue,
-}
-
-impl AppState {
-    pub fn new(services: Services) -> Self {
-        let max_age = services.settings.keys.jwks_max_age_secs;
-        AppState {
-            metadata: Metadata::new(&services.issuer),
-            jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))
-                .unwrap_or(HeaderValue::from_static("public, max-age=300")),
-            services,
-        }
-    }
-}
+pub use state::{AppState, client_ip};
 
 /// Every route. Public metadata may be read cross-origin by any page (it carries no
 /// credentials), so it gets a wildcard CORS policy of its own; the API answers only the
@@ -84,9 +69,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     .service(
         web::scope("")
             .wrap(api_cors)
-            .service(web::resource(token::PATH).route(web::post().to(token::token)))
+            .service(web::resource(paths::TOKEN).route(web::post().to(token::token)))
             .service(
-                web::resource(authorize::PATH)
+                web::resource(paths::AUTHORIZE)
                     .route(web::get().to(authorize::show))
                     .route(web::post().to(authorize::submit)),
             )
@@ -98,29 +83,29 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::get().to(federation::callback)),
             )
             .service(
-                web::resource(federation::LINK_PATH)
+                web::resource(paths::LINK)
                     .route(web::get().to(federation::link_page))
                     .route(web::post().to(federation::link_submit)),
             )
-            .service(web::resource(token::REVOKE_PATH).route(web::post().to(token::revoke)))
-            .service(web::resource(token::INTROSPECT_PATH).route(web::post().to(token::introspect)))
+            .service(web::resource(paths::REVOKE).route(web::post().to(token::revoke)))
+            .service(web::resource(paths::INTROSPECT).route(web::post().to(token::introspect)))
             .service(
-                web::resource(userinfo::LOGOUT_EVERYWHERE_PATH)
+                web::resource(paths::LOGOUT_EVERYWHERE)
                     .route(web::post().to(userinfo::logout_everywhere)),
             )
             .service(
-                web::resource(userinfo::PATH)
+                web::resource(paths::USERINFO)
                     .route(web::get().to(userinfo::userinfo))
                     .route(web::post().to(userinfo::userinfo)),
             )
             .service(web::resource("/users").route(web::post().to(users::register)))
             .service(
-                web::resource(forgot_password::PATH)
+                web::resource(paths::FORGOT_PASSWORD)
                     .route(web::get().to(forgot_password::show))
                     .route(web::post().to(forgot_password::submit)),
             )
             .service(
-                web::resource(users::PAGE_PATH)
+                web::resource(paths::REGISTER_PAGE)
                     .route(web::get().to(users::show_page))
                     .route(web::post().to(users::submit_page)),
             )
@@ -220,27 +205,4 @@ pub async fn observe(
             .insert(header::HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
-}
-
-/// The client's address: the socket's peer, unless that peer is a trusted proxy, in which
-/// case the last X-Forwarded-For address that is not itself a trusted proxy. Forwarded headers
-/// from anyone else are ignored: a client must not choose the IP it is throttled by.
-pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[std::net::IpAddr]) -> Option<String> {
-    let peer = req.peer_addr()?.ip();
-    if !trusted.contains(&peer) {
-        return Some(peer.to_string());
-    }
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|v| v.trim().parse::<std::net::IpAddr>().ok())
-        .collect::<Vec<_>>();
-    let client = forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !trusted.contains(ip))
-        .unwrap_or(peer);
-    Some(client.to_string())
 }

@@ -6,14 +6,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::clients::ClientAuth;
 use crate::grants::{self, Params, TokenRequest};
-
-pub const PATH: &str = "/token";
-pub const REVOKE_PATH: &str = "/revoke";
-pub const INTROSPECT_PATH: &str = "/introspect";
 
 pub async fn token(
     req: HttpRequest,
@@ -24,7 +20,7 @@ pub async fn token(
     let request = TokenRequest {
         params,
         client,
-        ip: super::client_ip(&req, &state.services.settings.server.trusted_proxies),
+        ip: super::state::client_ip(&req, &state.services.settings.server.trusted_proxies),
     };
     let response = grants::token(&state.services, request).await?;
     let mut http = HttpResponse::Ok().json(response);

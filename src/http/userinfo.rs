@@ -4,14 +4,11 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use super::AppState;
 use super::bearer::{UserToken, UserinfoToken};
 use super::error::ApiError;
+use super::state::AppState;
 use crate::tokens::{UserClaims, user_claims};
 use crate::usecases;
-
-pub const PATH: &str = "/userinfo";
-pub const LOGOUT_EVERYWHERE_PATH: &str = "/logout-everywhere";
 
 #[derive(Serialize)]
 struct UserInfo {

@@ -10,15 +10,14 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
 use super::cookies::REGISTER_CSRF;
 use super::error::ApiError;
 use super::pages::{self, CSRF_FIELD, message_page, with_retry_after};
+use super::state::AppState;
 use crate::accounts::{self, AccountError, Registered, UserView};
 use crate::grants::Params;
 use crate::services::Services;
 
-pub const PAGE_PATH: &str = "/account/register";
 const CHECK_YOUR_MAIL: &str = "check your mail: a message to this address says what to do next";
 
 #[derive(Deserialize)]
@@ -37,7 +36,7 @@ struct Created {
 }
 
 fn client_ip(req: &HttpRequest, svc: &Services) -> Option<String> {
-    super::client_ip(req, &svc.settings.server.trusted_proxies)
+    super::state::client_ip(req, &svc.settings.server.trusted_proxies)
 }
 
 /// POST /users.
@@ -117,7 +116,7 @@ pub async fn submit_page(
         Err(e) => return message_page(StatusCode::BAD_REQUEST, "Create account", &e.to_string()),
     };
     let cookie = REGISTER_CSRF.read(&req, svc);
-    if !super::authorize::form_is_ours(&req, svc, cookie.as_deref(), params.get(CSRF_FIELD)) {
+    if !super::request::form_is_ours(&req, svc, cookie.as_deref(), params.get(CSRF_FIELD)) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Create account",

@@ -1,0 +1,20 @@
+//! Every route's path, in one place: handlers, the route table, discovery and the page
+//! templates all name them from here.
+
+pub const VERIFY_EMAIL: &str = "/account/verify-email";
+pub const VERIFY_EMAIL_RESEND: &str = "/account/verify-email/resend";
+pub const PASSWORD_RESET: &str = "/account/password-reset";
+pub const PASSWORD_RESET_CONFIRM: &str = "/account/password-reset/confirm";
+pub const PASSWORD: &str = "/account/password";
+pub const ACCOUNT: &str = "/account";
+pub const AUTHORIZE: &str = "/authorize";
+/// The page that asks for the existing account's password before a link.
+pub const LINK: &str = "/auth/link";
+pub const FORGOT_PASSWORD: &str = "/account/forgot-password";
+pub const METRICS: &str = "/metrics";
+pub const TOKEN: &str = "/token";
+pub const REVOKE: &str = "/revoke";
+pub const INTROSPECT: &str = "/introspect";
+pub const USERINFO: &str = "/userinfo";
+pub const LOGOUT_EVERYWHERE: &str = "/logout-everywhere";
+pub const REGISTER_PAGE: &str = "/account/register";
