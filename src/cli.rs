@@ -185,11 +185,13 @@ impl Cli {
         .into_iter()
         .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
         .collect();
-        Settings::load(Sources {
+        let settings = Settings::load(Sources {
             file: self.config.clone(),
             env: std::env::vars().collect(),
             flags,
-        })
+        })?;
+        crate::preflight::check(&settings)?;
+        Ok(settings)
     }
 }
 
@@ -324,7 +326,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let purged = crate::sessions::purge(
                 &mut conn,
                 &settings,
-                settings.mail_enabled(),
+                crate::mail::enabled(&settings.smtp),
                 crate::db::now(),
             )?;
             out.print(serde_json::to_value(&purged)?, || format!("{purged:?}"));

@@ -34,6 +34,7 @@ impl Application {
 
     /// As `build`, with a clock tests can move.
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Application> {
+        tessera_core::preflight::check(&settings)?;
         let settings = Arc::new(settings);
         let db = {
             let settings = settings.clone();

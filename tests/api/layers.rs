@@ -123,8 +123,9 @@ fn code_of(text: &str) -> String {
 }
 
 /// Every path a file names: `use` trees expanded (`use a::{b, c::d}` gives `a::b` and
-/// `a::c::d`), and qualified paths in code (`crate::x::y(…)`).
-fn paths_in(code: &str) -> Vec<Vec<String>> {
+/// `a::c::d`), and qualified paths in code (`crate::x::y(…)`, or `child::f(…)` for a module
+/// the file declares).
+fn paths_in(code: &str, children: &[String]) -> Vec<Vec<String>> {
     let mut paths = Vec::new();
     let mut rest = code;
     while let Some(at) = find_use(rest) {
@@ -147,7 +148,8 @@ fn paths_in(code: &str) -> Vec<Vec<String>> {
         if !matches!(
             head,
             "crate" | "super" | "self" | "tessera_core" | "tessera_proto"
-        ) {
+        ) && !children.iter().any(|c| c == head)
+        {
             continue;
         }
         let mut path = vec![head.to_string()];
@@ -310,7 +312,16 @@ fn graph() -> BTreeMap<Module, BTreeSet<Module>> {
     for (module, file) in &known {
         let text = std::fs::read_to_string(file).expect("readable source");
         let targets = edges.entry(module.clone()).or_default();
-        for path in paths_in(&code_of(&text)) {
+        let children: Vec<String> = known
+            .keys()
+            .filter(|m| {
+                m.krate == module.krate
+                    && m.path.len() == module.path.len() + 1
+                    && m.path.starts_with(&module.path)
+            })
+            .filter_map(|m| m.path.last().cloned())
+            .collect();
+        for path in paths_in(&code_of(&text), &children) {
             if let Some(target) = resolve(module, &path, &known)
                 && target != *module
             {
@@ -456,9 +467,10 @@ fn the_checker_sees_a_circle_and_a_repository_call() {
         [(a.clone(), PathBuf::new()), (b.clone(), PathBuf::new())]
             .into_iter()
             .collect();
-    let from_a = paths_in(&code_of(
-        "use crate::{b::{Thing, other}, c};\nfn f() { crate::b::g() }",
-    ));
+    let from_a = paths_in(
+        &code_of("use crate::{b::{Thing, other}, c};\nfn f() { crate::b::g() }"),
+        &[],
+    );
     assert!(
         from_a
             .iter()
@@ -477,5 +489,10 @@ fn the_checker_sees_a_circle_and_a_repository_call() {
     .collect();
     assert_eq!(circles(&edges), vec![vec![a, b]]);
     // A comment or a string naming a path is no import.
-    assert!(paths_in(&code_of("// use crate::b;\nlet s = \"crate::b::x\";")).is_empty());
+    // A child module named in code is a dependency on it.
+    assert_eq!(
+        paths_in("fn f() { b::g() }", &["b".to_string()]),
+        vec![vec!["b", "g"]]
+    );
+    assert!(paths_in(&code_of("// use crate::b;\nlet s = \"crate::b::x\";"), &[]).is_empty());
 }

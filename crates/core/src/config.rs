@@ -32,7 +32,7 @@ const RUST_LOG: &str = "RUST_LOG";
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
-pub struct ConfigError(String);
+pub struct ConfigError(pub String);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +163,14 @@ pub struct KeySettings {
     pub reload_interval_secs: u64,
     pub retire_leeway_secs: i64,
     pub rotate_interval_secs: u64,
+}
+
+impl KeySettings {
+    /// How long a `next` key is published before it may sign: long enough for every resource
+    /// server's cached JWKS and every replica's key ring to have it.
+    pub fn publish_before_signing_secs(&self) -> i64 {
+        i64::from(self.jwks_max_age_secs) + self.reload_interval_secs as i64
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -349,8 +357,6 @@ impl Settings {
         if let Some(issuer) = &self.server.issuer {
             validate_issuer(issuer)?;
         }
-        crate::db::DatabaseTarget::parse(&self.database.url)
-            .map_err(|e| ConfigError(format!("database.url: {e}")))?;
         if self.database.max_connections == 0 {
             return Err(ConfigError(
                 "database.max_connections: must be at least 1".into(),
@@ -368,7 +374,7 @@ impl Settings {
                     .into(),
             ));
         }
-        let publish = crate::keys::lifecycle::publish_before_signing_secs(&self.keys);
+        let publish = self.keys.publish_before_signing_secs();
         if self.keys.rotate_interval_secs != 0 && (self.keys.rotate_interval_secs as i64) < publish
         {
             return Err(ConfigError(format!(
@@ -504,9 +510,6 @@ impl Settings {
                 "mail.poll_interval_ms: must be at least 10".into(),
             ));
         }
-        crate::mail::SmtpTarget::from_settings(&self.smtp).map_err(ConfigError)?;
-        crate::accounts::password::Hasher::new(&self.passwords)
-            .map_err(|e| ConfigError(format!("passwords: {e}")))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| ConfigError(format!("log.filter: {e}")))?;
         if self.federation.http_timeout_secs == 0 {
@@ -569,11 +572,6 @@ impl Settings {
             .chain(others)
             .filter(|u| !u.client_id.is_empty())
             .collect()
-    }
-
-    /// Whether mail is on (an SMTP server is configured).
-    pub fn mail_enabled(&self) -> bool {
-        crate::mail::SmtpTarget::from_settings(&self.smtp).is_ok_and(|t| t.is_some())
     }
 
     /// The longest window any throttle counter uses: the purge keeps counters that long.
@@ -1007,7 +1005,6 @@ mod tests {
         for (env, needle) in [
             (("TESSERA_BIND", "localhost"), "server.bind"),
             (("TESSERA_SERVER_WORKERS", "many"), "server.workers"),
-            (("DATABASE_URL", "mysql://x"), "database.url"),
             (("TESSERA_ISSUER", "id.example.com"), "server.issuer"),
             (
                 ("TESSERA_ISSUER", "https://id.example.com/?a=b"),
@@ -1032,8 +1029,6 @@ mod tests {
                 "self_registration",
             ),
             (("TESSERA_SMTP_TLS", "ssl"), "smtp.tls"),
-            (("TESSERA_SMTP_URL", "http://mail.example.com"), "smtp.url"),
-            (("TESSERA_SMTP_HOST", "mail.example.com"), "smtp.from"),
             (
                 ("TESSERA_MAIL_POLL_INTERVAL_MS", "0"),
                 "mail.poll_interval_ms",

@@ -2,7 +2,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Audience;
+use crate::claims::Audience;
 
 /// RFC 7662 §2.2 introspection response. Inactive tokens say nothing else.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

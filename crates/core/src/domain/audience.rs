@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::distinct_words;
+use super::invalid::distinct_words;
 
 /// The audiences (resource servers) a client's access tokens name besides this provider.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,4 +1,8 @@
-use super::{Audiences, ClientId, GrantTypes, RedirectUris, ScopeSet};
+use super::audience::Audiences;
+use super::grant::GrantTypes;
+use super::ids::ClientId;
+use super::redirect::RedirectUris;
+use super::scope::ScopeSet;
 
 /// A registered OAuth client, as the use cases see it.
 #[derive(Clone)]

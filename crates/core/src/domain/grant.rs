@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::Invalid;
+use super::invalid::Invalid;
 
 /// A grant type a client may be registered for (RFC 6749 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ mod audience;
 mod client;
 mod grant;
 mod ids;
+mod invalid;
 mod redirect;
 mod roles;
 mod scope;
@@ -18,24 +19,8 @@ pub use audience::Audiences;
 pub use client::Client;
 pub use grant::{GrantType, GrantTypes};
 pub use ids::{ClientId, UserId};
+pub use invalid::Invalid;
 pub use redirect::RedirectUris;
 pub use roles::Roles;
 pub use scope::ScopeSet;
 pub use user::User;
-
-/// A value that does not parse, with what is wrong with it in words a client or an operator
-/// can act on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-/// Space-separated words, each once, in the order first given.
-fn distinct_words(text: &str) -> Vec<String> {
-    let mut words: Vec<String> = Vec::new();
-    for word in text.split_whitespace() {
-        if !words.iter().any(|w| w == word) {
-            words.push(word.to_string());
-        }
-    }
-    words
-}

@@ -1,4 +1,4 @@
-use super::Invalid;
+use super::invalid::Invalid;
 
 /// The redirect URIs a client registered, each checked when registered (`parse`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,7 +17,7 @@ impl RedirectUris {
     }
 
     pub fn from_stored(text: &str) -> RedirectUris {
-        RedirectUris(super::distinct_words(text))
+        RedirectUris(super::invalid::distinct_words(text))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::{Invalid, distinct_words};
+use super::invalid::{Invalid, distinct_words};
 
 /// The role that may use the admin API and ask for the `admin` scope.
 const ADMIN: &str = "admin";

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::{Invalid, distinct_words};
+use super::invalid::{Invalid, distinct_words};
 
 /// An OAuth scope (RFC 6749 §3.3): distinct scope-tokens in the order they were asked for.
 /// Stored and sent on the wire space-joined (`Display`).

@@ -1,4 +1,5 @@
-use super::{Roles, UserId};
+use super::ids::UserId;
+use super::roles::Roles;
 
 /// A user account, as the use cases see it. The password hash never leaves the accounts
 /// module's checks: no view or log shows it.

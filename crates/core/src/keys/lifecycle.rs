@@ -31,11 +31,6 @@ use crate::db::models::SigningKeyRow;
 use crate::db::repo::{clients, signing_keys};
 use crate::services::Services;
 
-/// How long a `next` key must have been published before it may sign (strictly longer).
-pub fn publish_before_signing_secs(settings: &KeySettings) -> i64 {
-    i64::from(settings.jwks_max_age_secs) + settings.reload_interval_secs as i64
-}
-
 /// `TooEarly` if the waiting `next` key has not been published long enough.
 pub fn check_ready(
     rows: &[SigningKeyRow],
@@ -46,7 +41,7 @@ pub fn check_ready(
         return Ok(());
     };
     let published_secs = now - waiting.created_at;
-    let required_secs = publish_before_signing_secs(settings);
+    let required_secs = settings.publish_before_signing_secs();
     // Strictly more: times are whole seconds, so "3 s later" may be 2.1 s of real time.
     if published_secs <= required_secs {
         return Err(KeyError::TooEarly {

@@ -401,7 +401,7 @@ pub struct Rotation {
 /// Advances the lifecycle one step: a waiting `next` key becomes active (the active one
 /// retiring), and a fresh `next` key is created. A key therefore always appears in the JWKS at
 /// least one rotation before it signs; unless `force`, a `next` key is promoted only once it
-/// has been published for `lifecycle::publish_before_signing_secs` (else `TooEarly`).
+/// has been published for `KeySettings::publish_before_signing_secs` (else `TooEarly`).
 pub fn rotate(
     conn: &mut DbConnection,
     settings: &KeySettings,

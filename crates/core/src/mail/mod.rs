@@ -36,6 +36,11 @@ impl std::fmt::Debug for SmtpTarget {
     }
 }
 
+/// Whether mail is on: an SMTP server is configured.
+pub fn enabled(settings: &SmtpSettings) -> bool {
+    SmtpTarget::from_settings(settings).is_ok_and(|t| t.is_some())
+}
+
 impl SmtpTarget {
     /// `Ok(None)` when mail is off (no url, no host). Errors name the setting.
     pub fn from_settings(settings: &SmtpSettings) -> Result<Option<SmtpTarget>, String> {

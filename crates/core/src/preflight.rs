@@ -1,0 +1,52 @@
+//! The checks each part makes of its own settings, run once after the settings are loaded and
+//! before anything starts. Configuration holds plain values and checks only those; what it
+//! takes a part's own parser to judge (a database URL, an SMTP target, argon2's parameters) is
+//! that part's to say, so `config` depends on none of them.
+
+use crate::config::{ConfigError, Settings};
+
+pub fn check(settings: &Settings) -> Result<(), ConfigError> {
+    crate::db::DatabaseTarget::parse(&settings.database.url)
+        .map_err(|e| ConfigError(format!("database.url: {e}")))?;
+    crate::mail::SmtpTarget::from_settings(&settings.smtp).map_err(ConfigError)?;
+    crate::accounts::password::Hasher::new(&settings.passwords)
+        .map_err(|e| ConfigError(format!("passwords: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Sources;
+
+    fn checked(env: &[(&str, &str)]) -> Result<(), ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.toml");
+        std::fs::write(&empty, "").expect("write config");
+        let settings = Settings::load(Sources {
+            file: Some(empty),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flags: Vec::new(),
+        })?;
+        check(&settings)
+    }
+
+    #[test]
+    fn each_part_refuses_its_own_bad_settings_in_one_line_naming_the_key() {
+        assert!(checked(&[]).is_ok());
+        for (env, needle) in [
+            (("DATABASE_URL", "mysql://x"), "database.url"),
+            (("TESSERA_SMTP_URL", "http://mail.example.com"), "smtp.url"),
+            (("TESSERA_SMTP_HOST", "mail.example.com"), "smtp.from"),
+            (("TESSERA_PASSWORDS_ARGON2_MEMORY_KIB", "1"), "passwords"),
+        ] {
+            let err = checked(&[env]).expect_err("refused");
+            let text = err.to_string();
+            assert!(text.contains(needle), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+    }
+}
