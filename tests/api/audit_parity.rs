@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use tessera::db::Database;
 use tessera::db::schema::audit_events;
 
-use crate::helpers::{TestApp, TestEnv, stdout_json};
+use crate::testkit::app::{TestApp, TestEnv, stdout_json};
+use crate::testkit::fixtures::PASSWORD;
 
-const PASSWORD: &str = "correct horse battery staple";
 const ADMIN: &str = "root@example.com";
 const TARGET: &str = "bob@example.com";
 

@@ -13,7 +13,7 @@ use tessera::db::{
     ConnectionManager, Database, DatabaseTarget, DbConnection, dialect, repo, run_migrations,
 };
 
-use crate::helpers::TestEnv;
+use crate::testkit::app::TestEnv;
 
 fn manifest_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)

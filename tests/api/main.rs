@@ -15,17 +15,6 @@
 
 mod testkit;
 
-/// Transitional names for test files written against the helpers before the testkit.
-mod helpers;
-mod smtp_sink {
-    #[allow(unused_imports)]
-    pub use crate::testkit::smtp::*;
-}
-mod upstream {
-    #[allow(unused_imports)]
-    pub use crate::testkit::upstream::*;
-}
-
 mod audit_parity;
 mod authorize;
 mod bad_input;
@@ -38,7 +27,6 @@ mod faults;
 mod federation;
 mod fuzz;
 mod health;
-mod http_layer;
 mod keys;
 mod layers;
 mod linking;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use tessera::clients::ClientSpec;
 use tessera::config::Settings;
 
-use crate::helpers::{TestApp, TestEnv};
-use crate::smtp_sink::SmtpSink;
+use crate::testkit::app::{TestApp, TestEnv};
+use crate::testkit::smtp::SmtpSink;
 
 /// What a hostile value turns into: askama's HTML escaping, quotes included.
 const SCRIPT: &str = r#"<script>alert("x")</script>"#;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
+pub use super::error::{ConnectError, DbError};
 use super::sqlite;
 
 #[derive(diesel::MultiConnection)]
@@ -19,47 +20,6 @@ pub enum DbConnection {
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("cannot connect to the database: {0}")]
-    Connect(#[from] ConnectError),
-    #[error("no database connection available: {0}")]
-    Unavailable(#[from] r2d2::Error),
-    #[error("database query failed: {0}")]
-    Query(#[from] diesel::result::Error),
-    #[error("database.url: {0}")]
-    InvalidUrl(String),
-    #[error("database migration failed: {0}")]
-    Migration(String),
-    #[error("the database task did not finish: {0}")]
-    Task(String),
-    #[error("too much database work is waiting")]
-    Busy,
-}
-
-impl DbError {
-    /// True when the database cannot be reached at all, as opposed to a query going wrong: the
-    /// HTTP layer answers these with 503 and `Retry-After`. A connection that died under a
-    /// query (the server restarted, the network dropped) counts: the same request will work
-    /// once the pool has reconnected.
-    pub fn is_unavailable(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            DbError::Connect(_) | DbError::Unavailable(_) | DbError::Busy => true,
-            DbError::Query(Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ))
-            | DbError::Query(Error::BrokenTransactionManager) => true,
-            // SQLite reports these as plain errors with the library's fixed messages.
-            DbError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
-                sqlite::is_transient(info.message())
-            }
-            _ => false,
-        }
-    }
-}
 
 /// Which backend a `DATABASE_URL` names. The scheme decides, so a PostgreSQL URL that cannot
 /// connect reports PostgreSQL's own error rather than falling through to SQLite.
@@ -99,19 +59,6 @@ impl DatabaseTarget {
             DatabaseTarget::Postgres { .. } => "postgres",
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("{0}")]
-    Connection(#[from] diesel::ConnectionError),
-    #[error("{0}")]
-    Setup(#[from] diesel::result::Error),
-    #[error("cannot create the directory for {path}: {source}")]
-    Directory {
-        path: String,
-        source: std::io::Error,
-    },
 }
 
 /// An r2d2 manager that opens the backend the URL names and prepares every SQLite connection.

@@ -6,6 +6,7 @@
 
 mod conn;
 pub mod dialect;
+mod error;
 pub mod executor;
 mod migrate;
 pub mod models;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
-use super::conn::{ConnectError, DbError};
+use super::error::{ConnectError, DbError};
 
 /// Prepares a fresh connection. WAL lets readers run beside the one writer; NORMAL sync in WAL
 /// mode loses no committed transaction when the process dies (only on power loss). No
@@ -124,22 +124,4 @@ pub(super) fn start_checkpointer(
             }
         })
         .map(drop)
-}
-
-/// sqlite3_errmsg texts of SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL and SQLITE_READONLY, and
-/// the ROLLBACK failure that follows when SQLite has already rolled the transaction back by
-/// itself (it does so on exactly such errors: full, I/O, busy, out of memory).
-const TRANSIENT: [&str; 5] = [
-    "database is locked",
-    "database table is locked",
-    "database or disk is full",
-    "attempt to write a readonly database",
-    "cannot rollback - no transaction is active",
-];
-
-/// Whether an error SQLite reports with no kind of its own is one that can pass by itself:
-/// another process holding the write lock past busy_timeout, a full disk, a file that has
-/// become read-only. None is the client's doing.
-pub(super) fn is_transient(message: &str) -> bool {
-    TRANSIENT.iter().any(|m| message.starts_with(m))
 }

@@ -3,7 +3,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Serialize;
 
-use super::AccessClaims;
+use super::claims::AccessClaims;
 use crate::keys::{ALGORITHM, KeyError, KeyRing, SigningKey};
 
 /// The JOSE `typ` of access tokens (RFC 9068 §2.1).
