@@ -22,7 +22,7 @@ pub async fn token(
         client,
         ip: super::state::client_ip(&req, &state.services.settings.server.trusted_proxies),
     };
-    let response = grants::token(&state.services, request).await?;
+    let response = grants::endpoint::token(&state.services, request).await?;
     let mut http = HttpResponse::Ok().json(response);
     let headers = http.headers_mut();
     // RFC 6749 §5.1.

@@ -7,7 +7,7 @@ use crate::accounts::hash_pool::HashPool;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::Database;
-use crate::federation::Federation;
+use crate::federation::provider::Federation;
 use crate::keys::KeyStore;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;

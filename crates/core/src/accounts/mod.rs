@@ -181,7 +181,7 @@ fn registration_keys(svc: &Services, email_lower: &str, ip: Option<&str>) -> Vec
     }
     if svc.mailer.is_some() {
         keys.push((
-            self_service::mail_email_key(email_lower),
+            throttle::mail_email_key(email_lower),
             policy(settings.mail_requests_per_email),
         ));
     }

@@ -67,14 +67,6 @@ impl From<HashPoolError> for SelfServiceError {
     }
 }
 
-/// The counter of mail sent to one address, whatever asked for it.
-pub(super) fn mail_email_key(email_lower: &str) -> String {
-    format!(
-        "mail:email:{}",
-        crate::crypto::sha256_hex(email_lower.as_bytes())
-    )
-}
-
 /// The counters a mail request touches: the address, and the client's network.
 fn mail_keys(svc: &Services, email_lower: &str, ip: Option<&str>) -> Vec<(String, Policy)> {
     let settings = &svc.settings.accounts;
@@ -84,7 +76,7 @@ fn mail_keys(svc: &Services, email_lower: &str, ip: Option<&str>) -> Vec<(String
         max_backoff_secs: settings.mail_request_window_secs,
     };
     let mut keys = vec![(
-        mail_email_key(email_lower),
+        throttle::mail_email_key(email_lower),
         policy(settings.mail_requests_per_email),
     )];
     if let Some(ip) = ip {

@@ -218,6 +218,14 @@ pub fn reserve(
     }
 }
 
+/// The counter of mail sent to one address, whatever asked for it.
+pub fn mail_email_key(email_lower: &str) -> String {
+    format!(
+        "mail:email:{}",
+        crate::crypto::sha256_hex(email_lower.as_bytes())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::FederationError;
+use super::upstream_error::UpstreamError;
 
 /// Allowed difference between the upstream's clock and ours, in seconds.
 const CLOCK_SKEW_SECS: u64 = 60;
@@ -39,19 +39,19 @@ struct Claims {
 }
 
 /// The `kid` in the token's header, which picks the key to verify it with.
-pub fn key_id(token: &str) -> Result<String, FederationError> {
+pub fn key_id(token: &str) -> Result<String, UpstreamError> {
     let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| FederationError::Upstream(format!("the ID token is malformed: {e}")))?;
+        .map_err(|e| UpstreamError(format!("the ID token is malformed: {e}")))?;
     // Only RS256: `none` and HMAC (with the public key as secret) are the classic forgeries.
     if header.alg != Algorithm::RS256 {
-        return Err(FederationError::Upstream(format!(
+        return Err(UpstreamError(format!(
             "the ID token is signed with {:?}, not RS256",
             header.alg
         )));
     }
     header
         .kid
-        .ok_or_else(|| FederationError::Upstream("the ID token names no key (kid)".into()))
+        .ok_or_else(|| UpstreamError("the ID token names no key (kid)".into()))
 }
 
 pub fn verify(
@@ -60,25 +60,25 @@ pub fn verify(
     issuers: &[&str],
     client_id: &str,
     expected_nonce: &str,
-) -> Result<UpstreamIdentity, FederationError> {
+) -> Result<UpstreamIdentity, UpstreamError> {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(issuers);
     validation.set_audience(&[client_id]);
     validation.leeway = CLOCK_SKEW_SECS;
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
-        .map_err(|e| FederationError::Upstream(format!("the ID token is not valid: {e}")))?
+        .map_err(|e| UpstreamError(format!("the ID token is not valid: {e}")))?
         .claims;
     // §3.1.3.7 items 4-5: with several audiences, `azp` must name us; when present, always.
     let several = claims.aud.as_array().is_some_and(|list| list.len() > 1);
     match claims.azp.as_deref() {
         Some(azp) if azp != client_id => {
-            return Err(FederationError::Upstream(
+            return Err(UpstreamError(
                 "the ID token was issued to another party (azp)".into(),
             ));
         }
         None if several => {
-            return Err(FederationError::Upstream(
+            return Err(UpstreamError(
                 "the ID token has several audiences and no azp".into(),
             ));
         }
@@ -88,12 +88,12 @@ pub fn verify(
         crate::crypto::constant_time_eq(nonce.as_bytes(), expected_nonce.as_bytes())
     });
     if !nonce_ok {
-        return Err(FederationError::Upstream(
+        return Err(UpstreamError(
             "the ID token's nonce is not the one this sign-in sent".into(),
         ));
     }
     if claims.sub.is_empty() || claims.sub.len() > 255 {
-        return Err(FederationError::Upstream(
+        return Err(UpstreamError(
             "the ID token's sub is empty or too long".into(),
         ));
     }

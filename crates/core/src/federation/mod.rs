@@ -9,54 +9,15 @@
 pub mod flow;
 mod id_token;
 pub mod link;
-mod provider;
-
-use std::sync::Arc;
-use std::time::Duration;
+pub mod provider;
+mod upstream_error;
 
 pub use id_token::UpstreamIdentity;
-pub use provider::Provider;
+pub use provider::{Federation, Provider};
+pub use upstream_error::UpstreamError;
 
 use crate::authorize::AuthorizeError;
-use crate::config::Settings;
 use crate::db::DbError;
-
-/// Every upstream that is switched on, by name.
-pub struct Federation {
-    providers: Vec<Arc<Provider>>,
-}
-
-impl Federation {
-    pub fn new(settings: &Settings, issuer: &str) -> Result<Federation, FederationError> {
-        let timeout = Duration::from_secs(settings.federation.http_timeout_secs);
-        // No redirects: a token endpoint that redirects is misconfigured or hostile, and the
-        // code and client secret must not follow it anywhere.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FederationError::Internal(format!("HTTP client: {e}")))?;
-        let providers = settings
-            .enabled_upstreams()
-            .into_iter()
-            .map(|upstream| {
-                let redirect_uri = format!("{issuer}/auth/{}/callback", upstream.name);
-                Arc::new(Provider::new(upstream, redirect_uri, http.clone()))
-            })
-            .collect();
-        Ok(Federation { providers })
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
-        self.providers.iter().find(|p| p.name == name)
-    }
-
-    pub fn providers(&self) -> &[Arc<Provider>] {
-        &self.providers
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {
@@ -91,4 +52,10 @@ pub enum FederationError {
     Db(#[from] DbError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<UpstreamError> for FederationError {
+    fn from(e: UpstreamError) -> Self {
+        FederationError::Upstream(e.0)
+    }
 }

@@ -1,6 +1,7 @@
 //! One upstream provider: its discovery document and keys (fetched, cached, refetched when a
 //! token names a key not seen yet), the authorization URL, and the code exchange (oauth2 crate).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::DecodingKey;
@@ -17,9 +18,46 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::FederationError;
 use super::id_token::{self, UpstreamIdentity};
-use crate::config::{Secret, Upstream};
+use super::upstream_error::UpstreamError;
+use crate::config::{Secret, Settings, Upstream};
+
+/// Every upstream that is switched on, by name.
+pub struct Federation {
+    providers: Vec<Arc<Provider>>,
+}
+
+impl Federation {
+    pub fn new(settings: &Settings, issuer: &str) -> Result<Federation, UpstreamError> {
+        let timeout = Duration::from_secs(settings.federation.http_timeout_secs);
+        // No redirects: a token endpoint that redirects is misconfigured or hostile, and the
+        // code and client secret must not follow it anywhere.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| UpstreamError(format!("HTTP client: {e}")))?;
+        let providers = settings
+            .enabled_upstreams()
+            .into_iter()
+            .map(|upstream| {
+                let redirect_uri = format!("{issuer}/auth/{}/callback", upstream.name);
+                Arc::new(Provider::new(upstream, redirect_uri, http.clone()))
+            })
+            .collect();
+        Ok(Federation { providers })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+}
 
 /// How long a discovery document is trusted before it is read again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
@@ -117,7 +155,7 @@ impl Provider {
     }
 
     /// The discovery document, fetched once an hour; concurrent sign-ins share one fetch.
-    pub async fn metadata(&self) -> Result<Metadata, FederationError> {
+    pub async fn metadata(&self) -> Result<Metadata, UpstreamError> {
         let mut cached = self.metadata.lock().await;
         if let Some(c) = cached.as_ref()
             && c.fetched_at.elapsed() < METADATA_TTL
@@ -128,7 +166,7 @@ impl Provider {
         let metadata: Metadata = self.fetch_json(&url).await?;
         // OIDC Discovery §4.3: the document must name the issuer it was fetched for.
         if metadata.issuer.trim_end_matches('/') != self.issuer {
-            return Err(FederationError::Upstream(format!(
+            return Err(UpstreamError(format!(
                 "discovery at {url} names issuer {:?}",
                 metadata.issuer
             )));
@@ -139,7 +177,7 @@ impl Provider {
             &metadata.jwks_uri,
         ] {
             if !endpoint_allowed(&self.issuer, endpoint) {
-                return Err(FederationError::Upstream(format!(
+                return Err(UpstreamError(format!(
                     "discovery names an endpoint that is not https: {endpoint}"
                 )));
             }
@@ -159,7 +197,7 @@ impl Provider {
         state: &str,
         nonce: &str,
         verifier: &str,
-    ) -> Result<String, FederationError> {
+    ) -> Result<String, UpstreamError> {
         let client = self
             .client()?
             .set_auth_uri(AuthUrl::new(metadata.authorization_endpoint.clone()).map_err(bad_url)?);
@@ -182,7 +220,7 @@ impl Provider {
         code: &str,
         verifier: &str,
         nonce: &str,
-    ) -> Result<UpstreamIdentity, FederationError> {
+    ) -> Result<UpstreamIdentity, UpstreamError> {
         let metadata = self.metadata().await?;
         // RFC 6749 §2.3.1: HTTP Basic unless the provider says it only takes the secret in
         // the body.
@@ -206,7 +244,7 @@ impl Provider {
             .request_async(&CappedHttp(&self.http))
             .await
             .map_err(|e| {
-                FederationError::Upstream(match e {
+                UpstreamError(match e {
                     RequestTokenError::ServerResponse(r) => {
                         format!("token endpoint refused the code: {}", r.error())
                     }
@@ -220,10 +258,11 @@ impl Provider {
                     RequestTokenError::Other(e) => format!("token endpoint: {e}"),
                 })
             })?;
-        let id_token =
-            response.extra_fields().id_token.as_deref().ok_or_else(|| {
-                FederationError::Upstream("no id_token in the token response".into())
-            })?;
+        let id_token = response
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .ok_or_else(|| UpstreamError("no id_token in the token response".into()))?;
         let kid = id_token::key_id(id_token)?;
         let key = self.decoding_key(&metadata, &kid).await?;
         id_token::verify(
@@ -235,7 +274,7 @@ impl Provider {
         )
     }
 
-    fn client(&self) -> Result<OidcClient, FederationError> {
+    fn client(&self) -> Result<OidcClient, UpstreamError> {
         Ok(OidcClient::new(ClientId::new(self.client_id.clone()))
             .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(bad_url)?))
     }
@@ -248,11 +287,10 @@ impl Provider {
         &self,
         metadata: &Metadata,
         kid: &str,
-    ) -> Result<DecodingKey, FederationError> {
+    ) -> Result<DecodingKey, UpstreamError> {
         let mut cache = self.jwks.lock().await;
         let usable = |set: &JwkSet| set.find(kid).filter(|jwk| fits_rs256(jwk)).cloned();
-        let unknown =
-            || FederationError::Upstream(format!("the ID token names an unknown key {kid:?}"));
+        let unknown = || UpstreamError(format!("the ID token names an unknown key {kid:?}"));
         if let Some(keys) = cache.keys.as_ref()
             && keys.fetched_at.elapsed() < JWKS_TTL
         {
@@ -279,8 +317,8 @@ impl Provider {
     async fn fetch_json<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
-    ) -> Result<T, FederationError> {
-        let failed = |e: String| FederationError::Upstream(format!("GET {url}: {e}"));
+    ) -> Result<T, UpstreamError> {
+        let failed = |e: String| UpstreamError(format!("GET {url}: {e}"));
         let mut response = self
             .http
             .get(url)
@@ -373,13 +411,12 @@ fn fits_rs256(jwk: &Jwk) -> bool {
         )
 }
 
-fn to_decoding_key(jwk: &Jwk) -> Result<DecodingKey, FederationError> {
-    DecodingKey::from_jwk(jwk)
-        .map_err(|e| FederationError::Upstream(format!("unusable key in the JWKS: {e}")))
+fn to_decoding_key(jwk: &Jwk) -> Result<DecodingKey, UpstreamError> {
+    DecodingKey::from_jwk(jwk).map_err(|e| UpstreamError(format!("unusable key in the JWKS: {e}")))
 }
 
-fn bad_url(e: oauth2::url::ParseError) -> FederationError {
-    FederationError::Upstream(format!("invalid endpoint URL: {e}"))
+fn bad_url(e: oauth2::url::ParseError) -> UpstreamError {
+    UpstreamError(format!("invalid endpoint URL: {e}"))
 }
 
 /// Endpoints must be https, unless the issuer itself is a plain-http loopback provider (the

@@ -4,7 +4,8 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
-mod issue;
+pub mod endpoint;
+pub mod issue;
 pub mod password;
 pub mod refresh;
 
@@ -16,8 +17,6 @@ use crate::db::{DbError, repo};
 use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 use crate::tokens::TokenError;
-
-pub use issue::Issued;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
@@ -113,31 +112,6 @@ pub struct TokenRequest {
     pub client: ClientAuth,
     /// The address the request came from, for throttling and audit.
     pub ip: Option<String>,
-}
-
-/// POST /token: authenticates the client, then runs the grant it asked for.
-pub async fn token(svc: &Services, request: TokenRequest) -> Result<TokenResponse, GrantError> {
-    let name = request.params.required("grant_type")?;
-    let grant =
-        GrantType::parse(name).ok_or_else(|| GrantError::UnsupportedGrantType(name.to_string()))?;
-    let issued = match grant {
-        // The hot path: the client is authenticated inside the refresh's own database call.
-        GrantType::RefreshToken => refresh::grant(svc, &request.client, &request.params).await?,
-        GrantType::AuthorizationCode => {
-            let client = authenticate_client(svc, &request.client).await?;
-            authorization_code::grant(svc, &client, &request.params).await?
-        }
-        GrantType::Password => {
-            let client = authenticate_client(svc, &request.client).await?;
-            password::grant(svc, &client, &request).await?
-        }
-        GrantType::ClientCredentials => {
-            let client = authenticate_client(svc, &request.client).await?;
-            client_credentials::grant(svc, &client, &request.params)?
-        }
-    };
-    svc.metrics.token_issued(grant.as_str());
-    Ok(issued.into_response())
 }
 
 /// The client `auth` names, if the credentials prove it (`invalid_client` otherwise).

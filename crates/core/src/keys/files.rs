@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::KeyError;
+use super::error::KeyError;
 
 const PEM_TAG: &str = "PRIVATE KEY";
 

@@ -27,32 +27,8 @@ use std::time::Duration;
 use super::{KeyError, KeyRing, KeyState, Rotation, files, load, rotate};
 use crate::config::{KeySettings, Settings};
 use crate::db::DbConnection;
-use crate::db::models::SigningKeyRow;
 use crate::db::repo::{clients, signing_keys};
 use crate::services::Services;
-
-/// `TooEarly` if the waiting `next` key has not been published long enough.
-pub fn check_ready(
-    rows: &[SigningKeyRow],
-    settings: &KeySettings,
-    now: i64,
-) -> Result<(), KeyError> {
-    let Some(waiting) = rows.iter().find(|r| r.state == KeyState::Next.as_str()) else {
-        return Ok(());
-    };
-    let published_secs = now - waiting.created_at;
-    let required_secs = settings.publish_before_signing_secs();
-    // Strictly more: times are whole seconds, so "3 s later" may be 2.1 s of real time.
-    if published_secs <= required_secs {
-        return Err(KeyError::TooEarly {
-            kid: waiting.kid.clone(),
-            published_secs,
-            required_secs,
-            wait_secs: required_secs - published_secs + 1,
-        });
-    }
-    Ok(())
-}
 
 /// How long after a key stopped signing it must stay published.
 pub fn retire_after_secs(conn: &mut DbConnection, settings: &Settings) -> Result<i64, KeyError> {
@@ -141,7 +117,7 @@ fn rotation_due(
     }
     let signing_since = active.activated_at.unwrap_or(active.created_at);
     Ok(signing_since + settings.rotate_interval_secs as i64 <= now
-        && check_ready(&rows, settings, now).is_ok())
+        && super::check_ready(&rows, settings, now).is_ok())
 }
 
 /// Runs `maintain` every `keys.reload_interval_secs` for the life of the server.

@@ -4,10 +4,11 @@
 //! Where the truth lives: the database says which key is `next`, `active`, `retiring` or
 //! `retired`; the directory holds the private halves. Replicas share both, so they agree.
 
+mod error;
 mod files;
 pub mod lifecycle;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
@@ -26,49 +27,7 @@ use crate::db::{DbConnection, DbError};
 
 pub const ALGORITHM: &str = "RS256";
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("RSA key generation failed")]
-    Generate,
-    #[error("signing failed")]
-    Sign,
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a PKCS#8 RSA private key")]
-    Parse { path: PathBuf },
-    #[error("key {kid} is {state} in the database but its file {path} is missing")]
-    Missing {
-        kid: String,
-        state: String,
-        path: PathBuf,
-    },
-    #[error("{path} holds a different key than its name (thumbprint {actual})")]
-    Mismatch { path: PathBuf, actual: String },
-    #[error("the database lists no active signing key")]
-    NoActive,
-    #[error("unknown key state {0:?} in the database")]
-    UnknownState(String),
-    #[error(
-        "key {kid} has been published for {published_secs} s, but resource servers may cache \
-         the JWKS for {required_secs} s (keys.jwks_max_age_secs plus keys.reload_interval_secs): \
-         rotate again in {wait_secs} s, or pass --force and accept that verifiers with a cached \
-         JWKS meet an unknown kid and must refetch"
-    )]
-    TooEarly {
-        kid: String,
-        published_secs: i64,
-        required_secs: i64,
-        wait_secs: i64,
-    },
-    #[error("another process changed the signing keys at the same moment; try again")]
-    Conflict,
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
+pub use error::KeyError;
 
 impl From<diesel::result::Error> for KeyError {
     fn from(e: diesel::result::Error) -> Self {
@@ -413,7 +372,7 @@ pub fn rotate(
     // the transaction that acts on it.
     let rows = signing_keys::list_published(conn)?;
     if !force {
-        lifecycle::check_ready(&rows, settings, now)?;
+        check_ready(&rows, settings, now)?;
     }
     let mut outcome = (None, None);
     let next = create_key(conn, settings, KeyState::Next, now, |conn, row| {
@@ -423,7 +382,7 @@ pub fn rotate(
             let active = rows.iter().find(|r| r.state == KeyState::Active.as_str());
             if let Some(waiting) = waiting {
                 if !force {
-                    lifecycle::check_ready(&rows, settings, now)?;
+                    check_ready(&rows, settings, now)?;
                 }
                 // Each update must hit exactly its row: if another process rotated meanwhile,
                 // the counts differ and nothing of this rotation is kept.
@@ -452,6 +411,29 @@ pub fn rotate(
         retiring: outcome.1,
         next,
     })
+}
+
+/// `TooEarly` if the waiting `next` key has not been published long enough.
+pub fn check_ready(
+    rows: &[SigningKeyRow],
+    settings: &KeySettings,
+    now: i64,
+) -> Result<(), KeyError> {
+    let Some(waiting) = rows.iter().find(|r| r.state == KeyState::Next.as_str()) else {
+        return Ok(());
+    };
+    let published_secs = now - waiting.created_at;
+    let required_secs = settings.publish_before_signing_secs();
+    // Strictly more: times are whole seconds, so "3 s later" may be 2.1 s of real time.
+    if published_secs <= required_secs {
+        return Err(KeyError::TooEarly {
+            kid: waiting.kid.clone(),
+            published_secs,
+            required_secs,
+            wait_secs: required_secs - published_secs + 1,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

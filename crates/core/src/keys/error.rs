@@ -1,0 +1,46 @@
+use crate::db::DbError;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("RSA key generation failed")]
+    Generate,
+    #[error("signing failed")]
+    Sign,
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a PKCS#8 RSA private key")]
+    Parse { path: PathBuf },
+    #[error("key {kid} is {state} in the database but its file {path} is missing")]
+    Missing {
+        kid: String,
+        state: String,
+        path: PathBuf,
+    },
+    #[error("{path} holds a different key than its name (thumbprint {actual})")]
+    Mismatch { path: PathBuf, actual: String },
+    #[error("the database lists no active signing key")]
+    NoActive,
+    #[error("unknown key state {0:?} in the database")]
+    UnknownState(String),
+    #[error(
+        "key {kid} has been published for {published_secs} s, but resource servers may cache \
+         the JWKS for {required_secs} s (keys.jwks_max_age_secs plus keys.reload_interval_secs): \
+         rotate again in {wait_secs} s, or pass --force and accept that verifiers with a cached \
+         JWKS meet an unknown kid and must refetch"
+    )]
+    TooEarly {
+        kid: String,
+        published_secs: i64,
+        required_secs: i64,
+        wait_secs: i64,
+    },
+    #[error("another process changed the signing keys at the same moment; try again")]
+    Conflict,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
