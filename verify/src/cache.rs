@@ -12,7 +12,6 @@ use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 
 use crate::error::SetupError;
 use crate::jwks;
-use tessera_proto::ProviderMetadata;
 
 /// Largest discovery or JWKS document read; anything bigger is not what we asked for.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -281,7 +280,14 @@ impl KeyCache {
             url: url.clone(),
             reason: reason.to_string(),
         };
-        let document: ProviderMetadata = serde_json::from_slice(&body)
+        // Only the two members this verifier needs are read, so an issuer whose document says
+        // more (or says it in a shape this crate does not model) still works.
+        #[derive(serde::Deserialize)]
+        struct Discovery {
+            issuer: String,
+            jwks_uri: Option<String>,
+        }
+        let document: Discovery = serde_json::from_slice(&body)
             .map_err(|_| document_error("not a JSON discovery document"))?;
         if document.issuer != self.config.issuer {
             return Err(document_error("its issuer is not the configured one"));

@@ -80,7 +80,10 @@ diesel::table! {
 /// On PostgreSQL the conditional update is a data-modifying CTE that feeds the insert, so a
 /// rotation costs one round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT). The insert
 /// names `refresh_tokens::all_columns` and takes each from the model's field: a column added
-/// to the table and the model does not compile here until it is written.
+/// to the table and the model does not compile here until it is written. The values follow
+/// the columns by position, so two columns of one type swapped would still compile:
+/// `db_seam::a_rotation_writes_every_column_and_only_once` (distinct values in every column) is the
+/// guard for that.
 pub fn rotate_in_one_statement(
     conn: &mut DbConnection,
     child: &RefreshToken,

@@ -23,8 +23,12 @@ impl ScopeSet {
         Ok(ScopeSet(tokens))
     }
 
-    /// Each token checked, as a registration lists them.
+    /// A registration's list: each entry one scope-token (an entry holding a space is two
+    /// scopes smuggled into one, and an empty one is a mistake, so both are refused).
     pub fn from_list(list: &[String]) -> Result<ScopeSet, Invalid> {
+        if let Some(bad) = list.iter().find(|entry| !is_scope_token(entry)) {
+            return Err(Invalid(format!("{bad:?} is not a valid scope")));
+        }
         ScopeSet::parse(&list.join(" "))
     }
 
@@ -97,6 +101,12 @@ mod tests {
         assert!(ScopeSet::parse("tab\tseparated").is_err());
         assert_eq!(scope("  openid   api openid ").to_string(), "openid api");
         assert!(scope("").is_empty());
+        let list =
+            |l: &[&str]| ScopeSet::from_list(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(list(&["openid", "api", "openid"]), Ok(scope("openid api")));
+        for bad in [&["api account"][..], &[""], &["  "], &["ok", "a\"b"]] {
+            assert!(list(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
