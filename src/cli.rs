@@ -323,7 +323,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Purge => {
             let mut conn = connect(&settings)?;
-            let purged = crate::sessions::purge(
+            let purged = crate::purge::purge(
                 &mut conn,
                 &settings,
                 crate::mail::enabled(&settings.smtp),

@@ -77,7 +77,7 @@ impl Application {
             metrics: Arc::new(crate::metrics::Metrics::new()),
         }));
 
-        crate::sessions::spawn_purge(state.services.clone());
+        crate::purge::spawn_purge(state.services.clone());
         crate::mail::outbox::spawn_sender(state.services.clone());
         keys::lifecycle::spawn_watch(state.services.clone());
 

@@ -71,7 +71,7 @@ impl Setup {
         use diesel::Connection;
         use tessera::accounts::{self, NewAccount};
         use tessera::clients::{self, ClientSpec};
-        use tessera::tokens::refresh::{self, Lifetimes};
+        use tessera::refresh::family::{self, Lifetimes};
 
         let mut settings = tessera::config::Settings::defaults()?;
         settings.database.url = self.database_url.clone();

@@ -23,7 +23,7 @@ use super::state::AppState;
 use crate::audit::Actor;
 use crate::domain::User;
 use crate::services::Services;
-use crate::sessions::{LiveToken, live_access_token};
+use crate::tokens::status::{LiveToken, live_access_token};
 use crate::tokens::{AccessClaims, Audience, verify_access_token};
 use crate::usecases::sessions::PresentedToken;
 

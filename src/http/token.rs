@@ -120,7 +120,7 @@ pub async fn revoke(
     let svc = &state.services;
     let (params, client) = form_request(&req, &body, "the revocation endpoint")?;
     let client = grants::authenticate_client(svc, &client).await?;
-    crate::sessions::revoke(svc, &client, params.required("token")?).await?;
+    crate::tokens::status::revoke(svc, &client, params.required("token")?).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -138,7 +138,7 @@ pub async fn introspect(
     if client.secret_hash.is_none() {
         return Err(ApiError::InvalidClient);
     }
-    let answer = crate::sessions::introspect(svc, params.required("token")?).await?;
+    let answer = crate::tokens::status::introspect(svc, params.required("token")?).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(answer))

@@ -458,7 +458,7 @@ async fn what_a_code_issued_is_recorded_in_the_transaction_that_consumes_it_item
         .state
         .services
         .db
-        .run(|conn| tessera::db::repo::refresh::counts(conn).map_err(tessera::db::DbError::from))
+        .run(|conn| tessera::refresh::store::counts(conn).map_err(tessera::db::DbError::from))
         .await
         .expect("counts");
     assert_eq!(

@@ -125,7 +125,7 @@ fn family(conn: &mut DbConnection) -> String {
     )
     .expect("client");
     let id = tessera::db::new_id();
-    repo::refresh::insert_family(
+    tessera::refresh::store::insert_family(
         conn,
         &RefreshFamily {
             id: id.clone(),
@@ -180,7 +180,8 @@ fn a_rotation_writes_every_column_and_only_once() {
     let db = connect(&env);
     let mut conn = db.get().expect("conn");
     let family_id = family(&mut conn);
-    repo::refresh::insert_token(&mut conn, &token("parent", &family_id, None)).expect("parent");
+    tessera::refresh::store::insert_token(&mut conn, &token("parent", &family_id, None))
+        .expect("parent");
     let child = RefreshToken {
         replaced_by: Some("not-yet".into()),
         scope: "openid email".into(),
@@ -190,12 +191,12 @@ fn a_rotation_writes_every_column_and_only_once() {
         used_at_ms: Some(33_044),
         ..token("child", &family_id, Some("parent"))
     };
-    assert!(repo::refresh::rotate(&mut conn, &child, 5_678).expect("rotate"));
-    let stored = repo::refresh::find_token(&mut conn, "child")
+    assert!(tessera::refresh::store::rotate(&mut conn, &child, 5_678).expect("rotate"));
+    let stored = tessera::refresh::store::find_token(&mut conn, "child")
         .expect("read")
         .expect("inserted");
     assert_eq!(fields(&stored), fields(&child));
-    let parent = repo::refresh::find_token(&mut conn, "parent")
+    let parent = tessera::refresh::store::find_token(&mut conn, "parent")
         .expect("read")
         .expect("parent");
     assert_eq!(
@@ -204,16 +205,16 @@ fn a_rotation_writes_every_column_and_only_once() {
     );
 
     let rival = token("rival", &family_id, Some("parent"));
-    assert!(!repo::refresh::rotate(&mut conn, &rival, 6_000).expect("rotate"));
+    assert!(!tessera::refresh::store::rotate(&mut conn, &rival, 6_000).expect("rotate"));
     assert!(
-        repo::refresh::find_token(&mut conn, "rival")
+        tessera::refresh::store::find_token(&mut conn, "rival")
             .expect("read")
             .is_none()
     );
     let orphan = token("orphan", &family_id, Some("no such token"));
-    assert!(!repo::refresh::rotate(&mut conn, &orphan, 6_000).expect("rotate"));
+    assert!(!tessera::refresh::store::rotate(&mut conn, &orphan, 6_000).expect("rotate"));
     assert!(
-        repo::refresh::find_token(&mut conn, "orphan")
+        tessera::refresh::store::find_token(&mut conn, "orphan")
             .expect("read")
             .is_none()
     );
@@ -226,11 +227,12 @@ fn the_one_statement_rotation_is_postgresql_only() {
     let db = connect(&env);
     let mut conn = db.get().expect("conn");
     let family_id = family(&mut conn);
-    repo::refresh::insert_token(&mut conn, &token("parent", &family_id, None)).expect("parent");
+    tessera::refresh::store::insert_token(&mut conn, &token("parent", &family_id, None))
+        .expect("parent");
     let child = token("child", &family_id, Some("parent"));
     let answer =
         dialect::rotate_in_one_statement(&mut conn, &child, "parent", 7_000).expect("rotate");
-    let written = repo::refresh::find_token(&mut conn, "child")
+    let written = tessera::refresh::store::find_token(&mut conn, "child")
         .expect("read")
         .is_some();
     if env.db.is_postgres() {

@@ -754,7 +754,7 @@ async fn run_purge(app: &TestApp, now: i64) -> Value {
         .state
         .services
         .db
-        .run(move |conn| tessera::sessions::purge(conn, &settings, mail_on, now))
+        .run(move |conn| tessera::purge::purge(conn, &settings, mail_on, now))
         .await
         .expect("purge");
     serde_json::to_value(purged).expect("json")

@@ -91,7 +91,7 @@ async fn the_password_grant_issues_tokens_that_verify_independently() {
         .services
         .db
         .run(move |conn| {
-            tessera::db::repo::refresh::find_token(conn, &hash).map_err(tessera::db::DbError::from)
+            tessera::refresh::store::find_token(conn, &hash).map_err(tessera::db::DbError::from)
         })
         .await
         .expect("query");

@@ -511,7 +511,7 @@ async fn purge_deletes_only_what_is_past_retention() {
     let counts = || {
         let db = svc.db.clone();
         async move {
-            db.run(|conn| tessera::db::repo::refresh::counts(conn).map_err(DbError::from))
+            db.run(|conn| tessera::refresh::store::counts(conn).map_err(DbError::from))
                 .await
                 .expect("counts")
         }
@@ -524,7 +524,7 @@ async fn purge_deletes_only_what_is_past_retention() {
         async move {
             let settings = svc.settings.clone();
             svc.db
-                .run(move |conn| tessera::sessions::purge(conn, &settings, false, now))
+                .run(move |conn| tessera::purge::purge(conn, &settings, false, now))
                 .await
                 .expect("purge")
         }
@@ -652,7 +652,7 @@ async fn purge_deletes_audit_events_past_their_retention() {
         async move {
             let settings = svc.settings.clone();
             svc.db
-                .run(move |conn| tessera::sessions::purge(conn, &settings, false, now))
+                .run(move |conn| tessera::purge::purge(conn, &settings, false, now))
                 .await
                 .expect("purge")
         }

@@ -294,8 +294,12 @@ pub async fn reset_password(
                 }
                 repo::users::mark_email_verified(conn, &user.id, now)?;
                 account_tokens::use_up_all(conn, &user.id, MailKind::ResetPassword.as_str(), now)?;
-                let revoked =
-                    repo::refresh::revoke_families_of_user(conn, &user.id, now, "password_reset")?;
+                let revoked = crate::refresh::store::revoke_families_of_user(
+                    conn,
+                    &user.id,
+                    now,
+                    "password_reset",
+                )?;
                 audit::record(
                     conn,
                     Event::PasswordReset,
@@ -402,7 +406,7 @@ pub async fn change_password(
             conn.transaction(|conn| {
                 let stamp = new_stamp()?;
                 let keep_family = match &keep_hash {
-                    Some(hash) => repo::refresh::find_session(conn, hash)?
+                    Some(hash) => crate::refresh::store::find_session(conn, hash)?
                         .filter(|(_, family, _, _)| {
                             family.user_id == user.id
                                 && family.revoked_at.is_none()
@@ -415,7 +419,7 @@ pub async fn change_password(
                     return Err(SelfServiceError::NoAccount);
                 }
                 let revoked = match &keep_family {
-                    Some(family) => repo::refresh::revoke_families_of_user_except(
+                    Some(family) => crate::refresh::store::revoke_families_of_user_except(
                         conn,
                         &user.id,
                         family,
@@ -423,7 +427,7 @@ pub async fn change_password(
                         now,
                         "password_change",
                     )?,
-                    None => repo::refresh::revoke_families_of_user(
+                    None => crate::refresh::store::revoke_families_of_user(
                         conn,
                         &user.id,
                         now,

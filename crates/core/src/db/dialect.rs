@@ -72,7 +72,7 @@ diesel::table! {
     }
 }
 
-/// A rotation (`repo::refresh::rotate`) in one statement, on the backends that have one:
+/// A rotation (`crate::refresh::store::rotate`) in one statement, on the backends that have one:
 /// `Some(true)` if the parent was consumed and `child` inserted, `Some(false)` with nothing
 /// written if it was used already; `None` on SQLite, which runs the two steps in a transaction
 /// (in process, they cost no round trips).

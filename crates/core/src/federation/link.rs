@@ -254,7 +254,8 @@ fn release_address(
         &stamp,
         now,
     )?;
-    let sessions = repo::refresh::revoke_families_of_user(conn, &holder.id, now, "email_released")?;
+    let sessions =
+        crate::refresh::store::revoke_families_of_user(conn, &holder.id, now, "email_released")?;
     // A queued verification mail would still reach the address's owner, who might confirm it.
     repo::outbox::delete_unfinished_for(conn, &holder.id)?;
     repo::account_tokens::use_up_all(

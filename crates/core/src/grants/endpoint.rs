@@ -3,10 +3,11 @@
 //! module above; this file is the only one that knows them all.
 
 use super::{
-    GrantError, TokenRequest, TokenResponse, authenticate_client, authorization_code,
-    client_credentials, password, refresh,
+    GrantError, TokenRequest, TokenResponse, authenticate_client, client_credentials, password,
 };
+use crate::authorize::code as authorization_code;
 use crate::domain::GrantType;
+use crate::refresh::grant as refresh;
 use crate::services::Services;
 
 /// POST /token: authenticates the client, then runs the grant it asked for.

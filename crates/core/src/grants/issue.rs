@@ -6,8 +6,8 @@ use diesel::Connection;
 use super::{GrantError, TokenResponse};
 use crate::db::DbConnection;
 use crate::domain::{Client, GrantType, ScopeSet, User};
+use crate::refresh::family::{Lifetimes, start_family};
 use crate::services::Services;
-use crate::tokens::refresh::{Lifetimes, start_family};
 use crate::tokens::{AccessClaims, Audience, IdClaims, sign, user_claims};
 
 /// What a grant produced, before it becomes a response.

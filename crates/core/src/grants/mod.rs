@@ -2,12 +2,10 @@
 //! database, the hashing pool and the keys. Errors are RFC 6749 §5.2's, mapped to HTTP in
 //! `http::error`.
 
-pub mod authorization_code;
 pub mod client_credentials;
 pub mod endpoint;
 pub mod issue;
 pub mod password;
-pub mod refresh;
 
 use std::collections::HashMap;
 
@@ -137,7 +135,7 @@ pub fn scope_for_user(user: &User, scope: &ScopeSet) -> ScopeSet {
 }
 
 /// The client must be registered for the grant (RFC 6749 §5.2 `unauthorized_client`).
-fn require_grant(client: &Client, grant: GrantType) -> Result<(), GrantError> {
+pub(crate) fn require_grant(client: &Client, grant: GrantType) -> Result<(), GrantError> {
     if client.grant_types.allows(grant) {
         Ok(())
     } else {

@@ -42,7 +42,7 @@ pub async fn grant(
 }
 
 /// `admin` is granted only to users with the admin role.
-pub(super) fn check_role_scopes(user: &User, scope: &ScopeSet) -> Result<(), GrantError> {
+pub(crate) fn check_role_scopes(user: &User, scope: &ScopeSet) -> Result<(), GrantError> {
     if scope.contains(super::ADMIN_SCOPE) && !user.roles.is_admin() {
         return Err(GrantError::InvalidScope(
             "scope \"admin\" needs the admin role".into(),

@@ -4,7 +4,7 @@
 
 mod claims;
 mod jwt;
-pub mod refresh;
+pub mod status;
 
 pub use claims::{
     AccessClaims, Audience, IdClaims, UserClaims, stamp_matches, stamp_of, user_claims,

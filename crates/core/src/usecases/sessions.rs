@@ -33,8 +33,12 @@ pub fn logout_everywhere(
         if let Some(token) = presented {
             repo::revoked::insert(conn, &token.jti, token.exp)?;
         }
-        let revoked =
-            repo::refresh::revoke_families_of_user(conn, user_id, now, "logout_everywhere")?;
+        let revoked = crate::refresh::store::revoke_families_of_user(
+            conn,
+            user_id,
+            now,
+            "logout_everywhere",
+        )?;
         audit::record(
             conn,
             Event::SessionsRevoked,

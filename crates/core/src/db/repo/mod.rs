@@ -7,11 +7,9 @@
 pub mod account_tokens;
 pub mod audit;
 pub mod clients;
-pub mod codes;
 pub mod federation;
 pub mod known_sign_ins;
 pub mod outbox;
-pub mod refresh;
 pub mod revoked;
 pub mod signing_keys;
 pub mod throttles;

@@ -1,8 +1,8 @@
 //! Opaque refresh tokens: 256 bits from the OS RNG, URL-safe, stored only as SHA-256, each in
 //! a family that stands for one login session.
 
+use super::store;
 use crate::db::models::{RefreshFamily, RefreshToken};
-use crate::db::repo::refresh;
 use crate::db::{DbConnection, DbError};
 
 /// The lifetimes a family lives under (server defaults or the client's own), and how many
@@ -42,8 +42,8 @@ pub fn start_family(
         revoked_reason: None,
     };
     let (token, token_hash) = new_token()?;
-    refresh::insert_family(conn, &family)?;
-    refresh::insert_token(
+    store::insert_family(conn, &family)?;
+    store::insert_token(
         conn,
         &RefreshToken {
             token_hash,
@@ -57,7 +57,7 @@ pub fn start_family(
             used_at_ms: None,
         },
     )?;
-    refresh::revoke_oldest_live(
+    store::revoke_oldest_live(
         conn,
         &family.user_id,
         &family.client_id,

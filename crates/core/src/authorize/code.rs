@@ -12,15 +12,15 @@
 use diesel::Connection;
 use serde_json::json;
 
-use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
 use crate::authorize::pkce_matches;
 use crate::db::models::AuthorizationCode;
 use crate::db::{DbConnection, repo};
 use crate::domain::{Client, GrantType, ScopeSet};
+use crate::grants::{GrantError, Params, require_grant};
 use crate::services::Services;
 
-use super::issue::{Issued, SignIn, for_user_with};
+use crate::grants::issue::{Issued, SignIn, for_user_with};
 
 const INVALID: &str = "the authorization code is invalid, expired or already used";
 
@@ -67,7 +67,7 @@ pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<I
                     auth_time: code.auth_time,
                 };
                 let issued = for_user_with(conn, &svc_inner, sign_in, now)?;
-                repo::codes::record_issued(
+                crate::authorize::store::record_issued(
                     conn,
                     &code.code_hash,
                     issued.family_id.as_deref(),
@@ -91,8 +91,8 @@ fn check(
     verifier: Option<String>,
     now: i64,
 ) -> Result<Outcome, GrantError> {
-    let consumed = repo::codes::consume(conn, hash, now)? == 1;
-    let Some(code) = repo::codes::find(conn, hash)? else {
+    let consumed = crate::authorize::store::consume(conn, hash, now)? == 1;
+    let Some(code) = crate::authorize::store::find(conn, hash)? else {
         return Ok(Outcome::Refused(INVALID));
     };
     if !consumed {
@@ -121,7 +121,7 @@ fn revoke_issued(
     now: i64,
 ) -> Result<(), GrantError> {
     if let Some(family) = &code.family_id {
-        repo::refresh::revoke_family(conn, family, now, "code_reuse")?;
+        crate::refresh::store::revoke_family(conn, family, now, "code_reuse")?;
     }
     if let (Some(jti), Some(expires)) = (&code.access_token_jti, code.access_token_expires_at) {
         repo::revoked::insert(conn, jti, expires)?;

@@ -21,13 +21,13 @@
 use diesel::Connection;
 use serde_json::json;
 
-use super::issue::{Issued, Subject, mint};
-use super::{GrantError, Params, require_grant};
 use crate::audit::{self, Event, Record};
 use crate::clients::ClientAuth;
+use crate::db::DbConnection;
 use crate::db::models::{RefreshFamily, RefreshToken};
-use crate::db::{DbConnection, repo};
 use crate::domain::{Client, GrantType, ScopeSet, User};
+use crate::grants::issue::{Issued, Subject, mint};
+use crate::grants::{GrantError, Params, require_grant};
 use crate::services::Services;
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
@@ -89,12 +89,14 @@ async fn rotate_quickly(
         return Ok(None);
     }
     let scope = check_live(&token, &family, &user, requested_scope, now)?;
-    let (next, next_hash) = crate::tokens::refresh::new_token()?;
+    let (next, next_hash) = crate::refresh::family::new_token()?;
     let child = successor(svc, &client, &family, &token, next_hash, now);
     let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
     let consumed = svc
         .db
-        .run(move |conn| repo::refresh::rotate(conn, &child, now_ms).map_err(GrantError::from))
+        .run(move |conn| {
+            crate::refresh::store::rotate(conn, &child, now_ms).map_err(GrantError::from)
+        })
         .await?;
     if !consumed {
         return Ok(None);
@@ -112,10 +114,10 @@ fn rotate_carefully(
     now_ms: i64,
 ) -> Result<Outcome, GrantError> {
     let now = now_ms.div_euclid(1000);
-    let (next, next_hash) = crate::tokens::refresh::new_token()?;
+    let (next, next_hash) = crate::refresh::family::new_token()?;
     // First, so concurrent rotations of one token queue on the row (or SQLite's write lock)
     // instead of racing. Any error from here on rolls the consumption back.
-    let consumed = repo::refresh::consume(conn, hash, &next_hash, now_ms)? == 1;
+    let consumed = crate::refresh::store::consume(conn, hash, &next_hash, now_ms)? == 1;
     let (token, family, user, client) = find_authenticated(conn, auth, hash)?;
     if !consumed && !within_grace(conn, svc, &token, now_ms)? {
         revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
@@ -129,7 +131,7 @@ fn rotate_carefully(
     }
     let scope = check_live(&token, &family, &user, requested_scope, now)?;
     let child = successor(svc, &client, &family, &token, next_hash, now);
-    repo::refresh::insert_token(conn, &child)?;
+    crate::refresh::store::insert_token(conn, &child)?;
     // Signed inside the transaction: if signing fails, the token is not consumed.
     let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
     issued.refresh_token = Some(next);
@@ -144,7 +146,7 @@ fn find_authenticated(
     auth: &ClientAuth,
     hash: &str,
 ) -> Result<Session, GrantError> {
-    let (token, family, user, client) = match repo::refresh::find_session(conn, hash)? {
+    let (token, family, user, client) = match crate::refresh::store::find_session(conn, hash)? {
         Some((token, family, user, client)) if client.id == auth.client_id() => {
             let client = crate::clients::authenticate(Some(client), auth)
                 .ok_or(GrantError::InvalidClient)?;
@@ -153,7 +155,7 @@ fn find_authenticated(
         // Unknown token, or another client's: the caller still learns whether *it*
         // authenticated (invalid_client) before hearing the token is no good.
         _ => {
-            super::authenticate_client_with(conn, auth)?;
+            crate::grants::authenticate_client_with(conn, auth)?;
             return Err(invalid());
         }
     };
@@ -181,14 +183,14 @@ fn check_live(
         return Err(invalid());
     }
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one than the login granted.
-    let requested = super::requested_scope(requested_scope)?;
+    let requested = crate::grants::requested_scope(requested_scope)?;
     let scope = ScopeSet::from_stored(&family.scope)
         .narrow(requested.as_ref())
         .map_err(|outside| {
             GrantError::InvalidScope(format!("scope {outside:?} was not granted at login"))
         })?;
     // The role may have been taken away since the login.
-    super::password::check_role_scopes(user, &scope)?;
+    crate::grants::password::check_role_scopes(user, &scope)?;
     Ok(scope)
 }
 
@@ -263,7 +265,7 @@ fn within_grace(
     if grace_ms == 0 || now_ms - used_at_ms > grace_ms {
         return Ok(false);
     }
-    Ok(repo::refresh::retire_unused(conn, replaced_by, now_ms)? == 1)
+    Ok(crate::refresh::store::retire_unused(conn, replaced_by, now_ms)? == 1)
 }
 
 fn revoke(
@@ -273,7 +275,7 @@ fn revoke(
     reason: &str,
     event: Event,
 ) -> Result<(), GrantError> {
-    if repo::refresh::revoke_family(conn, &family.id, now, reason)? > 0 {
+    if crate::refresh::store::revoke_family(conn, &family.id, now, reason)? > 0 {
         audit::record(
             conn,
             event,

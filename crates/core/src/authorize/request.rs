@@ -214,7 +214,7 @@ pub async fn issue_code(
         access_token_expires_at: None,
     };
     svc.db
-        .run(move |conn| repo::codes::insert(conn, &row).map_err(DbError::from))
+        .run(move |conn| crate::authorize::store::insert(conn, &row).map_err(DbError::from))
         .await?;
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("code", &code);
