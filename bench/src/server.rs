@@ -108,10 +108,11 @@ impl Setup {
                 },
             )?;
             let mut tokens = Vec::with_capacity(families);
+            let scope = tessera::domain::ScopeSet::from_stored("api");
             for i in 0..families {
                 let user = &created[i % created.len()];
-                tokens.push(refresh::start_family(
-                    conn, user, &client.id, "api", lifetimes, now, now,
+                tokens.push(family::start_family(
+                    conn, user, &client.id, &scope, lifetimes, now, now,
                 )?);
             }
             Ok::<_, anyhow::Error>((client, secret, emails, tokens))
@@ -129,7 +130,7 @@ impl Setup {
             .collect();
         std::fs::write(&refreshes, lines.join("\n") + "\n")?;
         Ok(Seed {
-            client_id: client.id,
+            client_id: client.id.into_string(),
             client_secret: secret.context("a confidential client")?,
             logins,
             refreshes,
