@@ -23,8 +23,8 @@ fn connect(env: &TestEnv) -> Database {
     Database::connect(&env.settings().database).expect("database")
 }
 
-/// A connection of its own, outside the pool, to a database nothing has migrated yet.
-fn unmigrated_connection(env: &TestEnv) -> DbConnection {
+/// A connection of its own, outside the pool.
+fn own_connection(env: &TestEnv) -> DbConnection {
     let target = DatabaseTarget::parse(&env.db.url).expect("url");
     r2d2::ManageConnection::connect(&ConnectionManager::new(target, 5000)).expect("connect")
 }
@@ -40,8 +40,9 @@ fn migration_folders(backend: &str) -> Vec<String> {
 
 #[test]
 fn migrations_apply_once_each() {
-    let env = TestEnv::new();
-    let mut conn = unmigrated_connection(&env);
+    // Not the per-run template: this database must start with nothing migrated.
+    let env = TestEnv::with_empty_database();
+    let mut conn = own_connection(&env);
     let applied = run_migrations(&mut conn).expect("migrate");
     let folders = migration_folders(if env.db.is_postgres() {
         "postgres"
@@ -253,13 +254,13 @@ fn the_one_statement_rotation_is_postgresql_only() {
 #[test]
 fn a_connection_left_unfit_is_recognised() {
     let env = TestEnv::new();
-    let mut conn = unmigrated_connection(&env);
+    let mut conn = own_connection(&env);
     assert!(!dialect::connection_is_dead(&mut conn));
     // A transaction nothing will commit: what a panicking job leaves behind.
     <DbConnection as Connection>::TransactionManager::begin_transaction(&mut conn).expect("begin");
     assert!(dialect::connection_is_dead(&mut conn));
     if env.db.is_postgres() {
-        let mut cut = unmigrated_connection(&env);
+        let mut cut = own_connection(&env);
         // The server ends this session, as a restart would.
         let _ = cut.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())");
         assert!(dialect::connection_is_dead(&mut cut));
@@ -560,7 +561,7 @@ fn migrated_schema(env: &TestEnv) -> BTreeMap<String, Columns> {
         )
     };
     let rows: Vec<ColumnRow> = diesel::sql_query(query)
-        .load(&mut unmigrated_connection(env))
+        .load(&mut own_connection(env))
         .expect("columns");
     let mut tables = BTreeMap::<String, Columns>::new();
     for row in rows {

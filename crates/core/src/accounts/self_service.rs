@@ -184,21 +184,32 @@ pub async fn verify_email(svc: &Services, token: &str) -> Result<User, SelfServi
                     .filter(|u| u.disabled_at.is_none())
                     .ok_or(GONE)?;
                 repo::users::mark_email_verified(conn, &user.id, now)?;
-                account_tokens::use_up_all(conn, &user.id, MailKind::VerifyEmail.as_str(), now)?;
-                audit::record(
-                    conn,
-                    Event::EmailVerified,
-                    Record {
-                        user_id: Some(&user.id),
-                        detail: Some(json!({ "via": "link" })),
-                        ..Record::default()
-                    },
-                    now,
-                )?;
+                verified(conn, &user.id, json!({ "via": "link" }), now)?;
                 repo::users::find_by_id(conn, &user.id)?.ok_or(GONE)
             })
         })
         .await
+}
+
+/// What follows an address being verified, whoever vouched for it: the verification links
+/// still unused are used up, and the audit trail says how (`detail`).
+pub fn verified(
+    conn: &mut DbConnection,
+    user_id: &str,
+    detail: serde_json::Value,
+    now: i64,
+) -> Result<(), DbError> {
+    account_tokens::use_up_all(conn, user_id, MailKind::VerifyEmail.as_str(), now)?;
+    audit::record(
+        conn,
+        Event::EmailVerified,
+        Record {
+            user_id: Some(user_id),
+            detail: Some(detail),
+            ..Record::default()
+        },
+        now,
+    )
 }
 
 /// Whether a verification token could be used now (for the page the mail's link opens): the

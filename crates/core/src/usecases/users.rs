@@ -8,10 +8,9 @@ use crate::accounts::email::Email;
 use crate::accounts::self_service::{self, SelfServiceError};
 use crate::accounts::{self, AccountError, Cursor, NewAccount, UserPage};
 use crate::audit::{self, Event, Record};
-use crate::db::repo::{self, account_tokens};
+use crate::db::repo;
 use crate::db::{DbConnection, DbError};
 use crate::domain::{Roles, User};
-use crate::mail::templates::MailKind;
 
 /// A user by address, if there is one.
 pub fn find_by_email(conn: &mut DbConnection, email: &Email) -> Result<Option<User>, AccountError> {
@@ -147,17 +146,8 @@ pub fn verify_email(
     conn.transaction(|conn| {
         let user = repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)?;
         if repo::users::mark_email_verified(conn, &user.id, now)? == 1 {
-            account_tokens::use_up_all(conn, &user.id, MailKind::VerifyEmail.as_str(), now)?;
-            audit::record(
-                conn,
-                Event::EmailVerified,
-                Record {
-                    user_id: Some(&user.id),
-                    detail: Some(json!({ "via": "operator", "by": actor.by() })),
-                    ..Record::default()
-                },
-                now,
-            )?;
+            let detail = json!({ "via": "operator", "by": actor.by() });
+            accounts::self_service::verified(conn, &user.id, detail, now)?;
         }
         repo::users::find_by_id(conn, &user.id)?.ok_or(AccountError::NotFound)
     })
