@@ -14,6 +14,7 @@ use tessera::db::{
 };
 
 use crate::testkit::app::TestEnv;
+use crate::testkit::rust_files;
 
 fn manifest_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -285,23 +286,12 @@ const BACKEND_CHECKS: [&str; 8] = [
     "backend_name() !=",
 ];
 
-fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            rust_files(&path, found);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            found.push(path);
-        }
-    }
-}
-
 #[test]
 fn only_the_dialect_tells_the_backends_apart() {
     let root = manifest_path("");
     let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    rust_files(&root.join("crates"), &mut files);
+    files.extend(rust_files(&root.join("src")));
+    files.extend(rust_files(&root.join("crates")));
     assert!(files.len() > 20, "found only {files:?}");
     let mut offenders = Vec::new();
     for file in &files {

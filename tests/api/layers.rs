@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::testkit::rust_files;
+
 /// The crates whose sources are checked: the name paths use for them, and their `src`.
 fn crates() -> Vec<(&'static str, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -41,26 +43,12 @@ impl std::fmt::Display for Module {
     }
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// Every source file of every crate, with its module path.
 fn modules() -> BTreeMap<Module, PathBuf> {
     let mut found = BTreeMap::new();
     for (krate, src) in crates() {
         let mut files = Vec::new();
-        rust_files(&src, &mut files);
+        files.extend(rust_files(&src));
         for file in files {
             let relative = file.strip_prefix(&src).expect("under src");
             let mut path: Vec<String> = relative

@@ -1,28 +1,18 @@
 //! Pages come from the askama templates in `templates/pages/` alone: no HTML built by hand in
 //! `src/`, and whatever a client or a person typed comes out escaped on every page family.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tessera::clients::ClientSpec;
 use tessera::config::Settings;
 
 use crate::testkit::app::{TestApp, TestEnv};
+use crate::testkit::rust_files;
 use crate::testkit::smtp::SmtpSink;
 
 /// What a hostile value turns into: askama's HTML escaping, quotes included.
 const SCRIPT: &str = r#"<script>alert("x")</script>"#;
 const SCRIPT_ESCAPED: &str = "&#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62;";
-
-fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read src") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            rust_files(&path, into);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            into.push(path);
-        }
-    }
-}
 
 /// Markup that only a template may hold: a page or mail built with `format!` (and the
 /// hand-called escape such code needs) would show up here.
@@ -54,7 +44,8 @@ const MARKUP: &[&str] = &[
 fn no_html_is_written_outside_the_templates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
+    files.extend(rust_files(&root.join("src")));
+    files.extend(rust_files(&root.join("crates/core/src")));
     assert!(files.len() > 20, "the sources were found: {files:?}");
     let mut found = Vec::new();
     for file in &files {

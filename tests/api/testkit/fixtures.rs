@@ -88,3 +88,17 @@ pub async fn verify_independently(app: &TestApp, token: &str) -> (Value, Value) 
         .expect("signature verifies");
     (header, decode(parts[1]))
 }
+
+/// Every `.rs` file under `dir`, for the tests that read the sources themselves.
+pub fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a source directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            found.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}

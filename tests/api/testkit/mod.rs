@@ -22,7 +22,7 @@ pub use app::{ServerProcess, TestApp, TestEnv, run_cli, stdout_json, test_settin
 pub use database::{TestDatabase, on_postgres};
 pub use eventually::{DEADLINE, eventually};
 pub use fixtures::{
-    PASSWORD, REDIRECT, VERIFIER, claims_of, location, pkce_challenge, query_of,
+    PASSWORD, REDIRECT, VERIFIER, claims_of, location, pkce_challenge, query_of, rust_files,
     verify_independently,
 };
 pub use http::HttpBrowser;
