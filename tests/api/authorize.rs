@@ -3,6 +3,7 @@
 use serde_json::Value;
 use tessera::clients::ClientSpec;
 
+use crate::testkit::csrf_field;
 use crate::testkit::verify_independently;
 use crate::testkit::{PASSWORD, REDIRECT, VERIFIER, pkce_challenge};
 use crate::testkit::{TestApp, TestEnv};
@@ -56,9 +57,7 @@ async fn open_login_page(app: &TestApp, params: &[(&str, String)]) -> (String, S
     );
     let cookie = cookie.split(';').next().expect("pair").to_string();
     let html = response.text().await.expect("html");
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("csrf field") + marker.len();
-    let csrf = html[start..].split('"').next().expect("value").to_string();
+    let csrf = csrf_field(&html);
     (csrf, cookie)
 }
 

@@ -13,6 +13,7 @@ use crate::federation::{
     REDIRECT, World, app_request, exchange, serde_urlencoded, unverified_user, user_count,
     world_with,
 };
+use crate::testkit::mail_through;
 use crate::testkit::smtp::SmtpSink;
 use crate::testkit::upstream::{self, Identity};
 use crate::testkit::{HttpBrowser, PASSWORD, TestApp, VERIFIER, claims_of, location, query_of};
@@ -28,13 +29,6 @@ fn hidden(html: &str, name: &str) -> String {
         + marker.len();
     let end = html[start..].find('"').expect("end quote") + start;
     html[start..end].to_string()
-}
-
-fn mail_settings(settings: &mut tessera::config::Settings, smtp_url: &str) {
-    settings.smtp.url = smtp_url.to_string();
-    settings.smtp.from = "Tessera <no-reply@tessera.test>".into();
-    settings.smtp.timeout_secs = 5;
-    settings.mail.poll_interval_ms = 50;
 }
 
 fn google(settings: &mut tessera::config::Settings, issuer: &str) {
@@ -185,7 +179,7 @@ async fn item4_a_scanner_opening_the_verification_link_verifies_nothing() {
     let sink = SmtpSink::start().await;
     let world = world_with(|s, issuer| {
         google(s, issuer);
-        mail_settings(s, &sink.url());
+        mail_through(s, &sink.url());
     })
     .await;
     let app = &world.app;
@@ -250,7 +244,7 @@ async fn item4_the_verification_form_refuses_a_post_without_its_csrf_cookie() {
     let sink = SmtpSink::start().await;
     let world = world_with(|s, issuer| {
         google(s, issuer);
-        mail_settings(s, &sink.url());
+        mail_through(s, &sink.url());
     })
     .await;
     let app = &world.app;
@@ -289,7 +283,7 @@ async fn item4_the_json_verification_api_still_verifies_with_a_post() {
     let sink = SmtpSink::start().await;
     let world = world_with(|s, issuer| {
         google(s, issuer);
-        mail_settings(s, &sink.url());
+        mail_through(s, &sink.url());
     })
     .await;
     let app = &world.app;
@@ -322,7 +316,7 @@ async fn item4_pre_hijack_attack_a_scanned_link_and_a_later_upstream_sign_in_giv
     let sink = SmtpSink::start().await;
     let world = world_with(|s, issuer| {
         google(s, issuer);
-        mail_settings(s, &sink.url());
+        mail_through(s, &sink.url());
     })
     .await;
     let app = &world.app;
@@ -765,7 +759,7 @@ async fn item4_unverified_accounts_are_purged_after_the_ttl_only_when_mail_is_on
     let sink = SmtpSink::start().await;
     let world = world_with(|s, issuer| {
         google(s, issuer);
-        mail_settings(s, &sink.url());
+        mail_through(s, &sink.url());
     })
     .await;
     let app = &world.app;
@@ -913,7 +907,7 @@ async fn item5_an_unverified_upstream_email_owns_no_address() {
     let sink = SmtpSink::start().await;
     let world = world_with(|s, issuer| {
         google(s, issuer);
-        mail_settings(s, &sink.url());
+        mail_through(s, &sink.url());
     })
     .await;
     let app = &world.app;

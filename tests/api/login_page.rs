@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use tessera::clients::ClientSpec;
-use tessera::config::Settings;
 
 use crate::testkit::smtp::SmtpSink;
 use crate::testkit::{PASSWORD, REDIRECT, VERIFIER, pkce_challenge};
 use crate::testkit::{TestApp, TestEnv};
+use crate::testkit::{csrf_field, mail_through};
 
 const BAD_FORM: &str = "This sign-in form has expired or did not come from this site.";
 
@@ -68,9 +68,7 @@ async fn open(app: &TestApp, params: &[(&str, String)]) -> LoginPage {
         header("set-cookie"),
     );
     let html = response.text().await.expect("html");
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("csrf field") + marker.len();
-    let csrf = html[start..].split('"').next().expect("value").to_string();
+    let csrf = csrf_field(&html);
     LoginPage {
         csp,
         referrer_policy,
@@ -278,13 +276,6 @@ async fn the_typed_email_is_kept_and_escaped_after_a_wrong_password() {
     app.stop().await;
 }
 
-fn with_mail(settings: &mut Settings, sink: &SmtpSink) {
-    settings.smtp.url = sink.url();
-    settings.smtp.from = "Tessera <no-reply@tessera.test>".into();
-    settings.smtp.timeout_secs = 5;
-    settings.mail.poll_interval_ms = 50;
-}
-
 /// Item 22: "Forgot password?" only when mail is on, "Create account" only when
 /// self-registration is on, and the submit button is the primary action.
 #[tokio::test]
@@ -294,7 +285,7 @@ async fn the_login_page_links_only_to_what_this_server_offers() {
         let env = TestEnv::new();
         let mut settings = env.settings();
         if mail {
-            with_mail(&mut settings, &sink);
+            mail_through(&mut settings, &sink.url());
         }
         settings.accounts.self_registration = registration;
         let app = env.spawn_with(settings).await;
@@ -420,11 +411,9 @@ async fn open_forgot(app: &TestApp) -> FormPage {
         .to_string();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     let html = response.text().await.expect("html");
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("csrf field") + marker.len();
     FormPage {
         cookie: cookie.split(';').next().expect("pair").to_string(),
-        csrf: html[start..].split('"').next().expect("value").to_string(),
+        csrf: csrf_field(&html),
         html,
     }
 }
@@ -457,7 +446,7 @@ async fn forgot_password_answers_alike_for_every_address_and_mails_only_the_owne
     let sink = SmtpSink::start().await;
     let env = TestEnv::new();
     let mut settings = env.settings();
-    with_mail(&mut settings, &sink);
+    mail_through(&mut settings, &sink.url());
     settings.accounts.mail_requests_per_email = 1;
     let app = env.spawn_with(settings).await;
     app.create_user("ann@example.com", PASSWORD, &[]).await;

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use tessera::clients::ClientSpec;
-use tessera::config::Settings;
 
 use crate::testkit::app::{TestApp, TestEnv};
 use crate::testkit::rust_files;
 use crate::testkit::smtp::SmtpSink;
+use crate::testkit::{csrf_field, mail_through};
 
 /// What a hostile value turns into: askama's HTML escaping, quotes included.
 const SCRIPT: &str = r#"<script>alert("x")</script>"#;
@@ -121,9 +121,7 @@ async fn form_with_cookie(response: reqwest::Response) -> (String, String) {
         .expect("pair")
         .to_string();
     let html = response.text().await.expect("html");
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("csrf field") + marker.len();
-    let csrf = html[start..].split('"').next().expect("value").to_string();
+    let csrf = csrf_field(&html);
     (cookie, csrf)
 }
 
@@ -190,20 +188,13 @@ async fn an_error_page_escapes_the_text_it_shows() {
     app.stop().await;
 }
 
-fn with_mail(settings: &mut Settings, sink: &SmtpSink) {
-    settings.smtp.url = sink.url();
-    settings.smtp.from = "Tessera <no-reply@tessera.test>".into();
-    settings.smtp.timeout_secs = 5;
-    settings.mail.poll_interval_ms = 50;
-}
-
 /// The forgot-password form: the address typed comes back escaped with the refusal.
 #[tokio::test]
 async fn the_forgot_password_form_escapes_the_typed_address() {
     let sink = SmtpSink::start().await;
     let env = TestEnv::new();
     let mut settings = env.settings();
-    with_mail(&mut settings, &sink);
+    mail_through(&mut settings, &sink.url());
     let app = env.spawn_with(settings).await;
     let (cookie, csrf) = form_with_cookie(app.get("/account/forgot-password").await).await;
     let response = app

@@ -12,6 +12,7 @@ use tessera::db::schema::{
 use crate::testkit::smtp::SmtpSink;
 use crate::testkit::{DEADLINE, PASSWORD, eventually};
 use crate::testkit::{ServerProcess, TestApp, TestEnv};
+use crate::testkit::{csrf_field, mail_through};
 
 const NEW_PASSWORD: &str = "a much newer passphrase";
 const FROM: &str = "Tessera <no-reply@tessera.test>";
@@ -19,10 +20,7 @@ const FROM: &str = "Tessera <no-reply@tessera.test>";
 /// A server that mails through `smtp_url`, looking at its outbox often.
 async fn mail_app(env: &TestEnv, smtp_url: &str) -> TestApp {
     let mut settings = env.settings();
-    settings.smtp.url = smtp_url.to_string();
-    settings.smtp.from = FROM.to_string();
-    settings.smtp.timeout_secs = 5;
-    settings.mail.poll_interval_ms = 50;
+    mail_through(&mut settings, smtp_url);
     env.spawn_with(settings).await
 }
 
@@ -1366,10 +1364,7 @@ async fn refused_and_duplicate_registrations_cost_no_password_hash() {
     app.stop().await;
 
     // With mail on, a taken address is answered as accepted: still no hash.
-    settings.smtp.url = sink.url();
-    settings.smtp.from = FROM.to_string();
-    settings.smtp.timeout_secs = 5;
-    settings.mail.poll_interval_ms = 50;
+    mail_through(&mut settings, &sink.url());
     let app = env.spawn_with(settings.clone()).await;
     app.clock
         .advance(settings.accounts.mail_request_window_secs);
@@ -1437,9 +1432,7 @@ async fn open_register_page(app: &TestApp) -> (String, String, String) {
     );
     let cookie = cookie.split(';').next().expect("pair").to_string();
     let html = response.text().await.expect("html");
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("csrf field") + marker.len();
-    let csrf = html[start..].split('"').next().expect("value").to_string();
+    let csrf = csrf_field(&html);
     (csrf, cookie, html)
 }
 

@@ -2,6 +2,7 @@ use serde_json::Value;
 
 use crate::testkit::PASSWORD;
 use crate::testkit::TestEnv;
+use crate::testkit::csrf_field;
 
 async fn count(app: &crate::testkit::TestApp, event: &'static str) -> i64 {
     app.state
@@ -273,9 +274,7 @@ async fn open_login_page(
         .expect("pair")
         .to_string();
     let html = response.text().await.expect("html");
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("csrf field") + marker.len();
-    let csrf = html[start..].split('"').next().expect("value").to_string();
+    let csrf = csrf_field(&html);
     (csrf, cookie)
 }
 

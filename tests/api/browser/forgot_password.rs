@@ -6,6 +6,7 @@ use tessera::clients::ClientSpec;
 use super::Browser;
 use crate::testkit::PASSWORD;
 use crate::testkit::TestEnv;
+use crate::testkit::mail_through;
 use crate::testkit::smtp::SmtpSink;
 
 #[tokio::test]
@@ -13,10 +14,7 @@ async fn browser_forgot_password_from_the_login_page_mails_a_reset_link() {
     let sink = SmtpSink::start().await;
     let env = TestEnv::new();
     let mut settings = env.settings();
-    settings.smtp.url = sink.url();
-    settings.smtp.from = "Tessera <no-reply@tessera.test>".into();
-    settings.smtp.timeout_secs = 5;
-    settings.mail.poll_interval_ms = 50;
+    mail_through(&mut settings, &sink.url());
     let app = env.spawn_with(settings).await;
     app.create_user("ann@example.com", PASSWORD, &[]).await;
     let (client_id, _) = app

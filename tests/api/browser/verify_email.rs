@@ -3,6 +3,7 @@
 
 use super::Browser;
 use crate::testkit::TestEnv;
+use crate::testkit::mail_through;
 use crate::testkit::smtp::SmtpSink;
 
 #[tokio::test]
@@ -10,10 +11,7 @@ async fn browser_the_verification_link_opens_a_page_and_only_its_button_verifies
     let sink = SmtpSink::start().await;
     let env = TestEnv::new();
     let mut settings = env.settings();
-    settings.smtp.url = sink.url();
-    settings.smtp.from = "Tessera <no-reply@tessera.test>".into();
-    settings.smtp.timeout_secs = 5;
-    settings.mail.poll_interval_ms = 50;
+    mail_through(&mut settings, &sink.url());
     let app = env.spawn_with(settings).await;
     let registered = app
         .client

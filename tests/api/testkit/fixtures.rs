@@ -102,3 +102,18 @@ pub fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// The form's hidden CSRF token, as a page renders it.
+pub fn csrf_field(html: &str) -> String {
+    let marker = r#"name="csrf_token" value=""#;
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    html[start..].split('"').next().expect("value").to_string()
+}
+
+/// Mail on, through the SMTP server at `smtp_url`, with the outbox looked at often.
+pub fn mail_through(settings: &mut tessera::config::Settings, smtp_url: &str) {
+    settings.smtp.url = smtp_url.to_string();
+    settings.smtp.from = "Tessera <no-reply@tessera.test>".into();
+    settings.smtp.timeout_secs = 5;
+    settings.mail.poll_interval_ms = 50;
+}

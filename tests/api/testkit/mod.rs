@@ -22,8 +22,8 @@ pub use app::{ServerProcess, TestApp, TestEnv, run_cli, stdout_json, test_settin
 pub use database::{TestDatabase, on_postgres};
 pub use eventually::{DEADLINE, eventually};
 pub use fixtures::{
-    PASSWORD, REDIRECT, VERIFIER, claims_of, location, pkce_challenge, query_of, rust_files,
-    verify_independently,
+    PASSWORD, REDIRECT, VERIFIER, claims_of, csrf_field, location, mail_through, pkce_challenge,
+    query_of, rust_files, verify_independently,
 };
 pub use http::HttpBrowser;
 pub use smtp::SmtpSink;
