@@ -170,6 +170,19 @@ pub struct ClientAdd {
     /// An audience for its access tokens; repeat for more.
     #[arg(long = "audience")]
     pub audiences: Vec<String>,
+    /// `required` for a third-party app, whose users are asked to allow each scope;
+    /// `first_party` (the default) skips the consent page.
+    #[arg(long)]
+    pub consent: Option<String>,
+    /// Where RP-initiated logout may send the browser afterwards (exact match); repeat for more.
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where Tessera POSTs a logout token when a session this client had tokens in ends.
+    #[arg(long)]
+    pub backchannel_logout_uri: Option<String>,
+    /// The client needs `sid` in its logout tokens.
+    #[arg(long)]
+    pub backchannel_logout_session_required: bool,
 }
 
 impl Cli {
@@ -389,6 +402,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 redirect_uris: add.redirect_uris,
                 scopes: add.scopes.split_whitespace().map(String::from).collect(),
                 audiences: add.audiences,
+                consent: add.consent,
+                post_logout_redirect_uris: add.post_logout_redirect_uris,
+                backchannel_logout_uri: add.backchannel_logout_uri,
+                backchannel_logout_session_required: add.backchannel_logout_session_required,
             };
             let mut conn = connect(&settings)?;
             let (client, secret) =

@@ -37,6 +37,7 @@ fn claims(now: i64) -> AccessClaims {
         stamp: Some("0123456789abcdef".into()),
         roles: vec!["user".into()],
         nbf: None,
+        sid: None,
     }
 }
 

@@ -112,7 +112,16 @@ impl Setup {
             for i in 0..families {
                 let user = &created[i % created.len()];
                 tokens.push(family::start_family(
-                    conn, user, &client.id, &scope, lifetimes, now, now,
+                    conn,
+                    user,
+                    &client.id,
+                    &scope,
+                    lifetimes,
+                    &tessera::domain::Authentication::without_session(
+                        now,
+                        tessera::domain::AuthMethod::Password,
+                    ),
+                    now,
                 )?);
             }
             Ok::<_, anyhow::Error>((client, secret, emails, tokens))

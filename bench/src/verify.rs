@@ -84,6 +84,7 @@ fn mint(setup: &Setup, dir: &Path, issuer: &str) -> Result<(String, Vec<u8>, Vec
         stamp: Some("0123456789abcdef".into()),
         roles: vec!["admin".into()],
         nbf: None,
+        sid: None,
     };
     let token = tessera::tokens::sign(ring.active(), tessera::tokens::ACCESS_TOKEN_TYPE, &claims)?;
     let jwk = ring.active().jwk();

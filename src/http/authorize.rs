@@ -6,12 +6,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cookies::LOGIN_CSRF;
 use super::pages::{self, CSRF_FIELD, error_page, with_retry_after};
-use super::request::{
-    CARRIED, FORGED_FORM, carried_query, form_is_ours, query_params, refusal, see_other,
-};
+use super::request::{CARRIED, FORGED_FORM, carried_query, form_is_ours, query_params, refusal};
 use super::state::AppState;
 use crate::accounts::login::{self, Attempt, LoginError};
-use crate::authorize::{self, AuthorizationRequest, AuthorizeError};
+use crate::authorize::{self, AuthorizationRequest, AuthorizeError, Next};
+use crate::domain::{Amr, AuthMethod};
 use crate::grants::Params;
 use crate::services::Services;
 
@@ -39,6 +38,11 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             }),
         };
     }
+    match authorize::interaction::next(svc, &request, super::session::cookie(&req, svc)).await {
+        Ok(Next::SignIn) => {}
+        Ok(next) => return super::session::respond(svc, &request, &params, next),
+        Err(e) => return refusal(e),
+    }
     let csrf = match crate::crypto::random_token(32) {
         Ok(token) => token,
         Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
@@ -47,7 +51,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         request: &request,
         params: &params,
         csrf: &csrf,
-        email: None,
+        email: request.login_hint.as_deref(),
     };
     let mut response = login_page(svc, StatusCode::OK, &form, None);
     let _ = response.add_cookie(&LOGIN_CSRF.build(
@@ -102,7 +106,11 @@ pub async fn submit(
         .await
     {
         Ok((user, device)) => {
-            let mut response = signed_in(svc, &request, &user).await;
+            let persistent = params.get("remember").is_some();
+            let amr = Amr::of(AuthMethod::Password);
+            let mut response =
+                super::session::signed_in(&req, svc, &request, &params, user, amr, persistent)
+                    .await;
             if let Some(device) = device.filter(|_| response.status() == StatusCode::SEE_OTHER) {
                 let _ = response.add_cookie(&super::cookies::DEVICE.build(
                     svc,
@@ -133,28 +141,6 @@ pub async fn submit(
         ),
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
-            error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable just now. Please try again shortly.",
-            )
-        }
-    }
-}
-
-async fn signed_in(
-    svc: &Services,
-    request: &AuthorizationRequest,
-    user: &crate::domain::User,
-) -> HttpResponse {
-    match authorize::issue_code(svc, request, user, svc.clock.now()).await {
-        Ok(location) => {
-            let mut response = see_other(&location);
-            // The form is done with: the CSRF cookie goes.
-            let _ = response.add_cookie(&LOGIN_CSRF.removal(svc));
-            response
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot issue an authorization code");
             error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Sign-in is unavailable just now. Please try again shortly.",

@@ -77,6 +77,15 @@ pub const DEVICE: BrowserCookie = BrowserCookie {
     same_site: SameSite::Strict,
 };
 
+/// The browser session at Tessera (single sign-on). Lax, so that an app's top-level
+/// navigation to `/authorize` carries it; never readable from script.
+pub const SESSION: BrowserCookie = BrowserCookie {
+    plain: "tessera_session",
+    prefixed: "__Host-tessera_session",
+    http_path: "/",
+    same_site: SameSite::Lax,
+};
+
 fn is_https(svc: &Services) -> bool {
     svc.issuer.starts_with("https://")
 }
@@ -109,6 +118,16 @@ impl BrowserCookie {
             .secure(is_https(svc))
             .same_site(self.same_site)
             .max_age(max_age)
+            .finish()
+    }
+
+    /// As `build`, but gone when the browser closes (no `Max-Age`).
+    pub fn build_for_browser_session<'a>(&self, svc: &Services, value: &'a str) -> Cookie<'a> {
+        Cookie::build(self.name(svc), value)
+            .path(self.path(svc))
+            .http_only(true)
+            .secure(is_https(svc))
+            .same_site(self.same_site)
             .finish()
     }
 

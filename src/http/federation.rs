@@ -13,6 +13,7 @@ use super::request::{carried_query, query_params, refusal, see_other};
 use super::state::AppState;
 use crate::accounts::throttle;
 use crate::authorize::with_query;
+use crate::domain::{Amr, AuthMethod};
 use crate::federation::flow::{self, Callback, Finished};
 use crate::federation::{FederationError, Provider};
 use crate::grants::Params;
@@ -116,14 +117,31 @@ pub async fn callback(
     let ip = super::state::client_ip(&req, &svc.settings.server.trusted_proxies);
     let finished = flow::finish(svc, provider, answer, cookie.as_deref(), ip).await;
     match finished {
-        Ok(finished) => finished_page(svc, provider, finished),
+        Ok(finished) => finished_page(&req, svc, provider, finished).await,
         Err(e) => failure(provider, e),
     }
 }
 
-fn finished_page(svc: &Services, provider: &Provider, finished: Finished) -> HttpResponse {
+async fn finished_page(
+    req: &HttpRequest,
+    svc: &Services,
+    provider: &Provider,
+    finished: Finished,
+) -> HttpResponse {
     match finished {
-        Finished::App { location } => see_other(&location),
+        Finished::App {
+            request,
+            query,
+            user,
+        } => {
+            let params = match Params::parse(form_urlencoded::parse(query.as_bytes()).into_owned())
+            {
+                Ok(params) => params,
+                Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            let amr = Amr::of(AuthMethod::Federated);
+            super::session::signed_in(req, svc, &request, &params, *user, amr, false).await
+        }
         Finished::Direct { user, .. } => {
             let who = if user.email.is_empty() {
                 user.name.clone().unwrap_or_else(|| "your account".into())
@@ -215,7 +233,7 @@ pub async fn link_submit(
     match flow::confirm_link(svc, secret, password, ip).await {
         Ok(finished) => {
             let mut response = match svc.federation.get(&offer.provider) {
-                Some(provider) => finished_page(svc, provider, finished),
+                Some(provider) => finished_page(&req, svc, provider, finished).await,
                 None => not_found(),
             };
             let _ = response.add_cookie(&PENDING_LINK.removal(svc));

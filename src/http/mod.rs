@@ -15,6 +15,7 @@ pub mod metrics;
 mod pages;
 pub mod paths;
 mod request;
+mod session;
 mod state;
 mod token;
 mod userinfo;
@@ -75,6 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::get().to(authorize::show))
                     .route(web::post().to(authorize::submit)),
             )
+            .service(web::resource(paths::CONSENT).route(web::post().to(session::consent_submit)))
             .service(
                 web::resource("/auth/{provider}/login").route(web::get().to(federation::login)),
             )

@@ -39,6 +39,26 @@ pub(super) struct Login<'a> {
     pub upstreams: Vec<Upstream<'a>>,
 }
 
+/// The consent page of a third-party app: what it asks for, each scope described.
+#[derive(Template)]
+#[template(path = "pages/consent.html")]
+pub(super) struct Consent<'a> {
+    pub client_name: &'a str,
+    /// Who is signed in (the address, or the name of an account without one).
+    pub account: &'a str,
+    pub scopes: Vec<ScopeLine<'a>>,
+    pub carried: Vec<(&'a str, &'a str)>,
+    pub csrf: &'a str,
+    /// The session the page was shown in: a consent posted after someone else signed in, in
+    /// another tab, grants nothing.
+    pub session_id: &'a str,
+}
+
+pub(super) struct ScopeLine<'a> {
+    pub name: &'a str,
+    pub description: String,
+}
+
 /// A "Sign in with …" link on the login page; a plain link, so no script.
 pub(super) struct Upstream<'a> {
     pub name: &'a str,

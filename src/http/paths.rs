@@ -8,6 +8,8 @@ pub const PASSWORD_RESET_CONFIRM: &str = "/account/password-reset/confirm";
 pub const PASSWORD: &str = "/account/password";
 pub const ACCOUNT: &str = "/account";
 pub const AUTHORIZE: &str = "/authorize";
+/// The consent page's form (under `/authorize`, so the login form's CSRF cookie reaches it).
+pub const CONSENT: &str = "/authorize/consent";
 /// The page that asks for the existing account's password before a link.
 pub const LINK: &str = "/auth/link";
 pub const FORGOT_PASSWORD: &str = "/account/forgot-password";

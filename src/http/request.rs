@@ -21,6 +21,9 @@ pub const CARRIED: &[&str] = &[
     "nonce",
     "code_challenge",
     "code_challenge_method",
+    // `consent` must survive the login form; `login` and `max_age` are met by it.
+    "prompt",
+    "id_token_hint",
 ];
 
 /// The query string's parameters, or the error page for a malformed (e.g. repeated) one.

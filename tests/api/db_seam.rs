@@ -140,6 +140,8 @@ fn family(conn: &mut DbConnection) -> String {
             absolute_expires_at: i64::MAX / 2,
             revoked_at: None,
             revoked_reason: None,
+            session_id: None,
+            amr: None,
         },
     )
     .expect("family");

@@ -41,6 +41,7 @@ mod replicas;
 mod resources;
 mod rotation;
 mod self_service;
+mod sso;
 mod throttling;
 mod wellknown;
 

@@ -41,6 +41,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub keys: KeySettings,
     pub tokens: TokenSettings,
+    pub sessions: SessionSettings,
     pub accounts: AccountSettings,
     pub throttle: ThrottleSettings,
     pub purge: PurgeSettings,
@@ -54,6 +55,10 @@ pub struct Settings {
     /// Further OpenID Connect upstreams by name (config file only: `[upstreams.<name>]`).
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSettings>,
+    /// What the consent page says of a scope (`[scopes.<name>] description = "…"`), over the
+    /// built-in descriptions of `openid`, `email`, `profile` and `offline_access`.
+    #[serde(default)]
+    pub scopes: BTreeMap<String, ScopeSettings>,
     /// `TESSERA_*` variables that name no section of ours (Kubernetes service links such as
     /// `TESSERA_SERVICE_HOST`, a wrapper script's own variables): ignored, and named once in a
     /// warning when logging starts. Names only; their values may be secrets.
@@ -182,6 +187,22 @@ pub struct TokenSettings {
     pub refresh_absolute_ttl_secs: i64,
     pub refresh_reuse_grace_secs: i64,
     pub max_live_refresh_families: i64,
+}
+
+/// The browser session at Tessera itself (single sign-on).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session ends after this long without use ...
+    pub idle_ttl_secs: i64,
+    /// ... and this long after the sign-in that started it, whatever happens.
+    pub absolute_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSettings {
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -404,6 +425,11 @@ impl Settings {
             (
                 "tokens.refresh_absolute_ttl_secs",
                 self.tokens.refresh_absolute_ttl_secs,
+            ),
+            ("sessions.idle_ttl_secs", self.sessions.idle_ttl_secs),
+            (
+                "sessions.absolute_ttl_secs",
+                self.sessions.absolute_ttl_secs,
             ),
             (
                 "throttle.account_free_attempts",
@@ -758,7 +784,7 @@ fn env_key(defaults: &Table, name: &str, value: &str) -> Result<EnvKey, ConfigEr
         .iter()
         .filter(|(_, value)| value.is_table())
         .map(|(section, _)| section.as_str())
-        .chain(["upstreams"])
+        .chain(["upstreams", "scopes"])
         .any(|section| {
             rest.strip_prefix(&section.to_uppercase())
                 .is_some_and(|tail| tail.starts_with('_'))

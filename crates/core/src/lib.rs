@@ -20,5 +20,6 @@ pub mod preflight;
 pub mod purge;
 pub mod refresh;
 pub mod services;
+pub mod sso;
 pub mod tokens;
 pub mod usecases;

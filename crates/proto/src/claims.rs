@@ -63,6 +63,10 @@ pub struct AccessClaims {
     /// Tessera issues none, but another RFC 9068 issuer may (RFC 7519 §4.1.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// The browser session at Tessera the token was issued in (the ID token's `sid`), so the
+    /// person's session list can mark the one they are using.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl AccessClaims {
@@ -107,9 +111,53 @@ pub struct IdClaims {
     pub auth_time: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// How the person signed in (RFC 8176 values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The session at the provider (OpenID Connect Front- and Back-Channel Logout: `sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     #[serde(flatten)]
     pub user: UserClaims,
 }
+
+/// The event a logout token carries (Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// The JOSE `typ` of logout tokens (Back-Channel Logout 1.0 §2.4).
+pub const LOGOUT_TOKEN_TYPE: &str = "logout+jwt";
+
+/// A logout token's claims (Back-Channel Logout 1.0 §2.4): no `nonce`, `sub` and/or `sid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutClaims {
+    pub iss: String,
+    pub aud: Audience,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub events: LogoutEvents,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Never sent; read so that a token carrying one can be refused (§2.6 step 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// `events`: a JSON object whose one required member is the back-channel logout event, with an
+/// empty object as its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutEvents {
+    #[serde(rename = "http://schemas.openid.net/event/backchannel-logout")]
+    pub backchannel_logout: EmptyObject,
+}
+
+/// `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmptyObject {}
 
 #[cfg(test)]
 mod tests {
@@ -131,6 +179,7 @@ mod tests {
             stamp: None,
             roles: Vec::new(),
             nbf: None,
+            sid: None,
         }
     }
 

@@ -12,7 +12,10 @@ mod introspection;
 mod jwks;
 mod token;
 
-pub use claims::{AccessClaims, Audience, IdClaims, UserClaims};
+pub use claims::{
+    AccessClaims, Audience, BACKCHANNEL_LOGOUT_EVENT, EmptyObject, IdClaims, LOGOUT_TOKEN_TYPE,
+    LogoutClaims, LogoutEvents, UserClaims,
+};
 pub use discovery::ProviderMetadata;
 pub use error::ErrorBody;
 pub use introspection::Introspection;

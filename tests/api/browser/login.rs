@@ -106,13 +106,23 @@ async fn sign_in(browser: &Browser, password: &str) {
 /// Waits until the app has heard from the browser, or the browser has logged an error (a
 /// blocked redirect shows only there), and returns what the app received.
 async fn app_hears_back(browser: &mut Browser, site: &Site) -> Vec<String> {
+    app_hears_back_tolerating(browser, site, |_| false).await
+}
+
+/// As `app_hears_back`, with console entries `expected` does not count as errors.
+async fn app_hears_back_tolerating(
+    browser: &mut Browser,
+    site: &Site,
+    expected: impl Fn(&super::ConsoleEntry) -> bool,
+) -> Vec<String> {
     let started = std::time::Instant::now();
     loop {
         let requests = site.requests();
         if !requests.is_empty() {
             return requests;
         }
-        let errors = browser.console_errors().await;
+        let mut errors = browser.console_errors().await;
+        errors.retain(|e| !expected(e));
         assert!(
             errors.is_empty(),
             "the browser never reached the app; its console: {errors:#?}"
@@ -225,7 +235,9 @@ async fn browser_wrong_password_shows_an_error_keeps_the_email_and_issues_no_cod
 
     browser.type_into("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
-    let requests = app_hears_back(&mut browser, &world.site).await;
+    // Chromium may report the first attempt's 401 once more, late (seen under load in CI):
+    // that one is expected; anything else (a blocked redirect) is not.
+    let requests = app_hears_back_tolerating(&mut browser, &world.site, is_status).await;
     assert!(requests[0].starts_with("/callback?code="), "{requests:?}");
     assert_eq!(world.codes_issued().await, 1);
 

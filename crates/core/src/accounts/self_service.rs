@@ -16,6 +16,7 @@ use crate::domain::User;
 use crate::mail::outbox;
 use crate::mail::templates::MailKind;
 use crate::services::Services;
+use crate::sso::EndReason;
 
 /// A link whose account was disabled or deleted since it was sent.
 const GONE: SelfServiceError =
@@ -311,6 +312,7 @@ pub async fn reset_password(
                     now,
                     "password_reset",
                 )?;
+                crate::sso::end_all_of_user(conn, &user.id, EndReason::PasswordReset, now)?;
                 audit::record(
                     conn,
                     Event::PasswordReset,
@@ -445,6 +447,7 @@ pub async fn change_password(
                         "password_change",
                     )?,
                 };
+                crate::sso::end_all_of_user(conn, &user.id, EndReason::PasswordChanged, now)?;
                 account_tokens::use_up_all(conn, &user.id, MailKind::ResetPassword.as_str(), now)?;
                 audit::record(
                     conn,
@@ -522,6 +525,7 @@ pub fn delete_account(
 ) -> Result<(), SelfServiceError> {
     conn.transaction(|conn| {
         let user = repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        crate::sso::end_all_of_user(conn, &user.id, EndReason::AccountDeleted, now)?;
         let mails = repo::outbox::delete_for(conn, &user.id, &user.email_lower)?;
         if repo::users::delete(conn, &user.id)? == 0 {
             return Err(AccountError::NotFound.into());

@@ -16,7 +16,7 @@ use crate::audit::{self, Event, Record};
 use crate::authorize::pkce_matches;
 use crate::db::models::AuthorizationCode;
 use crate::db::{DbConnection, repo};
-use crate::domain::{Client, GrantType, ScopeSet};
+use crate::domain::{Authentication, Client, GrantType, ScopeSet};
 use crate::grants::{GrantError, Params, require_grant};
 use crate::services::Services;
 
@@ -58,13 +58,23 @@ pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<I
                 else {
                     return Ok(Err(INVALID));
                 };
+                let mut auth =
+                    Authentication::from_stored(code.auth_time, None, code.session_id.as_deref());
+                // A code from a browser session that has ended since buys nothing: its tokens
+                // would belong to a session no logout can reach any more.
+                if let Some(session) = &code.session_id {
+                    match crate::sso::record_client(conn, session, &client.id, now)? {
+                        Some(amr) => auth.amr = amr,
+                        None => return Ok(Err(INVALID)),
+                    }
+                }
                 let scope = ScopeSet::from_stored(&code.scope);
                 let sign_in = SignIn {
                     client: &client,
                     user: &user,
                     scope: &scope,
                     nonce: code.nonce.as_deref(),
-                    auth_time: code.auth_time,
+                    auth,
                 };
                 let issued = for_user_with(conn, &svc_inner, sign_in, now)?;
                 crate::authorize::store::record_issued(

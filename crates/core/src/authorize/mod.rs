@@ -1,15 +1,18 @@
 //! The authorization code flow (RFC 6749 §4.1, PKCE per RFC 7636), one home for both ends:
 //! - `request`: checking an authorization request and issuing a code once the person signed in;
+//! - `interaction`: what comes before the code (the browser session, sign-in, consent);
 //! - `code`: redeeming the code at the token endpoint, once;
 //! - `store`: the code rows.
 //!
 //! The login page itself is `http::authorize`.
 
 pub mod code;
+pub mod interaction;
 pub mod request;
 pub mod store;
 
+pub use interaction::{Completed, FreshSignIn, Next};
 pub use request::{
-    AuthorizationRequest, AuthorizeError, CODE_TTL_SECS, issue_code, pkce_matches, validate,
-    with_query,
+    AuthorizationRequest, AuthorizeError, CODE_TTL_SECS, Prompt, issue_code_with, pkce_matches,
+    validate, with_query,
 };

@@ -5,10 +5,11 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::db::DbConnection;
 use crate::db::models::AuthorizationCode;
 use crate::db::{DbError, repo};
-use crate::domain::{Client, GrantType, ScopeSet, User};
-use crate::grants::{GrantError, Params};
+use crate::domain::{Authentication, Client, GrantType, ScopeSet, User};
+use crate::grants::Params;
 use crate::services::Services;
 
 /// Seconds an authorization code lives.
@@ -23,6 +24,47 @@ pub struct AuthorizationRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    pub prompt: Prompt,
+    /// `max_age` (seconds): the sign-in must be at most this old.
+    pub max_age: Option<i64>,
+    /// `login_hint`: the address to pre-fill (never trusted for anything else).
+    pub login_hint: Option<String>,
+    /// The `sub` of a valid `id_token_hint`: who the app believes is signed in.
+    pub hinted_subject: Option<String>,
+}
+
+/// `prompt` (OpenID Connect Core §3.1.2.1): a set of `none`, `login`, `consent`,
+/// `select_account`. Tessera keeps one account per browser session, so `select_account` is read
+/// as `login`: the person signs in as whoever they choose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+    pub consent: bool,
+}
+
+impl Prompt {
+    pub fn parse(value: &str) -> Result<Prompt, &'static str> {
+        let mut prompt = Prompt::default();
+        let mut count = 0;
+        for token in value.split(' ').filter(|t| !t.is_empty()) {
+            count += 1;
+            match token {
+                "none" => prompt.none = true,
+                "login" | "select_account" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                _ => {
+                    return Err(
+                        "prompt has a value that is not none, login, consent or select_account",
+                    );
+                }
+            }
+        }
+        if prompt.none && count > 1 {
+            return Err("prompt=none cannot be combined with another value");
+        }
+        Ok(prompt)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +198,38 @@ pub async fn validate(
     };
     let scope = crate::grants::resolve_scope(&client, params.get("scope"))
         .map_err(|e| fail("invalid_scope", &e.to_string()))?;
+    let prompt = match params.get("prompt") {
+        Some(value) => Prompt::parse(value).map_err(|why| fail("invalid_request", why))?,
+        None => Prompt::default(),
+    };
+    let max_age = match params.get("max_age") {
+        Some(value) => Some(
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|age| *age >= 0 && value.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    fail(
+                        "invalid_request",
+                        "max_age must be a non-negative number of seconds",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let hinted_subject = match params.get("id_token_hint") {
+        Some(hint) => Some(
+            crate::tokens::decode_id_token_hint(hint, &svc.keys.current(), &svc.issuer)
+                .map_err(|_| {
+                    fail(
+                        "invalid_request",
+                        "id_token_hint is not an ID token issued here",
+                    )
+                })?
+                .sub,
+        ),
+        None => None,
+    };
     Ok(AuthorizationRequest {
         client,
         redirect_uri,
@@ -163,6 +237,12 @@ pub async fn validate(
         state,
         nonce: params.get("nonce").map(String::from),
         code_challenge,
+        prompt,
+        max_age,
+        login_hint: params
+            .get("login_hint")
+            .map(|hint| hint.chars().take(320).collect()),
+        hinted_subject,
     })
 }
 
@@ -184,16 +264,17 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     crate::crypto::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
-/// Issues a single-use code (256 bits, stored hashed) for a signed-in user and returns the URL
-/// to send the browser back to.
-pub async fn issue_code(
-    svc: &Services,
+/// Issues a single-use code (256 bits, stored hashed) for a signed-in user, inside the
+/// caller's transaction, and returns the URL to send the browser back to. The code carries the
+/// sign-in (`auth`): its time, methods and browser session.
+pub fn issue_code_with(
+    conn: &mut DbConnection,
     request: &AuthorizationRequest,
     user: &User,
-    auth_time: i64,
-) -> Result<String, GrantError> {
-    let code = crate::crypto::random_token(32).map_err(|e| GrantError::Hashing(e.to_string()))?;
-    let now = svc.clock.now();
+    auth: &Authentication,
+    now: i64,
+) -> Result<String, DbError> {
+    let code = crate::crypto::random_token(32).map_err(|e| DbError::Task(e.to_string()))?;
     let row = AuthorizationCode {
         code_hash: crate::crypto::sha256_hex(code.as_bytes()),
         client_id: request.client.id.to_string(),
@@ -205,17 +286,16 @@ pub async fn issue_code(
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),
         code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_string()),
-        auth_time,
+        auth_time: auth.time,
         created_at: now,
         expires_at: now + CODE_TTL_SECS,
         used_at: None,
         family_id: None,
         access_token_jti: None,
         access_token_expires_at: None,
+        session_id: auth.session_id.clone(),
     };
-    svc.db
-        .run(move |conn| crate::authorize::store::insert(conn, &row).map_err(DbError::from))
-        .await?;
+    crate::authorize::store::insert(conn, &row)?;
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("code", &code);
     if let Some(state) = &request.state {

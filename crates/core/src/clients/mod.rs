@@ -3,7 +3,9 @@
 use crate::db::models::NewClient;
 use crate::db::repo::clients;
 use crate::db::{DbConnection, DbError};
-use crate::domain::{Audiences, Client, GrantType, GrantTypes, RedirectUris, ScopeSet};
+use crate::domain::{
+    Audiences, BackchannelLogout, Client, Consent, GrantType, GrantTypes, RedirectUris, ScopeSet,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -29,6 +31,12 @@ pub struct ClientView {
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
+    /// `first_party` or `required`.
+    pub consent: &'static str,
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
     pub created_at: i64,
     /// Only in the answer to the request that created the client.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +53,13 @@ impl From<&Client> for ClientView {
             redirect_uris: c.redirect_uris.to_vec(),
             scopes: c.scopes.to_vec(),
             audiences: c.audiences.to_vec(),
+            consent: c.consent.as_str(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.to_vec(),
+            backchannel_logout_uri: c.backchannel_logout.as_ref().map(|b| b.uri.clone()),
+            backchannel_logout_session_required: c
+                .backchannel_logout
+                .as_ref()
+                .is_some_and(|b| b.session_required),
             created_at: c.created_at,
             client_secret: None,
         }
@@ -64,6 +79,15 @@ pub struct ClientSpec {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// `first_party` (the default: no consent page) or `required` (a third-party app).
+    #[serde(default)]
+    pub consent: Option<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 /// A registration, checked: what `create` stores.
@@ -75,6 +99,9 @@ pub struct ValidClient {
     pub redirect_uris: RedirectUris,
     pub scopes: ScopeSet,
     pub audiences: Audiences,
+    pub consent: Consent,
+    pub post_logout_redirect_uris: RedirectUris,
+    pub backchannel_logout: Option<BackchannelLogout>,
 }
 
 impl ClientSpec {
@@ -103,6 +130,24 @@ impl ClientSpec {
             RedirectUris::parse(&self.redirect_uris).map_err(|e| invalid(e.to_string()))?;
         let scopes =
             ScopeSet::from_list(&self.scopes).map_err(|e| invalid(format!("scopes: {e}")))?;
+        let consent = match &self.consent {
+            Some(value) => Consent::parse(value).map_err(|e| invalid(e.to_string()))?,
+            None => Consent::default(),
+        };
+        let post_logout_redirect_uris = RedirectUris::parse(&self.post_logout_redirect_uris)
+            .map_err(|e| invalid(format!("post-logout {e}")))?;
+        let backchannel_logout = match &self.backchannel_logout_uri {
+            Some(uri) => Some(BackchannelLogout {
+                uri: validate_backchannel_uri(uri)?,
+                session_required: self.backchannel_logout_session_required,
+            }),
+            None if self.backchannel_logout_session_required => {
+                return Err(invalid(
+                    "backchannel_logout_session_required needs a backchannel_logout_uri".into(),
+                ));
+            }
+            None => None,
+        };
         Ok(ValidClient {
             name: name.to_string(),
             public: self.public,
@@ -110,8 +155,24 @@ impl ClientSpec {
             redirect_uris,
             scopes,
             audiences: Audiences::from_list(&self.audiences),
+            consent,
+            post_logout_redirect_uris,
+            backchannel_logout,
         })
     }
+}
+
+/// A back-channel logout URI (Back-Channel Logout 1.0 §2.2): an absolute http(s) URL that Tessera
+/// itself will POST to, held to the redirect URIs' rules (https, or http only to a loopback
+/// address; no userinfo or fragment).
+fn validate_backchannel_uri(uri: &str) -> Result<String, ClientError> {
+    let invalid = |why: String| ClientError::Invalid(format!("backchannel_logout_uri: {why}"));
+    RedirectUris::parse(std::slice::from_ref(&uri.to_string()))
+        .map_err(|e| invalid(e.to_string()))?;
+    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+        return Err(invalid(format!("{uri:?} is not an http(s) URL")));
+    }
+    Ok(uri.to_string())
 }
 
 /// How a client identified itself at the token endpoint (RFC 6749 §2.3.1).
@@ -199,6 +260,15 @@ pub fn create(
             audiences: &valid.audiences.to_string(),
             created_at: now,
             updated_at: now,
+            consent: valid.consent.as_str(),
+            post_logout_redirect_uris: &valid.post_logout_redirect_uris.to_string(),
+            backchannel_logout_uri: valid.backchannel_logout.as_ref().map(|b| b.uri.as_str()),
+            backchannel_logout_session_required: i64::from(
+                valid
+                    .backchannel_logout
+                    .as_ref()
+                    .is_some_and(|b| b.session_required),
+            ),
         },
     )?;
     let client = clients::find(conn, &id)?.ok_or(ClientError::Db(DbError::Query(

@@ -9,8 +9,8 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
 use super::conn::{DbConnection, DbError};
 use super::migrate;
-use super::models::{RefreshToken, RevokedAccessToken, ThrottleRow};
-use super::schema::{login_throttles, refresh_tokens, revoked_access_tokens};
+use super::models::{RefreshToken, RevokedAccessToken, SessionClientRow, ThrottleRow};
+use super::schema::{login_throttles, refresh_tokens, revoked_access_tokens, session_clients};
 
 /// Applies every pending migration for the connection's backend; the versions applied.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
@@ -58,6 +58,7 @@ macro_rules! insert_or_ignore_into {
 
 insert_or_ignore_into!(ThrottleRow, login_throttles::table);
 insert_or_ignore_into!(RevokedAccessToken<'_>, revoked_access_tokens::table);
+insert_or_ignore_into!(SessionClientRow, session_clients::table);
 
 /// Inserts `row` unless its key is taken: 1 if it was inserted, 0 if a row was there.
 pub fn insert_or_ignore<R: InsertOrIgnore>(conn: &mut DbConnection, row: &R) -> QueryResult<usize> {

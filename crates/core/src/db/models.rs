@@ -51,6 +51,10 @@ pub struct ClientRow {
     pub refresh_absolute_ttl_secs: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub consent: String,
+    pub post_logout_redirect_uris: String,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: i64,
 }
 
 #[derive(Insertable)]
@@ -65,6 +69,10 @@ pub struct NewClient<'a> {
     pub audiences: &'a str,
     pub created_at: i64,
     pub updated_at: i64,
+    pub consent: &'a str,
+    pub post_logout_redirect_uris: &'a str,
+    pub backchannel_logout_uri: Option<&'a str>,
+    pub backchannel_logout_session_required: i64,
 }
 
 #[derive(Debug, Insertable)]
@@ -104,6 +112,11 @@ pub struct RefreshFamily {
     pub absolute_expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// The browser session that started the family, which ends it; `None` when it outlives
+    /// sessions (`offline_access`, or a grant with no browser, such as the password grant).
+    pub session_id: Option<String>,
+    /// The sign-in's methods (RFC 8176), space-separated, for the ID tokens a refresh mints.
+    pub amr: Option<String>,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
@@ -189,6 +202,9 @@ pub struct AuthorizationCode {
     pub family_id: Option<String>,
     pub access_token_jti: Option<String>,
     pub access_token_expires_at: Option<i64>,
+    /// The browser session the code was issued in (its `sid`); the sign-in's methods are the
+    /// session's.
+    pub session_id: Option<String>,
 }
 
 impl std::fmt::Debug for AuthorizationCode {
@@ -278,6 +294,14 @@ impl From<ClientRow> for crate::domain::Client {
             refresh_absolute_ttl_secs: row.refresh_absolute_ttl_secs,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            consent: crate::domain::Consent::from_stored(&row.consent),
+            post_logout_redirect_uris: RedirectUris::from_stored(&row.post_logout_redirect_uris),
+            backchannel_logout: row.backchannel_logout_uri.map(|uri| {
+                crate::domain::BackchannelLogout {
+                    uri,
+                    session_required: row.backchannel_logout_session_required != 0,
+                }
+            }),
         }
     }
 }
@@ -296,4 +320,13 @@ pub struct ThrottleRow {
 pub struct RevokedAccessToken<'a> {
     pub jti: &'a str,
     pub expires_at: i64,
+}
+
+/// An app that received tokens in a browser session (told when the session ends).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::db::schema::session_clients)]
+pub struct SessionClientRow {
+    pub session_id: String,
+    pub client_id: String,
+    pub first_at: i64,
 }

@@ -31,6 +31,10 @@ diesel::table! {
         refresh_absolute_ttl_secs -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        consent -> Text,
+        post_logout_redirect_uris -> Text,
+        backchannel_logout_uri -> Nullable<Text>,
+        backchannel_logout_session_required -> BigInt,
     }
 }
 
@@ -46,6 +50,8 @@ diesel::table! {
         absolute_expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        amr -> Nullable<Text>,
     }
 }
 
@@ -80,6 +86,7 @@ diesel::table! {
         family_id -> Nullable<Text>,
         access_token_jti -> Nullable<Text>,
         access_token_expires_at -> Nullable<BigInt>,
+        session_id -> Nullable<Text>,
     }
 }
 
@@ -143,6 +150,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     pending_links,
     known_sign_ins,
     self_registrations,
+    browser_sessions,
+    session_clients,
+    consents,
 );
 
 diesel::table! {
@@ -171,6 +181,7 @@ diesel::table! {
         finished_at -> Nullable<BigInt>,
         outcome -> Nullable<Text>,
         last_error -> Nullable<Text>,
+        detail -> Nullable<Text>,
     }
 }
 
@@ -241,3 +252,48 @@ diesel::table! {
 }
 
 diesel::joinable!(self_registrations -> users (user_id));
+
+diesel::table! {
+    browser_sessions (id) {
+        id -> Text,
+        secret_hash -> Text,
+        user_id -> Text,
+        auth_time -> BigInt,
+        amr -> Text,
+        persistent -> BigInt,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        idle_expires_at -> BigInt,
+        absolute_expires_at -> BigInt,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        ended_at -> Nullable<BigInt>,
+        ended_reason -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(browser_sessions -> users (user_id));
+
+diesel::table! {
+    session_clients (session_id, client_id) {
+        session_id -> Text,
+        client_id -> Text,
+        first_at -> BigInt,
+    }
+}
+
+diesel::joinable!(session_clients -> browser_sessions (session_id));
+diesel::joinable!(session_clients -> clients (client_id));
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        granted_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(consents -> users (user_id));
+diesel::joinable!(consents -> clients (client_id));

@@ -1,6 +1,7 @@
 use super::audience::Audiences;
 use super::grant::GrantTypes;
 use super::ids::ClientId;
+use super::invalid::Invalid;
 use super::redirect::RedirectUris;
 use super::scope::ScopeSet;
 
@@ -20,9 +21,59 @@ pub struct Client {
     pub refresh_absolute_ttl_secs: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub consent: Consent,
+    /// Where RP-initiated logout may send the browser afterwards: matched exactly.
+    pub post_logout_redirect_uris: RedirectUris,
+    pub backchannel_logout: Option<BackchannelLogout>,
+}
+
+/// Whether the person is asked before a client gets what it requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consent {
+    /// The operator's own app: no consent page (and the password grant is allowed).
+    #[default]
+    FirstParty,
+    /// A third-party app: the person allows each scope once (`consents`).
+    Required,
+}
+
+impl Consent {
+    pub fn parse(value: &str) -> Result<Consent, Invalid> {
+        match value {
+            "first_party" | "first-party" | "skip" => Ok(Consent::FirstParty),
+            "required" => Ok(Consent::Required),
+            other => Err(Invalid(format!(
+                "consent: {other:?} is neither \"required\" nor \"first_party\""
+            ))),
+        }
+    }
+
+    /// The stored form; rows with anything else are first-party, as before the column existed.
+    pub fn from_stored(value: &str) -> Consent {
+        Consent::parse(value).unwrap_or_default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consent::FirstParty => "first_party",
+            Consent::Required => "required",
+        }
+    }
+}
+
+/// OpenID Connect Back-Channel Logout 1.0 §2.2: where the client hears that a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackchannelLogout {
+    pub uri: String,
+    /// The client needs `sid` in the logout token (Tessera always sends it).
+    pub session_required: bool,
 }
 
 impl Client {
+    pub fn needs_consent(&self) -> bool {
+        self.consent == Consent::Required
+    }
+
     pub fn is_public(&self) -> bool {
         self.secret_hash.is_none()
     }

@@ -6,6 +6,7 @@
 //! on this one.
 
 mod audience;
+mod authentication;
 mod client;
 mod grant;
 mod ids;
@@ -16,7 +17,8 @@ mod scope;
 mod user;
 
 pub use audience::Audiences;
-pub use client::Client;
+pub use authentication::{Amr, AuthMethod, Authentication};
+pub use client::{BackchannelLogout, Client, Consent};
 pub use grant::{GrantType, GrantTypes};
 pub use ids::{ClientId, UserId};
 pub use invalid::Invalid;

@@ -41,6 +41,12 @@ impl RedirectUris {
         }
     }
 
+    /// Whether `requested` is one of these URIs, character for character: the rule for
+    /// post-logout redirect URIs (RP-Initiated Logout 1.0 §3), which have no loopback leeway.
+    pub fn contains_exactly(&self, requested: &str) -> bool {
+        self.iter().any(|r| r == requested)
+    }
+
     /// Whether `requested` may stand for one of these URIs (`redirect_uri_matches`).
     pub fn allows(&self, requested: &str) -> bool {
         self.iter().any(|r| redirect_uri_matches(r, requested))

@@ -66,6 +66,13 @@ impl ScopeSet {
         }
     }
 
+    /// This set's tokens followed by those of `other` it lacks.
+    pub fn union(&self, other: &ScopeSet) -> ScopeSet {
+        let mut tokens = self.0.clone();
+        tokens.extend(other.iter().filter(|t| !self.contains(t)).map(String::from));
+        ScopeSet(tokens)
+    }
+
     /// The tokens `keep` accepts, in order.
     pub fn filter(&self, keep: impl Fn(&str) -> bool) -> ScopeSet {
         ScopeSet(self.0.iter().filter(|t| keep(t)).cloned().collect())

@@ -45,8 +45,13 @@ pub struct Callback<'a> {
 }
 
 pub enum Finished {
-    /// Back to the app with Tessera's code: the URL to send the browser to.
-    App { location: String },
+    /// Signed in for the app's request (`query`, as carried): the browser session and the
+    /// code are the authorization endpoint's to make.
+    App {
+        request: Box<AuthorizationRequest>,
+        query: String,
+        user: Box<User>,
+    },
     /// Signed in at Tessera directly, with no app waiting.
     Direct { user: Box<User>, outcome: Outcome },
     /// The identity waits in a pending link for the existing account's password: the
@@ -164,24 +169,23 @@ pub async fn finish(
     if user.disabled_at.is_some() {
         return Err(FederationError::AccountDisabled);
     }
-    continue_sign_in(svc, request, user, outcome).await
+    Ok(continue_sign_in(request, pending.request, user, outcome))
 }
 
-/// After the account is known: the app gets its code, or the person is signed in directly.
-async fn continue_sign_in(
-    svc: &Services,
+/// After the account is known: on to the app's request, or signed in directly.
+fn continue_sign_in(
     request: Option<AuthorizationRequest>,
+    query: Option<String>,
     user: Box<User>,
     outcome: Outcome,
-) -> Result<Finished, FederationError> {
-    match request {
-        Some(request) => {
-            let location = authorize::issue_code(svc, &request, &user, svc.clock.now())
-                .await
-                .map_err(|e| FederationError::Internal(e.to_string()))?;
-            Ok(Finished::App { location })
-        }
-        None => Ok(Finished::Direct { user, outcome }),
+) -> Finished {
+    match (request, query) {
+        (Some(request), Some(query)) => Finished::App {
+            request: Box::new(request),
+            query,
+            user,
+        },
+        _ => Finished::Direct { user, outcome },
     }
 }
 
@@ -265,6 +269,7 @@ pub async fn confirm_link(
     ip: Option<String>,
 ) -> Result<Finished, FederationError> {
     let (pending, user) = live_link(svc, secret).await?;
+    let query = pending.request.clone();
     let request = match &pending.request {
         Some(query) => Some(carried_request(svc, query).await?),
         None => None,
@@ -291,7 +296,12 @@ pub async fn confirm_link(
         .run(move |conn| link::link_confirmed(conn, &pending, ip.as_deref(), now))
         .await?
         .ok_or(LINK_GONE)?;
-    continue_sign_in(svc, request, Box::new(linked), Outcome::Linked).await
+    Ok(continue_sign_in(
+        request,
+        query,
+        Box::new(linked),
+        Outcome::Linked,
+    ))
 }
 
 /// The person declined to link: the pending link is used up and nothing is linked or made.

@@ -256,6 +256,7 @@ fn release_address(
     )?;
     let sessions =
         crate::refresh::store::revoke_families_of_user(conn, &holder.id, now, "email_released")?;
+    crate::sso::end_all_of_user(conn, &holder.id, crate::sso::EndReason::EmailReleased, now)?;
     // A queued verification mail would still reach the address's owner, who might confirm it.
     repo::outbox::delete_unfinished_for(conn, &holder.id)?;
     repo::account_tokens::use_up_all(

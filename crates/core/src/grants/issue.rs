@@ -5,7 +5,7 @@ use diesel::Connection;
 
 use super::{GrantError, TokenResponse};
 use crate::db::DbConnection;
-use crate::domain::{Client, GrantType, ScopeSet, User};
+use crate::domain::{Authentication, Client, GrantType, ScopeSet, User};
 use crate::refresh::family::{Lifetimes, start_family};
 use crate::services::Services;
 use crate::tokens::{AccessClaims, Audience, IdClaims, sign, user_claims};
@@ -42,7 +42,7 @@ impl Issued {
 pub enum Subject<'a> {
     User {
         user: &'a User,
-        auth_time: i64,
+        auth: &'a Authentication,
     },
     /// client_credentials: the client itself (`sub` = client id).
     Client,
@@ -61,14 +61,15 @@ pub fn mint(
         .access_token_ttl_secs
         .unwrap_or(svc.settings.tokens.access_token_ttl_secs);
     let audiences = audiences(client, scope, &svc.issuer);
-    let (sub, roles, auth_time, stamp) = match &subject {
-        Subject::User { user, auth_time } => (
+    let (sub, roles, auth_time, stamp, sid) = match &subject {
+        Subject::User { user, auth } => (
             user.id.to_string(),
             user.roles.to_vec(),
-            Some(*auth_time),
+            Some(auth.time),
             Some(crate::tokens::stamp_of(user)),
+            auth.session_id.clone(),
         ),
-        Subject::Client => (client.id.to_string(), Vec::new(), None, None),
+        Subject::Client => (client.id.to_string(), Vec::new(), None, None, None),
     };
     let jti = crate::crypto::random_token(16).map_err(|e| GrantError::Hashing(e.to_string()))?;
     let claims = AccessClaims {
@@ -84,20 +85,24 @@ pub fn mint(
         stamp,
         roles,
         nbf: None,
+        sid,
     };
     let (access_jti, access_expires_at) = (claims.jti.clone(), claims.exp);
     let ring = svc.keys.current();
     let access_token = sign(ring.active(), crate::tokens::ACCESS_TOKEN_TYPE, &claims)?;
     let id_token = match subject {
-        Subject::User { user, auth_time } if scope.contains("openid") => {
+        Subject::User { user, auth } if scope.contains("openid") => {
             let claims = IdClaims {
                 iss: svc.issuer.clone(),
                 sub: user.id.to_string(),
                 aud: client.id.to_string(),
                 exp: now + svc.settings.tokens.id_token_ttl_secs,
                 iat: now,
-                auth_time,
+                auth_time: auth.time,
                 nonce: nonce.map(String::from),
+                amr: auth.amr.names(),
+                acr: None,
+                sid: auth.session_id.clone(),
                 user: user_claims(user, scope),
             };
             Some(sign(ring.active(), "JWT", &claims)?)
@@ -133,16 +138,16 @@ fn audiences(client: &Client, scope: &ScopeSet, issuer: &str) -> Vec<String> {
     audiences
 }
 
-/// The session a sign-in starts: who signed in, to which client, for what, and when the
-/// person proved who they are (`auth_time`: the password check, or the login page's sign-in
-/// an authorization code carries). Every token of the session, refreshed or not, carries that
-/// time (OpenID Connect Core §12.2).
+/// The session a sign-in starts: who signed in, to which client, for what, and when and how
+/// the person proved who they are (`auth`: the password check, or the browser session's
+/// sign-in an authorization code carries). Every token of the session, refreshed or not,
+/// carries that time (OpenID Connect Core §12.2), its methods and its `sid`.
 pub struct SignIn<'a> {
     pub client: &'a Client,
     pub user: &'a User,
     pub scope: &'a ScopeSet,
     pub nonce: Option<&'a str>,
-    pub auth_time: i64,
+    pub auth: Authentication,
 }
 
 impl SignIn<'_> {
@@ -164,10 +169,21 @@ impl SignIn<'_> {
         }
     }
 
+    /// What the family remembers of the sign-in. A family started in a browser session ends
+    /// with that session, unless `offline_access` was granted: then it outlives it (OpenID
+    /// Connect Core §11), and its ID tokens name no session.
+    fn family_authentication(&self) -> Authentication {
+        let mut auth = self.auth.clone();
+        if self.scope.contains(crate::grants::OFFLINE_ACCESS) {
+            auth.session_id = None;
+        }
+        auth
+    }
+
     fn mint(&self, svc: &Services, now: i64) -> Result<Issued, GrantError> {
         let subject = Subject::User {
             user: self.user,
-            auth_time: self.auth_time,
+            auth: &self.auth,
         };
         mint(svc, self.client, subject, self.scope, self.nonce, now)
     }
@@ -185,12 +201,12 @@ pub async fn for_user(svc: &Services, sign_in: SignIn<'_>, now: i64) -> Result<I
             sign_in.client.id.clone(),
             sign_in.scope.clone(),
         );
-        let auth_time = sign_in.auth_time;
+        let auth = sign_in.family_authentication();
         let (token, family) = svc
             .db
             .run(move |conn| {
                 conn.transaction(|conn| {
-                    start_family(conn, &user, &client_id, &scope, lifetimes, auth_time, now)
+                    start_family(conn, &user, &client_id, &scope, lifetimes, &auth, now)
                 })
             })
             .await?;
@@ -217,7 +233,7 @@ pub fn for_user_with(
             &sign_in.client.id,
             sign_in.scope,
             sign_in.lifetimes(svc),
-            sign_in.auth_time,
+            &sign_in.family_authentication(),
             now,
         )?;
         issued.refresh_token = Some(token);

@@ -148,6 +148,10 @@ pub(crate) fn require_grant(client: &Client, grant: GrantType) -> Result<(), Gra
 /// The scope of the admin API, granted only to users with the admin role.
 pub const ADMIN_SCOPE: &str = "admin";
 
+/// A refresh token that outlives the browser session it was issued in (OpenID Connect Core
+/// §11). A third-party client gets it only with the person's consent, as every scope.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
 /// Scopes for this provider's own endpoints: `account` (self-service: password change,
 /// account deletion, log out everywhere) and `admin` (the admin API). A token with one of them
 /// has this provider as its only audience.
@@ -213,6 +217,9 @@ mod tests {
             refresh_absolute_ttl_secs: None,
             created_at: 0,
             updated_at: 0,
+            consent: Default::default(),
+            post_logout_redirect_uris: Default::default(),
+            backchannel_logout: None,
         }
     }
 

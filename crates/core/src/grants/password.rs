@@ -36,7 +36,10 @@ pub async fn grant(
         user: &user,
         scope: &scope,
         nonce: None,
-        auth_time: now,
+        auth: crate::domain::Authentication::without_session(
+            now,
+            crate::domain::AuthMethod::Password,
+        ),
     };
     super::issue::for_user(svc, sign_in, now).await
 }

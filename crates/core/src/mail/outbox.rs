@@ -75,7 +75,8 @@ pub async fn send_due(svc: &Services, mailer: &Arc<Mailer>) -> Result<usize, DbE
             svc.db
                 .run(move |conn| {
                     // Another replica may take a candidate first: then try the next.
-                    for id in repo::outbox::due(conn, now, settings.batch_size)? {
+                    let mail = repo::outbox::Kinds::AllBut(crate::sso::backchannel::KIND);
+                    for id in repo::outbox::due(conn, now, settings.batch_size, mail)? {
                         let until = now + settings.claim_secs;
                         if repo::outbox::claim(conn, &id, &claim_id, now, until)? == 1 {
                             return Ok::<_, DbError>(repo::outbox::find(conn, &id)?);

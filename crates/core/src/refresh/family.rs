@@ -18,15 +18,15 @@ pub struct Lifetimes {
 /// user's oldest live families at the client beyond `max_live_families` are revoked, so one
 /// account cannot make the tables grow without bound. Runs inside the caller's transaction
 /// (a savepoint of its own would, when SQLite rolls a failed write back by itself, leave a
-/// `ROLLBACK TO` that fails with an error no one can classify). `auth_time` is when the person signed in (the password check, or the
-/// sign-in an authorization code carries), which every refresh passes on.
+/// `ROLLBACK TO` that fails with an error no one can classify). `auth` is the sign-in (when,
+/// how, in which browser session), which every refresh passes on.
 pub fn start_family(
     conn: &mut DbConnection,
     user: &crate::domain::User,
     client_id: &str,
     scope: &crate::domain::ScopeSet,
     lifetimes: Lifetimes,
-    auth_time: i64,
+    auth: &crate::domain::Authentication,
     now: i64,
 ) -> Result<(String, String), DbError> {
     let family = RefreshFamily {
@@ -35,11 +35,13 @@ pub fn start_family(
         client_id: client_id.to_string(),
         scope: scope.to_string(),
         security_stamp: user.security_stamp.clone(),
-        auth_time,
+        auth_time: auth.time,
         created_at: now,
         absolute_expires_at: now + lifetimes.absolute_secs,
         revoked_at: None,
         revoked_reason: None,
+        session_id: auth.session_id.clone(),
+        amr: (!auth.amr.is_empty()).then(|| auth.amr.to_string()),
     };
     let (token, token_hash) = new_token()?;
     store::insert_family(conn, &family)?;

@@ -229,10 +229,12 @@ fn mint_for_session(
     scope: &ScopeSet,
     now: i64,
 ) -> Result<Issued, GrantError> {
-    let subject = Subject::User {
-        user,
-        auth_time: family.auth_time,
-    };
+    let auth = crate::domain::Authentication::from_stored(
+        family.auth_time,
+        family.amr.as_deref(),
+        family.session_id.as_deref(),
+    );
+    let subject = Subject::User { user, auth: &auth };
     mint(svc, client, subject, scope, None, now)
 }
 

@@ -271,3 +271,23 @@ pub fn revoke_oldest_live(
         ))
         .execute(conn)
 }
+
+/// Ends the live families a browser session started (those granted `offline_access` name no
+/// session and live on).
+pub fn revoke_families_of_session(
+    conn: &mut DbConnection,
+    session_id: &str,
+    now: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_token_families::table
+            .filter(refresh_token_families::session_id.eq(session_id))
+            .filter(refresh_token_families::revoked_at.is_null()),
+    )
+    .set((
+        refresh_token_families::revoked_at.eq(now),
+        refresh_token_families::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}

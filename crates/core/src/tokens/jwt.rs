@@ -118,3 +118,38 @@ pub fn decode_access_token(
     }
     Ok(data.claims)
 }
+
+/// Reads one of this provider's own ID tokens given back as a hint (`id_token_hint` at
+/// `/authorize` and `/logout`): RS256, a key still in the ring, `typ` JWT, our issuer, and a
+/// valid signature. Expired ones are accepted (OpenID Connect Core §3.1.2.1, RP-Initiated
+/// Logout §2): the hint says who the app believes is signed in, not that anyone is.
+pub fn decode_id_token_hint(
+    token: &str,
+    ring: &KeyRing,
+    issuer: &str,
+) -> Result<super::claims::IdClaims, VerifyError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+    if header.alg != Algorithm::RS256 {
+        return Err(VerifyError::Invalid);
+    }
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(VerifyError::WrongType);
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| ring.decoding_key(kid))
+        .ok_or(VerifyError::UnknownKey)?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+    jsonwebtoken::decode::<super::claims::IdClaims>(token, key, &validation)
+        .map(|data| data.claims)
+        .map_err(|_| VerifyError::Invalid)
+}

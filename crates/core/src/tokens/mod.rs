@@ -10,5 +10,6 @@ pub use claims::{
     AccessClaims, Audience, IdClaims, UserClaims, stamp_matches, stamp_of, user_claims,
 };
 pub use jwt::{
-    ACCESS_TOKEN_TYPE, TokenError, VerifyError, decode_access_token, sign, verify_access_token,
+    ACCESS_TOKEN_TYPE, TokenError, VerifyError, decode_access_token, decode_id_token_hint, sign,
+    verify_access_token,
 };

@@ -39,6 +39,7 @@ pub fn logout_everywhere(
             now,
             "logout_everywhere",
         )?;
+        crate::sso::end_all_of_user(conn, user_id, crate::sso::EndReason::LogoutEverywhere, now)?;
         audit::record(
             conn,
             Event::SessionsRevoked,

@@ -89,6 +89,9 @@ fn set_disabled(
         if changed == 0 {
             return Err(AccountError::NotFound);
         }
+        if disabled {
+            crate::sso::end_all_of_user(conn, user_id, crate::sso::EndReason::UserDisabled, now)?;
+        }
         let event = if disabled {
             Event::UserDisabled
         } else {

@@ -19,6 +19,9 @@ pub struct OutboxRow {
     pub finished_at: Option<i64>,
     pub outcome: Option<String>,
     pub last_error: Option<String>,
+    /// What a message other than mail needs beyond its recipient (a back-channel logout: the
+    /// session id).
+    pub detail: Option<String>,
 }
 
 impl OutboxRow {
@@ -37,6 +40,7 @@ impl OutboxRow {
             finished_at: None,
             outcome: None,
             last_error: None,
+            detail: None,
         }
     }
 }
@@ -63,9 +67,23 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<OutboxRow>> {
         .load(conn)
 }
 
-/// Ids of up to `batch` unfinished rows that are due and not claimed by a live worker.
-pub fn due(conn: &mut DbConnection, now: i64, batch: i64) -> QueryResult<Vec<String>> {
-    mail_outbox::table
+/// Which rows a sender takes: the mail sender every kind but the back-channel logout's, whose
+/// sender takes only those.
+#[derive(Debug, Clone, Copy)]
+pub enum Kinds<'a> {
+    Only(&'a str),
+    AllBut(&'a str),
+}
+
+/// Ids of up to `batch` unfinished rows of `kinds` that are due and not claimed by a live
+/// worker.
+pub fn due(
+    conn: &mut DbConnection,
+    now: i64,
+    batch: i64,
+    kinds: Kinds<'_>,
+) -> QueryResult<Vec<String>> {
+    let waiting = mail_outbox::table
         .filter(mail_outbox::finished_at.is_null())
         .filter(mail_outbox::next_attempt_at.le(now))
         .filter(
@@ -75,8 +93,11 @@ pub fn due(conn: &mut DbConnection, now: i64, batch: i64) -> QueryResult<Vec<Str
         )
         .order(mail_outbox::next_attempt_at.asc())
         .select(mail_outbox::id)
-        .limit(batch)
-        .load(conn)
+        .limit(batch);
+    match kinds {
+        Kinds::Only(kind) => waiting.filter(mail_outbox::kind.eq(kind)).load(conn),
+        Kinds::AllBut(kind) => waiting.filter(mail_outbox::kind.ne(kind)).load(conn),
+    }
 }
 
 /// Claims one row for `claim_id` until `until`, counting the attempt: 1 if this worker got it,

@@ -1,0 +1,220 @@
+//! What stands between a checked authorization request and its code, given the browser's
+//! session at Tessera (OpenID Connect Core §3.1.2.1–§3.1.2.6): a sign-in, a consent, or
+//! nothing. With `prompt=none` nothing may be shown, so what would be a page is an error sent
+//! back to the client (`login_required`, `consent_required`).
+
+use diesel::Connection;
+
+use super::request::{AuthorizationRequest, AuthorizeError, issue_code_with};
+use crate::db::{DbConnection, DbError};
+use crate::domain::{Amr, Authentication, ScopeSet, User};
+use crate::services::Services;
+use crate::sso::{self, BrowserSession, Origin, SignedIn, Started};
+
+/// What the browser is shown or sent next.
+#[derive(Debug)]
+pub enum Next {
+    /// The login page (pre-filled with `login_hint`).
+    SignIn,
+    /// The consent page, for the scopes the person has not allowed this app yet.
+    Consent {
+        user: Box<User>,
+        session: Box<BrowserSession>,
+        scopes: ScopeSet,
+    },
+    /// Back to the app with a code: the URL.
+    Code { location: String },
+}
+
+/// The next step for `request` in a browser whose session cookie is `cookie` (if any).
+pub async fn next(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    cookie: Option<String>,
+) -> Result<Next, AuthorizeError> {
+    let now = svc.clock.now();
+    let (svc_inner, request_inner) = (svc.clone(), request.clone());
+    let next = svc
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let session = match &cookie {
+                    Some(secret) => sso::find(conn, secret, now)?,
+                    None => None,
+                };
+                let Some((session, user)) = session else {
+                    return Ok(Next::SignIn);
+                };
+                if needs_sign_in(&request_inner, &session, &user, now) {
+                    return Ok(Next::SignIn);
+                }
+                sso::touch(conn, &svc_inner.settings.sessions, &session, now)?;
+                after_sign_in(conn, &request_inner, user, session, now)
+            })
+        })
+        .await?;
+    if request.prompt.none {
+        let refusal = |error: &'static str, description: &str| AuthorizeError::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            error,
+            description: description.into(),
+            state: request.state.clone(),
+        };
+        return match next {
+            Next::SignIn => Err(refusal(
+                "login_required",
+                "prompt=none, and the person must sign in",
+            )),
+            Next::Consent { .. } => Err(refusal(
+                "consent_required",
+                "prompt=none, and the person has not allowed this application",
+            )),
+            code => Ok(code),
+        };
+    }
+    Ok(next)
+}
+
+/// Whether the session cannot stand for this request: `prompt=login` (or `select_account`),
+/// a `max_age` the sign-in is older than (`max_age=0` always), or an `id_token_hint` naming
+/// someone else.
+fn needs_sign_in(
+    request: &AuthorizationRequest,
+    session: &BrowserSession,
+    user: &User,
+    now: i64,
+) -> bool {
+    request.prompt.login
+        || request
+            .max_age
+            .is_some_and(|max_age| max_age == 0 || now - session.auth_time > max_age)
+        || request
+            .hinted_subject
+            .as_deref()
+            .is_some_and(|sub| sub != user.id.as_str())
+}
+
+/// After a sign-in (fresh or the session's): the consent page if the app needs one, else the
+/// code.
+fn after_sign_in(
+    conn: &mut DbConnection,
+    request: &AuthorizationRequest,
+    user: User,
+    session: BrowserSession,
+    now: i64,
+) -> Result<Next, DbError> {
+    let scopes = sso::consent::missing(
+        conn,
+        &user.id,
+        &request.client,
+        &request.scope,
+        request.prompt.consent,
+    )?;
+    if !scopes.is_empty() {
+        return Ok(Next::Consent {
+            user: Box::new(user),
+            session: Box::new(session),
+            scopes,
+        });
+    }
+    let location = issue_code_with(conn, request, &user, &authentication(&session), now)?;
+    Ok(Next::Code { location })
+}
+
+fn authentication(session: &BrowserSession) -> Authentication {
+    Authentication {
+        time: session.auth_time,
+        amr: session.amr.clone(),
+        session_id: Some(session.id.clone()),
+    }
+}
+
+/// A person who just proved who they are at `/authorize` (a password, an upstream).
+pub struct FreshSignIn {
+    pub user: User,
+    pub amr: Amr,
+    /// "Keep me signed in": the cookie outlives the browser.
+    pub persistent: bool,
+    pub origin: Origin,
+}
+
+/// What a fresh sign-in leads to: the session (whose secret goes into the cookie) and the
+/// next step, which is never the login page again (`prompt=login` and `max_age` are met).
+#[derive(Debug)]
+pub struct Completed {
+    pub started: Started,
+    pub next: Next,
+}
+
+/// Records a fresh sign-in as the browser's session (renewing the session of the same person,
+/// ending anyone else's) and goes on to consent or the code, in one transaction.
+pub async fn signed_in(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    fresh: FreshSignIn,
+    cookie: Option<String>,
+) -> Result<Completed, AuthorizeError> {
+    let now = svc.clock.now();
+    let (svc, request) = (svc.clone(), request.clone());
+    let completed = svc
+        .db
+        .clone()
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let previous = match &cookie {
+                    Some(secret) => sso::find(conn, secret, now)?.map(|(session, _)| session),
+                    None => None,
+                };
+                let started = sso::sign_in(
+                    conn,
+                    &svc.settings.sessions,
+                    SignedIn {
+                        user: &fresh.user,
+                        amr: fresh.amr,
+                        persistent: fresh.persistent,
+                        origin: fresh.origin,
+                    },
+                    previous.as_ref(),
+                    now,
+                )?;
+                let next = after_sign_in(conn, &request, fresh.user, started.session.clone(), now)?;
+                Ok::<_, DbError>(Completed { started, next })
+            })
+        })
+        .await?;
+    Ok(completed)
+}
+
+/// The person allowed the app the request's scopes on the consent page shown in session
+/// `shown_in`: remembered, and the code issued. `None` if the browser's session is gone, or is
+/// not the one the page was shown in (someone else signed in, in another tab).
+pub async fn consented(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    cookie: Option<String>,
+    shown_in: &str,
+    now: i64,
+) -> Result<Option<String>, AuthorizeError> {
+    let (request, shown_in) = (request.clone(), shown_in.to_string());
+    let location = svc
+        .db
+        .clone()
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let Some(secret) = &cookie else {
+                    return Ok(None);
+                };
+                let Some((session, user)) = sso::find(conn, secret, now)? else {
+                    return Ok(None);
+                };
+                if !crate::crypto::constant_time_eq(session.id.as_bytes(), shown_in.as_bytes()) {
+                    return Ok(None);
+                }
+                sso::consent::grant(conn, &user.id, &request.client.id, &request.scope, now)?;
+                let auth = authentication(&session);
+                issue_code_with(conn, &request, &user, &auth, now).map(Some)
+            })
+        })
+        .await?;
+    Ok(location)
+}

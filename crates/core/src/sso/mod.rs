@@ -1,0 +1,12 @@
+//! Single sign-on: the browser session at Tessera (`session`), the rows behind it (`store`),
+//! and telling apps when it ends (`backchannel`).
+
+pub mod backchannel;
+pub mod consent;
+pub mod session;
+pub mod store;
+
+pub use session::{
+    BrowserSession, EndReason, Origin, SignedIn, Started, end, end_all_of_user, find,
+    record_client, sign_in, touch,
+};

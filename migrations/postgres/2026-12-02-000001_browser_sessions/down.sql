@@ -1,0 +1,12 @@
+ALTER TABLE mail_outbox DROP COLUMN detail;
+DROP INDEX refresh_token_families_by_session;
+ALTER TABLE refresh_token_families DROP COLUMN amr;
+ALTER TABLE refresh_token_families DROP COLUMN session_id;
+ALTER TABLE authorization_codes DROP COLUMN session_id;
+ALTER TABLE clients DROP COLUMN backchannel_logout_session_required;
+ALTER TABLE clients DROP COLUMN backchannel_logout_uri;
+ALTER TABLE clients DROP COLUMN post_logout_redirect_uris;
+ALTER TABLE clients DROP COLUMN consent;
+DROP TABLE consents;
+DROP TABLE session_clients;
+DROP TABLE browser_sessions;

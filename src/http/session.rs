@@ -1,0 +1,184 @@
+//! The browser session's cookie, and what follows a sign-in at `/authorize` whichever way it
+//! happened (the login form, an upstream provider): the session is recorded, its cookie set,
+//! and the browser goes on to the consent page or back to the app with a code. The consent
+//! form is answered here too.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::cookies::{LOGIN_CSRF, SESSION};
+use super::pages::{self, CSRF_FIELD, error_page};
+use super::request::{CARRIED, FORGED_FORM, form_is_ours, refusal, see_other};
+use super::state::AppState;
+use crate::authorize::{self, AuthorizationRequest, AuthorizeError, Completed, FreshSignIn, Next};
+use crate::domain::{Amr, User};
+use crate::grants::Params;
+use crate::services::Services;
+use crate::sso::Origin;
+
+/// The session cookie's secret, as the browser presents it.
+pub fn cookie(req: &HttpRequest, svc: &Services) -> Option<String> {
+    SESSION.read(req, svc).filter(|value| !value.is_empty())
+}
+
+/// Where a sign-in was made from, for the person's session list.
+fn origin(req: &HttpRequest, svc: &Services) -> Origin {
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let ip = super::state::client_ip(req, &svc.settings.server.trusted_proxies);
+    Origin::new(user_agent, ip.as_deref())
+}
+
+/// A person just proved who they are for `request`: the session is recorded (a new secret in
+/// the cookie, against fixation) and the flow goes on.
+pub async fn signed_in(
+    req: &HttpRequest,
+    svc: &Services,
+    request: &AuthorizationRequest,
+    params: &Params,
+    user: User,
+    amr: Amr,
+    persistent: bool,
+) -> HttpResponse {
+    let fresh = FreshSignIn {
+        user,
+        amr,
+        persistent,
+        origin: origin(req, svc),
+    };
+    match authorize::interaction::signed_in(svc, request, fresh, cookie(req, svc)).await {
+        Ok(Completed { started, next }) => {
+            let mut response = respond(svc, request, params, next);
+            let cookie = if started.session.persistent {
+                let age = started.session.absolute_expires_at - started.session.created_at;
+                SESSION.build(
+                    svc,
+                    &started.secret,
+                    actix_web::cookie::time::Duration::seconds(age),
+                )
+            } else {
+                SESSION.build_for_browser_session(svc, &started.secret)
+            };
+            let _ = response.add_cookie(&cookie);
+            response
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+/// The browser's next step as a response; `Next::SignIn` is the caller's to render.
+pub fn respond(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    params: &Params,
+    next: Next,
+) -> HttpResponse {
+    match next {
+        Next::Code { location } => {
+            let mut response = see_other(&location);
+            // The form is done with: the CSRF cookie goes.
+            let _ = response.add_cookie(&LOGIN_CSRF.removal(svc));
+            response
+        }
+        Next::Consent {
+            user,
+            session,
+            scopes,
+        } => consent_page(svc, request, params, &user, &session.id, &scopes),
+        Next::SignIn => error_page(
+            StatusCode::BAD_REQUEST,
+            "Your sign-in did not go through. Go back to the application and start again.",
+        ),
+    }
+}
+
+fn consent_page(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    params: &Params,
+    user: &User,
+    session_id: &str,
+    scopes: &crate::domain::ScopeSet,
+) -> HttpResponse {
+    let csrf = match crate::crypto::random_token(32) {
+        Ok(token) => token,
+        Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
+    };
+    let account = if user.email.is_empty() {
+        user.name.as_deref().unwrap_or("your account")
+    } else {
+        &user.email
+    };
+    let page = pages::Consent {
+        client_name: &request.client.name,
+        account,
+        scopes: scopes
+            .iter()
+            .map(|name| pages::ScopeLine {
+                name,
+                description: crate::sso::consent::description(&svc.settings, name),
+            })
+            .collect(),
+        carried: CARRIED
+            .iter()
+            .filter(|name| **name != "prompt")
+            .filter_map(|name| params.get(name).map(|value| (*name, value)))
+            .collect(),
+        csrf: &csrf,
+        session_id,
+    };
+    let mut response = pages::render_leading_to(StatusCode::OK, Some(&request.redirect_uri), &page);
+    let _ = response.add_cookie(&LOGIN_CSRF.build(
+        svc,
+        &csrf,
+        actix_web::cookie::time::Duration::minutes(10),
+    ));
+    response
+}
+
+/// POST /authorize/consent: `decision=allow` remembers the consent and issues the code;
+/// `decision=deny` sends the app `access_denied`.
+pub async fn consent_submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
+        Ok(params) => params,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let csrf = LOGIN_CSRF.read(&req, svc);
+    if !form_is_ours(&req, svc, csrf.as_deref(), params.get(CSRF_FIELD)) {
+        return error_page(StatusCode::FORBIDDEN, FORGED_FORM);
+    }
+    let request = match authorize::validate(svc, &params).await {
+        Ok(request) => request,
+        Err(e) => return refusal(e),
+    };
+    match params.get("decision") {
+        Some("allow") => {}
+        Some("deny") => {
+            return refusal(AuthorizeError::Redirect {
+                redirect_uri: request.redirect_uri,
+                error: "access_denied",
+                description: "the person did not allow this application".into(),
+                state: request.state,
+            });
+        }
+        _ => return error_page(StatusCode::BAD_REQUEST, "Choose Allow or Deny."),
+    }
+    let shown_in = params.get("sid").unwrap_or_default().to_string();
+    let now = svc.clock.now();
+    match authorize::interaction::consented(svc, &request, cookie(&req, svc), &shown_in, now).await
+    {
+        Ok(Some(location)) => respond(svc, &request, &params, Next::Code { location }),
+        Ok(None) => error_page(
+            StatusCode::FORBIDDEN,
+            "Your sign-in has ended or changed since this page was shown. Go back to the application and start again.",
+        ),
+        Err(e) => refusal(e),
+    }
+}

@@ -1,0 +1,59 @@
+//! The browser session: one sign-in serves every app, the OpenID Connect parameters steer it.
+
+use tessera::clients::ClientSpec;
+
+use super::World;
+use crate::testkit::fixtures::{claims_of, location, query_of};
+use crate::testkit::http::HttpBrowser;
+
+#[tokio::test]
+async fn signed_in_to_app_a_app_b_gets_a_code_with_no_page() {
+    let world = World::new().await;
+    let app_a = world.client("App A", ClientSpec::default()).await;
+    let app_b = world.client("App B", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+
+    let code_a = World::code_of(&world.sign_in(&mut browser, &app_a, &[]).await);
+    let tokens_a = world.exchange(&app_a, &code_a).await;
+    let id_a = claims_of(tokens_a["id_token"].as_str().expect("id token"));
+
+    let silent = browser.get(&world.authorize_url(&app_b, &[])).await;
+    let code_b = World::code_of(&silent);
+    let tokens_b = world.exchange(&app_b, &code_b).await;
+    let id_b = claims_of(tokens_b["id_token"].as_str().expect("id token"));
+
+    assert_eq!(id_a["sub"], world.user_id.as_str());
+    assert_eq!(id_a["sub"], id_b["sub"]);
+    assert!(id_a["sid"].is_string(), "{id_a}");
+    assert_eq!(id_a["sid"], id_b["sid"], "one session, one sid");
+    assert_eq!(id_a["auth_time"], id_b["auth_time"], "no new sign-in");
+    assert_eq!(id_b["amr"], serde_json::json!(["pwd"]));
+
+    // Another browser has no session: it gets the page.
+    let mut stranger = HttpBrowser::for_pages();
+    let page = stranger.get(&world.authorize_url(&app_b, &[])).await;
+    assert_eq!(page.status(), 200);
+    world.app.stop().await;
+}
+
+#[tokio::test]
+async fn prompt_none_answers_login_required_without_a_session_and_a_code_with_one() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+
+    let refused = browser
+        .get(&world.authorize_url(&app, &[("prompt", "none")]))
+        .await;
+    assert_eq!(refused.status(), 303, "never a page");
+    let query = query_of(&location(&refused));
+    assert_eq!(query["error"], "login_required");
+    assert_eq!(query["state"], "st-1");
+
+    World::code_of(&world.sign_in(&mut browser, &app, &[]).await);
+    let silent = browser
+        .get(&world.authorize_url(&app, &[("prompt", "none")]))
+        .await;
+    World::code_of(&silent);
+    world.app.stop().await;
+}
