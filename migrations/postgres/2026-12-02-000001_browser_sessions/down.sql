@@ -1,4 +1,3 @@
-ALTER TABLE mail_outbox DROP COLUMN detail;
 DROP INDEX refresh_token_families_by_session;
 ALTER TABLE refresh_token_families DROP COLUMN amr;
 ALTER TABLE refresh_token_families DROP COLUMN session_id;

@@ -53,7 +53,3 @@ ALTER TABLE authorization_codes ADD COLUMN session_id TEXT;
 ALTER TABLE refresh_token_families ADD COLUMN session_id TEXT;
 ALTER TABLE refresh_token_families ADD COLUMN amr TEXT;
 CREATE INDEX refresh_token_families_by_session ON refresh_token_families (session_id);
-
--- What a non-mail outbox message needs beyond its kind and recipient (a back-channel logout:
--- the session id; the recipient is the client id).
-ALTER TABLE mail_outbox ADD COLUMN detail TEXT;
