@@ -9,6 +9,9 @@
 //!   update rate, on SQLite or (with `--postgres`) PostgreSQL, in rounds of load each between
 //!   two measurements of the signing limit (a shared host's speed drifts); the median counts.
 //!
+//! - `sso`: single sign-on's hot path: `GET /authorize` with a live session (303 with a code,
+//!   no page), alone and followed by the code's exchange, against the database's single-row
+//!   write rate (and the pair against half the RS256 signing rate), measured in the same run.
 //! - `verify`: tessera-verify verifications/s on one core against raw ring RS256 verifies/s of
 //!   the same token, in the same run.
 //! - `all`: every one of the above in one run, each table under a heading.
@@ -22,10 +25,12 @@
 //! target/release/tessera-bench tokens
 //! target/release/tessera-bench refresh [--postgres postgres://postgres@127.0.0.1/postgres]
 //! target/release/tessera-bench verify
+//! target/release/tessera-bench sso
 
 mod limits;
 mod load;
 mod server;
+mod sso;
 mod verify;
 mod walk;
 
@@ -107,6 +112,17 @@ enum Bench {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// `/authorize` with a live session (and then the code exchange) against the database's
+    /// single-row write rate.
+    Sso {
+        #[arg(long, default_value_t = 1)]
+        server_cores: usize,
+        /// Seconds each load (`/authorize` alone, then the pair) runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
     /// tessera-verify verifications/s on one core against raw ring RS256 verifies/s.
     Verify {
         /// Rounds of each (alternating, so both see the same machine); the best round counts.
@@ -171,9 +187,16 @@ fn main() -> Result<()> {
                     Some(url),
                 )?;
             }
+            println!("\n## Single sign-on: /authorize with a session\n");
+            sso::run(&binary, 1, seconds, 32)?;
             println!("\n## Verification by resource servers (tessera-verify)\n");
             verify::run(&binary, 5, Duration::from_secs(2), "0")
         }
+        Bench::Sso {
+            server_cores,
+            seconds,
+            clients,
+        } => sso::run(&binary, server_cores, Duration::from_secs(seconds), clients),
         Bench::Verify {
             rounds,
             seconds,
@@ -251,7 +274,7 @@ fn startup(binary: &Path, runs: usize, idle_secs: u64) -> Result<()> {
 }
 
 /// Which cores the server gets and which the load generator gets, as taskset lists.
-fn split_cores(server_cores: usize) -> Result<(String, String)> {
+pub(crate) fn split_cores(server_cores: usize) -> Result<(String, String)> {
     let total = std::thread::available_parallelism()?.get();
     anyhow::ensure!(
         server_cores >= 1 && server_cores < total,

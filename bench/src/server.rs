@@ -147,6 +147,58 @@ impl Setup {
     }
 }
 
+/// One person who signs in at the login page, and a public code-flow app (PKCE) for them.
+pub struct SsoSeed {
+    pub client_id: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// The redirect URI of the single-sign-on bench's app; nothing listens there, the load reads
+/// the redirect and never follows it.
+pub const SSO_REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+impl Setup {
+    /// The single-sign-on bench's person (a real argon2id hash at the default cost: they sign
+    /// in once, at the login page) and app (public, authorization code only, so a code buys
+    /// an access token and an ID token and nothing else).
+    pub fn seed_sso(&self) -> Result<SsoSeed> {
+        use diesel::Connection;
+        use tessera::accounts::{self, NewAccount};
+        use tessera::clients::{self, ClientSpec};
+
+        let mut settings = tessera::config::Settings::defaults()?;
+        settings.database.url = self.database_url.clone();
+        let db = tessera::db::Database::connect(&settings.database)?;
+        let mut conn = db.get()?;
+        let email = "sso@example.com".to_string();
+        let password = "bench-password-0123456789".to_string();
+        let hash =
+            tessera::accounts::password::Hasher::new(&settings.passwords)?.hash(&password)?;
+        let client = conn.transaction(|conn| {
+            let account = NewAccount::validate(&email, None, &[], true)?;
+            accounts::create(conn, &account, Some(&hash))?;
+            let (client, _) = clients::create(
+                conn,
+                &ClientSpec {
+                    name: "sso bench".into(),
+                    public: true,
+                    grant_types: vec!["authorization_code".into()],
+                    redirect_uris: vec![SSO_REDIRECT.into()],
+                    scopes: ["openid", "email"].map(String::from).to_vec(),
+                    ..ClientSpec::default()
+                },
+            )?;
+            Ok::<_, anyhow::Error>(client)
+        })?;
+        Ok(SsoSeed {
+            client_id: client.id.into_string(),
+            email,
+            password,
+        })
+    }
+}
+
 pub struct Server {
     child: Child,
     pub port: u16,

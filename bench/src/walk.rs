@@ -160,6 +160,12 @@ async fn connection(
 /// Reads one response with a Content-Length body; returns its status code. Each connection
 /// has one request outstanding, so nothing after the body belongs to a later answer.
 async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<u16> {
+    read_answer(stream, buffer).await.map(|(status, _)| status)
+}
+
+/// As `read_response`, also returning the length of the head: `buffer[..head]` is the status
+/// line and headers, `buffer[head..]` the body.
+pub async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<(u16, usize)> {
     buffer.clear();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -193,7 +199,7 @@ async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<u
         }
         buffer.extend_from_slice(&chunk[..read]);
     }
-    Ok(status)
+    Ok((status, head_end))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

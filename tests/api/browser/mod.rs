@@ -17,6 +17,7 @@ mod forgot_password;
 mod link;
 mod login;
 mod register;
+mod sso;
 mod verify_email;
 
 use std::net::TcpListener;
@@ -62,6 +63,10 @@ pub struct BrowserCookie {
     pub http_only: bool,
     pub secure: bool,
     pub path: String,
+    /// When it expires (Unix seconds); `None` for a cookie that ends with the browser session.
+    pub expires: Option<i64>,
+    /// `Strict`, `Lax` or `None`, as the browser recorded it.
+    pub same_site: Option<String>,
 }
 
 pub struct Browser {
@@ -261,8 +266,15 @@ impl Browser {
                 http_only: c.http_only().unwrap_or(false),
                 secure: c.secure().unwrap_or(false),
                 path: c.path().unwrap_or_default().to_string(),
+                expires: c.expires_datetime().map(|t| t.unix_timestamp()),
+                same_site: c.same_site().map(|s| s.to_string()),
             })
             .collect()
+    }
+
+    /// The cookie `name` the browser holds for the current page's site, if any.
+    pub async fn cookie(&self, name: &str) -> Option<BrowserCookie> {
+        self.cookies().await.into_iter().find(|c| c.name == name)
     }
 
     /// What the page's own scripts see of the cookies (`document.cookie`).
