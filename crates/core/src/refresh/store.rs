@@ -312,12 +312,15 @@ pub fn live_families_of_user(
         .load(conn)
 }
 
+/// A family's id, when its newest token was issued, and when its newest idle expiry falls.
+pub type LastUse = (String, Option<i64>, Option<i64>);
+
 /// For each of `family_ids`: when its newest token was issued (the family's last use: a
 /// rotation) and when its newest idle expiry falls.
 pub fn last_use_of_families(
     conn: &mut DbConnection,
     family_ids: &[String],
-) -> QueryResult<Vec<(String, Option<i64>, Option<i64>)>> {
+) -> QueryResult<Vec<LastUse>> {
     use diesel::dsl::max;
     if family_ids.is_empty() {
         return Ok(Vec::new());
