@@ -100,6 +100,11 @@ pub enum UserCommand {
     Roles(UserRoles),
     /// End every session of a user (revoke all refresh token families).
     Logout(UserRef),
+    /// List a user's browser sessions and refresh token families.
+    Sessions(UserRef),
+    /// End one browser session (its apps are told) or refresh token family, by the id
+    /// `user sessions` shows.
+    EndSession(SessionRef),
     /// Mark a user's email address verified (as the emailed link would).
     VerifyEmail(UserRef),
     /// Delete a user with its sessions, codes, federated identities and unsent mail.
@@ -110,6 +115,12 @@ pub enum UserCommand {
 pub struct UserRef {
     #[arg(long)]
     pub email: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionRef {
+    #[arg(long)]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -361,6 +372,34 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User(UserCommand::Sessions(who)) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &who.email)?;
+            let list = usecases::sessions::list(&mut conn, &user.id, None, crate::db::now())?;
+            out.print(serde_json::to_value(&list)?, || sessions_text(&list));
+            Ok(())
+        }
+        Command::User(UserCommand::EndSession(session)) => {
+            let mut conn = connect(&settings)?;
+            let ended = match usecases::sessions::end(
+                &mut conn,
+                &OPERATOR,
+                None,
+                &session.id,
+                None,
+                None,
+                crate::db::now(),
+            ) {
+                Err(accounts::AccountError::NotFound) => {
+                    anyhow::bail!("no live session {:?}", session.id)
+                }
+                other => other?,
+            };
+            out.print(serde_json::to_value(&ended)?, || {
+                format!("ended {} {}", ended.kind.replace('_', " "), ended.id)
+            });
+            Ok(())
+        }
         Command::User(UserCommand::VerifyEmail(who)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &who.email)?;
@@ -462,6 +501,37 @@ fn read_password_line() -> anyhow::Result<String> {
         .read_line(&mut line)
         .context("cannot read the password from stdin")?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// One line per session: the browser sessions, then the refresh token families.
+fn sessions_text(list: &usecases::sessions::SessionList) -> String {
+    let browser = list.browser_sessions.iter().map(|s| {
+        format!(
+            "{}  browser  since {}  last seen {}  {}  {}  apps: {}",
+            s.id,
+            s.created_at,
+            s.last_seen_at,
+            s.ip.as_deref().unwrap_or("-"),
+            s.user_agent.as_deref().unwrap_or("-"),
+            s.apps.join(", ")
+        )
+    });
+    let families = list.refresh_families.iter().map(|f| {
+        format!(
+            "{}  refresh  since {}  last used {}  {}{}",
+            f.id,
+            f.created_at,
+            f.last_used_at,
+            f.client_name,
+            if f.offline { "  (offline)" } else { "" }
+        )
+    });
+    let lines: Vec<String> = browser.chain(families).collect();
+    if lines.is_empty() {
+        "no sessions".into()
+    } else {
+        lines.join("\n")
+    }
 }
 
 fn user_json(u: &User) -> Value {

@@ -34,7 +34,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource(paths::PASSWORD_RESET_CONFIRM).route(web::post().to(confirm_reset)))
     .service(web::resource(paths::PASSWORD).route(web::post().to(change_password)))
-    .service(web::resource(paths::ACCOUNT).route(web::delete().to(delete_account)));
+    .service(web::resource(paths::ACCOUNT).route(web::delete().to(delete_account)))
+    .service(web::resource(paths::ACCOUNT_SESSIONS).route(web::get().to(list_sessions)))
+    .service(web::resource(paths::ACCOUNT_SESSION).route(web::delete().to(end_session)));
 }
 
 #[derive(Deserialize)]
@@ -382,6 +384,53 @@ async fn delete_account(
     )
     .await?;
     revoke_presented(&state, &caller).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// GET /account/sessions: the caller's browser sessions (the one their token was issued in
+/// marked `current`) and refresh token families.
+async fn list_sessions(
+    caller: UserToken,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let (user_id, sid) = (caller.user.id.clone(), caller.claims.sid.clone());
+    let now = svc.clock.now();
+    let list = svc
+        .db
+        .run(move |conn| usecases::sessions::list(conn, &user_id, sid.as_deref(), now))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(list))
+}
+
+/// DELETE /account/sessions/{id}: ends one of the caller's browser sessions (with back-channel
+/// logout) or refresh token families; anyone else's is 404.
+async fn end_session(
+    caller: UserToken,
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let (actor, presented, user_id) = (caller.actor(), caller.presented(), caller.user.id);
+    let id = path.into_inner();
+    let ip = client_ip(&req, &state);
+    let now = svc.clock.now();
+    svc.db
+        .run(move |conn| {
+            usecases::sessions::end(
+                conn,
+                &actor,
+                Some(&user_id),
+                &id,
+                Some(&presented),
+                ip.as_deref(),
+                now,
+            )
+        })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

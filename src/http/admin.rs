@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::bearer::AdminToken;
 use super::error::ApiError;
+use super::paths;
 use super::state::AppState;
 use crate::accounts::{self, UserView};
 use crate::clients::{ClientSpec, ClientView};
@@ -27,7 +28,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(list_clients))
                 .route(web::post().to(create_client)),
         )
-        .service(web::resource("/admin/clients/{id}").route(web::delete().to(delete_client)));
+        .service(web::resource("/admin/clients/{id}").route(web::delete().to(delete_client)))
+        .service(web::resource(paths::ADMIN_USER_SESSIONS).route(web::get().to(list_sessions)))
+        .service(web::resource(paths::ADMIN_SESSION).route(web::delete().to(end_session)));
 }
 
 /// Users per page of GET /admin/users unless `limit` says otherwise, and the most it may say.
@@ -225,4 +228,38 @@ async fn verify_email(
         .run(move |conn| usecases::users::verify_email(conn, &actor, &user_id, now))
         .await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
+}
+
+/// GET /admin/users/{id}/sessions: the user's browser sessions and refresh token families.
+async fn list_sessions(
+    _admin: AdminToken,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    let now = state.services.clock.now();
+    let list = state
+        .services
+        .db
+        .run(move |conn| usecases::sessions::list(conn, &user_id, None, now))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// DELETE /admin/sessions/{id}: ends any user's browser session (with back-channel logout) or
+/// refresh token family.
+async fn end_session(
+    admin: AdminToken,
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let (actor, id) = (admin.actor(), path.into_inner());
+    let now = svc.clock.now();
+    let ip = super::state::client_ip(&req, &svc.settings.server.trusted_proxies);
+    svc.db
+        .run(move |conn| usecases::sessions::end(conn, &actor, None, &id, None, ip.as_deref(), now))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }

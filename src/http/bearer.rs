@@ -191,6 +191,7 @@ impl UserToken {
         PresentedToken {
             jti: self.claims.jti.clone(),
             exp: self.claims.exp,
+            sid: self.claims.sid.clone(),
         }
     }
 }

@@ -7,6 +7,14 @@ pub const PASSWORD_RESET: &str = "/account/password-reset";
 pub const PASSWORD_RESET_CONFIRM: &str = "/account/password-reset/confirm";
 pub const PASSWORD: &str = "/account/password";
 pub const ACCOUNT: &str = "/account";
+/// The person's browser sessions and refresh token families.
+pub const ACCOUNT_SESSIONS: &str = "/account/sessions";
+/// One of them, to end.
+pub const ACCOUNT_SESSION: &str = "/account/sessions/{id}";
+/// A user's sessions, for an administrator.
+pub const ADMIN_USER_SESSIONS: &str = "/admin/users/{id}/sessions";
+/// Any user's session, to end.
+pub const ADMIN_SESSION: &str = "/admin/sessions/{id}";
 pub const AUTHORIZE: &str = "/authorize";
 /// The consent page's form (under `/authorize`, so the login form's CSRF cookie reaches it).
 pub const CONSENT: &str = "/authorize/consent";

@@ -1,7 +1,7 @@
 //! The command line and the admin API call the same use cases, so they write the same audit
 //! events: each operation is done once through `tessera …` and once through /admin/… on a
-//! fresh database of its own, and the events it added are compared. They name the same user
-//! or client and carry the same facts; only the actor (`detail.by`: `cli`, or the
+//! fresh database of its own, and the events it added are compared. They name the same user,
+//! client or session and carry the same facts; only the actor (`detail.by`: `cli`, or the
 //! administrator's id) and where the call came from (`ip`) differ, by design.
 
 use std::collections::HashSet;
@@ -55,6 +55,8 @@ struct Event {
 struct Names {
     target: String,
     client: Option<String>,
+    /// The target's browser session, refresh token family and the family's client.
+    sessions: Option<Planted>,
 }
 
 impl Names {
@@ -67,10 +69,98 @@ impl Names {
     }
 
     fn client(&self, id: &str) -> String {
-        match &self.client {
-            Some(client) if client == id => "the new client".into(),
+        match (&self.client, &self.sessions) {
+            (Some(client), _) if client == id => "the new client".into(),
+            (_, Some(planted)) if planted.client == id => "the session's client".into(),
             _ => format!("another client ({id})"),
         }
+    }
+
+    /// A detail's ids of the planted sessions, named.
+    fn detail(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => {
+                if let Some(planted) = &self.sessions {
+                    if *text == planted.browser_session {
+                        *text = "the browser session".into();
+                    } else if *text == planted.refresh_family {
+                        *text = "the refresh family".into();
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.detail(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.detail(v)),
+            _ => {}
+        }
+    }
+}
+
+/// A browser session and a refresh token family of the target, written straight to the
+/// database (as a sign-in would), so that ending them can be compared.
+#[derive(Debug, Clone)]
+struct Planted {
+    browser_session: String,
+    refresh_family: String,
+    client: String,
+}
+
+fn plant_sessions(env: &TestEnv, target: &str) -> Planted {
+    use tessera::domain::{Amr, AuthMethod, Authentication, ScopeSet};
+    let settings = env.settings();
+    let db = Database::connect(&settings.database).expect("database");
+    let mut conn = db.get().expect("connection");
+    let conn = &mut *conn;
+    let now = tessera::db::now();
+    let user = tessera::db::repo::users::find_by_id(conn, target)
+        .expect("query")
+        .expect("the target");
+    let (client, _) = tessera::clients::create(
+        conn,
+        &tessera::clients::ClientSpec {
+            name: "session app".into(),
+            public: true,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec![crate::testkit::fixtures::REDIRECT.into()],
+            scopes: vec!["openid".into()],
+            ..Default::default()
+        },
+    )
+    .expect("client");
+    let started = tessera::sso::sign_in(
+        conn,
+        &settings.sessions,
+        tessera::sso::SignedIn {
+            user: &user,
+            amr: Amr::of(AuthMethod::Password),
+            persistent: false,
+            origin: tessera::sso::Origin::new(Some("parity"), None),
+        },
+        None,
+        now,
+    )
+    .expect("browser session");
+    let (_, family) = tessera::refresh::family::start_family(
+        conn,
+        &user,
+        &client.id,
+        &ScopeSet::from_stored("openid"),
+        tessera::refresh::family::Lifetimes {
+            idle_secs: 3600,
+            absolute_secs: 86_400,
+            max_live_families: 10,
+        },
+        &Authentication {
+            time: now,
+            amr: Amr::of(AuthMethod::Password),
+            session_id: None,
+        },
+        now,
+    )
+    .expect("refresh family");
+    Planted {
+        browser_session: started.session.id,
+        refresh_family: family,
+        client: client.id.into_string(),
     }
 }
 
@@ -95,6 +185,7 @@ fn added_since(env: &TestEnv, names: &Names, before: &HashSet<String>) -> Vec<(E
                 .and_then(|d| d.remove("by"))
                 .and_then(|by| by.as_str().map(String::from))
                 .unwrap_or_else(|| panic!("{} names no actor: {detail}", row.event));
+            names.detail(&mut detail);
             let event = Event {
                 event: row.event,
                 user: row.user_id.as_deref().map(|id| names.user(id)),
@@ -135,9 +226,11 @@ fn add_users(env: &TestEnv) -> String {
 /// Each operation's events, in the order of `OPERATIONS`.
 type Trail = Vec<Vec<(Event, String)>>;
 
-const OPERATIONS: [&str; 8] = [
+const OPERATIONS: [&str; 10] = [
     "client add",
     "client delete",
+    "end-session (browser session)",
+    "end-session (refresh family)",
     "disable",
     "enable",
     "roles",
@@ -150,6 +243,7 @@ fn through_the_cli(env: &TestEnv) -> Trail {
     let mut names = Names {
         target: add_users(env),
         client: None,
+        sessions: None,
     };
     let run = |args: &[&str]| stdout_json(&env.cli(args, None));
     let mut trail = Vec::new();
@@ -171,9 +265,13 @@ fn through_the_cli(env: &TestEnv) -> Trail {
     names.client = Some(client_id.clone());
     trail.push(added_since(env, &names, &before));
 
+    let planted = plant_sessions(env, &names.target);
+    names.sessions = Some(planted.clone());
     let roles: Vec<&str> = ROLES.iter().flat_map(|role| ["--role", role]).collect();
-    let steps: [Vec<&str>; 7] = [
+    let steps: [Vec<&str>; 9] = [
         vec!["client", "delete", "--client-id", &client_id],
+        vec!["user", "end-session", "--id", &planted.browser_session],
+        vec!["user", "end-session", "--id", &planted.refresh_family],
         vec!["user", "disable", "--email", TARGET],
         vec!["user", "enable", "--email", TARGET],
         [&["user", "roles", "--email", TARGET][..], &roles].concat(),
@@ -205,6 +303,7 @@ async fn through_the_api(env: &TestEnv) -> (Trail, String) {
     let mut names = Names {
         target: tokio::task::block_in_place(|| add_users(env)),
         client: None,
+        sessions: None,
     };
     let app = env.spawn().await;
     let token = admin_token(&app).await;
@@ -253,10 +352,22 @@ async fn through_the_api(env: &TestEnv) -> (Trail, String) {
     }));
 
     let user = names.target.clone();
-    let steps: [(reqwest::Method, String, Option<Value>); 7] = [
+    let planted = tokio::task::block_in_place(|| plant_sessions(env, &user));
+    names.sessions = Some(planted.clone());
+    let steps: [(reqwest::Method, String, Option<Value>); 9] = [
         (
             reqwest::Method::DELETE,
             format!("/admin/clients/{client_id}"),
+            None,
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/admin/sessions/{}", planted.browser_session),
+            None,
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/admin/sessions/{}", planted.refresh_family),
             None,
         ),
         (
@@ -344,6 +455,8 @@ async fn the_cli_and_the_admin_api_write_the_same_audit_events() {
         [
             vec!["client_created"],
             vec!["client_deleted"],
+            vec!["sessions_revoked"],
+            vec!["sessions_revoked"],
             vec!["user_disabled"],
             vec!["user_enabled"],
             vec!["roles_changed"],
@@ -352,4 +465,15 @@ async fn the_cli_and_the_admin_api_write_the_same_audit_events() {
             vec!["user_deleted"],
         ]
     );
+    // Ending one session names it (and a family its client).
+    assert_eq!(
+        cli[2][0].0.detail,
+        json!({ "reason": "revoked", "browser_session": "the browser session" })
+    );
+    assert_eq!(cli[2][0].0.user.as_deref(), Some(TARGET));
+    assert_eq!(
+        cli[3][0].0.detail,
+        json!({ "reason": "revoked", "refresh_family": "the refresh family" })
+    );
+    assert_eq!(cli[3][0].0.client.as_deref(), Some("the session's client"));
 }

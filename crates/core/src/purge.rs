@@ -1,5 +1,5 @@
 //! The purge that keeps the tables from growing forever: expired and revoked tokens, codes,
-//! counters and audit records past their retention, in small batches.
+//! browser sessions, counters and audit records past their retention, in small batches.
 
 use serde::Serialize;
 
@@ -13,6 +13,8 @@ pub struct Purged {
     pub refresh_families: usize,
     pub used_refresh_tokens: usize,
     pub authorization_codes: usize,
+    /// Browser sessions ended or expired (idle or absolute) before the retention.
+    pub browser_sessions: usize,
     pub revoked_access_tokens: usize,
     pub login_throttles: usize,
     pub federation_states: usize,
@@ -62,6 +64,7 @@ pub fn purge(
             crate::refresh::store::purge_used_tokens(c, cutoff, batch)
         })?,
         authorization_codes: drain(conn, &|c| crate::authorize::store::purge(c, cutoff, batch))?,
+        browser_sessions: drain(conn, &|c| crate::sso::store::purge(c, cutoff, batch))?,
         revoked_access_tokens: drain(conn, &|c| repo::revoked::purge(c, now, batch))?,
         login_throttles: drain(conn, &|c| {
             repo::throttles::purge(c, now - window_secs, now, batch)

@@ -4,7 +4,9 @@
 //! (`browser::sso`).
 
 mod interop;
+mod params;
 mod session;
+mod sessions;
 
 use tessera::clients::ClientSpec;
 
@@ -101,6 +103,21 @@ impl World {
         form.push(("csrf_token".into(), csrf_field(html)));
         form.push(("email".into(), EMAIL.into()));
         form.push(("password".into(), password.into()));
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        browser.post_form(&self.app.url("/authorize"), &form).await
+    }
+
+    /// Posts the login form of `html` (its hidden fields) with `fields` (`email`, `password`,
+    /// `remember`, …): another person's sign-in, or "Keep me signed in".
+    pub async fn submit_login_with(
+        &self,
+        browser: &mut HttpBrowser,
+        html: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = hidden_fields(html);
+        form.push(("csrf_token".into(), csrf_field(html)));
+        form.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         browser.post_form(&self.app.url("/authorize"), &form).await
     }

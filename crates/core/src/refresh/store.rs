@@ -291,3 +291,60 @@ pub fn revoke_families_of_session(
     ))
     .execute(conn)
 }
+
+/// A user's live families (unrevoked, before their absolute expiry), newest first, each with
+/// its client's name: the person's session list.
+pub fn live_families_of_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: i64,
+) -> QueryResult<Vec<(RefreshFamily, String)>> {
+    refresh_token_families::table
+        .inner_join(clients::table)
+        .filter(refresh_token_families::user_id.eq(user_id))
+        .filter(refresh_token_families::revoked_at.is_null())
+        .filter(refresh_token_families::absolute_expires_at.gt(now))
+        .order((
+            refresh_token_families::created_at.desc(),
+            refresh_token_families::id.desc(),
+        ))
+        .select((RefreshFamily::as_select(), clients::name))
+        .load(conn)
+}
+
+/// A family's id, when its newest token was issued, and when its newest idle expiry falls.
+pub type LastUse = (String, Option<i64>, Option<i64>);
+
+/// For each of `family_ids`: when its newest token was issued (the family's last use: a
+/// rotation) and when its newest idle expiry falls.
+pub fn last_use_of_families(
+    conn: &mut DbConnection,
+    family_ids: &[String],
+) -> QueryResult<Vec<LastUse>> {
+    use diesel::dsl::max;
+    if family_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq_any(family_ids))
+        .group_by(refresh_tokens::family_id)
+        .select((
+            refresh_tokens::family_id,
+            max(refresh_tokens::issued_at),
+            max(refresh_tokens::idle_expires_at),
+        ))
+        .load(conn)
+}
+
+/// The family with this id, if it is live (unrevoked).
+pub fn find_live_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+) -> QueryResult<Option<RefreshFamily>> {
+    refresh_token_families::table
+        .find(family_id)
+        .filter(refresh_token_families::revoked_at.is_null())
+        .select(RefreshFamily::as_select())
+        .get_result(conn)
+        .optional()
+}

@@ -298,7 +298,27 @@ pub fn find_of_user(
     session_id: &str,
     user_id: &str,
 ) -> Result<Option<BrowserSession>, DbError> {
+    Ok(find_unended(conn, session_id)?.filter(|session| session.user_id == user_id))
+}
+
+/// The session with this public id, whoever's, if it has not ended (it may have expired).
+pub fn find_unended(
+    conn: &mut DbConnection,
+    session_id: &str,
+) -> Result<Option<BrowserSession>, DbError> {
     Ok(store::find(conn, session_id)?
-        .filter(|row| row.user_id == user_id && row.ended_at.is_none())
+        .filter(|row| row.ended_at.is_none())
         .map(BrowserSession::from))
+}
+
+/// The names of the apps that received tokens in each of `session_ids`, by session id.
+pub fn apps_of(
+    conn: &mut DbConnection,
+    session_ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<String>>, DbError> {
+    let mut apps: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (session_id, name) in store::client_names_of(conn, session_ids)? {
+        apps.entry(session_id).or_default().push(name);
+    }
+    Ok(apps)
 }

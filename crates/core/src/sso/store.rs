@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::models::SessionClientRow;
-use crate::db::schema::{browser_sessions, consents, session_clients};
+use crate::db::schema::{browser_sessions, clients, consents, session_clients};
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = browser_sessions)]
@@ -193,6 +193,23 @@ pub fn clients_of(conn: &mut DbConnection, session_id: &str) -> QueryResult<Vec<
         .filter(session_clients::session_id.eq(session_id))
         .order(session_clients::first_at.asc())
         .select(session_clients::client_id)
+        .load(conn)
+}
+
+/// (session id, client name) of every app that received tokens in one of `session_ids`, in
+/// the order they first did: the person's session list names them.
+pub fn client_names_of(
+    conn: &mut DbConnection,
+    session_ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    if session_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    session_clients::table
+        .inner_join(clients::table)
+        .filter(session_clients::session_id.eq_any(session_ids))
+        .order((session_clients::first_at.asc(), clients::name.asc()))
+        .select((session_clients::session_id, clients::name))
         .load(conn)
 }
 
