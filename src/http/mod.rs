@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod authorize;
 mod bearer;
+mod consents;
 mod cookies;
 mod discovery;
 pub mod error;
@@ -112,6 +113,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::post().to(users::submit_page)),
             )
             .configure(account::routes)
+            .configure(consents::routes)
             .configure(admin::routes)
             .default_service(web::to(not_found)),
     );

@@ -9,6 +9,8 @@ use askama::Template;
 
 /// The hidden field of every form's double-submit CSRF token.
 pub(super) const CSRF_FIELD: &str = "csrf_token";
+/// The consent form's field naming the scopes its page listed: what the consent covers.
+pub(super) const CONSENT_SCOPE_FIELD: &str = "consent_scope";
 
 /// A page that only says something: a result, a refusal, an error.
 #[derive(Template)]
@@ -52,6 +54,8 @@ pub(super) struct Consent<'a> {
     /// The session the page was shown in: a consent posted after someone else signed in, in
     /// another tab, grants nothing.
     pub session_id: &'a str,
+    /// The scopes listed, space-separated: the consent covers these and no more.
+    pub shown: String,
 }
 
 pub(super) struct ScopeLine<'a> {

@@ -28,3 +28,7 @@ pub const INTROSPECT: &str = "/introspect";
 pub const USERINFO: &str = "/userinfo";
 pub const LOGOUT_EVERYWHERE: &str = "/logout-everywhere";
 pub const REGISTER_PAGE: &str = "/account/register";
+/// The apps the person has allowed (third-party consents), as JSON.
+pub const ACCOUNT_CONSENTS: &str = "/account/consents";
+/// One of them, by client id: `DELETE` withdraws it.
+pub const ACCOUNT_CONSENT: &str = "/account/consents/{client_id}";

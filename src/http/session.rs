@@ -7,11 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cookies::{LOGIN_CSRF, SESSION};
-use super::pages::{self, CSRF_FIELD, error_page};
+use super::pages::{self, CONSENT_SCOPE_FIELD, CSRF_FIELD, error_page};
 use super::request::{CARRIED, FORGED_FORM, form_is_ours, refusal, see_other};
 use super::state::AppState;
 use crate::authorize::{self, AuthorizationRequest, AuthorizeError, Completed, FreshSignIn, Next};
-use crate::domain::{Amr, User};
+use crate::domain::{Amr, ScopeSet, User};
 use crate::grants::Params;
 use crate::services::Services;
 use crate::sso::Origin;
@@ -100,7 +100,7 @@ fn consent_page(
     params: &Params,
     user: &User,
     session_id: &str,
-    scopes: &crate::domain::ScopeSet,
+    scopes: &ScopeSet,
 ) -> HttpResponse {
     let csrf = match crate::crypto::random_token(32) {
         Ok(token) => token,
@@ -128,6 +128,7 @@ fn consent_page(
             .collect(),
         csrf: &csrf,
         session_id,
+        shown: scopes.to_string(),
     };
     let mut response = pages::render_leading_to(StatusCode::OK, Some(&request.redirect_uri), &page);
     let _ = response.add_cookie(&LOGIN_CSRF.build(
@@ -161,20 +162,25 @@ pub async fn consent_submit(
     match params.get("decision") {
         Some("allow") => {}
         Some("deny") => {
-            return refusal(AuthorizeError::Redirect {
+            let mut response = refusal(AuthorizeError::Redirect {
                 redirect_uri: request.redirect_uri,
                 error: "access_denied",
                 description: "the person did not allow this application".into(),
                 state: request.state,
             });
+            let _ = response.add_cookie(&LOGIN_CSRF.removal(svc));
+            return response;
         }
         _ => return error_page(StatusCode::BAD_REQUEST, "Choose Allow or Deny."),
     }
-    let shown_in = params.get("sid").unwrap_or_default().to_string();
+    let shown_in = params.get("sid").unwrap_or_default();
+    // The scopes the page listed; a field that is not a scope lists nothing (the page again).
+    let shown =
+        ScopeSet::parse(params.get(CONSENT_SCOPE_FIELD).unwrap_or_default()).unwrap_or_default();
     let now = svc.clock.now();
-    match authorize::interaction::consented(svc, &request, cookie(&req, svc), &shown_in, now).await
-    {
-        Ok(Some(location)) => respond(svc, &request, &params, Next::Code { location }),
+    let cookie = cookie(&req, svc);
+    match authorize::interaction::consented(svc, &request, cookie, shown_in, &shown, now).await {
+        Ok(Some(next)) => respond(svc, &request, &params, next),
         Ok(None) => error_page(
             StatusCode::FORBIDDEN,
             "Your sign-in has ended or changed since this page was shown. Go back to the application and start again.",

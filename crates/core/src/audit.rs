@@ -56,6 +56,10 @@ pub enum Event {
     UserDeleted,
     /// An unverified account lost its address to a verified owner.
     EmailReleased,
+    /// A person allowed a third-party app scopes on the consent page.
+    ConsentGranted,
+    /// A person withdrew a third-party app's consent (its refresh tokens end with it).
+    ConsentRevoked,
 }
 
 impl Event {
@@ -83,6 +87,8 @@ impl Event {
             Event::PasswordChanged => "password_changed",
             Event::UserDeleted => "user_deleted",
             Event::EmailReleased => "email_released",
+            Event::ConsentGranted => "consent_granted",
+            Event::ConsentRevoked => "consent_revoked",
         }
     }
 }

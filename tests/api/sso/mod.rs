@@ -3,6 +3,7 @@
 //! cookie-keeping HTTP browser; the flows a person sees are also driven in Chromium
 //! (`browser::sso`).
 
+mod consent;
 mod interop;
 mod params;
 mod session;

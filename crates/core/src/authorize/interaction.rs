@@ -103,14 +103,15 @@ fn after_sign_in(
     session: BrowserSession,
     now: i64,
 ) -> Result<Next, DbError> {
-    let scopes = sso::consent::missing(
+    let scope = crate::grants::scope_for_user(&user, &request.scope);
+    let asked = sso::consent::missing(
         conn,
         &user.id,
         &request.client,
-        &request.scope,
+        &scope,
         request.prompt.consent,
     )?;
-    if !scopes.is_empty() {
+    if let Some(scopes) = asked {
         return Ok(Next::Consent {
             user: Box::new(user),
             session: Box::new(session),
@@ -185,18 +186,21 @@ pub async fn signed_in(
     Ok(completed)
 }
 
-/// The person allowed the app the request's scopes on the consent page shown in session
-/// `shown_in`: remembered, and the code issued. `None` if the browser's session is gone, or is
-/// not the one the page was shown in (someone else signed in, in another tab).
+/// The person allowed the app, on the consent page shown in session `shown_in`, the scopes it
+/// listed (`shown`). `None` if the browser's session is gone, or is not the one the page was
+/// shown in (someone else signed in, in another tab): nothing is granted. If the app now needs
+/// a scope the page did not list (the person withdrew an earlier consent meanwhile), the page
+/// again for those; otherwise the consent is remembered and the code issued.
 pub async fn consented(
     svc: &Services,
     request: &AuthorizationRequest,
     cookie: Option<String>,
     shown_in: &str,
+    shown: &ScopeSet,
     now: i64,
-) -> Result<Option<String>, AuthorizeError> {
-    let (request, shown_in) = (request.clone(), shown_in.to_string());
-    let location = svc
+) -> Result<Option<Next>, AuthorizeError> {
+    let (request, shown_in, shown) = (request.clone(), shown_in.to_string(), shown.clone());
+    let next = svc
         .db
         .clone()
         .run(move |conn| {
@@ -210,11 +214,21 @@ pub async fn consented(
                 if !crate::crypto::constant_time_eq(session.id.as_bytes(), shown_in.as_bytes()) {
                     return Ok(None);
                 }
-                sso::consent::grant(conn, &user.id, &request.client.id, &request.scope, now)?;
+                let scope = crate::grants::scope_for_user(&user, &request.scope);
+                let asked = sso::consent::missing(conn, &user.id, &request.client, &scope, false)?;
+                if let Some(scopes) = asked.filter(|a| a.iter().any(|s| !shown.contains(s))) {
+                    return Ok(Some(Next::Consent {
+                        user: Box::new(user),
+                        session: Box::new(session),
+                        scopes,
+                    }));
+                }
+                sso::consent::grant(conn, &user.id, &request.client, &scope, now)?;
                 let auth = authentication(&session);
-                issue_code_with(conn, &request, &user, &auth, now).map(Some)
+                let location = issue_code_with(conn, &request, &user, &auth, now)?;
+                Ok::<_, DbError>(Some(Next::Code { location }))
             })
         })
         .await?;
-    Ok(location)
+    Ok(next)
 }

@@ -64,3 +64,20 @@ pub fn record_issued(
         .execute(conn)
         .map(drop)
 }
+
+/// Deletes the codes issued to `client_id` for `user_id` that have not been redeemed (a code
+/// in flight when the person withdrew their consent buys nothing); redeemed ones stay, to
+/// catch a replay.
+pub fn delete_unused_of(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        authorization_codes::table
+            .filter(authorization_codes::user_id.eq(user_id))
+            .filter(authorization_codes::client_id.eq(client_id))
+            .filter(authorization_codes::used_at.is_null()),
+    )
+    .execute(conn)
+}

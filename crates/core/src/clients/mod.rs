@@ -134,6 +134,13 @@ impl ClientSpec {
             Some(value) => Consent::parse(value).map_err(|e| invalid(e.to_string()))?,
             None => Consent::default(),
         };
+        if consent == Consent::Required && grant_types.allows(GrantType::Password) {
+            return Err(invalid(
+                "grant types: a third-party client (consent: required) cannot use the password \
+                 grant, which would hand it the person's password and skip their consent"
+                    .into(),
+            ));
+        }
         let post_logout_redirect_uris = RedirectUris::parse(&self.post_logout_redirect_uris)
             .map_err(|e| invalid(format!("post-logout {e}")))?;
         let backchannel_logout = match &self.backchannel_logout_uri {

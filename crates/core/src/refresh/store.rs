@@ -151,6 +151,27 @@ pub fn revoke_families_of_user(
     .execute(conn)
 }
 
+/// Ends a user's live families at one client (their consent to it was withdrawn).
+pub fn revoke_families_of_user_at_client(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: &str,
+    now: i64,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_token_families::table
+            .filter(refresh_token_families::user_id.eq(user_id))
+            .filter(refresh_token_families::client_id.eq(client_id))
+            .filter(refresh_token_families::revoked_at.is_null()),
+    )
+    .set((
+        refresh_token_families::revoked_at.eq(now),
+        refresh_token_families::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}
+
 /// Deletes up to `batch` families revoked or past their absolute expiry before `cutoff`, or
 /// whose every token went idle before it (their tokens go with them).
 pub fn purge_families(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<usize> {

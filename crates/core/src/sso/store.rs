@@ -253,3 +253,25 @@ pub fn update_consent(
         .set((consents::scope.eq(scope), consents::updated_at.eq(now)))
         .execute(conn)
 }
+
+/// A user's consents with the name of each client, the most recently changed first.
+pub fn consents_of_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+) -> QueryResult<Vec<(ConsentRow, String)>> {
+    consents::table
+        .inner_join(crate::db::schema::clients::table)
+        .filter(consents::user_id.eq(user_id))
+        .order((consents::updated_at.desc(), consents::client_id.asc()))
+        .select((ConsentRow::as_select(), crate::db::schema::clients::name))
+        .load(conn)
+}
+
+/// 1 if the user had a consent for the client, 0 otherwise.
+pub fn delete_consent(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: &str,
+) -> QueryResult<usize> {
+    diesel::delete(consents::table.find((user_id, client_id))).execute(conn)
+}
