@@ -1081,3 +1081,56 @@ async fn the_background_purge_deletes_ended_and_expired_sessions_after_the_reten
     assert_eq!(kept, [sid]);
     world.app.stop().await;
 }
+
+/// A session that simply expires ends its refresh families as a logout does; a family granted
+/// `offline_access` lives on.
+#[tokio::test]
+async fn a_refresh_family_of_an_expired_session_refreshes_no_more_unless_offline() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.sessions.idle_ttl_secs = 600;
+    settings.sessions.absolute_ttl_secs = 3600;
+    let app = env.spawn_with(settings).await;
+    let world = World::with(env, app).await;
+    let client = world.client("App", ClientSpec::default()).await;
+    let clock = world.app.clock.clone();
+    let mut browser = HttpBrowser::for_pages();
+
+    let code = World::code_of(&world.sign_in(&mut browser, &client, &[]).await);
+    let bound = world.exchange(&client, &code).await;
+    let code = World::code_of(
+        &browser
+            .get(&world.authorize_url(&client, &[("scope", "openid offline_access")]))
+            .await,
+    );
+    let offline = world.exchange(&client, &code).await;
+    let bound = str_of(&bound, "refresh_token").to_string();
+    let offline = str_of(&offline, "refresh_token").to_string();
+
+    clock.advance(300);
+    let rotated: Value = world
+        .app
+        .client
+        .post(world.app.url("/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", bound.as_str()),
+            ("client_id", client.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("json");
+    let bound = str_of(&rotated, "refresh_token").to_string();
+    clock.advance(601);
+    assert!(shows_login_page(&world, &mut browser, &client).await);
+    assert_eq!(
+        refresh_status(&world, &client, &bound).await,
+        400,
+        "the session expired idle: its family with it"
+    );
+    assert_eq!(refresh_status(&world, &client, &offline).await, 200);
+    world.app.stop().await;
+}

@@ -83,7 +83,7 @@ async fn rotate_quickly(
     let (lookup_auth, lookup_hash) = (auth.clone(), hash.to_string());
     let (token, family, user, client) = svc
         .db
-        .run(move |conn| find_authenticated(conn, &lookup_auth, &lookup_hash))
+        .run(move |conn| find_authenticated(conn, &lookup_auth, &lookup_hash, now))
         .await?;
     if token.used_at.is_some() || user_changed(&user, &family) {
         return Ok(None);
@@ -118,7 +118,7 @@ fn rotate_carefully(
     // First, so concurrent rotations of one token queue on the row (or SQLite's write lock)
     // instead of racing. Any error from here on rolls the consumption back.
     let consumed = crate::refresh::store::consume(conn, hash, &next_hash, now_ms)? == 1;
-    let (token, family, user, client) = find_authenticated(conn, auth, hash)?;
+    let (token, family, user, client) = find_authenticated(conn, auth, hash, now)?;
     if !consumed && !within_grace(conn, svc, &token, now_ms)? {
         revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
         tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
@@ -145,6 +145,7 @@ fn find_authenticated(
     conn: &mut DbConnection,
     auth: &ClientAuth,
     hash: &str,
+    now: i64,
 ) -> Result<Session, GrantError> {
     let (token, family, user, client) = match crate::refresh::store::find_session(conn, hash)? {
         Some((token, family, user, client)) if client.id == auth.client_id() => {
@@ -162,6 +163,13 @@ fn find_authenticated(
     require_grant(&client, GrantType::RefreshToken)?;
     if family.revoked_at.is_some() {
         return Err(invalid());
+    }
+    // A family started in a browser session (without `offline_access`) lives only as long as
+    // that session: one that expired, idle or absolute, ends it as surely as a logout does.
+    if let Some(session) = &family.session_id {
+        if !crate::sso::store::is_live(conn, session, now)? {
+            return Err(invalid());
+        }
     }
     Ok((token, family, user, client))
 }

@@ -275,3 +275,16 @@ pub fn delete_consent(
 ) -> QueryResult<usize> {
     diesel::delete(consents::table.find((user_id, client_id))).execute(conn)
 }
+
+/// Whether the session has neither ended nor expired at `now`.
+pub fn is_live(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<bool> {
+    use diesel::dsl::exists;
+    diesel::select(exists(
+        browser_sessions::table
+            .filter(browser_sessions::id.eq(id))
+            .filter(browser_sessions::ended_at.is_null())
+            .filter(browser_sessions::idle_expires_at.gt(now))
+            .filter(browser_sessions::absolute_expires_at.gt(now)),
+    ))
+    .get_result(conn)
+}
