@@ -166,10 +166,10 @@ fn find_authenticated(
     }
     // A family started in a browser session (without `offline_access`) lives only as long as
     // that session: one that expired, idle or absolute, ends it as surely as a logout does.
-    if let Some(session) = &family.session_id {
-        if !crate::sso::store::is_live(conn, session, now)? {
-            return Err(invalid());
-        }
+    if let Some(session) = &family.session_id
+        && !crate::sso::store::is_live(conn, session, now)?
+    {
+        return Err(invalid());
     }
     Ok((token, family, user, client))
 }
