@@ -75,7 +75,7 @@ pub async fn send_due(svc: &Services, mailer: &Arc<Mailer>) -> Result<usize, DbE
             svc.db
                 .run(move |conn| {
                     // Another replica may take a candidate first: then try the next.
-                    let mail = repo::outbox::Kinds::AllBut(crate::sso::backchannel::KIND);
+                    let mail = repo::outbox::Kinds::AllBut(repo::outbox::BACKCHANNEL_LOGOUT);
                     for id in repo::outbox::due(conn, now, settings.batch_size, mail)? {
                         let until = now + settings.claim_secs;
                         if repo::outbox::claim(conn, &id, &claim_id, now, until)? == 1 {

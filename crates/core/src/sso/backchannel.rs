@@ -22,7 +22,7 @@ use crate::services::Services;
 /// The outbox kind of a back-channel logout: its recipient is the client id, its detail a
 /// `Detail`. The row names no user (`user_id` stays empty), so deleting the account, which
 /// deletes that account's mail, does not take the message with it.
-pub const KIND: &str = "backchannel_logout";
+pub const KIND: &str = repo::outbox::BACKCHANNEL_LOGOUT;
 
 /// What a logout token will say.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -140,7 +140,10 @@ enum Prepared {
     Skip(&'static str),
     /// A row no attempt can send.
     Broken(&'static str),
-    Send { uri: String, token: String },
+    Send {
+        uri: String,
+        token: String,
+    },
 }
 
 async fn deliver(

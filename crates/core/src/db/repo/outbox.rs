@@ -67,6 +67,10 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<OutboxRow>> {
         .load(conn)
 }
 
+/// The kind of a back-channel logout message (`sso::backchannel`), named here so that the mail
+/// sender can leave those rows alone without depending on their sender.
+pub const BACKCHANNEL_LOGOUT: &str = "backchannel_logout";
+
 /// Which rows a sender takes: the mail sender every kind but the back-channel logout's, whose
 /// sender takes only those.
 #[derive(Debug, Clone, Copy)]
