@@ -33,7 +33,7 @@ const PROBLEM: &str = "Sign-out problem";
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     match form(req.query_string().as_bytes()) {
         Ok(params) => logout(&req, &state.services, &params, false).await,
-        Err(page) => page,
+        Err(page) => *page,
     }
 }
 
@@ -45,7 +45,7 @@ pub async fn submit(
 ) -> HttpResponse {
     match form(&body) {
         Ok(params) => logout(&req, &state.services, &params, true).await,
-        Err(page) => page,
+        Err(page) => *page,
     }
 }
 
@@ -92,7 +92,7 @@ pub async fn confirm(
     let svc = &state.services;
     let params = match form(&body) {
         Ok(params) => params,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let csrf = LOGOUT_CSRF.read(&req, svc);
     if !form_is_ours(&req, svc, csrf.as_deref(), params.get(CSRF_FIELD)) {
@@ -124,9 +124,14 @@ pub async fn confirm(
     response
 }
 
-fn form(body: &[u8]) -> Result<Params, HttpResponse> {
-    Params::parse(form_urlencoded::parse(body).into_owned())
-        .map_err(|e| message_page(StatusCode::BAD_REQUEST, PROBLEM, &e.to_string()))
+fn form(body: &[u8]) -> Result<Params, Box<HttpResponse>> {
+    Params::parse(form_urlencoded::parse(body).into_owned()).map_err(|e| {
+        Box::new(message_page(
+            StatusCode::BAD_REQUEST,
+            PROBLEM,
+            &e.to_string(),
+        ))
+    })
 }
 
 fn asked(params: &Params) -> Asked {
@@ -165,7 +170,11 @@ fn confirmation_page(
     user: &User,
 ) -> HttpResponse {
     let Ok(csrf) = crate::crypto::random_token(32) else {
-        return message_page(StatusCode::SERVICE_UNAVAILABLE, PROBLEM, "Please try again.");
+        return message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            PROBLEM,
+            "Please try again.",
+        );
     };
     let account = if user.email.is_empty() {
         user.name.as_deref().unwrap_or("your account")

@@ -507,7 +507,10 @@ impl Settings {
                 "backchannel.retry_base_secs",
                 self.backchannel.retry_base_secs,
             ),
-            ("backchannel.retry_max_secs", self.backchannel.retry_max_secs),
+            (
+                "backchannel.retry_max_secs",
+                self.backchannel.retry_max_secs,
+            ),
             ("backchannel.max_attempts", self.backchannel.max_attempts),
             ("backchannel.claim_secs", self.backchannel.claim_secs),
             ("backchannel.batch_size", self.backchannel.batch_size),
@@ -1095,6 +1098,18 @@ mod tests {
             (
                 ("TESSERA_MAIL_POLL_INTERVAL_MS", "0"),
                 "mail.poll_interval_ms",
+            ),
+            (
+                ("TESSERA_BACKCHANNEL_CLAIM_SECS", "5"),
+                "backchannel.claim_secs",
+            ),
+            (
+                ("TESSERA_BACKCHANNEL_MAX_ATTEMPTS", "0"),
+                "backchannel.max_attempts",
+            ),
+            (
+                ("TESSERA_BACKCHANNEL_POLL_INTERVAL_MS", "1"),
+                "backchannel.poll_interval_ms",
             ),
         ] {
             let err = load(&[env], None).expect_err("rejected");

@@ -3,6 +3,7 @@
 //! cookie-keeping HTTP browser; the flows a person sees are also driven in Chromium
 //! (`browser::sso`).
 
+mod logout;
 mod session;
 
 use tessera::clients::ClientSpec;

@@ -90,13 +90,14 @@ pub enum LogoutError {
 pub async fn check(svc: &Services, asked: Asked) -> Result<LogoutRequest, LogoutError> {
     let hint = match &asked.id_token_hint {
         Some(token) => Some(
-            crate::tokens::decode_id_token_hint(token, &svc.keys.current(), &svc.issuer)
-                .map_err(|_| {
+            crate::tokens::decode_id_token_hint(token, &svc.keys.current(), &svc.issuer).map_err(
+                |_| {
                     LogoutError::Refused(
                         "The sign-out request carries an ID token that was not issued here. \
                          Go back to the application and sign out again.",
                     )
-                })?,
+                },
+            )?,
         ),
         None => None,
     };
