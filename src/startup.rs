@@ -74,11 +74,14 @@ impl Application {
             clock,
             mailer,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            backchannel_wake: Arc::new(tokio::sync::Notify::new()),
             metrics: Arc::new(crate::metrics::Metrics::new()),
         }));
 
         crate::purge::spawn_purge(state.services.clone());
         crate::mail::outbox::spawn_sender(state.services.clone());
+        // Always, mail or not: sessions end whether or not mail is configured.
+        crate::sso::backchannel::spawn_sender(state.services.clone());
         keys::lifecycle::spawn_watch(state.services.clone());
 
         let body_limit = settings.server.body_limit_bytes;

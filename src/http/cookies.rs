@@ -34,6 +34,15 @@ pub const FORGOT_PASSWORD_CSRF: BrowserCookie = BrowserCookie {
     same_site: SameSite::Lax,
 };
 
+/// The double-submit CSRF cookie of the "Sign out?" page (`/logout`). Strict: only the page's
+/// own form, posted from this site, needs it back.
+pub const LOGOUT_CSRF: BrowserCookie = BrowserCookie {
+    plain: "tessera_logout_csrf",
+    prefixed: "__Host-tessera_logout_csrf",
+    http_path: "/logout",
+    same_site: SameSite::Strict,
+};
+
 /// Binds an upstream sign-in in flight to the browser that started it.
 pub const UPSTREAM_BINDING: BrowserCookie = BrowserCookie {
     plain: "tessera_upstream",

@@ -47,6 +47,11 @@ impl Metadata {
                 "client_secret_post",
             ]),
             scopes_supported: list(&["openid", "email", "profile"]),
+            // RP-Initiated Logout 1.0 and Back-Channel Logout 1.0 (which register these in
+            // the RFC 8414 registry too).
+            end_session_endpoint: url(paths::LOGOUT),
+            backchannel_logout_supported: Some(true),
+            backchannel_logout_session_supported: Some(true),
             ..ProviderMetadata::default()
         };
         // OpenID Connect Discovery §3 adds userinfo, subjects, ID-token signing and claims.
@@ -61,6 +66,8 @@ impl Metadata {
                 "exp",
                 "iat",
                 "auth_time",
+                "amr",
+                "sid",
                 "email",
                 "email_verified",
                 "name",

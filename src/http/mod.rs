@@ -12,6 +12,7 @@ pub mod error;
 mod federation;
 mod forgot_password;
 mod health;
+mod logout;
 pub mod metrics;
 mod pages;
 pub mod paths;
@@ -92,6 +93,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             )
             .service(web::resource(paths::REVOKE).route(web::post().to(token::revoke)))
             .service(web::resource(paths::INTROSPECT).route(web::post().to(token::introspect)))
+            .service(
+                web::resource(paths::LOGOUT)
+                    .route(web::get().to(logout::show))
+                    .route(web::post().to(logout::submit)),
+            )
+            .service(web::resource(paths::LOGOUT_CONFIRM).route(web::post().to(logout::confirm)))
             .service(
                 web::resource(paths::LOGOUT_EVERYWHERE)
                     .route(web::post().to(userinfo::logout_everywhere)),

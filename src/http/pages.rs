@@ -58,6 +58,23 @@ pub(super) struct Consent<'a> {
     pub shown: String,
 }
 
+/// GET/POST /logout without a hint for this session: "Sign out?" (RP-Initiated Logout §2),
+/// whose form ends the session it was shown in.
+#[derive(Template)]
+#[template(path = "pages/logout.html")]
+pub(super) struct Logout<'a> {
+    /// The app that asks, if one is named.
+    pub client_name: Option<&'a str>,
+    /// Who is signed in (the address, or the name of an account without one).
+    pub account: &'a str,
+    /// The logout request's own parameters, carried through the form.
+    pub carried: Vec<(&'a str, &'a str)>,
+    pub csrf: &'a str,
+    /// The session the page was shown in: a "yes" posted after someone else signed in, in
+    /// another tab, ends nothing.
+    pub session_id: &'a str,
+}
+
 pub(super) struct ScopeLine<'a> {
     pub name: &'a str,
     pub description: String,
@@ -311,6 +328,16 @@ mod tests {
                 error: Some(HOSTILE),
             }),
             3,
+        );
+        assert_escaped(
+            &page(&Logout {
+                client_name: Some(HOSTILE),
+                account: HOSTILE,
+                carried: vec![("state", HOSTILE)],
+                csrf: HOSTILE,
+                session_id: HOSTILE,
+            }),
+            5,
         );
     }
 

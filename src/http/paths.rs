@@ -26,6 +26,11 @@ pub const TOKEN: &str = "/token";
 pub const REVOKE: &str = "/revoke";
 pub const INTROSPECT: &str = "/introspect";
 pub const USERINFO: &str = "/userinfo";
+/// RP-Initiated Logout's `end_session_endpoint`: ends this browser's session at Tessera.
+pub const LOGOUT: &str = "/logout";
+/// The "Sign out?" page's form.
+pub const LOGOUT_CONFIRM: &str = "/logout/confirm";
+/// Ends every session of a token's user (an API call, not a page).
 pub const LOGOUT_EVERYWHERE: &str = "/logout-everywhere";
 pub const REGISTER_PAGE: &str = "/account/register";
 /// The apps the person has allowed (third-party consents), as JSON.

@@ -45,6 +45,8 @@ pub async fn logout_everywhere(
             usecases::sessions::logout_everywhere(conn, &actor, &user_id, Some(&presented), now)
         })
         .await?;
+    // The browser sessions ended too: their apps are told now, not at the next look.
+    svc.backchannel_wake.notify_one();
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({ "revoked_sessions": revoked })))

@@ -25,6 +25,11 @@ pub enum VerifyError {
     WrongAudience,
     #[error("the token lacks a required claim or has a malformed one")]
     Claims,
+    #[error("the token is not a logout token (typ must be logout+jwt)")]
+    NotALogoutToken,
+    /// A logout token that breaks a rule of Back-Channel Logout 1.0 §2.6 (which one is said).
+    #[error("the logout token is invalid: {0}")]
+    Logout(&'static str),
 }
 
 /// Why the verifier could not be built or could not reach its keys.

@@ -28,6 +28,23 @@
 //! # }
 //! ```
 //!
+//! An app that signs people in with Tessera can also hear when their session there ends
+//! (OpenID Connect Back-Channel Logout 1.0): build a verifier whose audience is the app's
+//! client id and check each POSTed `logout_token` with [`Verifier::verify_logout_token`].
+//!
+//! ```no_run
+//! # async fn example(logout_token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! use tessera_verify::Verifier;
+//!
+//! let logouts = Verifier::builder("https://id.example.com")
+//!     .audience("my-client-id")
+//!     .build()?;
+//! let claims = logouts.verify_logout_token(logout_token).await?;
+//! // End the app's sessions of claims.sid (or of every session of claims.sub).
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! With the `actix` feature, [`actix::Authenticated`] extracts verified claims from
 //! `Authorization: Bearer …` and [`actix::RequireScope`] guards whole scopes of routes, both
 //! answering as RFC 6750 §3 prescribes.
@@ -51,7 +68,7 @@ use serde::Deserialize;
 pub use cache::CacheStats;
 pub use claims::Claims;
 pub use error::{SetupError, VerifyError};
-pub use tessera_proto::Audience;
+pub use tessera_proto::{Audience, LogoutClaims};
 
 use cache::{CacheConfig, KeyCache};
 
@@ -65,6 +82,9 @@ pub struct Verifier {
 struct Inner {
     cache: Arc<KeyCache>,
     validation: Validation,
+    /// For logout tokens: `sub` is optional (`sid` may stand instead), and `iat` is checked
+    /// by hand.
+    logout_validation: Validation,
     refresher: std::sync::OnceLock<()>,
 }
 
@@ -91,6 +111,7 @@ pub struct VerifierBuilder {
 
 impl VerifierBuilder {
     /// The audience this resource server answers to (required): tokens must list it in `aud`.
+    /// For [`Verifier::verify_logout_token`], the app's client id.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
         self
@@ -166,6 +187,8 @@ impl VerifierBuilder {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.leeway.as_secs();
+        let mut logout_validation = validation.clone();
+        logout_validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let cache = Arc::new(KeyCache::new(
             CacheConfig {
                 issuer,
@@ -180,6 +203,7 @@ impl VerifierBuilder {
             inner: Arc::new(Inner {
                 cache,
                 validation,
+                logout_validation,
                 refresher: std::sync::OnceLock::new(),
             }),
         };
@@ -231,33 +255,62 @@ impl Verifier {
 
     /// Verifies `token` (the compact JWS, without "Bearer ") and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
-        let kid = checked_header(token)?;
-        let key = match self.inner.cache.cached(&kid) {
-            Some(key) => key,
+        let kid = checked_header(token, Typ::Access)?;
+        let key = self.key(&kid).await?;
+        jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
+            .map(|data| data.claims)
+            .map_err(refusal)
+    }
+
+    /// Validates a logout token (OpenID Connect Back-Channel Logout 1.0 §2.6), the
+    /// `logout_token` an issuer POSTs to an app's `backchannel_logout_uri`, for the app whose
+    /// client id is this verifier's audience:
+    ///
+    /// - a JWS signed RS256 by a key of the issuer's JWKS (steps 2, 3), typed `logout+jwt`
+    ///   (§2.4; `application/logout+jwt` too), so no access or ID token passes for one;
+    /// - `iss` the issuer, `aud` the client id, `exp` not past and `iat` present and not in
+    ///   the future, both within the leeway (step 4);
+    /// - `sub`, `sid` or both (step 5); `events` with the back-channel logout event (step 6);
+    ///   no `nonce` (step 7).
+    ///
+    /// The optional steps are the app's: remember the `jti`s of recent tokens to refuse a
+    /// replay (step 8; a retried delivery carries the same `jti`), and match `sub`/`sid` to
+    /// its own sessions (steps 9 to 11).
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, VerifyError> {
+        let kid = checked_header(token, Typ::Logout)?;
+        let key = self.key(&kid).await?;
+        let validation = &self.inner.logout_validation;
+        let claims = jsonwebtoken::decode::<LogoutClaims>(token, &key, validation)
+            .map(|data| data.claims)
+            .map_err(refusal)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs() as i64);
+        if claims.iat > now + validation.leeway as i64 {
+            return Err(VerifyError::NotYetValid);
+        }
+        if claims.sub.is_none() && claims.sid.is_none() {
+            return Err(VerifyError::Logout("it names neither sub nor sid"));
+        }
+        if claims.nonce.is_some() {
+            return Err(VerifyError::Logout("it carries a nonce"));
+        }
+        Ok(claims)
+    }
+
+    /// The key `kid` names: cached, or fetched once if it is new.
+    async fn key(&self, kid: &str) -> Result<Arc<jsonwebtoken::DecodingKey>, VerifyError> {
+        match self.inner.cache.cached(kid) {
+            Some(key) => Ok(key),
             None => {
                 self.ensure_refresher();
                 self.inner
                     .cache
-                    .key_for_unknown(&kid)
+                    .key_for_unknown(kid)
                     .await
-                    .ok_or(VerifyError::UnknownKey)?
+                    .ok_or(VerifyError::UnknownKey)
             }
-        };
-        jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => VerifyError::Expired,
-                ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
-                ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
-                ErrorKind::InvalidAudience => VerifyError::WrongAudience,
-                ErrorKind::MissingRequiredClaim(_)
-                | ErrorKind::InvalidClaimFormat(_)
-                | ErrorKind::Json(_) => VerifyError::Claims,
-                ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
-                    VerifyError::Malformed
-                }
-                _ => VerifyError::Signature,
-            })
+        }
     }
 
     /// Started lazily too, for a verifier built outside a runtime.
@@ -268,8 +321,56 @@ impl Verifier {
     }
 }
 
+/// Why a token was refused by `jsonwebtoken`, in our words.
+fn refusal(e: jsonwebtoken::errors::Error) -> VerifyError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => VerifyError::Expired,
+        ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
+        ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
+        ErrorKind::InvalidAudience => VerifyError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidClaimFormat(_)
+        | ErrorKind::Json(_) => VerifyError::Claims,
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            VerifyError::Malformed
+        }
+        _ => VerifyError::Signature,
+    }
+}
+
+/// The kind of token a header must announce.
+#[derive(Clone, Copy)]
+enum Typ {
+    /// RFC 9068 §4: `at+jwt`.
+    Access,
+    /// Back-Channel Logout 1.0 §2.4: `logout+jwt`.
+    Logout,
+}
+
+impl Typ {
+    fn accepts(self, typ: &str) -> bool {
+        let short = match self {
+            Typ::Access => "at+jwt",
+            Typ::Logout => "logout+jwt",
+        };
+        // RFC 7515 §4.1.9: the media type, with its "application/" prefix left out or not.
+        let typ = match typ.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+            _ => typ,
+        };
+        typ.eq_ignore_ascii_case(short)
+    }
+
+    fn refused(self) -> VerifyError {
+        match self {
+            Typ::Access => VerifyError::WrongType,
+            Typ::Logout => VerifyError::NotALogoutToken,
+        }
+    }
+}
+
 /// Checks the header before any key is looked up, and returns its `kid`.
-fn checked_header(token: &str) -> Result<String, VerifyError> {
+fn checked_header(token: &str, expected: Typ) -> Result<String, VerifyError> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -283,12 +384,10 @@ fn checked_header(token: &str) -> Result<String, VerifyError> {
     if header.alg != "RS256" {
         return Err(VerifyError::Algorithm(header.alg));
     }
-    // RFC 9068 §4: the resource server MUST check typ is at+jwt (or application/at+jwt).
-    let typ_ok = header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-    });
-    if !typ_ok {
-        return Err(VerifyError::WrongType);
+    // RFC 9068 §4: the resource server MUST check typ is at+jwt (or application/at+jwt);
+    // logout tokens are typed logout+jwt, so no other kind of token passes for one.
+    if !header.typ.as_deref().is_some_and(|t| expected.accepts(t)) {
+        return Err(expected.refused());
     }
     // RFC 7515 §4.1.11: extensions we do not understand make the token unacceptable.
     if header.crit.is_some() {

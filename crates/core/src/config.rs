@@ -48,6 +48,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub smtp: SmtpSettings,
     pub mail: MailSettings,
+    pub backchannel: BackchannelSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub google: UpstreamSettings,
@@ -277,6 +278,20 @@ pub struct MailSettings {
     pub batch_size: i64,
 }
 
+/// The sender of OpenID Connect Back-Channel Logout tokens (`sso::backchannel`): the same
+/// outbox as mail, with its own pace, since its receivers are apps, not an SMTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackchannelSettings {
+    pub timeout_secs: u64,
+    pub poll_interval_ms: u64,
+    pub retry_base_secs: i64,
+    pub retry_max_secs: i64,
+    pub max_attempts: i64,
+    pub claim_secs: i64,
+    pub batch_size: i64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleSettings {
@@ -488,6 +503,17 @@ impl Settings {
             ("mail.max_attempts", self.mail.max_attempts),
             ("mail.claim_secs", self.mail.claim_secs),
             ("mail.batch_size", self.mail.batch_size),
+            (
+                "backchannel.retry_base_secs",
+                self.backchannel.retry_base_secs,
+            ),
+            (
+                "backchannel.retry_max_secs",
+                self.backchannel.retry_max_secs,
+            ),
+            ("backchannel.max_attempts", self.backchannel.max_attempts),
+            ("backchannel.claim_secs", self.backchannel.claim_secs),
+            ("backchannel.batch_size", self.backchannel.batch_size),
         ] {
             if value < 1 {
                 return Err(ConfigError(format!("{key}: must be at least 1")));
@@ -534,6 +560,20 @@ impl Settings {
         if self.mail.poll_interval_ms < 10 {
             return Err(ConfigError(
                 "mail.poll_interval_ms: must be at least 10".into(),
+            ));
+        }
+        if self.backchannel.timeout_secs == 0
+            || self.backchannel.claim_secs <= self.backchannel.timeout_secs as i64
+        {
+            return Err(ConfigError(
+                "backchannel.timeout_secs: must be at least 1 and shorter than \
+                 backchannel.claim_secs, or a slow delivery could be taken over and sent twice"
+                    .into(),
+            ));
+        }
+        if self.backchannel.poll_interval_ms < 10 {
+            return Err(ConfigError(
+                "backchannel.poll_interval_ms: must be at least 10".into(),
             ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
@@ -1058,6 +1098,18 @@ mod tests {
             (
                 ("TESSERA_MAIL_POLL_INTERVAL_MS", "0"),
                 "mail.poll_interval_ms",
+            ),
+            (
+                ("TESSERA_BACKCHANNEL_CLAIM_SECS", "5"),
+                "backchannel.claim_secs",
+            ),
+            (
+                ("TESSERA_BACKCHANNEL_MAX_ATTEMPTS", "0"),
+                "backchannel.max_attempts",
+            ),
+            (
+                ("TESSERA_BACKCHANNEL_POLL_INTERVAL_MS", "1"),
+                "backchannel.poll_interval_ms",
             ),
         ] {
             let err = load(&[env], None).expect_err("rejected");

@@ -25,6 +25,8 @@ pub struct Services {
     pub mailer: Option<Arc<Mailer>>,
     /// Wakes the outbox sender when a mail is queued, so it need not wait for its next look.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the back-channel logout sender when a session ends.
+    pub backchannel_wake: Arc<tokio::sync::Notify>,
     pub metrics: Arc<Metrics>,
 }
 

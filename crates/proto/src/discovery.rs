@@ -10,10 +10,19 @@ use serde::{Deserialize, Serialize};
 pub struct ProviderMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_endpoint: Option<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens carry `sid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_session_supported: Option<bool>,
+    /// OpenID Connect Back-Channel Logout 1.0 §2.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_supported: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claims_supported: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub code_challenge_methods_supported: Vec<String>,
+    /// OpenID Connect RP-Initiated Logout 1.0 §2.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grant_types_supported: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -5,6 +5,7 @@
 
 mod consent;
 mod interop;
+mod logout;
 mod params;
 mod session;
 mod sessions;

@@ -1,5 +1,6 @@
 //! The tests' kit: everything two test files would otherwise each write for themselves.
 //! - `app`: the server in process, as the real binary, or as a CLI command;
+//! - `backchannel`: an app's back-channel logout endpoint, which keeps the tokens it gets;
 //! - `database`: a fresh database per test (PostgreSQL: a clone of a template migrated once);
 //! - `eventually`: the one way to wait for a state;
 //! - `fixtures`: shared passwords, PKCE values, JWT and redirect readers;
@@ -11,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod backchannel;
 pub mod database;
 pub mod eventually;
 pub mod fixtures;
@@ -19,6 +21,7 @@ pub mod smtp;
 pub mod upstream;
 
 pub use app::{ServerProcess, TestApp, TestEnv, run_cli, stdout_json, test_settings};
+pub use backchannel::LogoutReceiver;
 pub use database::{TestDatabase, on_postgres};
 pub use eventually::{DEADLINE, eventually};
 pub use fixtures::{

@@ -75,7 +75,7 @@ pub async fn send_due(svc: &Services, mailer: &Arc<Mailer>) -> Result<usize, DbE
             svc.db
                 .run(move |conn| {
                     // Another replica may take a candidate first: then try the next.
-                    let mail = repo::outbox::Kinds::AllBut(crate::sso::backchannel::KIND);
+                    let mail = repo::outbox::Kinds::AllBut(repo::outbox::BACKCHANNEL_LOGOUT);
                     for id in repo::outbox::due(conn, now, settings.batch_size, mail)? {
                         let until = now + settings.claim_secs;
                         if repo::outbox::claim(conn, &id, &claim_id, now, until)? == 1 {
@@ -171,7 +171,7 @@ async fn deliver(
                     if gave_up {
                         repo::outbox::finish(conn, &id, &claim, "failed", Some(&message), now)?;
                     } else {
-                        let wait = retry_delay(
+                        let wait = repo::outbox::retry_delay(
                             settings.retry_base_secs,
                             settings.retry_max_secs,
                             attempts,
@@ -242,24 +242,4 @@ async fn finish(
                 .map_err(DbError::from)
         })
         .await
-}
-
-/// Seconds before attempt `attempts + 1`: the base, doubling per failed attempt, capped.
-pub fn retry_delay(base: i64, max: i64, attempts: i64) -> i64 {
-    let doublings = (attempts - 1).clamp(0, 30) as u32;
-    base.saturating_mul(1i64 << doublings).min(max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_doubling_to_the_ceiling() {
-        assert_eq!(retry_delay(30, 3600, 1), 30);
-        assert_eq!(retry_delay(30, 3600, 2), 60);
-        assert_eq!(retry_delay(30, 3600, 4), 240);
-        assert_eq!(retry_delay(30, 3600, 12), 3600);
-        assert_eq!(retry_delay(30, 3600, 100), 3600);
-    }
 }

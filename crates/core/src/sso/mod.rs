@@ -1,8 +1,10 @@
 //! Single sign-on: the browser session at Tessera (`session`), the rows behind it (`store`),
-//! and telling apps when it ends (`backchannel`).
+//! an app asking to end it (`logout`, RP-Initiated Logout), and telling apps when it ends
+//! (`backchannel`, Back-Channel Logout).
 
 pub mod backchannel;
 pub mod consent;
+pub mod logout;
 pub mod session;
 pub mod store;
 

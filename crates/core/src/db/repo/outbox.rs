@@ -67,6 +67,10 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<OutboxRow>> {
         .load(conn)
 }
 
+/// The kind of a back-channel logout message (`sso::backchannel`), named here so that the mail
+/// sender can leave those rows alone without depending on their sender.
+pub const BACKCHANNEL_LOGOUT: &str = "backchannel_logout";
+
 /// Which rows a sender takes: the mail sender every kind but the back-channel logout's, whose
 /// sender takes only those.
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +160,13 @@ pub fn finish(
     .execute(conn)
 }
 
+/// The outbox's retry schedule, shared by its senders (mail, back-channel logout): seconds
+/// before attempt `attempts + 1`, the base doubling per failed attempt, capped at `max`.
+pub fn retry_delay(base: i64, max: i64, attempts: i64) -> i64 {
+    let doublings = (attempts - 1).clamp(0, 30) as u32;
+    base.saturating_mul(1i64 << doublings).min(max)
+}
+
 /// Releases a claimed row for another attempt at `next_attempt_at`.
 pub fn retry_later(
     conn: &mut DbConnection,
@@ -213,4 +224,18 @@ pub fn purge(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<us
         return Ok(0);
     }
     diesel::delete(mail_outbox::table.filter(mail_outbox::id.eq_any(&ids))).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_to_the_ceiling() {
+        assert_eq!(retry_delay(30, 3600, 1), 30);
+        assert_eq!(retry_delay(30, 3600, 2), 60);
+        assert_eq!(retry_delay(30, 3600, 4), 240);
+        assert_eq!(retry_delay(30, 3600, 12), 3600);
+        assert_eq!(retry_delay(30, 3600, 100), 3600);
+    }
 }
