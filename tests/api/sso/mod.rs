@@ -6,6 +6,7 @@
 mod consent;
 mod interop;
 mod params;
+mod review;
 mod session;
 mod sessions;
 
