@@ -24,8 +24,9 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(request) => request,
         Err(e) => return refusal(e),
     };
-    // `idp=<name>` skips the login page and goes straight to that upstream provider.
-    if let Some(idp) = params.get("idp") {
+    // `idp=<name>` skips the login page and goes straight to that upstream provider; never
+    // under `prompt=none`, which may show no page, an upstream's neither: the session answers.
+    if let Some(idp) = params.get("idp").filter(|_| !request.prompt.none) {
         return match svc.federation.get(idp) {
             Some(provider) => {
                 super::federation::start(&req, svc, provider, Some(carried_query(&params))).await

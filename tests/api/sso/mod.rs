@@ -7,6 +7,7 @@ mod consent;
 mod interop;
 mod logout;
 mod params;
+mod review;
 mod session;
 mod sessions;
 

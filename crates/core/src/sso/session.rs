@@ -226,19 +226,24 @@ pub fn touch(
 }
 
 /// Records that `client_id` received tokens in the session, and returns the session's sign-in
-/// methods; `None` if the session has ended (then nothing may be issued in it).
+/// methods; `None` if the session has ended or expired (then nothing may be issued in it).
+///
+/// The session's row is locked first (`store::hold_live`), for the rest of the caller's
+/// transaction: an `end` running meanwhile either finished before (the row says so, nothing is
+/// issued) or waits for this transaction, and then finds the refresh family and the client it
+/// recorded, and ends and tells them. A plain read would let both go ahead on PostgreSQL.
 pub fn record_client(
     conn: &mut DbConnection,
     session_id: &str,
     client_id: &str,
     now: i64,
 ) -> Result<Option<Amr>, DbError> {
+    if store::hold_live(conn, session_id, now)? == 0 {
+        return Ok(None);
+    }
     let Some(row) = store::find(conn, session_id)? else {
         return Ok(None);
     };
-    if row.ended_at.is_some() || row.absolute_expires_at <= now {
-        return Ok(None);
-    }
     store::record_client(conn, session_id, client_id, now)?;
     Ok(Some(Amr::from_stored(&row.amr)))
 }

@@ -136,6 +136,21 @@ pub fn touch(
     .execute(conn)
 }
 
+/// Locks the session's row for the rest of the transaction if it is live (unended and
+/// unexpired at `now`), by an update that changes nothing; 0 if it is not. An `end` of the
+/// session queues behind the lock, or has already made this find nothing.
+pub fn hold_live(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        browser_sessions::table
+            .find(id)
+            .filter(browser_sessions::ended_at.is_null())
+            .filter(browser_sessions::idle_expires_at.gt(now))
+            .filter(browser_sessions::absolute_expires_at.gt(now)),
+    )
+    .set(browser_sessions::last_seen_at.eq(browser_sessions::last_seen_at))
+    .execute(conn)
+}
+
 /// Marks the session ended; 0 if it had ended already (so it is ended, and told, once).
 pub fn end(conn: &mut DbConnection, id: &str, now: i64, reason: &str) -> QueryResult<usize> {
     diesel::update(
