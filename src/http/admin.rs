@@ -243,7 +243,9 @@ async fn list_sessions(
         .db
         .run(move |conn| usecases::sessions::list(conn, &user_id, None, now))
         .await?;
-    Ok(HttpResponse::Ok().json(list))
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(list))
 }
 
 /// DELETE /admin/sessions/{id}: ends any user's browser session (with back-channel logout) or

@@ -198,6 +198,8 @@ pub struct SessionSettings {
     pub idle_ttl_secs: i64,
     /// ... and this long after the sign-in that started it, whatever happens.
     pub absolute_ttl_secs: i64,
+    /// Live browser sessions one person may hold; a sign-in beyond it ends their oldest.
+    pub max_live_per_user: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

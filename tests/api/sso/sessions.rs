@@ -1134,3 +1134,37 @@ async fn a_refresh_family_of_an_expired_session_refreshes_no_more_unless_offline
     assert_eq!(refresh_status(&world, &client, &offline).await, 200);
     world.app.stop().await;
 }
+
+/// Each sign-in from a new browser makes a session row: past `sessions.max_live_per_user` the
+/// person's oldest session ends, so one account cannot grow the table without bound.
+#[tokio::test]
+async fn a_sign_in_beyond_the_live_session_limit_ends_the_oldest_session() {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.sessions.max_live_per_user = 2;
+    let app = env.spawn_with(settings).await;
+    let world = World::with(env, app).await;
+    let client = world.client("App", ClientSpec::default()).await;
+    let mut browsers = [
+        HttpBrowser::for_pages(),
+        HttpBrowser::for_pages(),
+        HttpBrowser::for_pages(),
+    ];
+    for browser in browsers.iter_mut() {
+        World::code_of(&world.sign_in(browser, &client, &[]).await);
+        world.app.clock.advance(1);
+    }
+    let [first, second, third] = &mut browsers;
+    assert!(
+        shows_login_page(&world, first, &client).await,
+        "the oldest ended"
+    );
+    assert!(!shows_login_page(&world, second, &client).await);
+    assert!(!shows_login_page(&world, third, &client).await);
+    assert!(
+        ended_reasons(&world.app, &world.user_id)
+            .await
+            .contains(&Some("session_limit".to_string()))
+    );
+    world.app.stop().await;
+}

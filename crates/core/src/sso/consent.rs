@@ -174,6 +174,9 @@ pub fn description(settings: &crate::config::Settings, scope: &str) -> String {
         "openid" => "Know who you are on this site (your account identifier)".into(),
         "email" => "See your email address".into(),
         "profile" => "See your name".into(),
+        // What these two allow is too much to hide behind a scope's name.
+        "account" => "Manage your account here: change your password, end your sessions and delete the account".into(),
+        crate::grants::ADMIN_SCOPE => "Act as an administrator of this sign-in service".into(),
         crate::grants::OFFLINE_ACCESS => {
             "Stay connected to your account when you are not using it".into()
         }

@@ -35,6 +35,8 @@ pub enum EndReason {
     /// The address was taken over by a verified upstream sign-in (`federation::link`).
     EmailReleased,
     AccountDeleted,
+    /// The person signed in once more than `sessions.max_live_per_user` allows: the oldest goes.
+    SessionLimit,
 }
 
 impl EndReason {
@@ -49,6 +51,7 @@ impl EndReason {
             EndReason::Revoked => "revoked",
             EndReason::EmailReleased => "email_released",
             EndReason::AccountDeleted => "account_deleted",
+            EndReason::SessionLimit => "session_limit",
         }
     }
 }
@@ -182,6 +185,13 @@ pub fn sign_in(
         ended_reason: None,
     };
     store::insert(conn, &row)?;
+    let cap = usize::try_from(settings.max_live_per_user.max(1)).unwrap_or(usize::MAX);
+    for older in store::live_of_user(conn, &row.user_id, now)?
+        .into_iter()
+        .skip(cap)
+    {
+        end(conn, &older.id, EndReason::SessionLimit, now)?;
+    }
     Ok(Started {
         session: row.into(),
         secret,

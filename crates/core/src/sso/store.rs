@@ -75,7 +75,10 @@ pub fn live_of_user(
         .filter(browser_sessions::ended_at.is_null())
         .filter(browser_sessions::idle_expires_at.gt(now))
         .filter(browser_sessions::absolute_expires_at.gt(now))
-        .order(browser_sessions::created_at.desc())
+        .order((
+            browser_sessions::created_at.desc(),
+            browser_sessions::id.desc(),
+        ))
         .select(SessionRow::as_select())
         .load(conn)
 }
