@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cookies::LOGIN_CSRF;
 use super::pages::{self, CSRF_FIELD, error_page, with_retry_after};
-use super::request::{CARRIED, FORGED_FORM, carried_query, form_is_ours, query_params, refusal};
+use super::request::{CARRIED, carried_query, query_params, refusal};
 use super::state::AppState;
 use crate::accounts::login::{self, Attempt, LoginError};
 use crate::authorize::{self, AuthorizationRequest, AuthorizeError, Next};
@@ -69,17 +69,9 @@ pub async fn submit(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let svc = &state.services;
-    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
-        Ok(params) => params,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let cookie = LOGIN_CSRF.read(&req, svc);
-    if !form_is_ours(&req, svc, cookie.as_deref(), params.get(CSRF_FIELD)) {
-        return error_page(StatusCode::FORBIDDEN, FORGED_FORM);
-    }
-    let request = match authorize::validate(svc, &params).await {
-        Ok(request) => request,
-        Err(e) => return refusal(e),
+    let (params, request) = match super::request::posted_authorization(&req, svc, &body).await {
+        Ok(posted) => posted,
+        Err(page) => return page,
     };
     let csrf = params.get(CSRF_FIELD).unwrap_or_default().to_string();
     let form = LoginForm {

@@ -111,3 +111,28 @@ pub fn same_origin(req: &HttpRequest, svc: &Services) -> bool {
         && (origin == issuer.origin().ascii_serialization()
             || addressed.is_some_and(|a| origin.eq_ignore_ascii_case(&a)))
 }
+
+/// A form posted from one of the authorization pages (login, consent): its fields, once the
+/// double-submit CSRF check and the `Origin` check pass, and the authorization request it
+/// carries, checked again; or the page that refuses it.
+pub async fn posted_authorization(
+    req: &HttpRequest,
+    svc: &Services,
+    body: &[u8],
+) -> Result<(Params, crate::authorize::AuthorizationRequest), HttpResponse> {
+    let params = Params::parse(form_urlencoded::parse(body).into_owned())
+        .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    let cookie = super::cookies::LOGIN_CSRF.read(req, svc);
+    if !form_is_ours(
+        req,
+        svc,
+        cookie.as_deref(),
+        params.get(super::pages::CSRF_FIELD),
+    ) {
+        return Err(error_page(StatusCode::FORBIDDEN, FORGED_FORM));
+    }
+    let request = crate::authorize::validate(svc, &params)
+        .await
+        .map_err(refusal)?;
+    Ok((params, request))
+}

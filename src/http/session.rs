@@ -7,8 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::cookies::{LOGIN_CSRF, SESSION};
-use super::pages::{self, CONSENT_SCOPE_FIELD, CSRF_FIELD, error_page};
-use super::request::{CARRIED, FORGED_FORM, form_is_ours, refusal, see_other};
+use super::pages::{self, CONSENT_SCOPE_FIELD, error_page};
+use super::request::{CARRIED, refusal, see_other};
 use super::state::AppState;
 use crate::authorize::{self, AuthorizationRequest, AuthorizeError, Completed, FreshSignIn, Next};
 use crate::domain::{Amr, ScopeSet, User};
@@ -147,17 +147,9 @@ pub async fn consent_submit(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let svc = &state.services;
-    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
-        Ok(params) => params,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let csrf = LOGIN_CSRF.read(&req, svc);
-    if !form_is_ours(&req, svc, csrf.as_deref(), params.get(CSRF_FIELD)) {
-        return error_page(StatusCode::FORBIDDEN, FORGED_FORM);
-    }
-    let request = match authorize::validate(svc, &params).await {
-        Ok(request) => request,
-        Err(e) => return refusal(e),
+    let (params, request) = match super::request::posted_authorization(&req, svc, &body).await {
+        Ok(posted) => posted,
+        Err(page) => return page,
     };
     match params.get("decision") {
         Some("allow") => {}

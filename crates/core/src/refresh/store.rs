@@ -5,6 +5,23 @@ use crate::db::schema::{clients, refresh_token_families, refresh_tokens, users};
 use crate::db::{DbConnection, dialect};
 use crate::domain::{Client, User};
 
+/// Marks the live (unrevoked) families `filter` picks as revoked at `now` for `reason`: the one
+/// way every "end these sessions" below writes it.
+macro_rules! revoke_live {
+    ($conn:expr, $filter:expr, $now:expr, $reason:expr) => {
+        diesel::update(
+            refresh_token_families::table
+                .filter($filter)
+                .filter(refresh_token_families::revoked_at.is_null()),
+        )
+        .set((
+            refresh_token_families::revoked_at.eq($now),
+            refresh_token_families::revoked_reason.eq($reason),
+        ))
+        .execute($conn)
+    };
+}
+
 pub fn insert_family(conn: &mut DbConnection, family: &RefreshFamily) -> QueryResult<()> {
     diesel::insert_into(refresh_token_families::table)
         .values(family)
@@ -121,16 +138,7 @@ pub fn revoke_family(
     now: i64,
     reason: &str,
 ) -> QueryResult<usize> {
-    diesel::update(
-        refresh_token_families::table
-            .find(family_id)
-            .filter(refresh_token_families::revoked_at.is_null()),
-    )
-    .set((
-        refresh_token_families::revoked_at.eq(now),
-        refresh_token_families::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
+    revoke_live!(conn, refresh_token_families::id.eq(family_id), now, reason)
 }
 
 pub fn revoke_families_of_user(
@@ -139,16 +147,12 @@ pub fn revoke_families_of_user(
     now: i64,
     reason: &str,
 ) -> QueryResult<usize> {
-    diesel::update(
-        refresh_token_families::table
-            .filter(refresh_token_families::user_id.eq(user_id))
-            .filter(refresh_token_families::revoked_at.is_null()),
+    revoke_live!(
+        conn,
+        refresh_token_families::user_id.eq(user_id),
+        now,
+        reason
     )
-    .set((
-        refresh_token_families::revoked_at.eq(now),
-        refresh_token_families::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
 }
 
 /// Ends a user's live families at one client (their consent to it was withdrawn).
@@ -159,17 +163,14 @@ pub fn revoke_families_of_user_at_client(
     now: i64,
     reason: &str,
 ) -> QueryResult<usize> {
-    diesel::update(
-        refresh_token_families::table
-            .filter(refresh_token_families::user_id.eq(user_id))
-            .filter(refresh_token_families::client_id.eq(client_id))
-            .filter(refresh_token_families::revoked_at.is_null()),
+    revoke_live!(
+        conn,
+        refresh_token_families::user_id
+            .eq(user_id)
+            .and(refresh_token_families::client_id.eq(client_id)),
+        now,
+        reason
     )
-    .set((
-        refresh_token_families::revoked_at.eq(now),
-        refresh_token_families::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
 }
 
 /// Deletes up to `batch` families revoked or past their absolute expiry before `cutoff`, or
@@ -237,17 +238,14 @@ pub fn revoke_families_of_user_except(
     )
     .set(refresh_token_families::security_stamp.eq(new_stamp))
     .execute(conn)?;
-    diesel::update(
-        refresh_token_families::table
-            .filter(refresh_token_families::user_id.eq(user_id))
-            .filter(refresh_token_families::id.ne(keep))
-            .filter(refresh_token_families::revoked_at.is_null()),
+    revoke_live!(
+        conn,
+        refresh_token_families::user_id
+            .eq(user_id)
+            .and(refresh_token_families::id.ne(keep)),
+        now,
+        reason
     )
-    .set((
-        refresh_token_families::revoked_at.eq(now),
-        refresh_token_families::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
 }
 
 /// Revokes the user's live families at the client beyond the `keep` newest; how many.
@@ -301,16 +299,12 @@ pub fn revoke_families_of_session(
     now: i64,
     reason: &str,
 ) -> QueryResult<usize> {
-    diesel::update(
-        refresh_token_families::table
-            .filter(refresh_token_families::session_id.eq(session_id))
-            .filter(refresh_token_families::revoked_at.is_null()),
+    revoke_live!(
+        conn,
+        refresh_token_families::session_id.eq(session_id),
+        now,
+        reason
     )
-    .set((
-        refresh_token_families::revoked_at.eq(now),
-        refresh_token_families::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
 }
 
 /// A user's live families (unrevoked, before their absolute expiry), newest first, each with

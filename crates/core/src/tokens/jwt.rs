@@ -86,20 +86,10 @@ pub fn decode_access_token(
     issuer: &str,
     now: i64,
 ) -> Result<AccessClaims, VerifyError> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-    if header.alg != Algorithm::RS256 {
-        return Err(VerifyError::Invalid);
-    }
-    if !header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
-    }) {
-        return Err(VerifyError::WrongType);
-    }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| ring.decoding_key(kid))
-        .ok_or(VerifyError::UnknownKey)?;
+    let key = our_key(token, ring, |typ| {
+        typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
+            || typ.eq_ignore_ascii_case("application/at+jwt")
+    })?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[issuer]);
     validation.validate_aud = false;
@@ -128,22 +118,7 @@ pub fn decode_id_token_hint(
     ring: &KeyRing,
     issuer: &str,
 ) -> Result<super::claims::IdClaims, VerifyError> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-    if header.alg != Algorithm::RS256 {
-        return Err(VerifyError::Invalid);
-    }
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
-    {
-        return Err(VerifyError::WrongType);
-    }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| ring.decoding_key(kid))
-        .ok_or(VerifyError::UnknownKey)?;
+    let key = our_key(token, ring, |typ| typ.eq_ignore_ascii_case("JWT"))?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[issuer]);
     validation.validate_aud = false;
@@ -152,4 +127,25 @@ pub fn decode_id_token_hint(
     jsonwebtoken::decode::<super::claims::IdClaims>(token, key, &validation)
         .map(|data| data.claims)
         .map_err(|_| VerifyError::Invalid)
+}
+
+/// The key in our ring that `token`'s header names, if the header is one we sign: RS256 and a
+/// `typ` that `typ_ok` accepts.
+fn our_key<'r>(
+    token: &str,
+    ring: &'r KeyRing,
+    typ_ok: impl Fn(&str) -> bool,
+) -> Result<&'r jsonwebtoken::DecodingKey, VerifyError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+    if header.alg != Algorithm::RS256 {
+        return Err(VerifyError::Invalid);
+    }
+    if !header.typ.as_deref().is_some_and(typ_ok) {
+        return Err(VerifyError::WrongType);
+    }
+    header
+        .kid
+        .as_deref()
+        .and_then(|kid| ring.decoding_key(kid))
+        .ok_or(VerifyError::UnknownKey)
 }
