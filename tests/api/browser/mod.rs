@@ -16,6 +16,7 @@
 mod forgot_password;
 mod link;
 mod login;
+mod logout;
 mod register;
 mod sso;
 mod verify_email;

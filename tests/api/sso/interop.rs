@@ -1,6 +1,7 @@
 //! Single sign-on driven by a relying-party library that is not ours (`openidconnect`), so that
 //! the wire format (discovery, the authorization URL, the token response, the ID token and its
-//! `sid`, `amr` and `auth_time`) is judged by someone else's parser and verifier.
+//! `sid`, `amr` and `auth_time`, RP-initiated logout through `end_session_endpoint`) is judged
+//! by someone else's parser and verifier.
 
 use openidconnect::core::{
     CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdTokenVerifier,
@@ -9,8 +10,9 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClientId, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IdToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    EndpointSet, IdToken, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RefreshToken,
+    Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use tessera::clients::ClientSpec;
@@ -279,4 +281,134 @@ fn code_for(response: &reqwest::Response, state: &CsrfToken) -> String {
         .get("code")
         .cloned()
         .unwrap_or_else(|| panic!("no code in {target}"))
+}
+
+/// RP-initiated logout through the library: its logout-aware discovery
+/// (`ProviderMetadataWithLogout`) parses `end_session_endpoint`, and its `LogoutRequest` builds
+/// the URL with the ID token it verified as `id_token_hint`, the client id, a registered
+/// `post_logout_redirect_uri` and a state. Followed in the browser, it ends the session at
+/// once: a `303` to exactly that address with the state, the session cookie deleted, the old
+/// cookie worth `login_required`, and the session's refresh token refused to the library.
+#[tokio::test]
+async fn openidconnect_builds_the_logout_url_from_discovery_and_following_it_ends_the_session() {
+    const SIGNED_OUT: &str = "http://127.0.0.1:9/signed-out";
+    let world = World::new().await;
+    let app = world
+        .client(
+            "App",
+            ClientSpec {
+                post_logout_redirect_uris: vec![SIGNED_OUT.into()],
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let issuer = IssuerUrl::new(world.app.issuer.clone()).expect("issuer URL");
+    let metadata = ProviderMetadataWithLogout::discover_async(issuer, &http_client())
+        .await
+        .expect("the library discovers Tessera with its logout metadata");
+    let end_session = metadata
+        .additional_metadata()
+        .end_session_endpoint
+        .clone()
+        .expect("discovery names an end_session_endpoint");
+    assert_eq!(end_session.as_str(), world.app.url("/logout"));
+    let client =
+        CoreClient::from_provider_metadata(metadata.clone(), ClientId::new(app.clone()), None)
+            .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).expect("redirect URL"));
+
+    let mut browser = HttpBrowser::for_pages();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    let page = browser.get(url.as_str()).await;
+    assert_eq!(page.status(), 200, "the login page");
+    let html = page.text().await.expect("html");
+    let back = world
+        .submit_login(&mut browser, &html, crate::testkit::PASSWORD)
+        .await;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code_for(&back, &state)))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http_client())
+        .await
+        .expect("the library accepts the token response");
+    let id_token = tokens.id_token().expect("an ID token");
+    id_token
+        .claims(&client.id_token_verifier(), &nonce)
+        .expect("the library verifies the ID token");
+    let refresh = tokens
+        .refresh_token()
+        .expect("a refresh token, bound to the session")
+        .clone();
+    let old_cookie = browser.cookies["tessera_session"].clone();
+
+    let logout_state = CsrfToken::new_random();
+    let url = LogoutRequest::from(end_session)
+        .set_id_token_hint(id_token)
+        .set_client_id(ClientId::new(app.clone()))
+        .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new(SIGNED_OUT.into()).expect("a URL"))
+        .set_state(logout_state.clone())
+        .http_get_url();
+    let query = query_of(url.as_str());
+    assert_eq!(query["id_token_hint"], id_token.to_string(), "{url}");
+    let response = browser.get(url.as_str()).await;
+    assert_eq!(
+        response.status(),
+        303,
+        "no page: the hint is this session's"
+    );
+    let target = location(&response);
+    let expected = url::Url::parse_with_params(SIGNED_OUT, &[("state", logout_state.secret())])
+        .expect("a URL");
+    assert_eq!(target, expected.as_str());
+    assert!(
+        !browser.cookies.contains_key("tessera_session"),
+        "the session cookie was deleted: {:?}",
+        browser.cookies
+    );
+
+    // The old cookie, replayed, stands for nothing: prompt=none answers login_required.
+    let mut replay = HttpBrowser::for_pages();
+    replay.cookies.insert("tessera_session".into(), old_cookie);
+    let (url, state, _) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_prompt(CoreAuthPrompt::None)
+        .set_pkce_challenge(PkceCodeChallenge::new_random_sha256().0)
+        .url();
+    let refused = replay.get(url.as_str()).await;
+    assert_eq!(refused.status(), 303, "never a page");
+    let query = query_of(&location(&refused));
+    assert_eq!(query["error"], "login_required", "{query:?}");
+    assert_eq!(
+        query.get("state").map(String::as_str),
+        Some(state.secret().as_str())
+    );
+
+    // The session's refresh family ended with it.
+    let refreshed = client
+        .exchange_refresh_token(&RefreshToken::new(refresh.secret().clone()))
+        .expect("token endpoint")
+        .request_async(&http_client())
+        .await;
+    match refreshed {
+        Err(openidconnect::RequestTokenError::ServerResponse(e)) => assert_eq!(
+            *e.error(),
+            openidconnect::core::CoreErrorResponseType::InvalidGrant,
+            "{e:?}"
+        ),
+        Err(other) => panic!("the library could not read the refusal: {other:?}"),
+        Ok(_) => panic!("the session's refresh token still works after the logout"),
+    }
+    world.app.stop().await;
 }
