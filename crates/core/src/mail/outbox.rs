@@ -227,7 +227,8 @@ fn prepare(
     })
 }
 
-async fn finish(
+/// Closes a claimed outbox row with its outcome (shared by the mail and back-channel senders).
+pub async fn finish(
     svc: &Services,
     id: &str,
     claim_id: &str,

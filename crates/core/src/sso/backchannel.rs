@@ -17,6 +17,7 @@ use tessera_proto::{Audience, LOGOUT_TOKEN_TYPE, LogoutClaims, LogoutEvents};
 
 use crate::db::repo::{self, outbox::OutboxRow};
 use crate::db::{DbConnection, DbError};
+use crate::mail::outbox::finish;
 use crate::services::Services;
 
 /// The outbox kind of a back-channel logout: its recipient is the client id, its detail a
@@ -263,23 +264,6 @@ async fn failed(
                 repo::outbox::retry_later(conn, &id, &claim, &message, now + wait)?;
             }
             Ok(())
-        })
-        .await
-}
-
-async fn finish(
-    svc: &Services,
-    id: &str,
-    claim_id: &str,
-    outcome: &'static str,
-    note: Option<&'static str>,
-) -> Result<(), DbError> {
-    let (id, claim_id, now) = (id.to_string(), claim_id.to_string(), svc.clock.now());
-    svc.db
-        .run(move |conn| {
-            repo::outbox::finish(conn, &id, &claim_id, outcome, note, now)
-                .map(drop)
-                .map_err(DbError::from)
         })
         .await
 }
