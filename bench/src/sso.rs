@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use crate::limits::{self, pinned};
 use crate::load::Outcome;
 use crate::server::{self, SSO_REDIRECT, Server, SsoSeed};
-use crate::walk::read_answer;
+use crate::walk::{Tally, read_answer};
 
 /// A PKCE verifier (RFC 7636: 43–128 characters); every request uses the same one.
 const VERIFIER: &str = "tessera-bench-sso-pkce-verifier-0123456789-abcdefghijklmnop";
@@ -283,13 +283,6 @@ fn load(
     })?
 }
 
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    failed: u64,
-    latencies_us: Vec<u32>,
-}
-
 async fn drive(requests: Requests, mode: Mode, clients: usize, time: Duration) -> Result<Outcome> {
     let requests = std::rc::Rc::new(requests);
     let mut connections = Vec::new();
@@ -309,26 +302,9 @@ async fn drive(requests: Requests, mode: Mode, clients: usize, time: Duration) -
         .collect();
     let mut tally = Tally::default();
     for task in tasks {
-        let part = task.await??;
-        tally.ok += part.ok;
-        tally.failed += part.failed;
-        tally.latencies_us.extend(part.latencies_us);
+        tally.add(task.await??);
     }
-    tally.latencies_us.sort_unstable();
-    let percentile = |p: f64| {
-        let all = &tally.latencies_us;
-        if all.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
-        all[index] as f64 / 1000.0
-    };
-    Ok(Outcome {
-        ok_per_sec: tally.ok as f64 / time.as_secs_f64(),
-        failed: tally.failed,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
-    })
+    Ok(tally.into_outcome(time))
 }
 
 /// One keep-alive connection, one round (an `/authorize`, or the pair) after another until the

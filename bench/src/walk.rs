@@ -60,11 +60,39 @@ pub fn form_lines(
     })?
 }
 
+/// What connections of a load counted: answers, failures and each answer's latency.
 #[derive(Default)]
-struct Tally {
-    ok: u64,
-    failed: u64,
-    latencies_us: Vec<u32>,
+pub struct Tally {
+    pub ok: u64,
+    pub failed: u64,
+    pub latencies_us: Vec<u32>,
+}
+
+impl Tally {
+    pub fn add(&mut self, part: Tally) {
+        self.ok += part.ok;
+        self.failed += part.failed;
+        self.latencies_us.extend(part.latencies_us);
+    }
+
+    /// The rate over `time` and the latency percentiles.
+    pub fn into_outcome(mut self, time: Duration) -> Outcome {
+        self.latencies_us.sort_unstable();
+        let all = &self.latencies_us;
+        let percentile = |p: f64| {
+            if all.is_empty() {
+                return f64::NAN;
+            }
+            let index = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+            all[index] as f64 / 1000.0
+        };
+        Outcome {
+            ok_per_sec: self.ok as f64 / time.as_secs_f64(),
+            failed: self.failed,
+            p50_ms: percentile(0.50),
+            p99_ms: percentile(0.99),
+        }
+    }
 }
 
 async fn drive(
@@ -92,10 +120,7 @@ async fn drive(
         .collect();
     let mut tally = Tally::default();
     for task in tasks {
-        let part = task.await??;
-        tally.ok += part.ok;
-        tally.failed += part.failed;
-        tally.latencies_us.extend(part.latencies_us);
+        tally.add(task.await??);
     }
     if next.get() >= requests.len() {
         bail!(
@@ -104,21 +129,7 @@ async fn drive(
             time.as_secs()
         );
     }
-    tally.latencies_us.sort_unstable();
-    let percentile = |p: f64| {
-        let all = &tally.latencies_us;
-        if all.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
-        all[index] as f64 / 1000.0
-    };
-    Ok(Outcome {
-        ok_per_sec: tally.ok as f64 / time.as_secs_f64(),
-        failed: tally.failed,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
-    })
+    Ok(tally.into_outcome(time))
 }
 
 /// One keep-alive connection: the next unsent request, its answer, again, until the deadline.
