@@ -6,6 +6,16 @@ pub enum AuthMethod {
     /// A sign-in at an upstream OpenID provider. The registry has no value for it; `fed` is
     /// the one other providers use.
     Federated,
+    /// A one-time password (`otp`): a code from an authenticator app, or a recovery code.
+    OneTimePassword,
+    /// Proof of possession of a hardware-secured key (`hwk`): a device-bound passkey.
+    HardwareKey,
+    /// Proof of possession of a software-secured key (`swk`): a synced passkey.
+    SoftwareKey,
+    /// A user presence or verification test by the authenticator (`user`).
+    UserPresence,
+    /// More than one factor (`mfa`).
+    MultiFactor,
 }
 
 impl AuthMethod {
@@ -13,6 +23,11 @@ impl AuthMethod {
         match self {
             AuthMethod::Password => "pwd",
             AuthMethod::Federated => "fed",
+            AuthMethod::OneTimePassword => "otp",
+            AuthMethod::HardwareKey => "hwk",
+            AuthMethod::SoftwareKey => "swk",
+            AuthMethod::UserPresence => "user",
+            AuthMethod::MultiFactor => "mfa",
         }
     }
 
@@ -20,6 +35,11 @@ impl AuthMethod {
         match value {
             "pwd" => Some(AuthMethod::Password),
             "fed" => Some(AuthMethod::Federated),
+            "otp" => Some(AuthMethod::OneTimePassword),
+            "hwk" => Some(AuthMethod::HardwareKey),
+            "swk" => Some(AuthMethod::SoftwareKey),
+            "user" => Some(AuthMethod::UserPresence),
+            "mfa" => Some(AuthMethod::MultiFactor),
             _ => None,
         }
     }
@@ -95,8 +115,8 @@ mod tests {
 
     #[test]
     fn stored_methods_round_trip_and_unknown_ones_are_dropped() {
-        let amr = Amr::from_stored("pwd fed pwd hwk");
-        assert_eq!(amr.names(), vec!["pwd", "fed"]);
+        let amr = Amr::from_stored("pwd fed pwd hwk kba");
+        assert_eq!(amr.names(), vec!["pwd", "fed", "hwk"]);
         assert_eq!(Amr::from_stored(&amr.to_string()), amr);
         assert!(Amr::from_stored("").is_empty());
     }
