@@ -20,12 +20,16 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(params) => params,
         Err(page) => return *page,
     };
-    let request = match authorize::validate(svc, &params).await {
-        Ok(request) => request,
+    // The checks and the session's answer in one database job. `idp=<name>` skips the login
+    // page and goes straight to that upstream provider; never under `prompt=none`, which may
+    // show no page, an upstream's neither: the session answers.
+    let cookie = super::session::cookie(&req, svc);
+    let upstream = params.get("idp").is_some();
+    let (request, next) = match authorize::interaction::start(svc, &params, cookie, upstream).await
+    {
+        Ok(started) => started,
         Err(e) => return refusal(e),
     };
-    // `idp=<name>` skips the login page and goes straight to that upstream provider; never
-    // under `prompt=none`, which may show no page, an upstream's neither: the session answers.
     if let Some(idp) = params.get("idp").filter(|_| !request.prompt.none) {
         return match svc.federation.get(idp) {
             Some(provider) => {
@@ -39,10 +43,8 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             }),
         };
     }
-    match authorize::interaction::next(svc, &request, super::session::cookie(&req, svc)).await {
-        Ok(Next::SignIn) => {}
-        Ok(next) => return super::session::respond(svc, &request, &params, next),
-        Err(e) => return refusal(e),
+    if !matches!(next, Next::SignIn) {
+        return super::session::respond(svc, &request, &params, next);
     }
     let csrf = match crate::crypto::random_token(32) {
         Ok(token) => token,

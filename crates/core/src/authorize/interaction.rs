@@ -5,9 +5,10 @@
 
 use diesel::Connection;
 
-use super::request::{AuthorizationRequest, AuthorizeError, issue_code_with};
-use crate::db::{DbConnection, DbError};
+use super::request::{self, AuthorizationRequest, AuthorizeError, issue_code_with};
+use crate::db::{DbConnection, DbError, repo};
 use crate::domain::{Amr, Authentication, ScopeSet, User};
+use crate::grants::Params;
 use crate::services::Services;
 use crate::sso::{self, BrowserSession, Origin, SignedIn, Started};
 
@@ -36,23 +37,73 @@ pub async fn next(
     let (svc_inner, request_inner) = (svc.clone(), request.clone());
     let next = svc
         .db
-        .run(move |conn| {
-            conn.transaction(|conn| {
-                let session = match &cookie {
-                    Some(secret) => sso::find(conn, secret, now)?,
-                    None => None,
-                };
-                let Some((session, user)) = session else {
-                    return Ok(Next::SignIn);
-                };
-                if needs_sign_in(&request_inner, &session, &user, now) {
-                    return Ok(Next::SignIn);
-                }
-                sso::touch(conn, &svc_inner.settings.sessions, &session, now)?;
-                after_sign_in(conn, &request_inner, user, session, now)
-            })
-        })
+        .run(move |conn| session_step(conn, &svc_inner, &request_inner, cookie.as_deref(), now))
         .await?;
+    answer(request, next)
+}
+
+/// `validate` and then `next`, in one database job (the hot path of single sign-on: one
+/// hand-off to the database thread and back instead of two). `upstream` says the request asks
+/// for an upstream provider (`idp`): then, unless `prompt=none`, the session is not consulted
+/// and the answer is `Next::SignIn` (the caller goes to the upstream), as if `next` had not
+/// been called.
+pub async fn start(
+    svc: &Services,
+    params: &Params,
+    cookie: Option<String>,
+    upstream: bool,
+) -> Result<(AuthorizationRequest, Next), AuthorizeError> {
+    let client_id = request::client_id(params)?;
+    let hint = request::decode_hint(svc, params);
+    let now = svc.clock.now();
+    let (svc_inner, params) = (svc.clone(), params.clone());
+    let checked = svc
+        .db
+        .run(move |conn| {
+            let client = repo::clients::find(conn, &client_id)?;
+            let request = match request::check(&params, client, hint) {
+                Ok(request) => request,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            if upstream && !request.prompt.none {
+                return Ok(Ok((request, Next::SignIn)));
+            }
+            let next = session_step(conn, &svc_inner, &request, cookie.as_deref(), now)?;
+            Ok::<_, DbError>(Ok((request, next)))
+        })
+        .await??;
+    let (request, next) = checked;
+    let next = answer(&request, next)?;
+    Ok((request, next))
+}
+
+/// The session's part of `next`, in one transaction on `conn`.
+fn session_step(
+    conn: &mut DbConnection,
+    svc: &Services,
+    request: &AuthorizationRequest,
+    cookie: Option<&str>,
+    now: i64,
+) -> Result<Next, DbError> {
+    conn.transaction(|conn| {
+        let session = match cookie {
+            Some(secret) => sso::find(conn, secret, now)?,
+            None => None,
+        };
+        let Some((session, user)) = session else {
+            return Ok(Next::SignIn);
+        };
+        if needs_sign_in(request, &session, &user, now) {
+            return Ok(Next::SignIn);
+        }
+        sso::touch(conn, &svc.settings.sessions, &session, now)?;
+        after_sign_in(conn, request, user, session, now)
+    })
+}
+
+/// What `prompt=none` makes of a step: a page that may not be shown is an error sent back to
+/// the client.
+fn answer(request: &AuthorizationRequest, next: Next) -> Result<Next, AuthorizeError> {
     if request.prompt.none {
         let refusal = |error: &'static str, description: &str| AuthorizeError::Redirect {
             redirect_uri: request.redirect_uri.clone(),

@@ -120,14 +120,42 @@ pub async fn validate(
     svc: &Services,
     params: &Params,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
-    let client_id = params
-        .get("client_id")
-        .ok_or_else(|| AuthorizeError::Page("The request names no client (client_id).".into()))?
-        .to_string();
+    let client_id = client_id(params)?;
+    let hint = decode_hint(svc, params);
     let client = svc
         .db
         .run(move |conn| repo::clients::find(conn, &client_id).map_err(DbError::from))
-        .await?
+        .await?;
+    check(params, client, hint)
+}
+
+/// The request's `client_id`, or the page saying it has none.
+pub(crate) fn client_id(params: &Params) -> Result<String, AuthorizeError> {
+    params
+        .get("client_id")
+        .map(String::from)
+        .ok_or_else(|| AuthorizeError::Page("The request names no client (client_id).".into()))
+}
+
+/// The `sub` of the request's `id_token_hint`, if it has one: `Err` if the hint is not an ID
+/// token issued here. Decoded apart from the checks (it needs no database), so that `check`
+/// can run inside a database job; its error still comes in `check`'s order.
+pub(crate) fn decode_hint(svc: &Services, params: &Params) -> Option<Result<String, ()>> {
+    params.get("id_token_hint").map(|hint| {
+        crate::tokens::decode_id_token_hint(hint, &svc.keys.current(), &svc.issuer)
+            .map(|claims| claims.sub)
+            .map_err(drop)
+    })
+}
+
+/// Every check of `validate` once the client is looked up (`None`: not registered) and the
+/// `id_token_hint` decoded (`decode_hint`); needs no database.
+pub(crate) fn check(
+    params: &Params,
+    client: Option<Client>,
+    hint: Option<Result<String, ()>>,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    let client = client
         .ok_or_else(|| AuthorizeError::Page("The application is not registered here.".into()))?;
     let registered = &client.redirect_uris;
     let redirect_uri = match (params.get("redirect_uri"), registered.sole()) {
@@ -217,17 +245,13 @@ pub async fn validate(
         ),
         None => None,
     };
-    let hinted_subject = match params.get("id_token_hint") {
-        Some(hint) => Some(
-            crate::tokens::decode_id_token_hint(hint, &svc.keys.current(), &svc.issuer)
-                .map_err(|_| {
-                    fail(
-                        "invalid_request",
-                        "id_token_hint is not an ID token issued here",
-                    )
-                })?
-                .sub,
-        ),
+    let hinted_subject = match hint {
+        Some(sub) => Some(sub.map_err(|()| {
+            fail(
+                "invalid_request",
+                "id_token_hint is not an ID token issued here",
+            )
+        })?),
         None => None,
     };
     Ok(AuthorizationRequest {

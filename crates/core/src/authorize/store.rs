@@ -20,11 +20,13 @@ pub fn purge(conn: &mut DbConnection, cutoff: i64, batch: i64) -> QueryResult<us
     .execute(conn)
 }
 
+/// One statement of a fixed shape (the row's `None`s are bound as NULL, not left out), run on
+/// the backend's own connection: its prepared statement is found by type, no SQL is built.
 pub fn insert(conn: &mut DbConnection, code: &AuthorizationCode) -> QueryResult<()> {
-    diesel::insert_into(authorization_codes::table)
+    crate::db::dialect::native!(conn, |c| diesel::insert_into(authorization_codes::table)
         .values(code)
-        .execute(conn)
-        .map(drop)
+        .execute(c))
+    .map(drop)
 }
 
 /// Marks an unused code used: 1 if this call consumed it. The first statement of an exchange,

@@ -12,6 +12,23 @@ use super::migrate;
 use super::models::{RefreshToken, RevokedAccessToken, SessionClientRow, ThrottleRow};
 use super::schema::{login_throttles, refresh_tokens, revoked_access_tokens, session_clients};
 
+/// Runs `$body` (a diesel statement built from the schema, the same on both backends) on the
+/// backend's own connection, named `$c` inside, rather than through the `MultiConnection`
+/// wrapper. The wrapper serializes every statement's SQL text again at each call, even one
+/// its prepared-statement cache already holds; a backend's own connection finds a statement
+/// of a fixed shape in its cache by the statement's type, without building any SQL. For the
+/// hot path's statements (single sign-on's `/authorize`: the client, the session, the user,
+/// the code row).
+macro_rules! native {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use native;
+
 /// Applies every pending migration for the connection's backend; the versions applied.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     match conn {

@@ -186,6 +186,9 @@ impl std::fmt::Debug for RefreshToken {
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::db::schema::authorization_codes)]
+// A `None` is inserted as NULL (no column has another default), so the INSERT has one shape
+// and its prepared statement is cached by type.
+#[diesel(treat_none_as_default_value = false)]
 pub struct AuthorizationCode {
     pub code_hash: String,
     pub client_id: String,

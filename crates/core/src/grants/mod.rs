@@ -59,7 +59,7 @@ impl From<HashPoolError> for GrantError {
 
 /// The token request's form parameters, each at most once (RFC 6749 §3.2), empty values
 /// treated as absent (§3.1).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Params(HashMap<String, String>);
 
 /// Names only: values include passwords, secrets and tokens.

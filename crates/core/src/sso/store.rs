@@ -48,12 +48,12 @@ pub fn find_by_secret(
     conn: &mut DbConnection,
     secret_hash: &str,
 ) -> QueryResult<Option<SessionRow>> {
-    browser_sessions::table
+    crate::db::dialect::native!(conn, |c| browser_sessions::table
         .filter(browser_sessions::secret_hash.eq(secret_hash))
         .filter(browser_sessions::ended_at.is_null())
         .select(SessionRow::as_select())
-        .get_result(conn)
-        .optional()
+        .get_result(c)
+        .optional())
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SessionRow>> {

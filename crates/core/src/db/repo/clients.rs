@@ -13,12 +13,12 @@ pub fn insert(conn: &mut DbConnection, client: &NewClient<'_>) -> QueryResult<()
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Client>> {
-    clients::table
+    crate::db::dialect::native!(conn, |c| clients::table
         .find(id)
         .select(ClientRow::as_select())
-        .get_result(conn)
-        .optional()
-        .map(|row| row.map(Client::from))
+        .get_result(c)
+        .optional())
+    .map(|row| row.map(Client::from))
 }
 
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Client>> {

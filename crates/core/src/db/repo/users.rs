@@ -13,12 +13,12 @@ pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
 }
 
 pub fn find_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
-    users::table
+    crate::db::dialect::native!(conn, |c| users::table
         .find(id)
         .select(UserRow::as_select())
-        .get_result(conn)
-        .optional()
-        .map(|row| row.map(User::from))
+        .get_result(c)
+        .optional())
+    .map(|row| row.map(User::from))
 }
 
 pub fn find_by_email(conn: &mut DbConnection, email_lower: &str) -> QueryResult<Option<User>> {
