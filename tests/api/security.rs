@@ -471,8 +471,19 @@ async fn one_persons_session_cannot_touch_anothers_factors() {
     assert!(confirmed_at.is_some());
     assert_eq!(last_used, step, "Ann's code was not spent by Bob's page");
     assert_eq!(totp_row(&world, &bob_id).await, None);
-    // Ann herself removes it with that code.
+    // A session alone (left open, or stolen) cannot remove it: a wrong code changes nothing.
     let page = get(&world, &mut ann).await;
+    let removal = post(
+        &world,
+        &mut ann,
+        "/account/security/totp/remove",
+        &page.html,
+        &[("code", &wrong_code(&secret))],
+    )
+    .await;
+    assert_eq!(removal.status, 400, "{}", removal.html);
+    assert!(totp_row(&world, &world.user_id).await.is_some());
+    // Ann herself removes it with that code.
     let removal = post(
         &world,
         &mut ann,
