@@ -76,6 +76,15 @@ pub const REGISTER_CSRF: BrowserCookie = BrowserCookie {
     same_site: SameSite::Strict,
 };
 
+/// The double-submit CSRF cookie of the account security page's forms. Strict: only the
+/// page's own forms, posted from this site, need it back.
+pub const SECURITY_CSRF: BrowserCookie = BrowserCookie {
+    plain: "tessera_security_csrf",
+    prefixed: "__Host-tessera_security_csrf",
+    http_path: "/account/security",
+    same_site: SameSite::Strict,
+};
+
 /// Marks a browser its owner signed in with, so the account-wide failure counter spares it
 /// (`accounts::known`). Strict: only Tessera's own form posts need it, never a navigation from
 /// elsewhere.

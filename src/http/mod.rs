@@ -17,6 +17,7 @@ pub mod metrics;
 mod pages;
 pub mod paths;
 mod request;
+mod security;
 mod session;
 mod state;
 mod token;
@@ -120,6 +121,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::post().to(users::submit_page)),
             )
             .configure(account::routes)
+            .configure(security::routes)
             .configure(consents::routes)
             .configure(admin::routes)
             .default_service(web::to(not_found)),

@@ -136,6 +136,33 @@ pub(super) struct ResetPassword<'a> {
     pub error: Option<&'a str>,
 }
 
+/// GET /account/security and the answers to its forms: the person's second factors.
+#[derive(Template)]
+#[template(path = "pages/security.html")]
+pub(super) struct Security<'a> {
+    /// Who is signed in (the address, or the name of an account without one).
+    pub account: &'a str,
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    /// What a form just did.
+    pub notice: Option<&'a str>,
+    /// An authenticator app is set up and confirmed.
+    pub totp: bool,
+    /// An authenticator app being set up: its QR code and secret.
+    pub setup: Option<TotpSetup>,
+    /// Recovery codes just made: shown this once.
+    pub recovery_codes: Vec<String>,
+    pub recovery_codes_left: i64,
+}
+
+pub(super) struct TotpSetup {
+    /// An `<svg>` element made by the `qrcode` crate from the `otpauth://` URI: rectangles and
+    /// a path, nothing of anyone's input but the URI's bits, so it goes in unescaped.
+    pub qr_svg: String,
+    /// The secret in base32, to type into an app that cannot scan.
+    pub secret: String,
+}
+
 /// A page whose forms post only here.
 pub(super) fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
     respond(status, None, page)
@@ -328,6 +355,24 @@ mod tests {
                 error: Some(HOSTILE),
             }),
             3,
+        );
+        assert_escaped(
+            &page(&Security {
+                account: HOSTILE,
+                csrf: HOSTILE,
+                error: Some(HOSTILE),
+                notice: Some(HOSTILE),
+                totp: false,
+                setup: Some(TotpSetup {
+                    qr_svg: "<svg></svg>".into(),
+                    secret: HOSTILE.into(),
+                }),
+                recovery_codes: vec![HOSTILE.into()],
+                recovery_codes_left: 0,
+            }),
+            // account, error, notice, a recovery code, the secret, and the CSRF token of
+            // the two forms.
+            7,
         );
         assert_escaped(
             &page(&Logout {

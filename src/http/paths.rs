@@ -37,3 +37,14 @@ pub const REGISTER_PAGE: &str = "/account/register";
 pub const ACCOUNT_CONSENTS: &str = "/account/consents";
 /// One of them, by client id: `DELETE` withdraws it.
 pub const ACCOUNT_CONSENT: &str = "/account/consents/{client_id}";
+/// The person's second factors (authenticator app, recovery codes): an HTML page that the
+/// browser session's cookie signs in to.
+pub const ACCOUNT_SECURITY: &str = "/account/security";
+/// Its forms: start setting up an authenticator app, confirm it with a code, remove it, and
+/// make a new set of recovery codes.
+pub const ACCOUNT_SECURITY_TOTP: &str = "/account/security/totp";
+pub const ACCOUNT_SECURITY_TOTP_CONFIRM: &str = "/account/security/totp/confirm";
+pub const ACCOUNT_SECURITY_TOTP_REMOVE: &str = "/account/security/totp/remove";
+pub const ACCOUNT_SECURITY_RECOVERY_CODES: &str = "/account/security/recovery-codes";
+/// The person's passkeys (another page; linked from the security page).
+pub const ACCOUNT_PASSKEYS: &str = "/account/passkeys";

@@ -40,6 +40,7 @@ mod refresh;
 mod replicas;
 mod resources;
 mod rotation;
+mod security;
 mod self_service;
 mod sso;
 mod throttling;

@@ -18,6 +18,7 @@ mod link;
 mod login;
 mod logout;
 mod register;
+mod security;
 mod sso;
 mod verify_email;
 

@@ -112,6 +112,26 @@ pub fn begin_totp(
     })
 }
 
+/// The authenticator app still waiting for its first code, to show again (after a wrong
+/// code, or when the page is opened again): None when there is none waiting.
+pub fn pending_totp(
+    conn: &mut DbConnection,
+    sealer: &SecretBox,
+    issuer_name: &str,
+    user_id: &str,
+    account: &str,
+) -> Result<Option<TotpEnrolment>, MfaError> {
+    let Some(pending) = store::find_totp(conn, user_id)?.filter(|t| t.confirmed_at.is_none())
+    else {
+        return Ok(None);
+    };
+    let secret = TotpSecret::from_bytes(sealer.open(user_id, &pending.sealed_secret)?);
+    Ok(Some(TotpEnrolment {
+        secret_base32: secret.base32(),
+        otpauth_uri: secret.otpauth_uri(issuer_name, account),
+    }))
+}
+
 /// The outcome of a code typed by a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeCheck<T> {
