@@ -87,7 +87,7 @@ pub fn respond(
             session,
             scopes,
         } => consent_page(svc, request, params, &user, &session.id, &scopes),
-        Next::SignIn => error_page(
+        Next::SignIn | Next::SecondStepUnshown => error_page(
             StatusCode::BAD_REQUEST,
             "Your sign-in did not go through. Go back to the application and start again.",
         ),

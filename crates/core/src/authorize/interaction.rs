@@ -24,6 +24,9 @@ pub enum Next {
     },
     /// Back to the app with a code: the URL.
     Code { location: String },
+    /// `prompt=none`, and the session does not meet the multi-factor sign-in the request
+    /// asked for (`acr_values`): never shown, `next` answers `interaction_required`.
+    SecondStepUnshown,
 }
 
 /// The next step for `request` in a browser whose session cookie is `cookie` (if any).
@@ -48,6 +51,9 @@ pub async fn next(
                 if needs_sign_in(&request_inner, &session, &user, now) {
                     return Ok(Next::SignIn);
                 }
+                if request_inner.prompt.none && acr_unmet(&request_inner, &session) {
+                    return Ok(Next::SecondStepUnshown);
+                }
                 sso::touch(conn, &svc_inner.settings.sessions, &session, now)?;
                 after_sign_in(conn, &request_inner, user, session, now)
             })
@@ -68,6 +74,13 @@ pub async fn next(
             Next::Consent { .. } => Err(refusal(
                 "consent_required",
                 "prompt=none, and the person has not allowed this application",
+            )),
+            // OpenID Connect Core §3.1.2.6: the person is signed in, but the multi-factor
+            // sign-in asked for needs a page. `interaction_required`, not `login_required`:
+            // the session stands, the app should send the person with a page allowed.
+            Next::SecondStepUnshown => Err(refusal(
+                "interaction_required",
+                "prompt=none, and the multi-factor sign-in asked for (acr_values) needs a second step",
             )),
             code => Ok(code),
         };
@@ -92,6 +105,11 @@ fn needs_sign_in(
             .hinted_subject
             .as_deref()
             .is_some_and(|sub| sub != user.id.as_str())
+}
+
+/// Whether the request asked for a multi-factor sign-in (`acr_values`) the session's is not.
+fn acr_unmet(request: &AuthorizationRequest, session: &BrowserSession) -> bool {
+    request.acr.is_some() && !session.amr.is_multi_factor()
 }
 
 /// After a sign-in (fresh or the session's): the consent page if the app needs one, else the

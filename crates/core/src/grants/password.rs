@@ -7,6 +7,10 @@ use crate::accounts::login::{self, Attempt, LoginError};
 use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 
+/// The refusal of the password grant to someone who must use a second factor.
+pub const MFA_REQUIRED: &str =
+    "multi-factor authentication is required; use the authorization code flow";
+
 pub async fn grant(
     svc: &Services,
     client: &Client,
@@ -22,6 +26,11 @@ pub async fn grant(
         via: "password",
     };
     let user = login::verify_credentials(svc, username, password, attempt).await?;
+    // No second step fits this grant: whoever must use a second factor signs in through the
+    // browser. Said only after the password was right, so it tells a guesser nothing.
+    if svc.settings.accounts.mfa.is_required() {
+        return Err(GrantError::InvalidGrant(MFA_REQUIRED.into()));
+    }
     let scope = if request.params.get("scope").is_none() {
         // The client's default scope: leave out what this user may not have.
         super::scope_for_user(&user, &scope)
