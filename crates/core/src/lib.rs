@@ -16,6 +16,7 @@ pub mod grants;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
 pub mod preflight;
 pub mod purge;
 pub mod refresh;

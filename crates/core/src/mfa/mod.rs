@@ -1,0 +1,3 @@
+//! Multi-factor sign-in (issue 17).
+
+pub mod pending;
