@@ -47,6 +47,12 @@ impl Application {
             db.run(move |conn| keys::load_or_init(conn, &key_settings))
                 .await?
         };
+        let secrets = {
+            let dir = settings.keys.dir.clone();
+            tokio::task::spawn_blocking(move || tessera_core::mfa::SecretBox::load_or_create(&dir))
+                .await
+                .context("secrets key start-up task")??
+        };
         let hashes = HashPool::new(
             Hasher::new(&settings.passwords)?,
             settings.passwords.hash_threads,
@@ -67,6 +73,7 @@ impl Application {
         let state = web::Data::new(AppState::new(Services {
             db,
             keys: Arc::new(KeyStore::new(key_ring)),
+            secrets: Arc::new(secrets),
             federation: Arc::new(federation),
             hashes,
             issuer,

@@ -54,10 +54,29 @@ async fn first_start_creates_one_key_and_a_restart_keeps_it() {
     assert_eq!(first.len(), 1);
     app.stop().await;
 
-    let files: Vec<_> = std::fs::read_dir(env.keys_dir())
+    let mut files: Vec<String> = std::fs::read_dir(env.keys_dir())
         .expect("keys dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert_eq!(files.len(), 1, "one key file");
+    files.sort();
+    assert_eq!(
+        files,
+        vec![format!("{}.pem", first[0]), "secrets.key".to_string()],
+        "one signing key file and the key that seals TOTP secrets"
+    );
+    let secrets_key = env.keys_dir().join("secrets.key");
+    let sealing_key = std::fs::read(&secrets_key).expect("secrets key");
+    let secrets_mode = std::fs::metadata(&secrets_key)
+        .expect("secrets key")
+        .permissions()
+        .mode();
+    assert_eq!(secrets_mode & 0o777, 0o600, "secrets key is 0600");
     let path = env.keys_dir().join(format!("{}.pem", first[0]));
     let mode = std::fs::metadata(&path)
         .expect("key file")
@@ -71,6 +90,11 @@ async fn first_start_creates_one_key_and_a_restart_keeps_it() {
     );
 
     let again = env.spawn().await;
+    assert_eq!(
+        std::fs::read(&secrets_key).expect("secrets key"),
+        sealing_key,
+        "a restart keeps the sealing key: sealed secrets still open"
+    );
     assert_eq!(
         published_kids(&again).await,
         first,

@@ -60,6 +60,18 @@ pub enum Event {
     ConsentGranted,
     /// A person withdrew a third-party app's consent (its refresh tokens end with it).
     ConsentRevoked,
+    /// A second factor became active (a confirmed authenticator app).
+    MfaEnrolled,
+    /// A person removed a second factor.
+    MfaRemoved,
+    /// A new set of recovery codes; the old ones no longer work.
+    RecoveryCodesGenerated,
+    /// A second factor was checked and accepted (at sign-in or enrolment).
+    SecondFactorAccepted,
+    /// A second factor was checked and refused (wrong, replayed, or throttled).
+    SecondFactorRefused,
+    /// A recovery code stood in for the second factor.
+    RecoveryCodeUsed,
 }
 
 impl Event {
@@ -89,6 +101,12 @@ impl Event {
             Event::EmailReleased => "email_released",
             Event::ConsentGranted => "consent_granted",
             Event::ConsentRevoked => "consent_revoked",
+            Event::MfaEnrolled => "mfa_enrolled",
+            Event::MfaRemoved => "mfa_removed",
+            Event::RecoveryCodesGenerated => "recovery_codes_generated",
+            Event::SecondFactorAccepted => "second_factor_accepted",
+            Event::SecondFactorRefused => "second_factor_refused",
+            Event::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 pub struct Services {
     pub db: Database,
     pub keys: Arc<KeyStore>,
+    /// Seals and opens the secrets Tessera must read back (TOTP secrets).
+    pub secrets: Arc<crate::mfa::SecretBox>,
     pub federation: Arc<Federation>,
     pub hashes: HashPool,
     pub settings: Arc<Settings>,

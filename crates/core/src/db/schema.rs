@@ -154,6 +154,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     session_clients,
     consents,
     mfa_pending,
+    totp_credentials,
+    recovery_codes,
 );
 
 diesel::table! {
@@ -311,3 +313,26 @@ diesel::table! {
 
 diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(consents -> clients (client_id));
+
+diesel::table! {
+    totp_credentials (user_id) {
+        user_id -> Text,
+        sealed_secret -> Text,
+        created_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
+        last_used_step -> BigInt,
+    }
+}
+
+diesel::joinable!(totp_credentials -> users (user_id));
+
+diesel::table! {
+    recovery_codes (code_hash) {
+        code_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(recovery_codes -> users (user_id));

@@ -6,15 +6,15 @@ pub enum AuthMethod {
     /// A sign-in at an upstream OpenID provider. The registry has no value for it; `fed` is
     /// the one other providers use.
     Federated,
-    /// A one-time password (`otp`): a TOTP code, or a recovery code.
-    Otp,
-    /// A hardware-bound key (`hwk`): a passkey that cannot leave its authenticator.
+    /// A one-time password (`otp`): a code from an authenticator app, or a recovery code.
+    OneTimePassword,
+    /// Proof of possession of a hardware-secured key (`hwk`): a device-bound passkey.
     HardwareKey,
-    /// A software key (`swk`): a synced (backup-eligible) passkey.
+    /// Proof of possession of a software-secured key (`swk`): a synced passkey.
     SoftwareKey,
-    /// The authenticator verified the user (`user`): a PIN or a biometric.
+    /// A user presence or verification test by the authenticator (`user`).
     UserPresence,
-    /// More than one factor (`mfa`), added when [`Amr::is_multi_factor`] holds.
+    /// More than one factor (`mfa`).
     MultiFactor,
 }
 
@@ -23,7 +23,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Password => "pwd",
             AuthMethod::Federated => "fed",
-            AuthMethod::Otp => "otp",
+            AuthMethod::OneTimePassword => "otp",
             AuthMethod::HardwareKey => "hwk",
             AuthMethod::SoftwareKey => "swk",
             AuthMethod::UserPresence => "user",
@@ -35,7 +35,7 @@ impl AuthMethod {
         match value {
             "pwd" => Some(AuthMethod::Password),
             "fed" => Some(AuthMethod::Federated),
-            "otp" => Some(AuthMethod::Otp),
+            "otp" => Some(AuthMethod::OneTimePassword),
             "hwk" => Some(AuthMethod::HardwareKey),
             "swk" => Some(AuthMethod::SoftwareKey),
             "user" => Some(AuthMethod::UserPresence),
@@ -79,7 +79,7 @@ impl Amr {
     pub fn is_multi_factor(&self) -> bool {
         let knowledge = self.contains(AuthMethod::Password) || self.contains(AuthMethod::Federated);
         let key = self.contains(AuthMethod::HardwareKey) || self.contains(AuthMethod::SoftwareKey);
-        let possession = key || self.contains(AuthMethod::Otp);
+        let possession = key || self.contains(AuthMethod::OneTimePassword);
         (knowledge && possession) || (key && self.contains(AuthMethod::UserPresence))
     }
 
@@ -189,7 +189,7 @@ mod tests {
     fn multi_factor_needs_two_kinds_or_a_verified_key() {
         let pwd = Amr::of(AuthMethod::Password);
         assert!(!pwd.is_multi_factor());
-        let both = pwd.with(&[AuthMethod::Otp]);
+        let both = pwd.with(&[AuthMethod::OneTimePassword]);
         assert_eq!(both.names(), vec!["pwd", "otp", "mfa"]);
         assert!(
             Amr::of(AuthMethod::Federated)
@@ -199,7 +199,7 @@ mod tests {
         assert!(!Amr::of(AuthMethod::SoftwareKey).is_multi_factor());
         let uv = Amr::of(AuthMethod::SoftwareKey).with(&[AuthMethod::UserPresence]);
         assert_eq!(uv.names(), vec!["swk", "user", "mfa"]);
-        assert!(!Amr::of(AuthMethod::Otp).is_multi_factor());
+        assert!(!Amr::of(AuthMethod::OneTimePassword).is_multi_factor());
         // `mfa` is never taken on trust from a stored or given list.
         assert!(
             !Amr::from_stored("pwd mfa")
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn stored_methods_round_trip_and_unknown_ones_are_dropped() {
-        let amr = Amr::from_stored("pwd fed pwd hwk zzz");
+        let amr = Amr::from_stored("pwd fed pwd hwk kba");
         assert_eq!(amr.names(), vec!["pwd", "fed", "hwk"]);
         assert_eq!(Amr::from_stored(&amr.to_string()), amr);
         assert!(Amr::from_stored("").is_empty());
