@@ -161,3 +161,171 @@ async fn the_password_grant_works_when_mfa_is_optional() {
     assert!(id_token.get("acr").is_none());
     world.app.stop().await;
 }
+
+/// Sets up an authenticator app for the world's person through the use cases (as the account
+/// page does): the secret, to compute codes from, and the recovery codes.
+async fn enrol_totp(world: &World) -> (tessera::mfa::TotpSecret, Vec<String>) {
+    let svc = world.app.state.services.clone();
+    let user_id = world.user_id.clone();
+    let now = world.app.clock.now();
+    svc.db
+        .clone()
+        .run(move |conn| {
+            let fail = |e: tessera::mfa::MfaError| tessera::db::DbError::Task(e.to_string());
+            tessera::mfa::begin_totp(conn, &svc.secrets, "Tessera", &user_id, super::EMAIL, now)
+                .map_err(fail)?;
+            let row = tessera::mfa::store::find_totp(conn, &user_id)?.expect("pending totp");
+            let secret = tessera::mfa::TotpSecret::from_bytes(
+                svc.secrets
+                    .open(&user_id, &row.sealed_secret)
+                    .expect("opens"),
+            );
+            let attempt = tessera::mfa::CodeAttempt {
+                user_id: &user_id,
+                ip: None,
+                client_id: None,
+                purpose: "enrolment",
+            };
+            let codes = match tessera::mfa::confirm_totp(
+                conn,
+                &svc.secrets,
+                &svc.settings.throttle,
+                attempt,
+                &secret.code_at(now - 30),
+                now,
+            )
+            .map_err(fail)?
+            {
+                tessera::mfa::CodeCheck::Accepted(codes) => codes,
+                other => panic!("enrolment refused: {other:?}"),
+            };
+            Ok::<_, tessera::db::DbError>((secret, codes))
+        })
+        .await
+        .expect("enrolled")
+}
+
+/// Posts the second-step form of `html` with `field` = `code`.
+async fn submit_second_factor(
+    world: &World,
+    browser: &mut HttpBrowser,
+    html: &str,
+    field: &str,
+    code: &str,
+) -> reqwest::Response {
+    // Each factor has its own form with the same hidden fields: the first form's.
+    let first_form = html.split("</form>").next().unwrap_or(html);
+    let mut form = super::hidden_fields(first_form);
+    form.push((
+        "csrf_token".into(),
+        crate::testkit::fixtures::csrf_field(html),
+    ));
+    form.push((field.into(), code.into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    browser
+        .post_form(&world.app.url("/authorize/second-factor"), &form)
+        .await
+}
+
+/// A person with an authenticator app: the password leads to the second-step page, not to the
+/// app, and no session is made yet (a fresh `/authorize` still shows the login page). A wrong
+/// code gets the page again with a message (401); the right one gets the code, and the tokens
+/// say `amr: [pwd, otp, mfa]` and `acr: urn:tessera:acr:mfa`. The pending step is then spent:
+/// posting again with it is refused, and so is the same code at a new sign-in (replay).
+#[tokio::test]
+async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let (secret, recovery) = enrol_totp(&world).await;
+    let now = world.app.clock.now();
+    let mut browser = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut browser, &app, &[]).await;
+    assert_eq!(step.status(), 200, "the second-step page, not the app");
+    assert!(
+        browser.cookies.contains_key("tessera_mfa"),
+        "{:?}",
+        browser.cookies
+    );
+    assert!(
+        !browser.cookies.contains_key("tessera_session"),
+        "no session yet"
+    );
+    let html = step.text().await.expect("html");
+    assert!(
+        html.contains("Second step") && html.contains(r#"name="totp""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"name="recovery_code""#), "{html}");
+
+    let wrong = submit_second_factor(&world, &mut browser, &html, "totp", "000000").await;
+    assert_eq!(wrong.status(), 401);
+    let html = wrong.text().await.expect("html");
+    assert!(html.contains("That code is not right"), "{html}");
+
+    let done =
+        submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
+    let tokens = world.exchange(&app, &World::code_of(&done)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["acr"], TESSERA_MFA);
+    let access = claims_of(tokens["access_token"].as_str().expect("access token"));
+    assert_eq!(access["acr"], TESSERA_MFA);
+    let events = world.app.audit_events(&world.user_id).await;
+    assert!(
+        events.iter().any(|e| e == "second_factor_refused"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "second_factor_accepted"),
+        "{events:?}"
+    );
+
+    // The pending step was spent: the same cookie and form buy nothing.
+    let mut replayed = HttpBrowser::for_pages();
+    replayed.cookies = browser.cookies.clone();
+    replayed.cookies.remove("tessera_session");
+    let again =
+        submit_second_factor(&world, &mut replayed, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(again.status(), 403);
+
+    // A new sign-in elsewhere: the code already used in its window is refused; a recovery code
+    // stands in, once.
+    let mut other = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut other, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let replay =
+        submit_second_factor(&world, &mut other, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(replay.status(), 401, "a used code is refused");
+    let html = replay.text().await.expect("html");
+    let by_recovery =
+        submit_second_factor(&world, &mut other, &html, "recovery_code", &recovery[0]).await;
+    World::code_of(&by_recovery);
+    let mut third = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut third, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let reused =
+        submit_second_factor(&world, &mut third, &html, "recovery_code", &recovery[0]).await;
+    assert_eq!(reused.status(), 401, "a recovery code is good once");
+    world.app.stop().await;
+}
+
+/// The pending step's cookie from another browser is worth nothing without the page's CSRF
+/// cookie, and a browser without the pending cookie gets no sign-in from a right code.
+#[tokio::test]
+async fn a_second_step_without_its_cookie_is_refused() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let (secret, _) = enrol_totp(&world).await;
+    let now = world.app.clock.now();
+    let mut browser = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut browser, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let mut attacker = HttpBrowser::for_pages();
+    attacker.cookies = browser.cookies.clone();
+    attacker.cookies.remove("tessera_mfa");
+    let refused =
+        submit_second_factor(&world, &mut attacker, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(refused.status(), 403);
+    assert!(!attacker.cookies.contains_key("tessera_session"));
+    world.app.stop().await;
+}
