@@ -329,3 +329,56 @@ async fn a_second_step_without_its_cookie_is_refused() {
     assert!(!attacker.cookies.contains_key("tessera_session"));
     world.app.stop().await;
 }
+
+/// Step-up: a password-only session (made before the person set up an app), then a request
+/// with `acr_values` for multi-factor shows the second-step page instead of a code; the right
+/// code upgrades that same session (same `sid`), whose tokens then carry `acr`; afterwards the
+/// same request is answered silently.
+#[tokio::test]
+async fn acr_values_step_up_an_existing_password_session() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    let first = world.sign_in(&mut browser, &app, &[]).await;
+    let tokens = world.exchange(&app, &World::code_of(&first)).await;
+    let sid = claims_of(tokens["id_token"].as_str().expect("id token"))["sid"].clone();
+    let (secret, _) = enrol_totp(&world).await;
+    let now = world.app.clock.now();
+
+    let step = browser
+        .get(&world.authorize_url(&app, &[("acr_values", PAPE_MFA)]))
+        .await;
+    assert_eq!(step.status(), 200, "the second-step page");
+    let html = step.text().await.expect("html");
+    assert!(html.contains("Second step"), "{html}");
+    let done =
+        submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
+    let tokens = world.exchange(&app, &World::code_of(&done)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["acr"], TESSERA_MFA);
+    assert_eq!(id["sid"], sid, "the same session, upgraded");
+
+    // Someone with a second factor cannot skip it through the password grant.
+    let (client, client_secret) = world.app.first_party_client().await;
+    let refused = world
+        .app
+        .password_login(
+            (&client, &client_secret),
+            super::EMAIL,
+            crate::testkit::fixtures::PASSWORD,
+            "openid",
+        )
+        .await;
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(
+        body["error_description"],
+        "multi-factor authentication is required; use the authorization code flow"
+    );
+
+    let silent = browser
+        .get(&world.authorize_url(&app, &[("prompt", "none"), ("acr_values", TESSERA_MFA)]))
+        .await;
+    World::code_of(&silent);
+    world.app.stop().await;
+}

@@ -57,8 +57,28 @@ pub async fn next(
                 if needs_sign_in(&request_inner, &session, &user, now) {
                     return Ok(Next::SignIn);
                 }
-                if request_inner.prompt.none && acr_unmet(&request_inner, &session) {
-                    return Ok(Next::SecondStepUnshown);
+                if acr_unmet(&request_inner, &session) {
+                    if request_inner.prompt.none {
+                        return Ok(Next::SecondStepUnshown);
+                    }
+                    // Step-up: the session's person proves a second factor, and the session
+                    // itself is upgraded (`second_step` renews it with both factors).
+                    let factors = crate::mfa::factors(conn, user.id.as_str())
+                        .map_err(|e| DbError::Task(e.to_string()))?;
+                    if factors.any() {
+                        let begun = crate::mfa::pending::begin(
+                            conn,
+                            &user.id,
+                            &session.amr,
+                            session.persistent,
+                            Some(&session.id),
+                            now,
+                        )?;
+                        return Ok(Next::SecondStep {
+                            secret: begun.secret,
+                            offered: offered(&factors),
+                        });
+                    }
                 }
                 sso::touch(conn, &svc_inner.settings.sessions, &session, now)?;
                 after_sign_in(conn, &request_inner, user, session, now)
@@ -394,6 +414,12 @@ pub async fn second_step(
                     Some(secret) => sso::find(conn, secret, now)?.map(|(session, _)| session),
                     None => None,
                 };
+                // A step-up upgrades the session it was begun in, and only in that browser.
+                if let Some(stepped) = &pending.session_id
+                    && previous.as_ref().is_none_or(|p| &p.id != stepped)
+                {
+                    return Ok(SecondStepOutcome::Gone);
+                }
                 let amr = pending
                     .amr
                     .with(&[crate::domain::AuthMethod::OneTimePassword]);
