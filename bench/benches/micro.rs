@@ -38,6 +38,7 @@ fn claims(now: i64) -> AccessClaims {
         roles: vec!["user".into()],
         nbf: None,
         sid: None,
+        acr: None,
     }
 }
 

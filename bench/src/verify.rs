@@ -85,6 +85,7 @@ fn mint(setup: &Setup, dir: &Path, issuer: &str) -> Result<(String, Vec<u8>, Vec
         roles: vec!["admin".into()],
         nbf: None,
         sid: None,
+        acr: None,
     };
     let token = tessera::tokens::sign(ring.active(), tessera::tokens::ACCESS_TOKEN_TYPE, &claims)?;
     let jwk = ring.active().jwk();

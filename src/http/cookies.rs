@@ -104,6 +104,15 @@ pub const SESSION: BrowserCookie = BrowserCookie {
     same_site: SameSite::Lax,
 };
 
+/// The second step of a sign-in in flight (`mfa::pending`): a fresh server-made secret,
+/// stored only as a hash, for five minutes. Lax, like the login form it follows.
+pub const MFA_PENDING: BrowserCookie = BrowserCookie {
+    plain: "tessera_mfa",
+    prefixed: "__Host-tessera_mfa",
+    http_path: "/authorize",
+    same_site: SameSite::Lax,
+};
+
 fn is_https(svc: &Services) -> bool {
     svc.issuer.starts_with("https://")
 }

@@ -52,6 +52,12 @@ impl Metadata {
             end_session_endpoint: url(paths::LOGOUT),
             backchannel_logout_supported: Some(true),
             backchannel_logout_session_supported: Some(true),
+            // The multi-factor classes `acr_values` may ask for (registered for RFC 8414
+            // metadata too).
+            acr_values_supported: crate::domain::Acr::ALL
+                .iter()
+                .map(|acr| acr.as_str().to_string())
+                .collect(),
             ..ProviderMetadata::default()
         };
         // OpenID Connect Discovery §3 adds userinfo, subjects, ID-token signing and claims.
@@ -67,6 +73,7 @@ impl Metadata {
                 "iat",
                 "auth_time",
                 "amr",
+                "acr",
                 "sid",
                 "email",
                 "email_verified",

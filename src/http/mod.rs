@@ -81,6 +81,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             )
             .service(web::resource(paths::CONSENT).route(web::post().to(session::consent_submit)))
             .service(
+                web::resource(paths::SECOND_FACTOR)
+                    .route(web::post().to(session::second_factor_submit)),
+            )
+            .service(
                 web::resource("/auth/{provider}/login").route(web::get().to(federation::login)),
             )
             .service(

@@ -41,6 +41,17 @@ pub(super) struct Login<'a> {
     pub upstreams: Vec<Upstream<'a>>,
 }
 
+/// The second step of a sign-in: one form per factor offered.
+#[derive(Template)]
+#[template(path = "pages/second_factor.html")]
+pub(super) struct SecondFactor<'a> {
+    pub client_name: &'a str,
+    pub carried: Vec<(&'a str, &'a str)>,
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub offered: Vec<crate::authorize::SecondFactor>,
+}
+
 /// The consent page of a third-party app: what it asks for, each scope described.
 #[derive(Template)]
 #[template(path = "pages/consent.html")]

@@ -18,6 +18,8 @@ pub const ADMIN_SESSION: &str = "/admin/sessions/{id}";
 pub const AUTHORIZE: &str = "/authorize";
 /// The consent page's form (under `/authorize`, so the login form's CSRF cookie reaches it).
 pub const CONSENT: &str = "/authorize/consent";
+/// The second step of a sign-in (a code after the password).
+pub const SECOND_FACTOR: &str = "/authorize/second-factor";
 /// The page that asks for the existing account's password before a link.
 pub const LINK: &str = "/auth/link";
 pub const FORGOT_PASSWORD: &str = "/account/forgot-password";

@@ -6,15 +6,18 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::cookies::{LOGIN_CSRF, SESSION};
+use super::cookies::{LOGIN_CSRF, MFA_PENDING, SESSION};
 use super::pages::{self, CONSENT_SCOPE_FIELD, error_page};
 use super::request::{CARRIED, refusal, see_other};
 use super::state::AppState;
-use crate::authorize::{self, AuthorizationRequest, AuthorizeError, Completed, FreshSignIn, Next};
+use crate::authorize::{
+    self, AuthorizationRequest, AuthorizeError, Completed, FreshSignIn, Next, SecondFactor,
+    SecondFactorAnswer, SecondStepOutcome,
+};
 use crate::domain::{Amr, ScopeSet, User};
 use crate::grants::Params;
 use crate::services::Services;
-use crate::sso::Origin;
+use crate::sso::{Origin, Started};
 
 /// The session cookie's secret, as the browser presents it.
 pub fn cookie(req: &HttpRequest, svc: &Services) -> Option<String> {
@@ -50,7 +53,23 @@ pub async fn signed_in(
     };
     match authorize::interaction::signed_in(svc, request, fresh, cookie(req, svc)).await {
         Ok(Completed { started, next }) => {
-            let mut response = respond(svc, request, params, next);
+            with_session(svc, respond(svc, request, params, next), started)
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+/// `response` with the session cookie of `started`, if a session was made.
+fn with_session(
+    svc: &Services,
+    mut response: HttpResponse,
+    started: Option<Started>,
+) -> HttpResponse {
+    let Some(started) = started else {
+        return response;
+    };
+    {
+        {
             let cookie = if started.session.persistent {
                 let age = started.session.absolute_expires_at - started.session.created_at;
                 SESSION.build(
@@ -62,9 +81,10 @@ pub async fn signed_in(
                 SESSION.build_for_browser_session(svc, &started.secret)
             };
             let _ = response.add_cookie(&cookie);
+            // The second step, if there was one, is done with.
+            let _ = response.add_cookie(&MFA_PENDING.removal(svc));
             response
         }
-        Err(e) => refusal(e),
     }
 }
 
@@ -87,7 +107,17 @@ pub fn respond(
             session,
             scopes,
         } => consent_page(svc, request, params, &user, &session.id, &scopes),
-        Next::SignIn => error_page(
+        Next::SecondStep { secret, offered } => {
+            let mut response =
+                second_factor_page(svc, request, params, StatusCode::OK, None, offered);
+            let _ = response.add_cookie(&MFA_PENDING.build(
+                svc,
+                &secret,
+                actix_web::cookie::time::Duration::seconds(crate::mfa::pending::TTL_SECS),
+            ));
+            response
+        }
+        Next::SignIn | Next::SecondStepUnshown => error_page(
             StatusCode::BAD_REQUEST,
             "Your sign-in did not go through. Go back to the application and start again.",
         ),
@@ -177,6 +207,97 @@ pub async fn consent_submit(
             StatusCode::FORBIDDEN,
             "Your sign-in has ended or changed since this page was shown. Go back to the application and start again.",
         ),
+        Err(e) => refusal(e),
+    }
+}
+
+fn second_factor_page(
+    svc: &Services,
+    request: &AuthorizationRequest,
+    params: &Params,
+    status: StatusCode,
+    error: Option<&str>,
+    offered: Vec<SecondFactor>,
+) -> HttpResponse {
+    let csrf = match crate::crypto::random_token(32) {
+        Ok(token) => token,
+        Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
+    };
+    let page = pages::SecondFactor {
+        client_name: &request.client.name,
+        carried: CARRIED
+            .iter()
+            .filter_map(|name| params.get(name).map(|value| (*name, value)))
+            .collect(),
+        csrf: &csrf,
+        error,
+        offered,
+    };
+    let mut response = pages::render_leading_to(status, Some(&request.redirect_uri), &page);
+    let _ = response.add_cookie(&LOGIN_CSRF.build(
+        svc,
+        &csrf,
+        actix_web::cookie::time::Duration::minutes(10),
+    ));
+    response
+}
+
+/// POST /authorize/second-factor: a code from the authenticator app (`totp`) or a recovery
+/// code (`recovery_code`), with the authorization request and the CSRF token, in the browser
+/// holding the pending step's cookie.
+pub async fn second_factor_submit(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    let (params, request) = match super::request::posted_authorization(&req, svc, &body).await {
+        Ok(posted) => posted,
+        Err(page) => return page,
+    };
+    const GONE: &str = "This sign-in has expired or was already used. Go back to the application and sign in again.";
+    let Some(pending) = MFA_PENDING.read(&req, svc).filter(|v| !v.is_empty()) else {
+        return error_page(StatusCode::FORBIDDEN, GONE);
+    };
+    let answer = match (params.get("totp"), params.get("recovery_code")) {
+        (Some(code), _) if !code.trim().is_empty() => SecondFactorAnswer::Totp(code),
+        (_, Some(code)) if !code.trim().is_empty() => SecondFactorAnswer::RecoveryCode(code),
+        _ => return error_page(StatusCode::BAD_REQUEST, "Enter a code."),
+    };
+    let outcome = authorize::interaction::second_step(
+        svc,
+        &request,
+        pending,
+        answer,
+        origin(&req, svc),
+        cookie(&req, svc),
+    )
+    .await;
+    match outcome {
+        Ok(SecondStepOutcome::Completed(completed)) => {
+            let Completed { started, next } = *completed;
+            with_session(svc, respond(svc, &request, &params, next), started)
+        }
+        Ok(SecondStepOutcome::Refused { offered }) => second_factor_page(
+            svc,
+            &request,
+            &params,
+            StatusCode::UNAUTHORIZED,
+            Some("That code is not right, or was already used. Try the next one."),
+            offered,
+        ),
+        Ok(SecondStepOutcome::Throttled(wait)) => super::pages::with_retry_after(
+            error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many wrong codes. Try again in {wait} seconds."),
+            ),
+            wait,
+        ),
+        Ok(SecondStepOutcome::Gone) => {
+            let mut response = error_page(StatusCode::FORBIDDEN, GONE);
+            let _ = response.add_cookie(&MFA_PENDING.removal(svc));
+            response
+        }
         Err(e) => refusal(e),
     }
 }

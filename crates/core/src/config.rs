@@ -231,6 +231,25 @@ pub struct AccountSettings {
     pub unverified_ttl_secs: i64,
     pub registrations_per_ip: i64,
     pub reauth_max_age_secs: i64,
+    /// Whether everyone must sign in with a second factor (`required`: who has none enrols
+    /// during sign-in, and the password grant is refused).
+    pub mfa: MfaPolicy,
+}
+
+/// `accounts.mfa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MfaPolicy {
+    /// A second factor is asked of those who enrolled one (and when an app asks for it).
+    Optional,
+    /// Everyone signs in with a second factor.
+    Required,
+}
+
+impl MfaPolicy {
+    pub fn is_required(self) -> bool {
+        self == MfaPolicy::Required
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -1097,6 +1116,7 @@ mod tests {
                 "self_registration",
             ),
             (("TESSERA_SMTP_TLS", "ssl"), "smtp.tls"),
+            (("TESSERA_ACCOUNTS_MFA", "sometimes"), "accounts.mfa"),
             (
                 ("TESSERA_MAIL_POLL_INTERVAL_MS", "0"),
                 "mail.poll_interval_ms",

@@ -24,6 +24,8 @@ pub struct Purged {
     /// Accounts that never verified their address (only with mail on).
     pub unverified_accounts: usize,
     pub known_sign_ins: usize,
+    /// Second steps of sign-ins (`mfa::pending`), once expired.
+    pub mfa_pending: usize,
     pub audit_events: usize,
 }
 
@@ -85,6 +87,7 @@ pub fn purge(
         known_sign_ins: drain(conn, &|c| {
             repo::known_sign_ins::purge(c, known_cutoff, batch)
         })?,
+        mfa_pending: drain(conn, &|c| crate::mfa::pending::purge(c, now, batch))?,
         audit_events: match audit_cutoff {
             Some(cutoff) => drain(conn, &|c| repo::audit::purge(c, cutoff, batch))?,
             None => 0,

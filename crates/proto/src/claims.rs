@@ -67,6 +67,9 @@ pub struct AccessClaims {
     /// person's session list can mark the one they are using.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The authentication context class of the sign-in (as in the ID token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 impl AccessClaims {
@@ -180,6 +183,7 @@ mod tests {
             roles: Vec::new(),
             nbf: None,
             sid: None,
+            acr: None,
         }
     }
 

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// `issuer` parses as empty, which matches no configured issuer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderMetadata {
+    /// OpenID Connect Discovery §3: the `acr` values this provider can satisfy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acr_values_supported: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_endpoint: Option<String>,
     /// OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens carry `sid`.

@@ -6,6 +6,7 @@
 mod consent;
 mod interop;
 mod logout;
+mod mfa;
 mod params;
 mod review;
 mod session;

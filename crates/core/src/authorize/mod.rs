@@ -11,7 +11,9 @@ pub mod interaction;
 pub mod request;
 pub mod store;
 
-pub use interaction::{Completed, FreshSignIn, Next};
+pub use interaction::{
+    Completed, FreshSignIn, Next, SecondFactor, SecondFactorAnswer, SecondStepOutcome,
+};
 pub use request::{
     AuthorizationRequest, AuthorizeError, CODE_TTL_SECS, Prompt, issue_code_with, pkce_matches,
     validate, with_query,

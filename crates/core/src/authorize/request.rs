@@ -31,6 +31,8 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     /// The `sub` of a valid `id_token_hint`: who the app believes is signed in.
     pub hinted_subject: Option<String>,
+    /// A multi-factor class asked for in `acr_values` (values not known here are ignored).
+    pub acr: Option<crate::domain::Acr>,
 }
 
 /// `prompt` (OpenID Connect Core §3.1.2.1): a set of `none`, `login`, `consent`,
@@ -267,6 +269,9 @@ pub(crate) fn check(
             .get("login_hint")
             .map(|hint| hint.chars().take(320).collect()),
         hinted_subject,
+        acr: params
+            .get("acr_values")
+            .and_then(crate::domain::Acr::first_of),
     })
 }
 

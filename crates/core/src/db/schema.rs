@@ -153,9 +153,23 @@ diesel::allow_tables_to_appear_in_same_query!(
     browser_sessions,
     session_clients,
     consents,
+    mfa_pending,
     totp_credentials,
     recovery_codes,
 );
+
+diesel::table! {
+    mfa_pending (secret_hash) {
+        secret_hash -> Text,
+        user_id -> Text,
+        amr -> Text,
+        persistent -> BigInt,
+        session_id -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
 
 diesel::table! {
     account_tokens (token_hash) {

@@ -17,7 +17,7 @@ mod scope;
 mod user;
 
 pub use audience::Audiences;
-pub use authentication::{Amr, AuthMethod, Authentication};
+pub use authentication::{Acr, Amr, AuthMethod, Authentication};
 pub use client::{BackchannelLogout, Client, Consent};
 pub use grant::{GrantType, GrantTypes};
 pub use ids::{ClientId, UserId};

@@ -61,15 +61,16 @@ pub fn mint(
         .access_token_ttl_secs
         .unwrap_or(svc.settings.tokens.access_token_ttl_secs);
     let audiences = audiences(client, scope, &svc.issuer);
-    let (sub, roles, auth_time, stamp, sid) = match &subject {
+    let (sub, roles, auth_time, stamp, sid, acr) = match &subject {
         Subject::User { user, auth } => (
             user.id.to_string(),
             user.roles.to_vec(),
             Some(auth.time),
             Some(crate::tokens::stamp_of(user)),
             auth.session_id.clone(),
+            auth.acr().map(|acr| acr.as_str().to_string()),
         ),
-        Subject::Client => (client.id.to_string(), Vec::new(), None, None, None),
+        Subject::Client => (client.id.to_string(), Vec::new(), None, None, None, None),
     };
     let jti = crate::crypto::random_token(16).map_err(|e| GrantError::Hashing(e.to_string()))?;
     let claims = AccessClaims {
@@ -86,6 +87,7 @@ pub fn mint(
         roles,
         nbf: None,
         sid,
+        acr: acr.clone(),
     };
     let (access_jti, access_expires_at) = (claims.jti.clone(), claims.exp);
     let ring = svc.keys.current();
@@ -101,7 +103,7 @@ pub fn mint(
                 auth_time: auth.time,
                 nonce: nonce.map(String::from),
                 amr: auth.amr.names(),
-                acr: None,
+                acr,
                 sid: auth.session_id.clone(),
                 user: user_claims(user, scope),
             };

@@ -7,6 +7,10 @@ use crate::accounts::login::{self, Attempt, LoginError};
 use crate::domain::{Client, GrantType, ScopeSet, User};
 use crate::services::Services;
 
+/// The refusal of the password grant to someone who must use a second factor.
+pub const MFA_REQUIRED: &str =
+    "multi-factor authentication is required; use the authorization code flow";
+
 pub async fn grant(
     svc: &Services,
     client: &Client,
@@ -22,6 +26,20 @@ pub async fn grant(
         via: "password",
     };
     let user = login::verify_credentials(svc, username, password, attempt).await?;
+    // No second step fits this grant: whoever has or must use a second factor signs in
+    // through the browser. Said only after the password was right, so it tells a guesser nothing.
+    let user_id = user.id.to_string();
+    let has_factor = svc
+        .db
+        .run(move |conn| {
+            crate::mfa::factors(conn, &user_id)
+                .map(|f| f.any())
+                .map_err(|e| crate::db::DbError::Task(e.to_string()))
+        })
+        .await?;
+    if svc.settings.accounts.mfa.is_required() || has_factor {
+        return Err(GrantError::InvalidGrant(MFA_REQUIRED.into()));
+    }
     let scope = if request.params.get("scope").is_none() {
         // The client's default scope: leave out what this user may not have.
         super::scope_for_user(&user, &scope)

@@ -4,6 +4,8 @@
 //!
 //! Blocking (diesel): HTTP calls these inside `Database::run`, the CLI directly.
 
+// The second step of a sign-in in flight.
+pub mod pending;
 pub mod recovery;
 pub mod sealed;
 pub mod store;

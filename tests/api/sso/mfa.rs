@@ -1,0 +1,384 @@
+//! Multi-factor sign-in, as far as the browser session and tokens see it: `amr` and `acr`
+//! in tokens, `acr_values` at `/authorize`, and discovery's `acr_values_supported`.
+
+use serde_json::Value;
+use tessera::clients::ClientSpec;
+
+use super::World;
+use crate::testkit::fixtures::{claims_of, location, query_of};
+use crate::testkit::http::HttpBrowser;
+
+const TESSERA_MFA: &str = "urn:tessera:acr:mfa";
+const PAPE_MFA: &str = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
+
+/// Both discovery documents list the two multi-factor classes; the OpenID one lists `acr`
+/// among its claims.
+#[tokio::test]
+async fn discovery_advertises_both_multi_factor_acr_values() {
+    let world = World::new().await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let doc: Value = world
+            .app
+            .client
+            .get(world.app.url(path))
+            .send()
+            .await
+            .expect("discovery")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            doc["acr_values_supported"],
+            serde_json::json!([TESSERA_MFA, PAPE_MFA]),
+            "{path}"
+        );
+    }
+    let openid: Value = world
+        .app
+        .client
+        .get(world.app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    let claims = openid["claims_supported"].as_array().expect("claims");
+    assert!(claims.iter().any(|c| c == "acr"), "{claims:?}");
+    world.app.stop().await;
+}
+
+/// A password alone is one factor: `amr` says `pwd`, and neither token carries an `acr`, even
+/// when the app asked for multi-factor (`acr_values` is a voluntary request: the app sees from
+/// the missing `acr` that it was not met).
+#[tokio::test]
+async fn a_password_sign_in_carries_pwd_and_no_acr() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    let response = world.sign_in(&mut browser, &app, &[]).await;
+    let tokens = world.exchange(&app, &World::code_of(&response)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id["amr"], serde_json::json!(["pwd"]));
+    assert!(id.get("acr").is_none(), "{id}");
+    let access = claims_of(tokens["access_token"].as_str().expect("access token"));
+    assert!(access.get("acr").is_none(), "{access}");
+    world.app.stop().await;
+}
+
+/// Inside a password-only session, `prompt=none` with `acr_values` asking for multi-factor
+/// cannot be met without a page: back to the app with `interaction_required` and its state,
+/// no code. Unknown acr values are ignored (the same request without a known one gets a code),
+/// and either known value counts.
+#[tokio::test]
+async fn prompt_none_with_an_unmet_acr_is_interaction_required() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    World::code_of(&world.sign_in(&mut browser, &app, &[]).await);
+    for asked in [TESSERA_MFA, PAPE_MFA, &format!("urn:other {PAPE_MFA}")] {
+        let refused = browser
+            .get(&world.authorize_url(&app, &[("prompt", "none"), ("acr_values", asked)]))
+            .await;
+        assert_eq!(refused.status(), 303, "never a page");
+        let query = query_of(&location(&refused));
+        assert_eq!(query["error"], "interaction_required", "{asked}");
+        assert_eq!(query.get("state").map(String::as_str), Some("st-1"));
+        assert!(!query.contains_key("code"));
+    }
+    let silent = browser
+        .get(&world.authorize_url(
+            &app,
+            &[("prompt", "none"), ("acr_values", "urn:other:loa:1")],
+        ))
+        .await;
+    World::code_of(&silent);
+    world.app.stop().await;
+}
+
+/// With `accounts.mfa = "required"` the password grant, which has no second step, is refused
+/// with a clear `invalid_grant`, but only once the password was right: a wrong one gets the
+/// usual answer, so the refusal tells a guesser nothing.
+#[tokio::test]
+async fn the_password_grant_is_refused_when_mfa_is_required() {
+    let env = crate::testkit::app::TestEnv::new();
+    let mut settings = env.settings();
+    settings.accounts.mfa = tessera::config::MfaPolicy::Required;
+    let app = env.spawn_with(settings).await;
+    let world = World::with(env, app).await;
+    let (id, secret) = world.app.first_party_client().await;
+    let refused = world
+        .app
+        .password_login(
+            (&id, &secret),
+            super::EMAIL,
+            crate::testkit::fixtures::PASSWORD,
+            "openid",
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(
+        body["error_description"],
+        "multi-factor authentication is required; use the authorization code flow"
+    );
+    let wrong = world
+        .app
+        .password_login((&id, &secret), super::EMAIL, "not the password", "openid")
+        .await;
+    let body: Value = wrong.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_ne!(
+        body["error_description"],
+        "multi-factor authentication is required; use the authorization code flow"
+    );
+    world.app.stop().await;
+}
+
+/// With the default `accounts.mfa = "optional"` and no second factor, the password grant
+/// works as before, and its tokens carry `amr: ["pwd"]` and no `acr`.
+#[tokio::test]
+async fn the_password_grant_works_when_mfa_is_optional() {
+    let world = World::new().await;
+    let (id, secret) = world.app.first_party_client().await;
+    let ok = world
+        .app
+        .password_login(
+            (&id, &secret),
+            super::EMAIL,
+            crate::testkit::fixtures::PASSWORD,
+            "openid",
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    let tokens: Value = ok.json().await.expect("json");
+    let id_token = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id_token["amr"], serde_json::json!(["pwd"]));
+    assert!(id_token.get("acr").is_none());
+    world.app.stop().await;
+}
+
+/// Sets up an authenticator app for the world's person through the use cases (as the account
+/// page does): the secret, to compute codes from, and the recovery codes.
+async fn enrol_totp(world: &World) -> (tessera::mfa::TotpSecret, Vec<String>) {
+    let svc = world.app.state.services.clone();
+    let user_id = world.user_id.clone();
+    let now = world.app.clock.now();
+    svc.db
+        .clone()
+        .run(move |conn| {
+            let fail = |e: tessera::mfa::MfaError| tessera::db::DbError::Task(e.to_string());
+            tessera::mfa::begin_totp(conn, &svc.secrets, "Tessera", &user_id, super::EMAIL, now)
+                .map_err(fail)?;
+            let row = tessera::mfa::store::find_totp(conn, &user_id)?.expect("pending totp");
+            let secret = tessera::mfa::TotpSecret::from_bytes(
+                svc.secrets
+                    .open(&user_id, &row.sealed_secret)
+                    .expect("opens"),
+            );
+            let attempt = tessera::mfa::CodeAttempt {
+                user_id: &user_id,
+                ip: None,
+                client_id: None,
+                purpose: "enrolment",
+            };
+            let codes = match tessera::mfa::confirm_totp(
+                conn,
+                &svc.secrets,
+                &svc.settings.throttle,
+                attempt,
+                &secret.code_at(now - 30),
+                now,
+            )
+            .map_err(fail)?
+            {
+                tessera::mfa::CodeCheck::Accepted(codes) => codes,
+                other => panic!("enrolment refused: {other:?}"),
+            };
+            Ok::<_, tessera::db::DbError>((secret, codes))
+        })
+        .await
+        .expect("enrolled")
+}
+
+/// Posts the second-step form of `html` with `field` = `code`.
+async fn submit_second_factor(
+    world: &World,
+    browser: &mut HttpBrowser,
+    html: &str,
+    field: &str,
+    code: &str,
+) -> reqwest::Response {
+    // Each factor has its own form with the same hidden fields: the first form's.
+    let first_form = html.split("</form>").next().unwrap_or(html);
+    let mut form = super::hidden_fields(first_form);
+    form.push((
+        "csrf_token".into(),
+        crate::testkit::fixtures::csrf_field(html),
+    ));
+    form.push((field.into(), code.into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    browser
+        .post_form(&world.app.url("/authorize/second-factor"), &form)
+        .await
+}
+
+/// A person with an authenticator app: the password leads to the second-step page, not to the
+/// app, and no session is made yet (a fresh `/authorize` still shows the login page). A wrong
+/// code gets the page again with a message (401); the right one gets the code, and the tokens
+/// say `amr: [pwd, otp, mfa]` and `acr: urn:tessera:acr:mfa`. The pending step is then spent:
+/// posting again with it is refused, and so is the same code at a new sign-in (replay).
+#[tokio::test]
+async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let (secret, recovery) = enrol_totp(&world).await;
+    let now = world.app.clock.now();
+    let mut browser = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut browser, &app, &[]).await;
+    assert_eq!(step.status(), 200, "the second-step page, not the app");
+    assert!(
+        browser.cookies.contains_key("tessera_mfa"),
+        "{:?}",
+        browser.cookies
+    );
+    assert!(
+        !browser.cookies.contains_key("tessera_session"),
+        "no session yet"
+    );
+    let html = step.text().await.expect("html");
+    assert!(
+        html.contains("Second step") && html.contains(r#"name="totp""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"name="recovery_code""#), "{html}");
+
+    let wrong = submit_second_factor(&world, &mut browser, &html, "totp", "000000").await;
+    assert_eq!(wrong.status(), 401);
+    let html = wrong.text().await.expect("html");
+    assert!(html.contains("That code is not right"), "{html}");
+
+    let done =
+        submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
+    let tokens = world.exchange(&app, &World::code_of(&done)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["acr"], TESSERA_MFA);
+    let access = claims_of(tokens["access_token"].as_str().expect("access token"));
+    assert_eq!(access["acr"], TESSERA_MFA);
+    let events = world.app.audit_events(&world.user_id).await;
+    assert!(
+        events.iter().any(|e| e == "second_factor_refused"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "second_factor_accepted"),
+        "{events:?}"
+    );
+
+    // The pending step was spent: the same cookie and form buy nothing.
+    let mut replayed = HttpBrowser::for_pages();
+    replayed.cookies = browser.cookies.clone();
+    replayed.cookies.remove("tessera_session");
+    let again =
+        submit_second_factor(&world, &mut replayed, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(again.status(), 403);
+
+    // A new sign-in elsewhere: the code already used in its window is refused; a recovery code
+    // stands in, once.
+    let mut other = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut other, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let replay =
+        submit_second_factor(&world, &mut other, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(replay.status(), 401, "a used code is refused");
+    let html = replay.text().await.expect("html");
+    let by_recovery =
+        submit_second_factor(&world, &mut other, &html, "recovery_code", &recovery[0]).await;
+    World::code_of(&by_recovery);
+    let mut third = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut third, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let reused =
+        submit_second_factor(&world, &mut third, &html, "recovery_code", &recovery[0]).await;
+    assert_eq!(reused.status(), 401, "a recovery code is good once");
+    world.app.stop().await;
+}
+
+/// The pending step's cookie from another browser is worth nothing without the page's CSRF
+/// cookie, and a browser without the pending cookie gets no sign-in from a right code.
+#[tokio::test]
+async fn a_second_step_without_its_cookie_is_refused() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let (secret, _) = enrol_totp(&world).await;
+    let now = world.app.clock.now();
+    let mut browser = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut browser, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let mut attacker = HttpBrowser::for_pages();
+    attacker.cookies = browser.cookies.clone();
+    attacker.cookies.remove("tessera_mfa");
+    let refused =
+        submit_second_factor(&world, &mut attacker, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(refused.status(), 403);
+    assert!(!attacker.cookies.contains_key("tessera_session"));
+    world.app.stop().await;
+}
+
+/// Step-up: a password-only session (made before the person set up an app), then a request
+/// with `acr_values` for multi-factor shows the second-step page instead of a code; the right
+/// code upgrades that same session (same `sid`), whose tokens then carry `acr`; afterwards the
+/// same request is answered silently.
+#[tokio::test]
+async fn acr_values_step_up_an_existing_password_session() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    let first = world.sign_in(&mut browser, &app, &[]).await;
+    let tokens = world.exchange(&app, &World::code_of(&first)).await;
+    let sid = claims_of(tokens["id_token"].as_str().expect("id token"))["sid"].clone();
+    let (secret, _) = enrol_totp(&world).await;
+    let now = world.app.clock.now();
+
+    let step = browser
+        .get(&world.authorize_url(&app, &[("acr_values", PAPE_MFA)]))
+        .await;
+    assert_eq!(step.status(), 200, "the second-step page");
+    let html = step.text().await.expect("html");
+    assert!(html.contains("Second step"), "{html}");
+    let done =
+        submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
+    let tokens = world.exchange(&app, &World::code_of(&done)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["acr"], TESSERA_MFA);
+    assert_eq!(id["sid"], sid, "the same session, upgraded");
+
+    // Someone with a second factor cannot skip it through the password grant.
+    let (client, client_secret) = world.app.first_party_client().await;
+    let refused = world
+        .app
+        .password_login(
+            (&client, &client_secret),
+            super::EMAIL,
+            crate::testkit::fixtures::PASSWORD,
+            "openid",
+        )
+        .await;
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(
+        body["error_description"],
+        "multi-factor authentication is required; use the authorization code flow"
+    );
+
+    let silent = browser
+        .get(&world.authorize_url(&app, &[("prompt", "none"), ("acr_values", TESSERA_MFA)]))
+        .await;
+    World::code_of(&silent);
+    world.app.stop().await;
+}
