@@ -18,12 +18,13 @@ use super::schema::{login_throttles, refresh_tokens, revoked_access_tokens, sess
 /// its prepared-statement cache already holds; a backend's own connection finds a statement
 /// of a fixed shape in its cache by the statement's type, without building any SQL. For the
 /// hot path's statements (single sign-on's `/authorize`: the client, the session, the user,
-/// the code row).
+/// the code row). `DbConnection` must be in scope where it is used (every repository file has
+/// it), so that the macro names no path back into `db`.
 macro_rules! native {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::DbConnection::Sqlite($c) => $body,
-            $crate::db::DbConnection::Postgres($c) => $body,
+            DbConnection::Sqlite($c) => $body,
+            DbConnection::Postgres($c) => $body,
         }
     };
 }
