@@ -65,9 +65,10 @@ async fn first_start_creates_one_key_and_a_restart_keeps_it() {
         })
         .collect();
     files.sort();
+    let mut expected = vec![format!("{}.pem", first[0]), "secrets.key".to_string()];
+    expected.sort();
     assert_eq!(
-        files,
-        vec![format!("{}.pem", first[0]), "secrets.key".to_string()],
+        files, expected,
         "one signing key file and the key that seals TOTP secrets"
     );
     let secrets_key = env.keys_dir().join("secrets.key");

@@ -65,19 +65,35 @@ impl SecretBox {
         if !path.exists() {
             fs::create_dir_all(dir).map_err(io("cannot create the keys directory", dir))?;
             let bytes: [u8; 32] = random_bytes()?;
-            let temp = dir.join(format!(".{KEY_FILE}.tmp"));
+            // Replicas sharing the directory may start together: each writes its own temporary
+            // file, and a hard link (which fails when the name exists) makes the first one the
+            // key; the others read the winner's, so all of them seal with one key.
+            let nonce: [u8; 8] = random_bytes()?;
+            let temp = dir.join(format!(".{KEY_FILE}.{}.tmp", crate::crypto::hex(&nonce)));
             let mut file = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
                 .open(&temp)
                 .map_err(io("cannot write", &temp))?;
             file.write_all(format!("{}\n", STANDARD.encode(bytes)).as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(io("cannot write", &temp))?;
-            fs::rename(&temp, &path).map_err(io("cannot write", &path))?;
-            tracing::info!(path = %path.display(), "made the key that seals TOTP secrets");
+            let linked = fs::hard_link(&temp, &path);
+            let _ = fs::remove_file(&temp);
+            match linked {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "made the key that seals TOTP secrets")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(SealError::Io {
+                        action: "cannot write",
+                        path,
+                        source,
+                    });
+                }
+            }
         }
         if let Ok(meta) = fs::metadata(&path)
             && meta.permissions().mode() & 0o077 != 0
@@ -192,6 +208,34 @@ mod tests {
         assert_eq!(mode, 0o600);
         let again = SecretBox::load_or_create(dir.path()).unwrap();
         assert_eq!(again.open("u", &sealed).ok().as_deref(), Some(&b"kept"[..]));
+    }
+
+    #[test]
+    fn replicas_starting_together_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let boxes: Vec<SecretBox> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SecretBox::load_or_create(&path))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        let sealed = boxes[0].seal("u", b"one key").unwrap();
+        for other in &boxes {
+            assert_eq!(other.open("u", &sealed).unwrap(), b"one key");
+        }
+        let names: Vec<_> = fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from(KEY_FILE)],
+            "no temporary file is left"
+        );
     }
 
     #[test]
