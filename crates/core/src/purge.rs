@@ -24,6 +24,8 @@ pub struct Purged {
     /// Accounts that never verified their address (only with mail on).
     pub unverified_accounts: usize,
     pub known_sign_ins: usize,
+    /// Passkey ceremonies (registration, sign-in) never finished and now expired.
+    pub webauthn_ceremonies: usize,
     pub audit_events: usize,
 }
 
@@ -84,6 +86,9 @@ pub fn purge(
         },
         known_sign_ins: drain(conn, &|c| {
             repo::known_sign_ins::purge(c, known_cutoff, batch)
+        })?,
+        webauthn_ceremonies: drain(conn, &|c| {
+            crate::mfa::passkey_store::purge(c, now, batch)
         })?,
         audit_events: match audit_cutoff {
             Some(cutoff) => drain(conn, &|c| repo::audit::purge(c, cutoff, batch))?,

@@ -155,6 +155,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     consents,
     totp_credentials,
     recovery_codes,
+    passkeys,
+    webauthn_ceremonies,
 );
 
 diesel::table! {
@@ -322,3 +324,31 @@ diesel::table! {
 }
 
 diesel::joinable!(recovery_codes -> users (user_id));
+
+diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        name -> Text,
+        credential -> Text,
+        backup_eligible -> Bool,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(passkeys -> users (user_id));
+
+diesel::table! {
+    webauthn_ceremonies (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        kind -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(webauthn_ceremonies -> users (user_id));

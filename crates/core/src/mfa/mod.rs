@@ -4,6 +4,8 @@
 //!
 //! Blocking (diesel): HTTP calls these inside `Database::run`, the CLI directly.
 
+pub mod passkey;
+pub mod passkey_store;
 pub mod recovery;
 pub mod sealed;
 pub mod store;
