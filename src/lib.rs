@@ -9,5 +9,5 @@ pub mod telemetry;
 // The core's modules under their old paths, for the handlers' and tests' imports.
 pub use tessera_core::{
     accounts, audit, authorize, clients, clock, config, crypto, db, domain, federation, grants,
-    keys, mail, metrics, preflight, purge, refresh, services, sso, tokens, usecases,
+    keys, mail, metrics, mfa, preflight, purge, refresh, services, sso, tokens, usecases,
 };

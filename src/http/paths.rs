@@ -37,3 +37,15 @@ pub const REGISTER_PAGE: &str = "/account/register";
 pub const ACCOUNT_CONSENTS: &str = "/account/consents";
 /// One of them, by client id: `DELETE` withdraws it.
 pub const ACCOUNT_CONSENT: &str = "/account/consents/{client_id}";
+/// The one script of the pages: passkey ceremonies (`navigator.credentials`).
+pub const PASSKEY_SCRIPT: &str = "/assets/passkey.js";
+/// The person's passkeys (a page), and its forms and the registration's options (JSON).
+pub const ACCOUNT_PASSKEYS: &str = "/account/passkeys";
+pub const ACCOUNT_PASSKEYS_OPTIONS: &str = "/account/passkeys/options";
+pub const ACCOUNT_PASSKEYS_ADD: &str = "/account/passkeys/add";
+pub const ACCOUNT_PASSKEYS_RENAME: &str = "/account/passkeys/rename";
+pub const ACCOUNT_PASSKEYS_REMOVE: &str = "/account/passkeys/remove";
+/// "Sign in with a passkey" on the login page: the options (JSON), then the answer (a form).
+/// Under `/authorize`, so the login form's CSRF cookie reaches them.
+pub const AUTHORIZE_PASSKEY_OPTIONS: &str = "/authorize/passkey/options";
+pub const AUTHORIZE_PASSKEY: &str = "/authorize/passkey";

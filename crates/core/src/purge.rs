@@ -87,9 +87,7 @@ pub fn purge(
         known_sign_ins: drain(conn, &|c| {
             repo::known_sign_ins::purge(c, known_cutoff, batch)
         })?,
-        webauthn_ceremonies: drain(conn, &|c| {
-            crate::mfa::passkey_store::purge(c, now, batch)
-        })?,
+        webauthn_ceremonies: drain(conn, &|c| crate::mfa::passkey_store::purge(c, now, batch))?,
         audit_events: match audit_cutoff {
             Some(cutoff) => drain(conn, &|c| repo::audit::purge(c, cutoff, batch))?,
             None => 0,

@@ -182,7 +182,12 @@ pub fn start_registration(
     let display = user.name.clone().unwrap_or_else(|| name.clone());
     let (mut options, state): (CreationChallengeResponse, PasskeyRegistration) = passkeys
         .webauthn
-        .start_passkey_registration(user_handle(user.id.as_str()), &name, &display, Some(existing))
+        .start_passkey_registration(
+            user_handle(user.id.as_str()),
+            &name,
+            &display,
+            Some(existing),
+        )
         .map_err(|e| PasskeyError::Options(e.to_string()))?;
     if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
         selection.resident_key = Some(ResidentKeyRequirement::Required);
@@ -209,6 +214,13 @@ fn backup_eligible(passkey: &Passkey) -> Result<bool, PasskeyError> {
         .pointer("/cred/backup_eligible")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false))
+}
+
+/// A time as the passkeys page shows it.
+pub fn display_date(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
 }
 
 /// The trimmed name, or the default; at most 64 characters.
@@ -239,7 +251,10 @@ pub fn finish_registration(
             return Ok(Err(Refused::StaleCeremony));
         };
         let state: PasskeyRegistration = serde_json::from_str(&ceremony.state)?;
-        let Ok(passkey) = passkeys.webauthn.finish_passkey_registration(answer, &state) else {
+        let Ok(passkey) = passkeys
+            .webauthn
+            .finish_passkey_registration(answer, &state)
+        else {
             return Ok(Err(Refused::Invalid));
         };
         let credential_id = credential_id_text(passkey.cred_id().as_ref());
@@ -372,7 +387,10 @@ pub fn start_sign_in(
 /// The outcome of a passwordless sign-in.
 #[derive(Debug)]
 pub enum SignIn {
-    Accepted { user: User, amr: Amr },
+    Accepted {
+        user: User,
+        amr: Amr,
+    },
     Refused(Refused),
     /// Too many failed attempts from this IP: wait this many seconds.
     Throttled(i64),
@@ -409,12 +427,7 @@ pub fn finish_sign_in(
     now: i64,
 ) -> Result<SignIn, PasskeyError> {
     let keys: Vec<(String, Policy)> = ip
-        .map(|ip| {
-            vec![(
-                format!("ip:{}", throttle::ip_key(ip)),
-                Policy::ip(settings),
-            )]
-        })
+        .map(|ip| vec![(format!("ip:{}", throttle::ip_key(ip)), Policy::ip(settings))])
         .unwrap_or_default();
     if let Some(wait) = throttle::reserve(conn, &keys, now)? {
         return Ok(SignIn::Throttled(wait));
