@@ -78,7 +78,8 @@ async fn another_persons_session_and_a_forged_form_change_nothing() {
     let world = World::new().await;
     let client = world.client("Notes", ClientSpec::default()).await;
     let mine = planted_passkey(&world, &world.user_id, "Ann's key").await;
-    world.app.create_user(OTHER, PASSWORD, &[]).await;
+    let bob_id = world.app.create_user(OTHER, PASSWORD, &[]).await;
+    planted_passkey(&world, &bob_id, "Bob's key").await;
 
     // No session: the page says to sign in.
     let mut stranger = HttpBrowser::for_pages();

@@ -142,13 +142,13 @@ impl World {
     }
 }
 
-/// Makes the page's passkey form keep its answer in `sessionStorage` (as `pk`) when it posts
+/// Makes the page's passkey form keep its answer in `localStorage` (as `pk`) when it posts
 /// it, and, unless `post`, not post it at all.
 async fn capture_answers(browser: &Browser, post: bool) {
     let script = format!(
         "const post = {post}; const original = HTMLFormElement.prototype.submit;
          HTMLFormElement.prototype.submit = function () {{
-           sessionStorage.setItem('pk', JSON.stringify({{
+           localStorage.setItem('pk', JSON.stringify({{
              ceremony: this.elements.ceremony.value,
              credential: this.elements.credential.value }}));
            if (post) {{ original.call(this); }}
@@ -268,7 +268,7 @@ async fn a_passkey_signs_in_without_a_password_and_its_answer_is_good_once() {
     browser.open(&world.authorize_url()).await;
     let stashed: Value = serde_json::from_str(
         browser
-            .script("return sessionStorage.getItem('pk')")
+            .script("return localStorage.getItem('pk')")
             .await
             .as_str()
             .expect("the answer was kept"),
@@ -307,7 +307,7 @@ async fn a_passkey_signs_in_without_a_password_and_its_answer_is_good_once() {
     browser
         .wait_until("the passkey's answer", || async {
             browser
-                .script("return sessionStorage.getItem('pk')")
+                .script("return localStorage.getItem('pk')")
                 .await
                 .as_str()
                 .is_some_and(|s| {
@@ -317,7 +317,7 @@ async fn a_passkey_signs_in_without_a_password_and_its_answer_is_good_once() {
         .await;
     let late: Value = serde_json::from_str(
         browser
-            .script("return sessionStorage.getItem('pk')")
+            .script("return localStorage.getItem('pk')")
             .await
             .as_str()
             .expect("kept"),
