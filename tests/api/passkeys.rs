@@ -95,6 +95,8 @@ async fn another_persons_session_and_a_forged_form_change_nothing() {
         )
         .await;
     assert_eq!(renamed.status(), 404, "not Bob's passkey");
+    // Every render of the page rotates its CSRF token.
+    let csrf = csrf_field(&renamed.text().await.expect("html"));
     let url = world.app.url("/account/passkeys/remove");
     let removed = bob
         .post_form(
