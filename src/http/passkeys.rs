@@ -171,7 +171,7 @@ async fn account_page(
             .map(|row| pages::PasskeyLine {
                 id: &row.id,
                 name: &row.name,
-                kind: if row.backup_eligible {
+                kind: if row.backup_eligible != 0 {
                     "synced"
                 } else {
                     "device-bound"

@@ -22,7 +22,7 @@ async fn planted_passkey(world: &World, user_id: &str, name: &str) -> String {
         credential_id: tessera::db::new_id(),
         name: name.to_string(),
         credential: "{}".to_string(),
-        backup_eligible: false,
+        backup_eligible: 0,
         created_at: 1,
         last_used_at: None,
     };

@@ -8,7 +8,7 @@ CREATE TABLE passkeys (
     credential_id TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     credential TEXT NOT NULL,
-    backup_eligible BOOLEAN NOT NULL,
+    backup_eligible BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     last_used_at BIGINT
 );

@@ -332,7 +332,7 @@ diesel::table! {
         credential_id -> Text,
         name -> Text,
         credential -> Text,
-        backup_eligible -> Bool,
+        backup_eligible -> BigInt,
         created_at -> BigInt,
         last_used_at -> Nullable<BigInt>,
     }

@@ -269,7 +269,7 @@ pub fn finish_registration(
             credential_id,
             name: clean_name(name),
             credential: serde_json::to_string(&passkey)?,
-            backup_eligible,
+            backup_eligible: i64::from(backup_eligible),
             created_at: now,
             last_used_at: None,
         };

@@ -14,7 +14,8 @@ pub struct PasskeyRow {
     pub name: String,
     /// webauthn-rs's `Passkey` as JSON (public key, counter, backup flags).
     pub credential: String,
-    pub backup_eligible: bool,
+    /// 1 for a synced (backup-eligible) passkey, else 0.
+    pub backup_eligible: i64,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
 }
@@ -75,7 +76,7 @@ pub fn record_use(
     diesel::update(passkeys::table.find(id))
         .set((
             passkeys::credential.eq(credential),
-            passkeys::backup_eligible.eq(backup_eligible),
+            passkeys::backup_eligible.eq(i64::from(backup_eligible)),
             passkeys::last_used_at.eq(now),
         ))
         .execute(conn)
