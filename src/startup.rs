@@ -70,11 +70,17 @@ impl Application {
         let address = listener.local_addr()?;
         let issuer = settings.issuer_for(address);
         let federation = Federation::new(&settings, &issuer)?;
+        // The WebAuthn relying party: the issuer's host and origin (none for an IP address).
+        let passkeys = crate::mfa::passkey::Passkeys::new(&issuer, "Tessera").map(Arc::new);
+        if passkeys.is_none() {
+            tracing::info!(%issuer, "passkeys are off: the issuer's host is not a domain name");
+        }
         let state = web::Data::new(AppState::new(Services {
             db,
             keys: Arc::new(KeyStore::new(key_ring)),
             secrets: Arc::new(secrets),
             federation: Arc::new(federation),
+            passkeys,
             hashes,
             issuer,
             settings: settings.clone(),

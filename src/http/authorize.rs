@@ -144,6 +144,25 @@ pub async fn submit(
     }
 }
 
+/// The login page again for `request`, with `error` (after a failed passkey sign-in): the
+/// form's own CSRF token stays.
+pub(super) fn login_page_for(
+    svc: &Services,
+    status: StatusCode,
+    request: &AuthorizationRequest,
+    params: &Params,
+    error: Option<&str>,
+) -> HttpResponse {
+    let csrf = params.get(CSRF_FIELD).unwrap_or_default().to_string();
+    let form = LoginForm {
+        request,
+        params,
+        csrf: &csrf,
+        email: params.get("email"),
+    };
+    login_page(svc, status, &form, error)
+}
+
 /// What the login form shows and carries.
 struct LoginForm<'a> {
     request: &'a AuthorizationRequest,
@@ -178,6 +197,7 @@ fn login_page(
         error,
         forgot_password: svc.mailer.is_some(),
         register: svc.settings.accounts.self_registration,
+        passkeys: svc.passkeys.is_some(),
         upstreams: svc
             .federation
             .providers()
@@ -188,5 +208,5 @@ fn login_page(
             })
             .collect(),
     };
-    pages::render_leading_to(status, Some(&request.redirect_uri), &page)
+    pages::render_with_script(status, Some(&request.redirect_uri), &page)
 }

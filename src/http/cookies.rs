@@ -88,6 +88,14 @@ pub const SECURITY_CSRF: BrowserCookie = BrowserCookie {
 /// Marks a browser its owner signed in with, so the account-wide failure counter spares it
 /// (`accounts::known`). Strict: only Tessera's own form posts need it, never a navigation from
 /// elsewhere.
+/// The passkeys page's double-submit CSRF token.
+pub const PASSKEYS_CSRF: BrowserCookie = BrowserCookie {
+    plain: "tessera_passkeys_csrf",
+    prefixed: "__Host-tessera_passkeys_csrf",
+    http_path: "/account/passkeys",
+    same_site: SameSite::Strict,
+};
+
 pub const DEVICE: BrowserCookie = BrowserCookie {
     plain: "tessera_device",
     prefixed: "__Host-tessera_device",

@@ -15,6 +15,7 @@ mod health;
 mod logout;
 pub mod metrics;
 mod pages;
+mod passkeys;
 pub mod paths;
 mod request;
 mod security;
@@ -124,6 +125,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::get().to(users::show_page))
                     .route(web::post().to(users::submit_page)),
             )
+            .configure(passkeys::routes)
             .configure(account::routes)
             .configure(security::routes)
             .configure(consents::routes)

@@ -39,6 +39,32 @@ pub(super) struct Login<'a> {
     pub forgot_password: bool,
     pub register: bool,
     pub upstreams: Vec<Upstream<'a>>,
+    /// "Sign in with a passkey" (off when the issuer has no domain for an RP ID).
+    pub passkeys: bool,
+}
+
+/// GET /account/passkeys: the person's passkeys, to add, rename and remove.
+#[derive(Template)]
+#[template(path = "pages/passkeys.html")]
+pub(super) struct Passkeys<'a> {
+    pub account: &'a str,
+    pub csrf: &'a str,
+    /// Whether passkeys can be registered here at all.
+    pub available: bool,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// The passkey whose removal waits for a confirmation (the last second factor).
+    pub confirm_remove: Option<&'a str>,
+    pub passkeys: Vec<PasskeyLine<'a>>,
+}
+
+pub(super) struct PasskeyLine<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    /// "synced" or "device-bound".
+    pub kind: &'static str,
+    pub created: String,
+    pub last_used: Option<String>,
 }
 
 /// The second step of a sign-in: one form per factor offered.
@@ -190,6 +216,27 @@ pub(super) fn render_leading_to(
     respond(status, target.as_deref(), page)
 }
 
+/// A page that runs `/assets/passkey.js` (and may call this site with `fetch`): the same
+/// policy plus `script-src 'self'` and `connect-src 'self'`; still no inline script.
+pub(super) fn render_with_script(
+    status: StatusCode,
+    redirect_uri: Option<&str>,
+    page: &impl Template,
+) -> HttpResponse {
+    let target = redirect_uri.and_then(form_target);
+    let mut response = respond(status, target.as_deref(), page);
+    let policy = format!(
+        "{}; script-src 'self'; connect-src 'self'",
+        content_security_policy(target.as_deref())
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
 pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     let role = if status.is_success() {
         "status"
@@ -321,8 +368,9 @@ mod tests {
                     name: HOSTILE,
                     display_name: HOSTILE,
                 }],
+                passkeys: true,
             }),
-            8,
+            10,
         );
         assert_escaped(
             &page(&ForgotPassword {

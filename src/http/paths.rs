@@ -50,3 +50,14 @@ pub const ACCOUNT_SECURITY_TOTP_REMOVE: &str = "/account/security/totp/remove";
 pub const ACCOUNT_SECURITY_RECOVERY_CODES: &str = "/account/security/recovery-codes";
 /// The person's passkeys (another page; linked from the security page).
 pub const ACCOUNT_PASSKEYS: &str = "/account/passkeys";
+/// The one script of the pages: passkey ceremonies (`navigator.credentials`).
+pub const PASSKEY_SCRIPT: &str = "/assets/passkey.js";
+/// The person's passkeys' forms and the registration's options (JSON).
+pub const ACCOUNT_PASSKEYS_OPTIONS: &str = "/account/passkeys/options";
+pub const ACCOUNT_PASSKEYS_ADD: &str = "/account/passkeys/add";
+pub const ACCOUNT_PASSKEYS_RENAME: &str = "/account/passkeys/rename";
+pub const ACCOUNT_PASSKEYS_REMOVE: &str = "/account/passkeys/remove";
+/// "Sign in with a passkey" on the login page: the options (JSON), then the answer (a form).
+/// Under `/authorize`, so the login form's CSRF cookie reaches them.
+pub const AUTHORIZE_PASSKEY_OPTIONS: &str = "/authorize/passkey/options";
+pub const AUTHORIZE_PASSKEY: &str = "/authorize/passkey";

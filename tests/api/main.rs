@@ -34,6 +34,7 @@ mod login_page;
 mod metrics;
 mod notes_api;
 mod pages;
+mod passkeys;
 mod password_grant;
 mod redirect_uris;
 mod refresh;

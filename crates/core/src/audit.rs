@@ -72,6 +72,7 @@ pub enum Event {
     SecondFactorRefused,
     /// A recovery code stood in for the second factor.
     RecoveryCodeUsed,
+    PasskeyRenamed,
 }
 
 impl Event {
@@ -107,6 +108,7 @@ impl Event {
             Event::SecondFactorAccepted => "second_factor_accepted",
             Event::SecondFactorRefused => "second_factor_refused",
             Event::RecoveryCodeUsed => "recovery_code_used",
+            Event::PasskeyRenamed => "passkey_renamed",
         }
     }
 }

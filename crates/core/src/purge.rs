@@ -26,6 +26,8 @@ pub struct Purged {
     pub known_sign_ins: usize,
     /// Second steps of sign-ins (`mfa::pending`), once expired.
     pub mfa_pending: usize,
+    /// Passkey ceremonies (registration, sign-in) never finished and now expired.
+    pub webauthn_ceremonies: usize,
     pub audit_events: usize,
 }
 
@@ -88,6 +90,7 @@ pub fn purge(
             repo::known_sign_ins::purge(c, known_cutoff, batch)
         })?,
         mfa_pending: drain(conn, &|c| crate::mfa::pending::purge(c, now, batch))?,
+        webauthn_ceremonies: drain(conn, &|c| crate::mfa::passkey_store::purge(c, now, batch))?,
         audit_events: match audit_cutoff {
             Some(cutoff) => drain(conn, &|c| repo::audit::purge(c, cutoff, batch))?,
             None => 0,

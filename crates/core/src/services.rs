@@ -19,6 +19,8 @@ pub struct Services {
     /// Seals and opens the secrets Tessera must read back (TOTP secrets).
     pub secrets: Arc<crate::mfa::SecretBox>,
     pub federation: Arc<Federation>,
+    /// The WebAuthn relying party; `None` when the issuer's host is an IP address.
+    pub passkeys: Option<Arc<crate::mfa::passkey::Passkeys>>,
     pub hashes: HashPool,
     pub settings: Arc<Settings>,
     pub issuer: String,

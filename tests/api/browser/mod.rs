@@ -17,6 +17,7 @@ mod forgot_password;
 mod link;
 mod login;
 mod logout;
+mod passkeys;
 mod register;
 mod security;
 mod sso;

@@ -162,6 +162,15 @@ impl World {
 
 /// The hidden fields of the first form of `html` but its CSRF token, as name/value pairs.
 pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    // The page's first form only: the login page also has the passkey form, which carries
+    // the request too, and a browser posts one form, not both.
+    let html = html
+        .find("<form")
+        .map(|start| {
+            let form = &html[start..];
+            &form[..form.find("</form>").unwrap_or(form.len())]
+        })
+        .unwrap_or(html);
     let mut fields = Vec::new();
     for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
         let Some((name, rest)) = part.split_once('"') else {

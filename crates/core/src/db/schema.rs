@@ -156,6 +156,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     mfa_pending,
     totp_credentials,
     recovery_codes,
+    passkeys,
+    webauthn_ceremonies,
 );
 
 diesel::table! {
@@ -336,3 +338,31 @@ diesel::table! {
 }
 
 diesel::joinable!(recovery_codes -> users (user_id));
+
+diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        name -> Text,
+        credential -> Text,
+        backup_eligible -> BigInt,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(passkeys -> users (user_id));
+
+diesel::table! {
+    webauthn_ceremonies (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        kind -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(webauthn_ceremonies -> users (user_id));

@@ -65,6 +65,14 @@ impl Amr {
         Amr(methods)
     }
 
+    /// Several methods (sorted, each once).
+    pub fn of_all(methods: &[AuthMethod]) -> Amr {
+        let mut methods = methods.to_vec();
+        methods.sort();
+        methods.dedup();
+        Amr(methods)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -4,6 +4,8 @@
 //!
 //! Blocking (diesel): HTTP calls these inside `Database::run`, the CLI directly.
 
+pub mod passkey;
+pub mod passkey_store;
 // The second step of a sign-in in flight.
 pub mod pending;
 pub mod recovery;
