@@ -443,7 +443,7 @@ async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
     match outcome {
         Ok(SignIn::Accepted { user, amr }) => {
             let persistent = params.get("remember").is_some();
-            super::session::signed_in(&req, svc, &request, &params, user, amr, persistent).await
+            super::session::signed_in(&req, svc, &request, &params, *user, amr, persistent).await
         }
         Ok(SignIn::Refused(refused)) => retry(StatusCode::UNAUTHORIZED, refused.message()),
         Ok(SignIn::Throttled(wait)) => with_retry_after(

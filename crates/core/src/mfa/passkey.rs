@@ -388,7 +388,7 @@ pub fn start_sign_in(
 #[derive(Debug)]
 pub enum SignIn {
     Accepted {
-        user: User,
+        user: Box<User>,
         amr: Amr,
     },
     Refused(Refused),
@@ -487,7 +487,10 @@ pub fn finish_sign_in(
         Ok(Ok((user, amr)))
     })?;
     match outcome {
-        Ok((user, amr)) => Ok(SignIn::Accepted { user, amr }),
+        Ok((user, amr)) => Ok(SignIn::Accepted {
+            user: Box::new(user),
+            amr,
+        }),
         Err((refused, user_id)) => {
             audit::record(
                 conn,
