@@ -143,11 +143,7 @@ async fn finished_page(
             super::session::signed_in(req, svc, &request, &params, *user, amr, false).await
         }
         Finished::Direct { user, .. } => {
-            let who = if user.email.is_empty() {
-                user.name.clone().unwrap_or_else(|| "your account".into())
-            } else {
-                user.email.clone()
-            };
+            let who = user.label();
             message_page(
                 StatusCode::OK,
                 "Signed in",

@@ -176,11 +176,7 @@ fn confirmation_page(
             "Please try again.",
         );
     };
-    let account = if user.email.is_empty() {
-        user.name.as_deref().unwrap_or("your account")
-    } else {
-        &user.email
-    };
+    let account = user.label();
     let page = pages::Logout {
         client_name: request.client.as_ref().map(|client| client.name.as_str()),
         account,

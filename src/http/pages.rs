@@ -76,6 +76,21 @@ pub(super) struct SecondFactor<'a> {
     pub csrf: &'a str,
     pub error: Option<&'a str>,
     pub offered: Vec<crate::authorize::SecondFactor>,
+    /// An authenticator app to set up first (the person must use a second factor, and has
+    /// none).
+    pub setup: Option<TotpSetup>,
+    /// A passkey is offered: the page runs `/assets/passkey.js`.
+    pub passkey_script: bool,
+}
+
+/// An authenticator app set up during sign-in: the recovery codes, once, and the way on.
+#[derive(Template)]
+#[template(path = "pages/enrolled.html")]
+pub(super) struct Enrolled<'a> {
+    pub client_name: &'a str,
+    pub recovery_codes: Vec<String>,
+    /// `/authorize` again, with the request: the session now answers it.
+    pub continue_to: String,
 }
 
 /// The consent page of a third-party app: what it asks for, each scope described.
@@ -198,6 +213,27 @@ pub(super) struct TotpSetup {
     pub qr_svg: String,
     /// The secret in base32, to type into an app that cannot scan.
     pub secret: String,
+}
+
+impl TotpSetup {
+    /// The QR code of the `otpauth://` URI as an SVG element (the renderer's XML declaration
+    /// dropped: the SVG goes inside the HTML), and the secret to type instead.
+    pub fn of(enrolment: &crate::mfa::TotpEnrolment) -> Result<TotpSetup, qrcode::types::QrError> {
+        let code = qrcode::QrCode::new(enrolment.otpauth_uri.as_bytes())?;
+        let svg = code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build();
+        let svg = match svg.find("<svg") {
+            Some(start) => svg[start..].to_string(),
+            None => svg,
+        };
+        Ok(TotpSetup {
+            qr_svg: svg,
+            secret: enrolment.secret_base32.clone(),
+        })
+    }
 }
 
 /// A page whose forms post only here.
@@ -432,6 +468,34 @@ mod tests {
             // account, error, notice, a recovery code, the secret, and the CSRF token of
             // the two forms.
             7,
+        );
+        assert_escaped(
+            &page(&SecondFactor {
+                client_name: HOSTILE,
+                carried: vec![("state", HOSTILE)],
+                csrf: HOSTILE,
+                error: Some(HOSTILE),
+                offered: vec![
+                    crate::authorize::SecondFactor::Totp,
+                    crate::authorize::SecondFactor::Passkey,
+                    crate::authorize::SecondFactor::RecoveryCode,
+                ],
+                setup: Some(TotpSetup {
+                    qr_svg: "<svg></svg>".into(),
+                    secret: HOSTILE.into(),
+                }),
+                passkey_script: true,
+            }),
+            // client name, error, secret, and the carried field and CSRF token of 4 forms.
+            11,
+        );
+        assert_escaped(
+            &page(&Enrolled {
+                client_name: HOSTILE,
+                recovery_codes: vec![HOSTILE.into()],
+                continue_to: HOSTILE.into(),
+            }),
+            3,
         );
         assert_escaped(
             &page(&Logout {

@@ -46,13 +46,13 @@ async fn script() -> HttpResponse {
 }
 
 /// A JSON refusal, shaped like the API's errors (RFC 6749 §5.2 style).
-fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
+pub(super) fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "error": error, "error_description": description }))
 }
 
-fn unavailable() -> HttpResponse {
+pub(super) fn unavailable() -> HttpResponse {
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "temporarily_unavailable",
@@ -154,11 +154,7 @@ async fn account_page(
     let Ok(csrf) = crate::crypto::random_token(32) else {
         return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again.");
     };
-    let account = if user.email.is_empty() {
-        user.name.as_deref().unwrap_or("your account")
-    } else {
-        &user.email
-    };
+    let account = user.label();
     let page = pages::Passkeys {
         account,
         csrf: &csrf,
@@ -238,7 +234,7 @@ async fn registration_options(
     }
 }
 
-fn ceremony_json(started: passkey::Started) -> HttpResponse {
+pub(super) fn ceremony_json(started: passkey::Started) -> HttpResponse {
     let mut body = started.options;
     if let Some(object) = body.as_object_mut() {
         object.insert("ceremony".into(), started.secret.into());

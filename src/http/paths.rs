@@ -20,6 +20,8 @@ pub const AUTHORIZE: &str = "/authorize";
 pub const CONSENT: &str = "/authorize/consent";
 /// The second step of a sign-in (a code after the password).
 pub const SECOND_FACTOR: &str = "/authorize/second-factor";
+/// A passkey as second factor: the options (JSON) for the pending step's person.
+pub const SECOND_FACTOR_PASSKEY_OPTIONS: &str = "/authorize/second-factor/passkey/options";
 /// The page that asks for the existing account's password before a link.
 pub const LINK: &str = "/auth/link";
 pub const FORGOT_PASSWORD: &str = "/account/forgot-password";

@@ -51,22 +51,6 @@ struct Shown<'a> {
     recovery_codes: Vec<String>,
 }
 
-/// The name authenticator apps list the account under: the issuer's host.
-fn issuer_name(svc: &Services) -> String {
-    url::Url::parse(&svc.issuer)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_string))
-        .unwrap_or_else(|| "Tessera".to_string())
-}
-
-fn account_label(user: &User) -> String {
-    if user.email.is_empty() {
-        user.name.clone().unwrap_or_else(|| user.id.to_string())
-    } else {
-        user.email.clone()
-    }
-}
-
 fn unavailable() -> HttpResponse {
     message_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -161,8 +145,8 @@ async fn posted(req: &HttpRequest, svc: &Services, body: &[u8]) -> Result<Posted
 async fn page(svc: &Services, visit: &Visit, status: StatusCode, shown: Shown<'_>) -> HttpResponse {
     let (user_id, account, issuer) = (
         visit.user.id.to_string(),
-        account_label(&visit.user),
-        issuer_name(svc),
+        visit.user.account_name(),
+        mfa::issuer_label(&svc.issuer),
     );
     let sealer = svc.secrets.clone();
     let found = svc
@@ -180,14 +164,14 @@ async fn page(svc: &Services, visit: &Visit, status: StatusCode, shown: Shown<'_
             return unavailable();
         }
     };
-    let setup = match pending.as_ref().map(setup_view).transpose() {
+    let setup = match pending.as_ref().map(pages::TotpSetup::of).transpose() {
         Ok(setup) => setup,
         Err(e) => {
             tracing::error!(error = %e, "account security: the QR code did not render");
             return unavailable();
         }
     };
-    let account = account_label(&visit.user);
+    let account = visit.user.account_name();
     let template = pages::Security {
         account: &account,
         csrf: &visit.csrf,
@@ -205,25 +189,6 @@ async fn page(svc: &Services, visit: &Visit, status: StatusCode, shown: Shown<'_
         actix_web::cookie::time::Duration::minutes(30),
     ));
     response
-}
-
-/// The QR code of the `otpauth://` URI as an SVG element (the renderer's XML declaration
-/// dropped: the SVG goes inside the HTML), and the secret to type instead.
-fn setup_view(enrolment: &TotpEnrolment) -> Result<pages::TotpSetup, qrcode::types::QrError> {
-    let code = qrcode::QrCode::new(enrolment.otpauth_uri.as_bytes())?;
-    let svg = code
-        .render::<qrcode::render::svg::Color<'_>>()
-        .min_dimensions(200, 200)
-        .quiet_zone(true)
-        .build();
-    let svg = match svg.find("<svg") {
-        Some(start) => svg[start..].to_string(),
-        None => svg,
-    };
-    Ok(pages::TotpSetup {
-        qr_svg: svg,
-        secret: enrolment.secret_base32.clone(),
-    })
 }
 
 fn failed(e: MfaError) -> HttpResponse {
@@ -245,8 +210,8 @@ async fn begin(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
     };
     let (user_id, account, issuer) = (
         visit.user.id.to_string(),
-        account_label(&visit.user),
-        issuer_name(svc),
+        visit.user.account_name(),
+        mfa::issuer_label(&svc.issuer),
     );
     let sealer = svc.secrets.clone();
     let now = svc.clock.now();

@@ -11,8 +11,8 @@ use super::pages::{self, CONSENT_SCOPE_FIELD, error_page};
 use super::request::{CARRIED, refusal, see_other};
 use super::state::AppState;
 use crate::authorize::{
-    self, AuthorizationRequest, AuthorizeError, Completed, FreshSignIn, Next, SecondFactor,
-    SecondFactorAnswer, SecondStepOutcome,
+    self, Ask, AuthorizationRequest, AuthorizeError, Completed, FreshSignIn, Next, Refusal,
+    SecondFactor, SecondFactorAnswer, SecondStepOutcome,
 };
 use crate::domain::{Amr, ScopeSet, User};
 use crate::grants::Params;
@@ -107,9 +107,9 @@ pub fn respond(
             session,
             scopes,
         } => consent_page(svc, request, params, &user, &session.id, &scopes),
-        Next::SecondStep { secret, offered } => {
-            let mut response =
-                second_factor_page(svc, request, params, StatusCode::OK, None, offered);
+        Next::Enrolled { recovery_codes } => enrolled_page(request, params, recovery_codes),
+        Next::SecondStep { secret, ask } => {
+            let mut response = second_factor_page(svc, request, params, StatusCode::OK, None, ask);
             let _ = response.add_cookie(&MFA_PENDING.build(
                 svc,
                 &secret,
@@ -136,11 +136,7 @@ fn consent_page(
         Ok(token) => token,
         Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
     };
-    let account = if user.email.is_empty() {
-        user.name.as_deref().unwrap_or("your account")
-    } else {
-        &user.email
-    };
+    let account = user.label();
     let page = pages::Consent {
         client_name: &request.client.name,
         account,
@@ -217,12 +213,23 @@ fn second_factor_page(
     params: &Params,
     status: StatusCode,
     error: Option<&str>,
-    offered: Vec<SecondFactor>,
+    ask: Ask,
 ) -> HttpResponse {
     let csrf = match crate::crypto::random_token(32) {
         Ok(token) => token,
         Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again."),
     };
+    let (offered, setup) = match ask {
+        Ask::Factor(offered) => (offered, None),
+        Ask::Enrol(enrolment) => match pages::TotpSetup::of(&enrolment) {
+            Ok(setup) => (Vec::new(), Some(setup)),
+            Err(e) => {
+                tracing::error!(error = %e, "second step: the QR code did not render");
+                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Please try again.");
+            }
+        },
+    };
+    let passkey_script = offered.contains(&SecondFactor::Passkey);
     let page = pages::SecondFactor {
         client_name: &request.client.name,
         carried: CARRIED
@@ -232,8 +239,15 @@ fn second_factor_page(
         csrf: &csrf,
         error,
         offered,
+        setup,
+        passkey_script,
     };
-    let mut response = pages::render_leading_to(status, Some(&request.redirect_uri), &page);
+    let redirect_uri = Some(request.redirect_uri.as_str());
+    let mut response = if passkey_script {
+        pages::render_with_script(status, redirect_uri, &page)
+    } else {
+        pages::render_leading_to(status, redirect_uri, &page)
+    };
     let _ = response.add_cookie(&LOGIN_CSRF.build(
         svc,
         &csrf,
@@ -242,9 +256,84 @@ fn second_factor_page(
     response
 }
 
-/// POST /authorize/second-factor: a code from the authenticator app (`totp`) or a recovery
-/// code (`recovery_code`), with the authorization request and the CSRF token, in the browser
-/// holding the pending step's cookie.
+/// The recovery codes of an authenticator app set up during sign-in, and a link on to
+/// `/authorize` with the request, which the session (now with both factors) answers. The link
+/// leaves out what the sign-in just met (`prompt=login`, `max_age`): followed, they would ask
+/// again.
+fn enrolled_page(
+    request: &AuthorizationRequest,
+    params: &Params,
+    recovery_codes: Vec<String>,
+) -> HttpResponse {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for name in CARRIED {
+        let Some(value) = params.get(name) else {
+            continue;
+        };
+        if *name == "prompt" {
+            if value.split(' ').any(|p| p == "consent") {
+                query.append_pair("prompt", "consent");
+            }
+            continue;
+        }
+        query.append_pair(name, value);
+    }
+    let page = pages::Enrolled {
+        client_name: &request.client.name,
+        recovery_codes,
+        continue_to: format!("{}?{}", super::paths::AUTHORIZE, query.finish()),
+    };
+    pages::render(StatusCode::OK, &page)
+}
+
+const GONE: &str =
+    "This sign-in has expired or was already used. Go back to the application and sign in again.";
+
+/// The pending second step's cookie, as the browser presents it.
+fn pending_cookie(req: &HttpRequest, svc: &Services) -> Option<String> {
+    MFA_PENDING.read(req, svc).filter(|v| !v.is_empty())
+}
+
+/// What the person gave on the second-step page: a passkey's answer (`credential` and
+/// `ceremony`), the first code of an app being set up (`enrol_totp`), an app's code (`totp`)
+/// or a recovery code (`recovery_code`).
+fn answer_of(params: &Params) -> Result<SecondFactorAnswer, &'static str> {
+    let given = |name: &str| {
+        params
+            .get(name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
+    if let Some(credential) = given("credential") {
+        let credential = serde_json::from_str(&credential)
+            .map_err(|_| "Your browser's passkey answer was malformed. Try again.")?;
+        return Ok(SecondFactorAnswer::Passkey {
+            ceremony: given("ceremony").unwrap_or_default(),
+            credential: Box::new(credential),
+        });
+    }
+    if let Some(code) = given("enrol_totp") {
+        return Ok(SecondFactorAnswer::EnrolTotp(code));
+    }
+    if let Some(code) = given("totp") {
+        return Ok(SecondFactorAnswer::Totp(code));
+    }
+    if let Some(code) = given("recovery_code") {
+        return Ok(SecondFactorAnswer::RecoveryCode(code));
+    }
+    Err("Enter a code.")
+}
+
+fn refusal_message(why: Refusal) -> &'static str {
+    match why {
+        Refusal::WrongCode => "That code is not right, or was already used. Try the next one.",
+        Refusal::Passkey(refused) => refused.message(),
+    }
+}
+
+/// POST /authorize/second-factor: the second step's answer, with the authorization request and
+/// the CSRF token, in the browser holding the pending step's cookie.
 pub async fn second_factor_submit(
     req: HttpRequest,
     body: web::Bytes,
@@ -255,16 +344,14 @@ pub async fn second_factor_submit(
         Ok(posted) => posted,
         Err(page) => return page,
     };
-    const GONE: &str = "This sign-in has expired or was already used. Go back to the application and sign in again.";
-    let Some(pending) = MFA_PENDING.read(&req, svc).filter(|v| !v.is_empty()) else {
+    let Some(pending) = pending_cookie(&req, svc) else {
         return error_page(StatusCode::FORBIDDEN, GONE);
     };
-    let answer = match (params.get("totp"), params.get("recovery_code")) {
-        (Some(code), _) if !code.trim().is_empty() => SecondFactorAnswer::Totp(code),
-        (_, Some(code)) if !code.trim().is_empty() => SecondFactorAnswer::RecoveryCode(code),
-        _ => return error_page(StatusCode::BAD_REQUEST, "Enter a code."),
+    let answer = match answer_of(&params) {
+        Ok(answer) => answer,
+        Err(message) => return error_page(StatusCode::BAD_REQUEST, message),
     };
-    let outcome = authorize::interaction::second_step(
+    let outcome = authorize::second_step::second_step(
         svc,
         &request,
         pending,
@@ -278,18 +365,18 @@ pub async fn second_factor_submit(
             let Completed { started, next } = *completed;
             with_session(svc, respond(svc, &request, &params, next), started)
         }
-        Ok(SecondStepOutcome::Refused { offered }) => second_factor_page(
+        Ok(SecondStepOutcome::Refused { ask, why }) => second_factor_page(
             svc,
             &request,
             &params,
             StatusCode::UNAUTHORIZED,
-            Some("That code is not right, or was already used. Try the next one."),
-            offered,
+            Some(refusal_message(why)),
+            ask,
         ),
         Ok(SecondStepOutcome::Throttled(wait)) => super::pages::with_retry_after(
             error_page(
                 StatusCode::TOO_MANY_REQUESTS,
-                &format!("Too many wrong codes. Try again in {wait} seconds."),
+                &format!("Too many wrong answers. Try again in {wait} seconds."),
             ),
             wait,
         ),
@@ -299,5 +386,34 @@ pub async fn second_factor_submit(
             response
         }
         Err(e) => refusal(e),
+    }
+}
+
+/// POST /authorize/second-factor/passkey/options: a passkey ceremony for the pending step's
+/// person (the page's CSRF token and authorization request checked again); JSON
+/// `{ceremony, publicKey}`, as `/assets/passkey.js` expects.
+pub async fn second_factor_passkey_options(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    if let Err(page) = super::request::posted_authorization(&req, svc, &body).await {
+        return super::passkeys::json_error(
+            page.status(),
+            "invalid_request",
+            "This sign-in page has expired. Go back to the application and start again.",
+        );
+    }
+    let Some(pending) = pending_cookie(&req, svc) else {
+        return super::passkeys::json_error(StatusCode::FORBIDDEN, "invalid_request", GONE);
+    };
+    match authorize::second_step::passkey_options(svc, pending).await {
+        Ok(Some(started)) => super::passkeys::ceremony_json(started),
+        Ok(None) => super::passkeys::json_error(StatusCode::FORBIDDEN, "invalid_request", GONE),
+        Err(e) => {
+            tracing::error!(error = %e, "passkey second factor did not start");
+            super::passkeys::unavailable()
+        }
     }
 }

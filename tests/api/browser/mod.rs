@@ -13,6 +13,7 @@
 // The harness serves every page's tests; not each uses every part.
 #![allow(dead_code)]
 
+mod enrolment;
 mod forgot_password;
 mod link;
 mod login;

@@ -212,3 +212,72 @@ async fn a_passkey_registered_on_the_account_page_signs_in_without_a_password() 
     world.site.stop().await;
     world.app.stop().await;
 }
+
+/// A passkey as second factor: the person registered one, then signs in with the password;
+/// the second-step page offers "Use a passkey" (beside the recovery codes, if any), the
+/// virtual authenticator answers, and the app receives a code whose ID token says `pwd` and
+/// a key, and `mfa`. No session is made before the passkey.
+#[tokio::test]
+async fn a_password_then_a_passkey_as_second_factor() {
+    let world = World::new().await;
+    let mut browser = Browser::start().await;
+    browser
+        .client
+        .issue_cmd(AddVirtualAuthenticator)
+        .await
+        .expect("a virtual authenticator");
+    browser.open(&world.authorize_url()).await;
+    browser.type_into("#email", EMAIL).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button.primary").await;
+    browser.wait_for_url(&world.site.origin).await;
+    browser
+        .open(&format!("{}/account/passkeys", world.base))
+        .await;
+    browser.type_into("#passkey-name", "Phone").await;
+    browser.click("#passkey-button").await;
+    browser
+        .wait_for_url(&format!("{}/account/passkeys?added", world.base))
+        .await;
+    browser
+        .client
+        .delete_cookie("tessera_session")
+        .await
+        .expect("cookie removed");
+
+    browser.open(&world.authorize_url()).await;
+    browser.type_into("#email", EMAIL).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button.primary").await;
+    browser.find("#passkey-second-factor").await;
+    assert!(
+        browser.cookie("tessera_session").await.is_none(),
+        "no session before the second factor"
+    );
+    assert!(!browser.has("#totp").await, "no app to ask for");
+    browser.click("#passkey-button").await;
+    browser.wait_for_url(&world.site.origin).await;
+    let url = url::Url::parse(&browser.current_url().await).expect("url");
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query.get("state").map(String::as_str), Some("pk-state"));
+    let claims = world.id_claims(query.get("code").expect("a code")).await;
+    assert_eq!(claims["sub"], world.user_id.as_str());
+    let amr: Vec<&str> = claims["amr"]
+        .as_array()
+        .expect("amr")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(amr.contains(&"pwd"), "{amr:?}");
+    assert!(amr.contains(&"hwk") || amr.contains(&"swk"), "{amr:?}");
+    assert!(amr.contains(&"mfa"), "{amr:?}");
+    assert_eq!(claims["acr"], "urn:tessera:acr:mfa");
+    assert!(world.passkey_rows().await[0].1.is_some(), "last use noted");
+    browser
+        .assert_no_console_errors("a passkey as second factor")
+        .await;
+
+    browser.close().await;
+    world.site.stop().await;
+    world.app.stop().await;
+}

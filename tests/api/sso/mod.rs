@@ -4,6 +4,7 @@
 //! (`browser::sso`).
 
 mod consent;
+mod enrolment;
 mod interop;
 mod logout;
 mod mfa;

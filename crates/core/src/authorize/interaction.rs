@@ -6,6 +6,7 @@
 use diesel::Connection;
 
 use super::request::{self, AuthorizationRequest, AuthorizeError, issue_code_with};
+use super::second_step::{Ask, SignInSoFar, further_step};
 use crate::db::{DbConnection, DbError, repo};
 use crate::domain::{Amr, Authentication, ScopeSet, User};
 use crate::grants::Params;
@@ -25,15 +26,16 @@ pub enum Next {
     },
     /// Back to the app with a code: the URL.
     Code { location: String },
-    /// A second factor is asked before the session is made: the pending step's cookie secret
-    /// (`mfa::pending`) and the factors the page offers.
-    SecondStep {
-        secret: String,
-        offered: Vec<SecondFactor>,
-    },
+    /// More than the first factor is needed before the session is made or upgraded
+    /// (`second_step`): the pending step's cookie secret (`mfa::pending`) and what the page
+    /// asks.
+    SecondStep { secret: String, ask: Ask },
     /// `prompt=none`, and the session does not meet the multi-factor sign-in the request
-    /// asked for (`acr_values`): never shown, `next` answers `interaction_required`.
+    /// asked for (`acr_values`, a policy): never shown, `next` answers `interaction_required`.
     SecondStepUnshown,
+    /// An authenticator app was set up during sign-in: its recovery codes, shown once. The
+    /// session now stands for both factors; the person goes on at `/authorize`.
+    Enrolled { recovery_codes: Vec<String> },
 }
 
 /// The next step for `request` in a browser whose session cookie is `cookie` (if any).
@@ -105,28 +107,16 @@ fn session_step(
         if needs_sign_in(request, &session, &user, now) {
             return Ok(Next::SignIn);
         }
-        if acr_unmet(request, &session) {
-            if request.prompt.none {
-                return Ok(Next::SecondStepUnshown);
-            }
-            // Step-up: the session's person proves a second factor, and the session
-            // itself is upgraded (`second_step` renews it with both factors).
-            let factors = crate::mfa::factors(conn, user.id.as_str())
-                .map_err(|e| DbError::Task(e.to_string()))?;
-            if factors.any() {
-                let begun = crate::mfa::pending::begin(
-                    conn,
-                    &user.id,
-                    &session.amr,
-                    session.persistent,
-                    Some(&session.id),
-                    now,
-                )?;
-                return Ok(Next::SecondStep {
-                    secret: begun.secret,
-                    offered: offered(&factors),
-                });
-            }
+        // Step-up: the session's person proves a second factor (or sets one up), and the
+        // session itself is upgraded (`second_step` renews it with both factors).
+        let so_far = SignInSoFar {
+            user: &user,
+            amr: &session.amr,
+            persistent: session.persistent,
+            session_id: Some(&session.id),
+        };
+        if let Some(next) = further_step(conn, svc, request, so_far, now)? {
+            return Ok(next);
         }
         sso::touch(conn, &svc.settings.sessions, &session, now)?;
         after_sign_in(conn, request, user, session, now)
@@ -184,14 +174,9 @@ fn needs_sign_in(
             .is_some_and(|sub| sub != user.id.as_str())
 }
 
-/// Whether the request asked for a multi-factor sign-in (`acr_values`) the session's is not.
-fn acr_unmet(request: &AuthorizationRequest, session: &BrowserSession) -> bool {
-    request.acr.is_some() && !session.amr.is_multi_factor()
-}
-
 /// After a sign-in (fresh or the session's): the consent page if the app needs one, else the
 /// code.
-fn after_sign_in(
+pub(super) fn after_sign_in(
     conn: &mut DbConnection,
     request: &AuthorizationRequest,
     user: User,
@@ -223,28 +208,6 @@ fn authentication(session: &BrowserSession) -> Authentication {
         amr: session.amr.clone(),
         session_id: Some(session.id.clone()),
     }
-}
-
-/// A second factor the second-step page offers. One entry per kind: a new kind (a passkey) is
-/// a variant here and a line in `offered`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecondFactor {
-    /// A code from an authenticator app.
-    Totp,
-    /// One of the person's recovery codes, in place of the app.
-    RecoveryCode,
-}
-
-/// What the second-step page offers a person with these factors.
-pub fn offered(factors: &crate::mfa::Factors) -> Vec<SecondFactor> {
-    let mut offered = Vec::new();
-    if factors.totp {
-        offered.push(SecondFactor::Totp);
-    }
-    if factors.totp && factors.recovery_codes_left > 0 {
-        offered.push(SecondFactor::RecoveryCode);
-    }
-    offered
 }
 
 /// A person who just proved who they are at `/authorize` (a password, an upstream).
@@ -285,21 +248,13 @@ pub async fn signed_in(
                     None => None,
                 };
                 // Whoever has a second factor is always asked for it: no session yet.
-                let factors = crate::mfa::factors(conn, fresh.user.id.as_str())
-                    .map_err(|e| DbError::Task(e.to_string()))?;
-                if factors.any() && !fresh.amr.is_multi_factor() {
-                    let begun = crate::mfa::pending::begin(
-                        conn,
-                        &fresh.user.id,
-                        &fresh.amr,
-                        fresh.persistent,
-                        None,
-                        now,
-                    )?;
-                    let next = Next::SecondStep {
-                        secret: begun.secret,
-                        offered: offered(&factors),
-                    };
+                let so_far = SignInSoFar {
+                    user: &fresh.user,
+                    amr: &fresh.amr,
+                    persistent: fresh.persistent,
+                    session_id: None,
+                };
+                if let Some(next) = further_step(conn, &svc, &request, so_far, now)? {
                     return Ok::<_, DbError>(Completed {
                         started: None,
                         next,
@@ -373,134 +328,4 @@ pub async fn consented(
         })
         .await?;
     Ok(next)
-}
-
-/// What the person typed on the second-step page.
-#[derive(Debug, Clone, Copy)]
-pub enum SecondFactorAnswer<'a> {
-    Totp(&'a str),
-    RecoveryCode(&'a str),
-}
-
-/// How a second step went.
-#[derive(Debug)]
-pub enum SecondStepOutcome {
-    /// Signed in: the session (new, or the browser's own renewed) and the next step.
-    Completed(Box<Completed>),
-    /// The code was wrong or already used; the page again, with what it offers.
-    Refused { offered: Vec<SecondFactor> },
-    /// Too many wrong codes: wait this many seconds.
-    Throttled(i64),
-    /// No such pending step in this browser, used, or expired: start again.
-    Gone,
-}
-
-/// The second step: the code is checked (throttled per account and IP, audited, spent once by
-/// `mfa`), and only then is the pending step taken, once, and the session made with both
-/// factors in its `amr`, in one transaction.
-pub async fn second_step(
-    svc: &Services,
-    request: &AuthorizationRequest,
-    pending_secret: String,
-    answer: SecondFactorAnswer<'_>,
-    origin: Origin,
-    cookie: Option<String>,
-) -> Result<SecondStepOutcome, AuthorizeError> {
-    let now = svc.clock.now();
-    let (svc, request) = (svc.clone(), request.clone());
-    let (answer, is_totp) = match answer {
-        SecondFactorAnswer::Totp(code) => (code.trim().to_string(), true),
-        SecondFactorAnswer::RecoveryCode(code) => (code.trim().to_string(), false),
-    };
-    let outcome = svc
-        .db
-        .clone()
-        .run(move |conn| {
-            let task = |e: crate::mfa::MfaError| DbError::Task(e.to_string());
-            let Some(pending) = crate::mfa::pending::find(conn, &pending_secret, now)? else {
-                return Ok(SecondStepOutcome::Gone);
-            };
-            let user_id = pending.user_id.to_string();
-            let attempt = crate::mfa::CodeAttempt {
-                user_id: &user_id,
-                ip: origin.ip.as_deref(),
-                client_id: Some(request.client.id.as_str()),
-                purpose: "sign_in",
-            };
-            let settings = &svc.settings.throttle;
-            let check = if is_totp {
-                match crate::mfa::check_totp(conn, &svc.secrets, settings, attempt, &answer, now) {
-                    Ok(check) => unit(check),
-                    Err(crate::mfa::MfaError::NotEnrolled) => return Ok(SecondStepOutcome::Gone),
-                    Err(e) => return Err(task(e)),
-                }
-            } else {
-                crate::mfa::redeem_recovery_code(conn, settings, attempt, &answer, now)
-                    .map_err(task)
-                    .map(unit)?
-            };
-            match check {
-                crate::mfa::CodeCheck::Accepted(()) => {}
-                crate::mfa::CodeCheck::Throttled(wait) => {
-                    return Ok(SecondStepOutcome::Throttled(wait));
-                }
-                crate::mfa::CodeCheck::Refused => {
-                    let factors = crate::mfa::factors(conn, &user_id).map_err(task)?;
-                    return Ok(SecondStepOutcome::Refused {
-                        offered: offered(&factors),
-                    });
-                }
-            }
-            conn.transaction(|conn| {
-                let Some(pending) = crate::mfa::pending::take(conn, &pending_secret, now)? else {
-                    return Ok(SecondStepOutcome::Gone);
-                };
-                let Some(user) =
-                    crate::db::repo::users::find_by_id(conn, pending.user_id.as_str())?
-                        .filter(|u| u.disabled_at.is_none())
-                else {
-                    return Ok(SecondStepOutcome::Gone);
-                };
-                let previous = match &cookie {
-                    Some(secret) => sso::find(conn, secret, now)?.map(|(session, _)| session),
-                    None => None,
-                };
-                // A step-up upgrades the session it was begun in, and only in that browser.
-                if let Some(stepped) = &pending.session_id
-                    && previous.as_ref().is_none_or(|p| &p.id != stepped)
-                {
-                    return Ok(SecondStepOutcome::Gone);
-                }
-                let amr = pending
-                    .amr
-                    .with(&[crate::domain::AuthMethod::OneTimePassword]);
-                let started = sso::sign_in(
-                    conn,
-                    &svc.settings.sessions,
-                    SignedIn {
-                        user: &user,
-                        amr,
-                        persistent: pending.persistent,
-                        origin,
-                    },
-                    previous.as_ref(),
-                    now,
-                )?;
-                let next = after_sign_in(conn, &request, user, started.session.clone(), now)?;
-                Ok::<_, DbError>(SecondStepOutcome::Completed(Box::new(Completed {
-                    started: Some(started),
-                    next,
-                })))
-            })
-        })
-        .await?;
-    Ok(outcome)
-}
-
-fn unit<T>(check: crate::mfa::CodeCheck<T>) -> crate::mfa::CodeCheck<()> {
-    match check {
-        crate::mfa::CodeCheck::Accepted(_) => crate::mfa::CodeCheck::Accepted(()),
-        crate::mfa::CodeCheck::Refused => crate::mfa::CodeCheck::Refused,
-        crate::mfa::CodeCheck::Throttled(wait) => crate::mfa::CodeCheck::Throttled(wait),
-    }
 }

@@ -1,6 +1,7 @@
 //! The authorization code flow (RFC 6749 §4.1, PKCE per RFC 7636), one home for both ends:
 //! - `request`: checking an authorization request and issuing a code once the person signed in;
 //! - `interaction`: what comes before the code (the browser session, sign-in, consent);
+//! - `second_step`: a second factor, or setting one up, after the first;
 //! - `code`: redeeming the code at the token endpoint, once;
 //! - `store`: the code rows.
 //!
@@ -9,12 +10,14 @@
 pub mod code;
 pub mod interaction;
 pub mod request;
+pub mod second_step;
 pub mod store;
 
-pub use interaction::{
-    Completed, FreshSignIn, Next, SecondFactor, SecondFactorAnswer, SecondStepOutcome,
-};
+pub use interaction::{Completed, FreshSignIn, Next};
 pub use request::{
     AuthorizationRequest, AuthorizeError, CODE_TTL_SECS, Prompt, issue_code_with, pkce_matches,
     validate, with_query,
+};
+pub use second_step::{
+    Ask, Refusal, SecondFactor, SecondFactorAnswer, SecondStepOutcome, mfa_required,
 };

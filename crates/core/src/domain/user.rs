@@ -21,6 +21,26 @@ pub struct User {
     pub updated_at: i64,
 }
 
+impl User {
+    /// How a page names the account: the address, else the name.
+    pub fn label(&self) -> &str {
+        if self.email.is_empty() {
+            self.name.as_deref().unwrap_or("your account")
+        } else {
+            &self.email
+        }
+    }
+
+    /// How an authenticator lists the account: the address, else the name, else the id.
+    pub fn account_name(&self) -> String {
+        if self.email.is_empty() {
+            self.name.clone().unwrap_or_else(|| self.id.to_string())
+        } else {
+            self.email.clone()
+        }
+    }
+}
+
 /// Never the password hash or the security stamp.
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

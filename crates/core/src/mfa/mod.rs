@@ -42,6 +42,8 @@ pub enum MfaError {
     NothingToConfirm,
     #[error("no authenticator app is set up")]
     NotEnrolled,
+    #[error(transparent)]
+    Passkey(#[from] passkey::PasskeyError),
 }
 
 impl From<diesel::result::Error> for MfaError {
@@ -58,13 +60,15 @@ pub struct Factors {
     /// An authenticator app shown but not yet confirmed with a code.
     pub totp_pending: bool,
     pub recovery_codes_left: i64,
+    /// Registered passkeys.
+    pub passkeys: i64,
 }
 
 impl Factors {
-    /// Whether sign-in asks for a second step. Recovery codes alone are not a factor: they
-    /// only stand in for one.
+    /// Whether sign-in asks for a second step: an authenticator app or a passkey. Recovery
+    /// codes alone are not a factor: they only stand in for one.
     pub fn any(&self) -> bool {
-        self.totp
+        self.totp || self.passkeys > 0
     }
 }
 
@@ -74,7 +78,16 @@ pub fn factors(conn: &mut DbConnection, user_id: &str) -> Result<Factors, MfaErr
         totp: totp.as_ref().is_some_and(|t| t.confirmed_at.is_some()),
         totp_pending: totp.as_ref().is_some_and(|t| t.confirmed_at.is_none()),
         recovery_codes_left: store::unused_recovery_codes(conn, user_id)?,
+        passkeys: passkey_store::count(conn, user_id)?,
     })
+}
+
+/// The name authenticator apps list an account under: the issuer's host.
+pub fn issuer_label(issuer: &str) -> String {
+    url::Url::parse(issuer)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .unwrap_or_else(|| "Tessera".to_string())
 }
 
 /// An authenticator app to set up: what the page shows. The secret is shown now and never
@@ -289,6 +302,39 @@ pub fn check_totp(
         };
         Ok(spent.then_some(()))
     })
+}
+
+/// Checks a passkey given as second factor at sign-in: throttled and audited like a code.
+/// A refusal says why (a spent or stale ceremony, a key that is not the person's, an answer
+/// that does not verify).
+#[allow(clippy::too_many_arguments)]
+pub fn check_passkey(
+    conn: &mut DbConnection,
+    passkeys: &passkey::Passkeys,
+    settings: &ThrottleSettings,
+    attempt: CodeAttempt<'_>,
+    ceremony: &str,
+    answer: &webauthn_rs::prelude::PublicKeyCredential,
+    now: i64,
+) -> Result<
+    (
+        CodeCheck<crate::domain::AuthMethod>,
+        Option<passkey::Refused>,
+    ),
+    MfaError,
+> {
+    let user_id = attempt.user_id.to_string();
+    let mut refused = None;
+    let checked = checked_code(conn, settings, attempt, "passkey", now, |conn| {
+        match passkey::check_second_factor(conn, passkeys, &user_id, ceremony, answer, now)? {
+            Ok(method) => Ok(Some(method)),
+            Err(why) => {
+                refused = Some(why);
+                Ok(None)
+            }
+        }
+    })?;
+    Ok((checked, refused))
 }
 
 /// Spends one of the person's recovery codes in place of the second factor.

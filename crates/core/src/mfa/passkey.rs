@@ -16,7 +16,7 @@ use diesel::Connection;
 use serde_json::json;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, CredentialID, DiscoverableAuthentication, Passkey,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
     RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
@@ -37,6 +37,7 @@ const MAX_NAME_CHARS: usize = 64;
 
 const REGISTRATION: &str = "registration";
 const SIGN_IN: &str = "sign_in";
+const SECOND_FACTOR: &str = "second_factor";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasskeyError {
@@ -174,11 +175,7 @@ pub fn start_registration(
         .filter_map(|row| serde_json::from_str::<Passkey>(&row.credential).ok())
         .map(|key| key.cred_id().clone())
         .collect();
-    let name = if user.email.is_empty() {
-        user.name.clone().unwrap_or_else(|| user.id.to_string())
-    } else {
-        user.email.clone()
-    };
+    let name = user.account_name();
     let display = user.name.clone().unwrap_or_else(|| name.clone());
     let (mut options, state): (CreationChallengeResponse, PasskeyRegistration) = passkeys
         .webauthn
@@ -350,6 +347,12 @@ pub fn remove(
             return Ok(Removal::NeedsConfirmation);
         }
         store::delete(conn, user_id, id)?;
+        let left =
+            super::factors(conn, user_id).map_err(|e| PasskeyError::Options(e.to_string()))?;
+        if !left.any() {
+            // Recovery codes stand in for a factor: with none left they stand for nothing.
+            super::store::delete_recovery_codes(conn, user_id)?;
+        }
         audit::record(
             conn,
             Event::MfaRemoved,
@@ -384,6 +387,91 @@ pub fn start_sign_in(
     })
 }
 
+/// Starts a passkey as second factor for `user_id`, who passed the first: the options list the
+/// person's own passkeys (they are known by now). `None` if they have none.
+pub fn start_second_factor(
+    conn: &mut DbConnection,
+    passkeys: &Passkeys,
+    user_id: &str,
+    now: i64,
+) -> Result<Option<Started>, PasskeyError> {
+    let keys: Vec<Passkey> = store::list(conn, user_id)?
+        .iter()
+        .map(|row| serde_json::from_str(&row.credential))
+        .collect::<Result<_, _>>()?;
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let (options, state): (RequestChallengeResponse, PasskeyAuthentication) = passkeys
+        .webauthn
+        .start_passkey_authentication(&keys)
+        .map_err(|e| PasskeyError::Options(e.to_string()))?;
+    let secret = save_ceremony(
+        conn,
+        Some(user_id),
+        SECOND_FACTOR,
+        serde_json::to_string(&state)?,
+        now,
+    )?;
+    Ok(Some(Started {
+        secret,
+        options: serde_json::to_value(&options)?,
+    }))
+}
+
+/// Checks a passkey given as second factor by `user_id` (inside the caller's transaction):
+/// the ceremony is taken whatever the answer, the assertion must verify against its challenge
+/// and be made by one of the person's own passkeys, whose counter is then stored. The method
+/// it proves: `hwk`, or `swk` for a synced passkey.
+pub fn check_second_factor(
+    conn: &mut DbConnection,
+    passkeys: &Passkeys,
+    user_id: &str,
+    secret: &str,
+    answer: &PublicKeyCredential,
+    now: i64,
+) -> Result<Result<AuthMethod, Refused>, PasskeyError> {
+    let id = crate::crypto::sha256_hex(secret.as_bytes());
+    let ceremony = store::take_ceremony(conn, &id, SECOND_FACTOR, now)?
+        .filter(|c| c.user_id.as_deref() == Some(user_id));
+    let Some(ceremony) = ceremony else {
+        return Ok(Err(Refused::StaleCeremony));
+    };
+    let state: PasskeyAuthentication = serde_json::from_str(&ceremony.state)?;
+    let credential_id = credential_id_text(answer.get_credential_id());
+    let Some(row) =
+        store::by_credential_id(conn, &credential_id)?.filter(|row| row.user_id == user_id)
+    else {
+        return Ok(Err(Refused::UnknownCredential));
+    };
+    let Ok(result) = passkeys
+        .webauthn
+        .finish_passkey_authentication(answer, &state)
+    else {
+        return Ok(Err(Refused::Invalid));
+    };
+    let mut passkey: Passkey = serde_json::from_str(&row.credential)?;
+    passkey.update_credential(&result);
+    let backup_eligible = result.backup_eligible();
+    store::record_use(
+        conn,
+        &row.id,
+        &serde_json::to_string(&passkey)?,
+        backup_eligible,
+        now,
+    )?;
+    Ok(Ok(key_method(backup_eligible)))
+}
+
+/// `swk` for a synced (backup-eligible) passkey, else `hwk`.
+fn key_method(backup_eligible: bool) -> AuthMethod {
+    if backup_eligible {
+        AuthMethod::SoftwareKey
+    } else {
+        AuthMethod::HardwareKey
+    }
+}
+
 /// The outcome of a passwordless sign-in.
 #[derive(Debug)]
 pub enum SignIn {
@@ -399,12 +487,7 @@ pub enum SignIn {
 /// The `amr` of a passkey sign-in: `swk` for a synced (backup-eligible) passkey, else `hwk`;
 /// `user` and `mfa` when the authenticator verified the person (possession + PIN/biometric).
 pub fn amr_of(backup_eligible: bool, user_verified: bool) -> Amr {
-    let key = if backup_eligible {
-        AuthMethod::SoftwareKey
-    } else {
-        AuthMethod::HardwareKey
-    };
-    let mut methods = vec![key];
+    let mut methods = vec![key_method(backup_eligible)];
     if user_verified {
         methods.push(AuthMethod::UserPresence);
         methods.push(AuthMethod::MultiFactor);

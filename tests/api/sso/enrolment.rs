@@ -1,0 +1,236 @@
+//! A person who must use a second factor (`accounts.mfa = "required"`) and has none sets up
+//! an authenticator app during sign-in: the second-step page shows the app's QR code and key,
+//! the first code turns it on, the recovery codes are shown once, and the way on to the app
+//! then finds a session with both factors. The attacker's side: the pending step's enrolment
+//! answer cannot confirm an app the person began elsewhere, and nothing is made before the
+//! right code.
+
+use serde_json::Value;
+use tessera::clients::ClientSpec;
+use tessera::mfa::TotpSecret;
+
+use super::World;
+use crate::testkit::app::TestEnv;
+use crate::testkit::fixtures::{claims_of, csrf_field};
+use crate::testkit::http::HttpBrowser;
+
+const TESSERA_MFA: &str = "urn:tessera:acr:mfa";
+
+async fn required_world() -> World {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.accounts.mfa = tessera::config::MfaPolicy::Required;
+    let app = env.spawn_with(settings).await;
+    World::with(env, app).await
+}
+
+/// The text between `<tag id="id"…>` and the next `<`.
+fn text_of(html: &str, id: &str) -> Option<String> {
+    let start = html.find(&format!("id=\"{id}\""))?;
+    let rest = &html[start..];
+    let open = rest.find('>')? + 1;
+    Some(rest[open..].split('<').next()?.to_string())
+}
+
+/// The secret the enrolment page shows, as an app would read it.
+fn shown_secret(html: &str) -> TotpSecret {
+    let shown = text_of(html, "totp-secret").unwrap_or_else(|| panic!("no secret in {html}"));
+    TotpSecret::from_bytes(
+        data_encoding::BASE32_NOPAD
+            .decode(shown.trim().as_bytes())
+            .expect("the page shows base32"),
+    )
+}
+
+/// Posts the first form of the second-step page `html` with `field` = `value`.
+async fn answer(
+    world: &World,
+    browser: &mut HttpBrowser,
+    html: &str,
+    field: &str,
+    value: &str,
+) -> reqwest::Response {
+    let first_form = html.split("</form>").next().unwrap_or(html);
+    let mut form = super::hidden_fields(first_form);
+    form.push(("csrf_token".into(), csrf_field(html)));
+    form.push((field.into(), value.into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    browser
+        .post_form(&world.app.url("/authorize/second-factor"), &form)
+        .await
+}
+
+async fn totp_confirmed(world: &World) -> Option<bool> {
+    let user_id = world.user_id.clone();
+    world
+        .app
+        .state
+        .services
+        .db
+        .run(move |conn| {
+            Ok::<_, tessera::db::DbError>(tessera::mfa::store::find_totp(conn, &user_id)?)
+        })
+        .await
+        .expect("totp row")
+        .map(|row| row.confirmed_at.is_some())
+}
+
+/// Required, and no factor: the password leads to the enrolment page (QR code and key), no
+/// session yet. A wrong code shows the same key again (401); the right one turns the app on,
+/// shows ten recovery codes once, sets the session cookie, and the page's link on to
+/// `/authorize` gets a code whose tokens say `otp` and `mfa`. The next sign-in asks for the
+/// app's code: the enrolment is done.
+#[tokio::test]
+async fn a_person_who_must_use_mfa_sets_up_an_app_while_signing_in() {
+    let world = required_world().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut browser, &app, &[]).await;
+    assert_eq!(step.status(), 200);
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    assert!(browser.cookies.contains_key("tessera_mfa"));
+    let html = step.text().await.expect("html");
+    assert!(html.contains(r#"id="totp-qr""#), "{html}");
+    assert!(html.contains(r#"name="enrol_totp""#), "{html}");
+    let secret = shown_secret(&html);
+    assert_eq!(totp_confirmed(&world).await, Some(false));
+
+    let wrong = answer(&world, &mut browser, &html, "enrol_totp", "000000").await;
+    assert_eq!(wrong.status(), 401);
+    let html = wrong.text().await.expect("html");
+    assert!(html.contains("That code is not right"), "{html}");
+    assert_eq!(
+        shown_secret(&html).base32(),
+        secret.base32(),
+        "the same key, shown again"
+    );
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    assert_eq!(totp_confirmed(&world).await, Some(false));
+
+    let now = world.app.clock.now();
+    let done = answer(
+        &world,
+        &mut browser,
+        &html,
+        "enrol_totp",
+        &secret.code_at(now),
+    )
+    .await;
+    assert_eq!(done.status(), 200, "the recovery codes page");
+    let html = done.text().await.expect("html");
+    let codes = html.matches(r#"<li class="recovery-code">"#).count();
+    assert_eq!(codes, 10, "{html}");
+    assert!(browser.cookies.contains_key("tessera_session"));
+    assert_eq!(totp_confirmed(&world).await, Some(true));
+    let events = world.app.audit_events(&world.user_id).await;
+    assert!(events.iter().any(|e| e == "mfa_enrolled"), "{events:?}");
+
+    let link = html
+        .split(r#"id="continue""#)
+        .nth(1)
+        .and_then(|rest| rest.split("href=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link on");
+    let link = link.replace("&#38;", "&").replace("&amp;", "&");
+    assert!(link.starts_with("/authorize?"), "{link}");
+    let on = browser.get(&world.app.url(&link)).await;
+    let tokens = world.exchange(&app, &World::code_of(&on)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    let amr: Vec<&str> = id["amr"]
+        .as_array()
+        .expect("amr")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        amr.contains(&"pwd") && amr.contains(&"otp") && amr.contains(&"mfa"),
+        "{amr:?}"
+    );
+    assert_eq!(id["acr"], TESSERA_MFA);
+
+    // The next sign-in, in another browser, asks for the app's code, not for a new app.
+    let mut later = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut later, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    assert!(html.contains(r#"name="totp""#), "{html}");
+    assert!(!html.contains(r#"name="enrol_totp""#), "{html}");
+    world.app.stop().await;
+}
+
+/// An enrolment answer is taken only from someone asked to enrol: once the person has an
+/// app, someone with their password only, asked for its code, cannot use the pending step to
+/// turn on an app of their own. The answer is refused, shows no key, and changes nothing.
+#[tokio::test]
+async fn an_enrolment_answer_is_refused_to_a_person_asked_for_a_code() {
+    let world = required_world().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    // Enrolled during a first sign-in.
+    let mut first = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut first, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let secret = shown_secret(&html);
+    let now = world.app.clock.now();
+    let done = answer(
+        &world,
+        &mut first,
+        &html,
+        "enrol_totp",
+        &secret.code_at(now),
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+
+    // Someone with the password only: asked for the app's code, they post an enrolment.
+    let mut attacker = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut attacker, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    assert!(html.contains(r#"name="totp""#), "{html}");
+    let refused = answer(&world, &mut attacker, &html, "enrol_totp", "123456").await;
+    assert_eq!(refused.status(), 403);
+    let page = refused.text().await.expect("html");
+    assert!(!page.contains("totp-secret"), "{page}");
+    assert!(!attacker.cookies.contains_key("tessera_session"));
+    assert_eq!(totp_confirmed(&world).await, Some(true));
+    world.app.stop().await;
+}
+
+/// The enrolment page is a second step like any: without its pending cookie the right code
+/// makes nothing, and after 5 minutes it has expired.
+#[tokio::test]
+async fn an_enrolment_without_its_cookie_or_too_late_makes_nothing() {
+    let world = required_world().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut browser, &app, &[]).await;
+    let html = step.text().await.expect("html");
+    let secret = shown_secret(&html);
+
+    let mut other = HttpBrowser::for_pages();
+    other.cookies = browser.cookies.clone();
+    other.cookies.remove("tessera_mfa");
+    let now = world.app.clock.now();
+    let refused = answer(
+        &world,
+        &mut other,
+        &html,
+        "enrol_totp",
+        &secret.code_at(now),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+
+    world.app.clock.advance(tessera::mfa::pending::TTL_SECS + 1);
+    let now = world.app.clock.now();
+    let late = answer(
+        &world,
+        &mut browser,
+        &html,
+        "enrol_totp",
+        &secret.code_at(now),
+    )
+    .await;
+    assert_eq!(late.status(), 403);
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    assert_eq!(totp_confirmed(&world).await, Some(false), "not turned on");
+    world.app.stop().await;
+}
