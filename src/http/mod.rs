@@ -86,10 +86,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::post().to(session::second_factor_submit)),
             )
             .service(
-                web::resource(paths::SECOND_FACTOR_PASSKEY_OPTIONS)
-                    .route(web::post().to(session::second_factor_passkey_options)),
-            )
-            .service(
                 web::resource("/auth/{provider}/login").route(web::get().to(federation::login)),
             )
             .service(

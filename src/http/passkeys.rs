@@ -17,6 +17,10 @@ use crate::grants::Params;
 use crate::mfa::passkey::{self, Passkeys, Refused, Removal, SignIn};
 use crate::services::Services;
 
+/// The answer to a ceremony asked for from a login or second-step page whose form expired.
+const PAGE_EXPIRED: &str =
+    "This sign-in page has expired. Go back to the application and start again.";
+
 pub const SCRIPT: &str = include_str!("../../assets/passkey.js");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -33,7 +37,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource(paths::AUTHORIZE_PASSKEY_OPTIONS).route(web::post().to(sign_in_options)),
         )
-        .service(web::resource(paths::AUTHORIZE_PASSKEY).route(web::post().to(sign_in)));
+        .service(web::resource(paths::AUTHORIZE_PASSKEY).route(web::post().to(sign_in)))
+        .service(
+            web::resource(paths::SECOND_FACTOR_PASSKEY_OPTIONS)
+                .route(web::post().to(second_factor_options)),
+        );
 }
 
 /// GET /assets/passkey.js
@@ -46,13 +54,13 @@ async fn script() -> HttpResponse {
 }
 
 /// A JSON refusal, shaped like the API's errors (RFC 6749 §5.2 style).
-pub(super) fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
+fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "error": error, "error_description": description }))
 }
 
-pub(super) fn unavailable() -> HttpResponse {
+fn unavailable() -> HttpResponse {
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "temporarily_unavailable",
@@ -234,7 +242,7 @@ async fn registration_options(
     }
 }
 
-pub(super) fn ceremony_json(started: passkey::Started) -> HttpResponse {
+fn ceremony_json(started: passkey::Started) -> HttpResponse {
     let mut body = started.options;
     if let Some(object) = body.as_object_mut() {
         object.insert("ceremony".into(), started.secret.into());
@@ -374,11 +382,7 @@ async fn sign_in_options(
     };
     if let Err(page) = super::request::posted_authorization(&req, svc, &body).await {
         let status = page.status();
-        return json_error(
-            status,
-            "invalid_request",
-            "This sign-in page has expired. Go back to the application and start again.",
-        );
+        return json_error(status, "invalid_request", PAGE_EXPIRED);
     }
     let now = svc.clock.now();
     match svc
@@ -455,6 +459,39 @@ async fn sign_in(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>)
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Sign-in is unavailable just now. Please try again shortly.",
             )
+        }
+    }
+}
+
+/// POST /authorize/second-factor/passkey/options: a passkey ceremony for the pending step's
+/// person (the page's CSRF token and authorization request checked again); JSON
+/// `{ceremony, publicKey}`, as `/assets/passkey.js` expects.
+async fn second_factor_options(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let svc = &state.services;
+    if let Err(page) = super::request::posted_authorization(&req, svc, &body).await {
+        return json_error(page.status(), "invalid_request", PAGE_EXPIRED);
+    }
+    let Some(pending) = super::session::pending_cookie(&req, svc) else {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            super::session::GONE,
+        );
+    };
+    match crate::authorize::second_step::passkey_options(svc, pending).await {
+        Ok(Some(started)) => ceremony_json(started),
+        Ok(None) => json_error(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            super::session::GONE,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "passkey second factor did not start");
+            unavailable()
         }
     }
 }

@@ -286,11 +286,11 @@ fn enrolled_page(
     pages::render(StatusCode::OK, &page)
 }
 
-const GONE: &str =
+pub(super) const GONE: &str =
     "This sign-in has expired or was already used. Go back to the application and sign in again.";
 
 /// The pending second step's cookie, as the browser presents it.
-fn pending_cookie(req: &HttpRequest, svc: &Services) -> Option<String> {
+pub(super) fn pending_cookie(req: &HttpRequest, svc: &Services) -> Option<String> {
     MFA_PENDING.read(req, svc).filter(|v| !v.is_empty())
 }
 
@@ -386,34 +386,5 @@ pub async fn second_factor_submit(
             response
         }
         Err(e) => refusal(e),
-    }
-}
-
-/// POST /authorize/second-factor/passkey/options: a passkey ceremony for the pending step's
-/// person (the page's CSRF token and authorization request checked again); JSON
-/// `{ceremony, publicKey}`, as `/assets/passkey.js` expects.
-pub async fn second_factor_passkey_options(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let svc = &state.services;
-    if let Err(page) = super::request::posted_authorization(&req, svc, &body).await {
-        return super::passkeys::json_error(
-            page.status(),
-            "invalid_request",
-            "This sign-in page has expired. Go back to the application and start again.",
-        );
-    }
-    let Some(pending) = pending_cookie(&req, svc) else {
-        return super::passkeys::json_error(StatusCode::FORBIDDEN, "invalid_request", GONE);
-    };
-    match authorize::second_step::passkey_options(svc, pending).await {
-        Ok(Some(started)) => super::passkeys::ceremony_json(started),
-        Ok(None) => super::passkeys::json_error(StatusCode::FORBIDDEN, "invalid_request", GONE),
-        Err(e) => {
-            tracing::error!(error = %e, "passkey second factor did not start");
-            super::passkeys::unavailable()
-        }
     }
 }

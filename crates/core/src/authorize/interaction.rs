@@ -5,38 +5,14 @@
 
 use diesel::Connection;
 
+use super::next::{Completed, Next, after_sign_in, authentication};
 use super::request::{self, AuthorizationRequest, AuthorizeError, issue_code_with};
-use super::second_step::{Ask, SignInSoFar, further_step};
+use super::second_step::{SignInSoFar, further_step};
 use crate::db::{DbConnection, DbError, repo};
-use crate::domain::{Amr, Authentication, ScopeSet, User};
+use crate::domain::{Amr, ScopeSet, User};
 use crate::grants::Params;
 use crate::services::Services;
-use crate::sso::{self, BrowserSession, Origin, SignedIn, Started};
-
-/// What the browser is shown or sent next.
-#[derive(Debug)]
-pub enum Next {
-    /// The login page (pre-filled with `login_hint`).
-    SignIn,
-    /// The consent page, for the scopes the person has not allowed this app yet.
-    Consent {
-        user: Box<User>,
-        session: Box<BrowserSession>,
-        scopes: ScopeSet,
-    },
-    /// Back to the app with a code: the URL.
-    Code { location: String },
-    /// More than the first factor is needed before the session is made or upgraded
-    /// (`second_step`): the pending step's cookie secret (`mfa::pending`) and what the page
-    /// asks.
-    SecondStep { secret: String, ask: Ask },
-    /// `prompt=none`, and the session does not meet the multi-factor sign-in the request
-    /// asked for (`acr_values`, a policy): never shown, `next` answers `interaction_required`.
-    SecondStepUnshown,
-    /// An authenticator app was set up during sign-in: its recovery codes, shown once. The
-    /// session now stands for both factors; the person goes on at `/authorize`.
-    Enrolled { recovery_codes: Vec<String> },
-}
+use crate::sso::{self, BrowserSession, Origin, SignedIn};
 
 /// The next step for `request` in a browser whose session cookie is `cookie` (if any).
 pub async fn next(
@@ -174,42 +150,6 @@ fn needs_sign_in(
             .is_some_and(|sub| sub != user.id.as_str())
 }
 
-/// After a sign-in (fresh or the session's): the consent page if the app needs one, else the
-/// code.
-pub(super) fn after_sign_in(
-    conn: &mut DbConnection,
-    request: &AuthorizationRequest,
-    user: User,
-    session: BrowserSession,
-    now: i64,
-) -> Result<Next, DbError> {
-    let scope = crate::grants::scope_for_user(&user, &request.scope);
-    let asked = sso::consent::missing(
-        conn,
-        &user.id,
-        &request.client,
-        &scope,
-        request.prompt.consent,
-    )?;
-    if let Some(scopes) = asked {
-        return Ok(Next::Consent {
-            user: Box::new(user),
-            session: Box::new(session),
-            scopes,
-        });
-    }
-    let location = issue_code_with(conn, request, &user, &authentication(&session), now)?;
-    Ok(Next::Code { location })
-}
-
-fn authentication(session: &BrowserSession) -> Authentication {
-    Authentication {
-        time: session.auth_time,
-        amr: session.amr.clone(),
-        session_id: Some(session.id.clone()),
-    }
-}
-
 /// A person who just proved who they are at `/authorize` (a password, an upstream).
 pub struct FreshSignIn {
     pub user: User,
@@ -217,15 +157,6 @@ pub struct FreshSignIn {
     /// "Keep me signed in": the cookie outlives the browser.
     pub persistent: bool,
     pub origin: Origin,
-}
-
-/// What a fresh sign-in leads to: the session (whose secret goes into the cookie) and the
-/// next step, which is never the login page again (`prompt=login` and `max_age` are met).
-#[derive(Debug)]
-pub struct Completed {
-    /// `None` while a second factor is still to come (`Next::SecondStep`).
-    pub started: Option<Started>,
-    pub next: Next,
 }
 
 /// Records a fresh sign-in as the browser's session (renewing the session of the same person,

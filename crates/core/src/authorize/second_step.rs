@@ -10,35 +10,14 @@
 use diesel::Connection;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::interaction::{Completed, Next, after_sign_in};
+use super::next::{Ask, Completed, Next, SecondFactor, after_sign_in};
 use super::request::{AuthorizationRequest, AuthorizeError};
 use crate::db::{DbConnection, DbError};
 use crate::domain::{Amr, AuthMethod, User};
 use crate::mfa::passkey::{self, Refused};
-use crate::mfa::{self, CodeAttempt, CodeCheck, Factors, MfaError, TotpEnrolment};
+use crate::mfa::{self, CodeAttempt, CodeCheck, Factors, MfaError};
 use crate::services::Services;
 use crate::sso::{self, Origin, SignedIn};
-
-/// A second factor the second-step page offers. One entry per kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecondFactor {
-    /// A code from an authenticator app.
-    Totp,
-    /// One of the person's passkeys.
-    Passkey,
-    /// One of the person's recovery codes, in place of the app or the passkey.
-    RecoveryCode,
-}
-
-/// What the second-step page asks for.
-#[derive(Debug)]
-pub enum Ask {
-    /// One of these second factors.
-    Factor(Vec<SecondFactor>),
-    /// The person must use a second factor and has none: set up this authenticator app (not
-    /// yet confirmed) and give its first code.
-    Enrol(TotpEnrolment),
-}
 
 /// What the second-step page offers a person with these factors (`passkeys_on`: this
 /// provider can check passkeys; it cannot when its issuer has no domain).
@@ -319,7 +298,7 @@ fn check(
                 return Ok(None);
             };
             let (check, why) =
-                mfa::check_passkey(conn, rp, throttle, attempt, &ceremony, &credential, now)
+                passkey::check_passkey(conn, rp, throttle, attempt, &ceremony, &credential, now)
                     .map_err(task)?;
             (
                 map(check, Proof::Method),

@@ -42,8 +42,6 @@ pub enum MfaError {
     NothingToConfirm,
     #[error("no authenticator app is set up")]
     NotEnrolled,
-    #[error(transparent)]
-    Passkey(#[from] passkey::PasskeyError),
 }
 
 impl From<diesel::result::Error> for MfaError {
@@ -197,7 +195,7 @@ fn code_keys(settings: &ThrottleSettings, attempt: &CodeAttempt<'_>) -> Vec<(Str
 /// Counts the attempt, then runs `check` in a transaction: the code is judged and, if right,
 /// spent in the same transaction, so two replicas cannot both accept it. A right code gives
 /// the account's counters a fresh start; a wrong one stays counted. Audited either way.
-fn checked_code<T>(
+pub(crate) fn checked_code<T>(
     conn: &mut DbConnection,
     settings: &ThrottleSettings,
     attempt: CodeAttempt<'_>,
@@ -302,39 +300,6 @@ pub fn check_totp(
         };
         Ok(spent.then_some(()))
     })
-}
-
-/// Checks a passkey given as second factor at sign-in: throttled and audited like a code.
-/// A refusal says why (a spent or stale ceremony, a key that is not the person's, an answer
-/// that does not verify).
-#[allow(clippy::too_many_arguments)]
-pub fn check_passkey(
-    conn: &mut DbConnection,
-    passkeys: &passkey::Passkeys,
-    settings: &ThrottleSettings,
-    attempt: CodeAttempt<'_>,
-    ceremony: &str,
-    answer: &webauthn_rs::prelude::PublicKeyCredential,
-    now: i64,
-) -> Result<
-    (
-        CodeCheck<crate::domain::AuthMethod>,
-        Option<passkey::Refused>,
-    ),
-    MfaError,
-> {
-    let user_id = attempt.user_id.to_string();
-    let mut refused = None;
-    let checked = checked_code(conn, settings, attempt, "passkey", now, |conn| {
-        match passkey::check_second_factor(conn, passkeys, &user_id, ceremony, answer, now)? {
-            Ok(method) => Ok(Some(method)),
-            Err(why) => {
-                refused = Some(why);
-                Ok(None)
-            }
-        }
-    })?;
-    Ok((checked, refused))
 }
 
 /// Spends one of the person's recovery codes in place of the second factor.

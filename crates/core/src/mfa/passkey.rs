@@ -52,6 +52,17 @@ pub enum PasskeyError {
     Stored(#[from] serde_json::Error),
 }
 
+impl PasskeyError {
+    /// As the second-factor checks' error (`mfa::checked_code`).
+    fn into_mfa(self) -> super::MfaError {
+        match self {
+            PasskeyError::Db(e) => super::MfaError::Db(e),
+            PasskeyError::Random(e) => super::MfaError::Random(e),
+            other => super::MfaError::Db(DbError::Task(other.to_string())),
+        }
+    }
+}
+
 impl From<diesel::result::Error> for PasskeyError {
     fn from(e: diesel::result::Error) -> Self {
         PasskeyError::Db(DbError::Query(e))
@@ -461,6 +472,35 @@ pub fn check_second_factor(
         now,
     )?;
     Ok(Ok(key_method(backup_eligible)))
+}
+
+/// Checks a passkey given as second factor at sign-in: throttled and audited like a code.
+/// A refusal says why (a spent or stale ceremony, a key that is not the person's, an answer
+/// that does not verify).
+#[allow(clippy::too_many_arguments)]
+pub fn check_passkey(
+    conn: &mut DbConnection,
+    passkeys: &Passkeys,
+    settings: &ThrottleSettings,
+    attempt: super::CodeAttempt<'_>,
+    ceremony: &str,
+    answer: &PublicKeyCredential,
+    now: i64,
+) -> Result<(super::CodeCheck<AuthMethod>, Option<Refused>), super::MfaError> {
+    let user_id = attempt.user_id.to_string();
+    let mut refused = None;
+    let checked = super::checked_code(conn, settings, attempt, "passkey", now, |conn| {
+        match check_second_factor(conn, passkeys, &user_id, ceremony, answer, now)
+            .map_err(PasskeyError::into_mfa)?
+        {
+            Ok(method) => Ok(Some(method)),
+            Err(why) => {
+                refused = Some(why);
+                Ok(None)
+            }
+        }
+    })?;
+    Ok((checked, refused))
 }
 
 /// `swk` for a synced (backup-eligible) passkey, else `hwk`.
