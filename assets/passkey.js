@@ -152,4 +152,12 @@
       );
     });
   });
+
+  // A seam for the tests (and nothing else): the form's ceremony, options fetched and the
+  // authenticator asked, without posting the answer. A Promise of {ceremony, answer}.
+  window.tesseraPasskey = {
+    answer: function (form) {
+      return (form.dataset.passkey === "register" ? register : signIn)(form);
+    },
+  };
 })();
