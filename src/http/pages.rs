@@ -190,6 +190,8 @@ pub(super) struct Security<'a> {
     /// Recovery codes just made: shown this once.
     pub recovery_codes: Vec<String>,
     pub recovery_codes_left: i64,
+    /// Ask to confirm removing the authenticator app, the last second factor.
+    pub confirm_remove: bool,
 }
 
 pub(super) struct TotpSetup {
