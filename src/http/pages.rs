@@ -430,6 +430,7 @@ mod tests {
                 }),
                 recovery_codes: vec![HOSTILE.into()],
                 recovery_codes_left: 0,
+                confirm_remove: false,
             }),
             // account, error, notice, a recovery code, the secret, and the CSRF token of
             // the two forms.
