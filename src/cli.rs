@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::accounts::{self, NewAccount, UserView, password};
-use crate::clients::{ClientSpec, ClientView};
+use crate::clients::{ClientPatch, ClientSpec, ClientView};
 use crate::config::{Settings, Sources};
 use crate::db::{Database, PooledConnection};
 use crate::domain::{Client, User};
@@ -109,6 +109,17 @@ pub enum UserCommand {
     VerifyEmail(UserRef),
     /// Delete a user with its sessions, codes, federated identities and unsent mail.
     Delete(UserRef),
+    /// Second factors.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// For a person who lost every second factor (check who asks first): remove their
+    /// authenticator app, recovery codes and passkeys, and end their sessions. They sign in
+    /// with their password alone next, and set up their factors again.
+    Reset(UserRef),
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +166,8 @@ pub enum ClientCommand {
     Add(ClientAdd),
     /// List clients (never their secrets).
     List,
+    /// Change a client's registration in place.
+    Update(ClientUpdate),
     /// Delete a client; its refresh tokens and codes go with it.
     Delete {
         #[arg(long)]
@@ -194,6 +207,21 @@ pub struct ClientAdd {
     /// The client needs `sid` in its logout tokens.
     #[arg(long)]
     pub backchannel_logout_session_required: bool,
+    /// Its users sign in with a second factor (or set one up first) before it gets a code.
+    #[arg(long)]
+    pub require_mfa: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientUpdate {
+    #[arg(long)]
+    pub client_id: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Whether its users must sign in with a second factor: true or false.
+    #[arg(long, value_name = "BOOL")]
+    pub require_mfa: Option<bool>,
 }
 
 impl Cli {
@@ -410,6 +438,25 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::User(UserCommand::Mfa(MfaCommand::Reset(who))) => {
+            let mut conn = connect(&settings)?;
+            let user = find_user(&mut conn, &who.email)?;
+            let reset =
+                usecases::users::reset_mfa(&mut conn, &OPERATOR, &user.id, None, crate::db::now())?;
+            out.print(serde_json::to_value(&reset)?, || {
+                format!(
+                    "{}: second factors removed (authenticator app: {}, recovery codes: {}, \
+                     passkeys: {}); {} browser session(s) and {} refresh token family(ies) ended",
+                    user.email,
+                    if reset.wiped.totp { "yes" } else { "none" },
+                    reset.wiped.recovery_codes,
+                    reset.wiped.passkeys,
+                    reset.ended_sessions,
+                    reset.revoked_refresh_families
+                )
+            });
+            Ok(())
+        }
         Command::User(UserCommand::Delete(who)) => {
             let mut conn = connect(&settings)?;
             let user = find_user(&mut conn, &who.email)?;
@@ -445,6 +492,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 post_logout_redirect_uris: add.post_logout_redirect_uris,
                 backchannel_logout_uri: add.backchannel_logout_uri,
                 backchannel_logout_session_required: add.backchannel_logout_session_required,
+                require_mfa: add.require_mfa,
             };
             let mut conn = connect(&settings)?;
             let (client, secret) =
@@ -462,12 +510,48 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Client(ClientCommand::Update(update)) => {
+            let patch = ClientPatch {
+                name: update.name,
+                require_mfa: update.require_mfa,
+                ..ClientPatch::default()
+            };
+            let mut conn = connect(&settings)?;
+            let client = usecases::clients::update(
+                &mut conn,
+                &OPERATOR,
+                &update.client_id,
+                &patch,
+                crate::db::now(),
+            )?
+            .ok_or_else(|| anyhow::anyhow!("no client {:?}", update.client_id))?;
+            out.print(client_json(&client), || {
+                format!(
+                    "updated client {} ({}){}",
+                    client.id,
+                    client.name,
+                    if client.require_mfa {
+                        ", requires MFA"
+                    } else {
+                        ""
+                    }
+                )
+            });
+            Ok(())
+        }
         Command::Client(ClientCommand::List) => {
             let mut conn = connect(&settings)?;
             let list = usecases::clients::list(&mut conn)?;
             out.print(Value::Array(list.iter().map(client_json).collect()), || {
                 list.iter()
-                    .map(|c| format!("{}  {:<24} {}", c.id, c.name, c.grant_types))
+                    .map(|c| {
+                        let mfa = if c.require_mfa {
+                            "  (requires MFA)"
+                        } else {
+                            ""
+                        };
+                        format!("{}  {:<24} {}{mfa}", c.id, c.name, c.grant_types)
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });

@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::paths;
 use super::state::AppState;
 use crate::accounts::{self, UserView};
-use crate::clients::{ClientSpec, ClientView};
+use crate::clients::{ClientPatch, ClientSpec, ClientView};
 use crate::usecases;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -19,6 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/users/{id}/enable").route(web::post().to(enable_user)))
         .service(web::resource("/admin/users/{id}/roles").route(web::put().to(set_roles)))
         .service(web::resource("/admin/users/{id}/logout").route(web::post().to(logout_user)))
+        .service(web::resource("/admin/users/{id}/mfa/reset").route(web::post().to(reset_mfa)))
         .service(web::resource("/admin/users/{id}").route(web::delete().to(delete_user)))
         .service(
             web::resource("/admin/users/{id}/verify-email").route(web::post().to(verify_email)),
@@ -28,7 +29,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(list_clients))
                 .route(web::post().to(create_client)),
         )
-        .service(web::resource("/admin/clients/{id}").route(web::delete().to(delete_client)))
+        .service(
+            web::resource("/admin/clients/{id}")
+                .route(web::get().to(show_client))
+                .route(web::patch().to(update_client))
+                .route(web::delete().to(delete_client)),
+        )
         .service(web::resource(paths::ADMIN_USER_SESSIONS).route(web::get().to(list_sessions)))
         .service(web::resource(paths::ADMIN_SESSION).route(web::delete().to(end_session)));
 }
@@ -162,6 +168,41 @@ async fn create_client(
         .json(view))
 }
 
+/// GET /admin/clients/{id}: the client as the list shows it.
+async fn show_client(
+    _admin: AdminToken,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let client_id = path.into_inner();
+    let client = state
+        .services
+        .db
+        .run(move |conn| usecases::clients::show(conn, &client_id))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(ClientView::from(&client)))
+}
+
+/// PATCH /admin/clients/{id}: changes the fields the body names (`ClientPatch`), checked as a
+/// registration is; the client as it is now.
+async fn update_client(
+    admin: AdminToken,
+    path: web::Path<String>,
+    body: web::Json<ClientPatch>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (actor, client_id, patch) = (admin.actor(), path.into_inner(), body.into_inner());
+    let now = state.services.clock.now();
+    let client = state
+        .services
+        .db
+        .run(move |conn| usecases::clients::update(conn, &actor, &client_id, &patch, now))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(ClientView::from(&client)))
+}
+
 async fn delete_client(
     admin: AdminToken,
     path: web::Path<String>,
@@ -194,6 +235,25 @@ async fn logout_user(
         .run(move |conn| usecases::sessions::logout_everywhere(conn, &actor, &user_id, None, now))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked_sessions": revoked })))
+}
+
+/// POST /admin/users/{id}/mfa/reset: for a person who lost every second factor, takes them
+/// all away and ends the person's sessions; what was removed and ended.
+async fn reset_mfa(
+    admin: AdminToken,
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = &state.services;
+    let (actor, user_id) = (admin.actor(), path.into_inner());
+    let now = svc.clock.now();
+    let ip = super::state::client_ip(&req, &svc.settings.server.trusted_proxies);
+    let reset = svc
+        .db
+        .run(move |conn| usecases::users::reset_mfa(conn, &actor, &user_id, ip.as_deref(), now))
+        .await?;
+    Ok(HttpResponse::Ok().json(reset))
 }
 
 /// DELETE /admin/users/{id}: deletes the account with its sessions, codes, federated

@@ -205,6 +205,8 @@ pub(super) struct Security<'a> {
     /// Recovery codes just made: shown this once.
     pub recovery_codes: Vec<String>,
     pub recovery_codes_left: i64,
+    /// Ask to confirm removing the authenticator app, the last second factor.
+    pub confirm_remove: bool,
 }
 
 pub(super) struct TotpSetup {
@@ -464,6 +466,7 @@ mod tests {
                 }),
                 recovery_codes: vec![HOSTILE.into()],
                 recovery_codes_left: 0,
+                confirm_remove: false,
             }),
             // account, error, notice, a recovery code, the secret, and the CSRF token of
             // the two forms.

@@ -7,7 +7,9 @@
 //! the secret as text, and asks for a current code before it counts. The recovery codes made
 //! then, or later on request, are shown once, on the answer to that form, and never again.
 //! Removing the app or making new recovery codes asks for a current code (or a recovery code):
-//! a session alone, left open or stolen, cannot take away or replace a factor.
+//! a session alone, left open or stolen, cannot take away or replace a factor. Removing the app
+//! when it is the last second factor (no passkey) asks for confirmation first, as removing the
+//! last passkey does.
 //!
 //! Every form is CSRF-protected by a double-submit cookie (Strict) and an `Origin` check,
 //! like the login form, and needs the session. The work itself is `crate::mfa`'s (throttled,
@@ -21,7 +23,7 @@ use super::pages::{self, CSRF_FIELD, message_page, with_retry_after};
 use super::request::form_is_ours;
 use super::state::AppState;
 use crate::domain::User;
-use crate::mfa::{self, CodeAttempt, CodeCheck, Factors, MfaError, TotpEnrolment};
+use crate::mfa::{self, CodeAttempt, CodeCheck, Factors, MfaError, Removal, TotpEnrolment};
 use crate::services::Services;
 
 const TITLE: &str = "Sign-in security";
@@ -49,6 +51,8 @@ struct Shown<'a> {
     error: Option<&'a str>,
     notice: Option<&'a str>,
     recovery_codes: Vec<String>,
+    /// Ask to confirm removing the authenticator app, the person's last second factor.
+    confirm_remove: bool,
 }
 
 fn unavailable() -> HttpResponse {
@@ -110,14 +114,17 @@ async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 struct Posted {
     visit: Visit,
     code: String,
+    /// `confirm=yes`: the person was told this removes their last second factor.
+    confirmed: bool,
 }
 
 async fn posted(req: &HttpRequest, svc: &Services, body: &[u8]) -> Result<Posted, HttpResponse> {
-    let (mut csrf, mut code) = (None, None);
+    let (mut csrf, mut code, mut confirmed) = (None, None, false);
     for (key, value) in form_urlencoded::parse(body) {
         match key.as_ref() {
             CSRF_FIELD => csrf = Some(value.into_owned()),
             "code" => code = Some(value.into_owned()),
+            "confirm" => confirmed = value == "yes",
             _ => {}
         }
     }
@@ -137,6 +144,7 @@ async fn posted(req: &HttpRequest, svc: &Services, body: &[u8]) -> Result<Posted
             ip: super::state::client_ip(req, &svc.settings.server.trusted_proxies),
         },
         code: code.unwrap_or_default(),
+        confirmed,
     })
 }
 
@@ -181,6 +189,7 @@ async fn page(svc: &Services, visit: &Visit, status: StatusCode, shown: Shown<'_
         setup,
         recovery_codes: shown.recovery_codes,
         recovery_codes_left: factors.recovery_codes_left,
+        confirm_remove: shown.confirm_remove && factors.totp,
     };
     let mut response = pages::render(status, &template);
     let _ = response.add_cookie(&SECURITY_CSRF.build(
@@ -237,7 +246,7 @@ async fn begin(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
 /// factor and the first recovery codes are shown.
 async fn confirm(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     let svc = &state.services;
-    let Posted { visit, code } = match posted(&req, svc, &body).await {
+    let Posted { visit, code, .. } = match posted(&req, svc, &body).await {
         Ok(posted) => posted,
         Err(page) => return page,
     };
@@ -378,13 +387,41 @@ async fn unproven(
     }
 }
 
-/// POST /account/security/totp/remove: with a current code (or a recovery code).
+/// The page asking to confirm the removal of the person's last second factor (the code of the
+/// form that led here is neither checked nor spent: the confirmation asks for one).
+async fn confirm_removal(svc: &Services, visit: &Visit) -> HttpResponse {
+    let shown = Shown {
+        confirm_remove: true,
+        ..Shown::default()
+    };
+    page(svc, visit, StatusCode::OK, shown).await
+}
+
+/// POST /account/security/totp/remove: with a current code (or a recovery code). When the app
+/// is the person's last second factor (no passkey), only with `confirm=yes`: without it, the
+/// page asks first.
 async fn remove(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     let svc = &state.services;
-    let Posted { visit, code } = match posted(&req, svc, &body).await {
+    let Posted {
+        visit,
+        code,
+        confirmed,
+    } = match posted(&req, svc, &body).await {
         Ok(posted) => posted,
         Err(page) => return page,
     };
+    let user_id = visit.user.id.to_string();
+    if !confirmed {
+        match svc
+            .db
+            .run(move |conn| mfa::totp_is_last_factor(conn, &user_id))
+            .await
+        {
+            Ok(true) => return confirm_removal(svc, &visit).await,
+            Ok(false) => {}
+            Err(e) => return failed(e),
+        }
+    }
     let checked = second_factor(svc, &visit, code, "removal").await;
     if let Some(page) = unproven(svc, &visit, checked).await {
         return page;
@@ -393,10 +430,12 @@ async fn remove(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) 
     let now = svc.clock.now();
     match svc
         .db
-        .run(move |conn| mfa::remove_totp(conn, &user_id, now))
+        .run(move |conn| mfa::remove_totp(conn, &user_id, confirmed, now))
         .await
     {
-        Ok(()) | Err(MfaError::NotEnrolled) => {
+        // A passkey removed since the question: asked again (the code is spent; a new one).
+        Ok(Removal::NeedsConfirmation) => confirm_removal(svc, &visit).await,
+        Ok(Removal::Removed | Removal::NotFound) => {
             let shown = Shown {
                 notice: Some("Your authenticator app is removed."),
                 ..Shown::default()
@@ -415,7 +454,7 @@ async fn regenerate(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let svc = &state.services;
-    let Posted { visit, code } = match posted(&req, svc, &body).await {
+    let Posted { visit, code, .. } = match posted(&req, svc, &body).await {
         Ok(posted) => posted,
         Err(page) => return page,
     };

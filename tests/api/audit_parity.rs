@@ -226,8 +226,9 @@ fn add_users(env: &TestEnv) -> String {
 /// Each operation's events, in the order of `OPERATIONS`.
 type Trail = Vec<Vec<(Event, String)>>;
 
-const OPERATIONS: [&str; 10] = [
+const OPERATIONS: [&str; 12] = [
     "client add",
+    "client update",
     "client delete",
     "end-session (browser session)",
     "end-session (refresh family)",
@@ -236,6 +237,7 @@ const OPERATIONS: [&str; 10] = [
     "roles",
     "logout",
     "verify-email",
+    "mfa reset",
     "delete",
 ];
 
@@ -268,7 +270,15 @@ fn through_the_cli(env: &TestEnv) -> Trail {
     let planted = plant_sessions(env, &names.target);
     names.sessions = Some(planted.clone());
     let roles: Vec<&str> = ROLES.iter().flat_map(|role| ["--role", role]).collect();
-    let steps: [Vec<&str>; 9] = [
+    let steps: [Vec<&str>; 11] = [
+        vec![
+            "client",
+            "update",
+            "--client-id",
+            &client_id,
+            "--require-mfa",
+            "true",
+        ],
         vec!["client", "delete", "--client-id", &client_id],
         vec!["user", "end-session", "--id", &planted.browser_session],
         vec!["user", "end-session", "--id", &planted.refresh_family],
@@ -277,6 +287,7 @@ fn through_the_cli(env: &TestEnv) -> Trail {
         [&["user", "roles", "--email", TARGET][..], &roles].concat(),
         vec!["user", "logout", "--email", TARGET],
         vec!["user", "verify-email", "--email", TARGET],
+        vec!["user", "mfa", "reset", "--email", TARGET],
         vec!["user", "delete", "--email", TARGET],
     ];
     for args in steps {
@@ -354,7 +365,12 @@ async fn through_the_api(env: &TestEnv) -> (Trail, String) {
     let user = names.target.clone();
     let planted = tokio::task::block_in_place(|| plant_sessions(env, &user));
     names.sessions = Some(planted.clone());
-    let steps: [(reqwest::Method, String, Option<Value>); 9] = [
+    let steps: [(reqwest::Method, String, Option<Value>); 11] = [
+        (
+            reqwest::Method::PATCH,
+            format!("/admin/clients/{client_id}"),
+            Some(json!({ "require_mfa": true })),
+        ),
         (
             reqwest::Method::DELETE,
             format!("/admin/clients/{client_id}"),
@@ -393,6 +409,11 @@ async fn through_the_api(env: &TestEnv) -> (Trail, String) {
         (
             reqwest::Method::POST,
             format!("/admin/users/{user}/verify-email"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/admin/users/{user}/mfa/reset"),
             None,
         ),
         (
@@ -454,6 +475,7 @@ async fn the_cli_and_the_admin_api_write_the_same_audit_events() {
         names,
         [
             vec!["client_created"],
+            vec!["client_updated"],
             vec!["client_deleted"],
             vec!["sessions_revoked"],
             vec!["sessions_revoked"],
@@ -462,18 +484,23 @@ async fn the_cli_and_the_admin_api_write_the_same_audit_events() {
             vec!["roles_changed"],
             vec!["sessions_revoked"],
             vec!["email_verified"],
+            vec!["mfa_reset"],
             vec!["user_deleted"],
         ]
     );
+    assert_eq!(
+        cli[1][0].0.detail,
+        json!({ "changed": ["require_mfa"], "require_mfa": true })
+    );
     // Ending one session names it (and a family its client).
     assert_eq!(
-        cli[2][0].0.detail,
+        cli[3][0].0.detail,
         json!({ "reason": "revoked", "browser_session": "the browser session" })
     );
-    assert_eq!(cli[2][0].0.user.as_deref(), Some(TARGET));
+    assert_eq!(cli[3][0].0.user.as_deref(), Some(TARGET));
     assert_eq!(
-        cli[3][0].0.detail,
+        cli[4][0].0.detail,
         json!({ "reason": "revoked", "refresh_family": "the refresh family" })
     );
-    assert_eq!(cli[3][0].0.client.as_deref(), Some("the session's client"));
+    assert_eq!(cli[4][0].0.client.as_deref(), Some("the session's client"));
 }

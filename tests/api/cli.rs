@@ -318,3 +318,96 @@ fn kubernetes_service_links_are_ignored_with_one_warning() {
         "{stderr}"
     );
 }
+
+/// `client add --require-mfa` stores the flag as the domain's `Client` reads it, and `client
+/// list` and `client update --require-mfa BOOL` show and change it (a client added without the
+/// flag does not require MFA); a value that is not a boolean, or an unknown client, is an
+/// error that changes nothing.
+#[test]
+fn client_add_and_update_set_require_mfa() {
+    let env = TestEnv::new();
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "client",
+            "add",
+            "--name",
+            "Portal",
+            "--grant-types",
+            "client_credentials",
+        ];
+        args.extend_from_slice(extra);
+        stdout_json(&env.cli(&args, None))
+    };
+    let strict = add(&["--require-mfa"]);
+    assert_eq!(strict["require_mfa"], true);
+    let plain = add(&[]);
+    assert_eq!(plain["require_mfa"], false);
+    let id = strict["client_id"].as_str().expect("client_id").to_string();
+    let db = Database::connect(&env.settings().database).expect("db");
+    let stored = |id: &str| {
+        repo::clients::find(&mut db.get().expect("conn"), id)
+            .expect("query")
+            .expect("stored")
+            .require_mfa
+    };
+    assert!(stored(&id));
+    assert!(!stored(plain["client_id"].as_str().expect("id")));
+    let listed = stdout_json(&env.cli(&["client", "list"], None));
+    let shown: Vec<bool> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["require_mfa"].as_bool().expect("a boolean"))
+        .collect();
+    assert_eq!(shown.iter().filter(|b| **b).count(), 1, "{listed}");
+
+    let refused = env.cli(
+        &[
+            "client",
+            "update",
+            "--client-id",
+            &id,
+            "--require-mfa",
+            "maybe",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("maybe"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert!(stored(&id), "unchanged");
+    let unknown = env.cli(
+        &[
+            "client",
+            "update",
+            "--client-id",
+            "nothing",
+            "--require-mfa",
+            "true",
+        ],
+        None,
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr_of(&unknown).contains("no client"),
+        "{}",
+        stderr_of(&unknown)
+    );
+    let updated = stdout_json(&env.cli(
+        &[
+            "client",
+            "update",
+            "--client-id",
+            &id,
+            "--require-mfa",
+            "false",
+        ],
+        None,
+    ));
+    assert_eq!(updated["require_mfa"], false);
+    assert_eq!(updated["name"], "Portal");
+    assert!(!stored(&id));
+}

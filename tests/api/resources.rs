@@ -666,3 +666,222 @@ async fn the_admin_api_refuses_tokens_that_other_apis_receive_item8() {
     );
     app.stop().await;
 }
+
+/// `require_mfa` through the admin API: false unless asked for at registration, shown by the
+/// list and by GET /admin/clients/{id}, changed in place by PATCH (audited, with the fields
+/// that changed), stored as the domain's `Client` reads it. A value of the wrong type, or a
+/// field that cannot change in place, is a JSON 400 that changes nothing; an unknown client is
+/// a 404.
+#[tokio::test]
+async fn a_client_requires_mfa_as_the_admin_api_sets_shows_and_changes_it() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("root@example.com", PASSWORD, &["admin"])
+        .await;
+    let client = app.first_party_client().await;
+    let admin = access_token(&app, &client, "root@example.com", "admin").await;
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let mut request = app
+                .client
+                .request(method, app.url(&path))
+                .bearer_auth(admin);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let stored = |id: String| {
+        let app = &app;
+        async move {
+            app.query(move |conn| tessera::db::repo::clients::find(conn, &id))
+                .await
+                .expect("stored")
+                .require_mfa
+        }
+    };
+    let spec = |require_mfa: Option<Value>| {
+        let mut spec = json!({"name": "portal", "grant_types": ["client_credentials"]});
+        if let Some(value) = require_mfa {
+            spec["require_mfa"] = value;
+        }
+        spec
+    };
+
+    let (status, plain) = call(
+        reqwest::Method::POST,
+        "/admin/clients".into(),
+        Some(spec(None)),
+    )
+    .await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(plain["require_mfa"], false);
+    let plain_id = plain["client_id"].as_str().expect("id").to_string();
+    assert!(!stored(plain_id.clone()).await);
+    let (status, strict) = call(
+        reqwest::Method::POST,
+        "/admin/clients".into(),
+        Some(spec(Some(json!(true)))),
+    )
+    .await;
+    assert_eq!(status, 201, "{strict}");
+    assert_eq!(strict["require_mfa"], true);
+    let id = strict["client_id"].as_str().expect("id").to_string();
+    assert!(stored(id.clone()).await);
+    let (status, shown) = call(reqwest::Method::GET, format!("/admin/clients/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["require_mfa"], true);
+    assert_eq!(shown["name"], "portal");
+    assert!(shown.get("client_secret").is_none(), "{shown}");
+    let (_, listed) = call(reqwest::Method::GET, "/admin/clients".into(), None).await;
+    let flags: Vec<(String, bool)> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| {
+            let id = c["client_id"].as_str().expect("id").to_string();
+            (id, c["require_mfa"].as_bool().expect("a boolean"))
+        })
+        .collect();
+    assert!(flags.contains(&(id.clone(), true)) && flags.contains(&(plain_id.clone(), false)));
+
+    // Wrong types and fields that do not change in place: 400, RFC-shaped, nothing written.
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/admin/clients".to_string(),
+            spec(Some(json!("yes"))),
+        ),
+        (
+            reqwest::Method::POST,
+            "/admin/clients".to_string(),
+            spec(Some(json!(1))),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/admin/clients/{id}"),
+            json!({"require_mfa": "no"}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/admin/clients/{id}"),
+            json!({"require_mfa": null}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/admin/clients/{id}"),
+            json!({"scopes": ["x"]}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/admin/clients/{id}"),
+            json!({"public": true}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/admin/clients/{id}"),
+            json!([true]),
+        ),
+    ] {
+        let (status, error) = call(method.clone(), path.clone(), Some(body.clone())).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {error}");
+        assert_eq!(error["error"], "invalid_request", "{body}: {error}");
+        assert!(error["error_description"].is_string(), "{error}");
+    }
+    let (_, listed) = call(reqwest::Method::GET, "/admin/clients".into(), None).await;
+    assert_eq!(
+        listed.as_array().expect("list").len(),
+        3,
+        "no client was added"
+    );
+    assert!(stored(id.clone()).await, "unchanged");
+    // A change that breaks the registration's rules is refused as one would be at creation.
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        format!("/admin/clients/{id}"),
+        Some(json!({"require_mfa": false, "name": "  "})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        stored(id.clone()).await,
+        "nothing of a refused change is written"
+    );
+
+    let (status, updated) = call(
+        reqwest::Method::PATCH,
+        format!("/admin/clients/{id}"),
+        Some(json!({"require_mfa": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["require_mfa"], false);
+    assert_eq!(updated["name"], "portal", "what the patch leaves out stays");
+    assert!(!stored(id.clone()).await);
+    let (_, shown) = call(reqwest::Method::GET, format!("/admin/clients/{id}"), None).await;
+    assert_eq!(shown["require_mfa"], false);
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        format!("/admin/clients/{plain_id}"),
+        Some(json!({"require_mfa": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(stored(plain_id.clone()).await);
+
+    let audited = {
+        let id = id.clone();
+        app.query(move |conn| {
+            use diesel::prelude::*;
+            use tessera::db::schema::audit_events;
+            audit_events::table
+                .filter(audit_events::client_id.eq(id))
+                .order(audit_events::id.asc())
+                .select((audit_events::event, audit_events::detail))
+                .load::<(String, Option<String>)>(conn)
+        })
+        .await
+    };
+    let audited: Vec<(String, Value)> = audited
+        .into_iter()
+        .map(|(event, detail)| {
+            (
+                event,
+                serde_json::from_str(&detail.expect("detail")).expect("JSON"),
+            )
+        })
+        .collect();
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert_eq!(audited[0].0, "client_created");
+    assert_eq!(audited[0].1["require_mfa"], true);
+    assert_eq!(audited[1].0, "client_updated");
+    assert_eq!(audited[1].1["changed"], json!(["require_mfa"]));
+    assert_eq!(audited[1].1["require_mfa"], false);
+
+    for method in [reqwest::Method::GET, reqwest::Method::PATCH] {
+        let body = (method == reqwest::Method::PATCH).then(|| json!({"require_mfa": true}));
+        let (status, error) = call(method, "/admin/clients/nothing-here".into(), body).await;
+        assert_eq!(status, 404);
+        assert_eq!(error["error"], "not_found");
+    }
+    // Only an administrator reads or changes it.
+    let plain_token = access_token(&app, &client, "root@example.com", "openid").await;
+    let response = app
+        .client
+        .patch(app.url(&format!("/admin/clients/{id}")))
+        .bearer_auth(plain_token)
+        .json(&json!({"require_mfa": true}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    assert!(!stored(id).await);
+    app.stop().await;
+}

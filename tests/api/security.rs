@@ -93,10 +93,11 @@ async fn begin(world: &World, browser: &mut HttpBrowser) -> (Page, TotpSecret) {
 }
 
 /// Sets up and confirms; the page with the first recovery codes, the secret, and the step the
-/// confirming code was of.
+/// confirming code was of: the one before the server's (stopped) clock's, so that the next
+/// step is still within the drift allowed however long the test has run.
 async fn enrol(world: &World, browser: &mut HttpBrowser) -> (Page, TotpSecret, i64) {
     let (page, secret) = begin(world, browser).await;
-    let now = now();
+    let now = world.app.clock.now() - 30;
     let page = post(
         world,
         browser,
@@ -108,6 +109,26 @@ async fn enrol(world: &World, browser: &mut HttpBrowser) -> (Page, TotpSecret, i
     assert_eq!(page.status, 200, "{}", page.html);
     assert_eq!(recovery_codes_of(&page.html).len(), 10, "{}", page.html);
     (page, secret, step_of(now))
+}
+
+/// Posts the removal form of `html` with `code`, and `confirm` if given.
+async fn remove_totp(
+    world: &World,
+    browser: &mut HttpBrowser,
+    html: &str,
+    code: &str,
+    confirm: Option<&str>,
+) -> Page {
+    let mut fields = vec![("code", code)];
+    fields.extend(confirm.map(|c| ("confirm", c)));
+    post(
+        world,
+        browser,
+        "/account/security/totp/remove",
+        html,
+        &fields,
+    )
+    .await
 }
 
 /// A six-digit code that is none of the codes near now.
@@ -458,12 +479,12 @@ async fn one_persons_session_cannot_touch_anothers_factors() {
     let page = get(&world, &mut bob).await;
     assert!(page.html.contains("bob@example.com"), "{}", page.html);
     assert!(page.html.contains("No authenticator app is set up"));
-    let removal = post(
+    let removal = remove_totp(
         &world,
         &mut bob,
-        "/account/security/totp/remove",
         &page.html,
-        &[("code", &secret.code(step + 1, DIGITS))],
+        &secret.code(step + 1, DIGITS),
+        None,
     )
     .await;
     assert_eq!(removal.status, 409, "{}", removal.html);
@@ -473,27 +494,141 @@ async fn one_persons_session_cannot_touch_anothers_factors() {
     assert_eq!(totp_row(&world, &bob_id).await, None);
     // A session alone (left open, or stolen) cannot remove it: a wrong code changes nothing.
     let page = get(&world, &mut ann).await;
-    let removal = post(
+    let removal = remove_totp(
         &world,
         &mut ann,
-        "/account/security/totp/remove",
         &page.html,
-        &[("code", &wrong_code(&secret))],
+        &wrong_code(&secret),
+        Some("yes"),
     )
     .await;
     assert_eq!(removal.status, 400, "{}", removal.html);
     assert!(totp_row(&world, &world.user_id).await.is_some());
-    // Ann herself removes it with that code.
-    let removal = post(
+    // Ann herself removes it with that code (her last factor: confirmed).
+    let removal = remove_totp(
         &world,
         &mut ann,
-        "/account/security/totp/remove",
         &page.html,
-        &[("code", &secret.code(step + 1, DIGITS))],
+        &secret.code(step + 1, DIGITS),
+        Some("yes"),
     )
     .await;
     assert_eq!(removal.status, 200, "{}", removal.html);
     assert_eq!(totp_row(&world, &world.user_id).await, None);
     let events = world.app.audit_events(&world.user_id).await;
     assert!(events.iter().any(|e| e == "mfa_removed"), "{events:?}");
+}
+
+/// Removing the authenticator app when it is the last second factor (no passkey) asks first,
+/// as removing the last passkey does: the first post, right code or not, changes nothing and
+/// spends no code; it answers with the question and a form that asks for a code again. A
+/// wrong code with the confirmation still changes nothing; a right one removes the app and
+/// the recovery codes. With a passkey left, nothing is asked.
+#[tokio::test]
+async fn removing_the_last_second_factor_asks_for_confirmation_first() {
+    let world = World::new().await;
+    let mut ann = HttpBrowser::for_pages();
+    signed_in(&world, &mut ann).await;
+    let (page, secret, step) = enrol(&world, &mut ann).await;
+    assert!(!page.html.contains("confirm-remove"), "not asked unasked");
+    let page = get(&world, &mut ann).await;
+    let asked = remove_totp(
+        &world,
+        &mut ann,
+        &page.html,
+        &secret.code(step + 1, DIGITS),
+        None,
+    )
+    .await;
+    assert_eq!(asked.status, 200, "{}", asked.html);
+    assert!(
+        asked.html.contains(r#"id="confirm-remove""#),
+        "{}",
+        asked.html
+    );
+    assert!(
+        asked.html.contains("This is your last second factor"),
+        "{}",
+        asked.html
+    );
+    assert!(
+        asked.html.contains(r#"name="confirm" value="yes""#),
+        "{}",
+        asked.html
+    );
+    let (_, confirmed_at, last_used) = totp_row(&world, &world.user_id).await.expect("kept");
+    assert!(confirmed_at.is_some());
+    assert_eq!(last_used, step, "the code was not spent by the question");
+    let events = world.app.audit_events(&world.user_id).await;
+    assert!(!events.iter().any(|e| e == "mfa_removed"), "{events:?}");
+
+    let wrong = remove_totp(
+        &world,
+        &mut ann,
+        &asked.html,
+        &wrong_code(&secret),
+        Some("yes"),
+    )
+    .await;
+    assert_eq!(wrong.status, 400, "{}", wrong.html);
+    assert!(totp_row(&world, &world.user_id).await.is_some());
+    // Anything but "yes" is no confirmation.
+    let unsure = remove_totp(
+        &world,
+        &mut ann,
+        &asked.html,
+        &secret.code(step + 1, DIGITS),
+        Some("1"),
+    )
+    .await;
+    assert!(
+        unsure.html.contains(r#"id="confirm-remove""#),
+        "{}",
+        unsure.html
+    );
+    assert!(totp_row(&world, &world.user_id).await.is_some());
+
+    let removed = remove_totp(
+        &world,
+        &mut ann,
+        &asked.html,
+        &secret.code(step + 1, DIGITS),
+        Some("yes"),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.html);
+    assert!(
+        removed.html.contains("Your authenticator app is removed"),
+        "{}",
+        removed.html
+    );
+    assert!(!removed.html.contains("confirm-remove"), "{}", removed.html);
+    assert_eq!(totp_row(&world, &world.user_id).await, None);
+    let user_id = world.user_id.clone();
+    let codes: i64 = world
+        .app
+        .query(move |c| {
+            recovery_codes::table
+                .filter(recovery_codes::user_id.eq(user_id))
+                .count()
+                .get_result(c)
+        })
+        .await;
+    assert_eq!(codes, 0, "the recovery codes go with the last factor");
+
+    // With a passkey left the app is not the last factor: removed at once.
+    world.plant_passkey().await;
+    let (_, secret, step) = enrol(&world, &mut ann).await;
+    let page = get(&world, &mut ann).await;
+    let removed = remove_totp(
+        &world,
+        &mut ann,
+        &page.html,
+        &secret.code(step + 1, DIGITS),
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.html);
+    assert!(!removed.html.contains("confirm-remove"), "{}", removed.html);
+    assert_eq!(totp_row(&world, &world.user_id).await, None);
 }

@@ -42,6 +42,8 @@ pub enum Event {
     UserEnabled,
     RolesChanged,
     ClientCreated,
+    /// A client's registration changed in place (the detail names the fields).
+    ClientUpdated,
     ClientDeleted,
     RefreshTokenReuse,
     AuthorizationCodeReuse,
@@ -73,6 +75,9 @@ pub enum Event {
     /// A recovery code stood in for the second factor.
     RecoveryCodeUsed,
     PasskeyRenamed,
+    /// An operator or administrator took away every second factor of a person who lost them
+    /// (and ended their sessions).
+    MfaReset,
 }
 
 impl Event {
@@ -87,6 +92,7 @@ impl Event {
             Event::UserEnabled => "user_enabled",
             Event::RolesChanged => "roles_changed",
             Event::ClientCreated => "client_created",
+            Event::ClientUpdated => "client_updated",
             Event::ClientDeleted => "client_deleted",
             Event::RefreshTokenReuse => "refresh_token_reuse",
             Event::AuthorizationCodeReuse => "authorization_code_reuse",
@@ -109,6 +115,7 @@ impl Event {
             Event::SecondFactorRefused => "second_factor_refused",
             Event::RecoveryCodeUsed => "recovery_code_used",
             Event::PasskeyRenamed => "passkey_renamed",
+            Event::MfaReset => "mfa_reset",
         }
     }
 }

@@ -164,7 +164,7 @@ async fn the_password_grant_works_when_mfa_is_optional() {
 
 /// Sets up an authenticator app for the world's person through the use cases (as the account
 /// page does): the secret, to compute codes from, and the recovery codes.
-async fn enrol_totp(world: &World) -> (tessera::mfa::TotpSecret, Vec<String>) {
+pub(super) async fn enrol_totp(world: &World) -> (tessera::mfa::TotpSecret, Vec<String>) {
     let svc = world.app.state.services.clone();
     let user_id = world.user_id.clone();
     let now = world.app.clock.now();
@@ -206,7 +206,7 @@ async fn enrol_totp(world: &World) -> (tessera::mfa::TotpSecret, Vec<String>) {
 }
 
 /// Posts the second-step form of `html` with `field` = `code`.
-async fn submit_second_factor(
+pub(super) async fn submit_second_factor(
     world: &World,
     browser: &mut HttpBrowser,
     html: &str,

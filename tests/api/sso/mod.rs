@@ -8,6 +8,7 @@ mod enrolment;
 mod interop;
 mod logout;
 mod mfa;
+mod mfa_reset;
 mod params;
 mod review;
 mod session;
@@ -42,6 +43,29 @@ impl World {
     pub async fn with(env: TestEnv, app: TestApp) -> World {
         let user_id = app.create_user(EMAIL, PASSWORD, &[]).await;
         World { env, app, user_id }
+    }
+
+    /// A passkey of the person's, written as the passkeys page would (its credential is never
+    /// checked: enough to count as a second factor).
+    pub async fn plant_passkey(&self) {
+        let (user_id, now) = (self.user_id.clone(), self.app.clock.now());
+        self.app
+            .query(move |conn| {
+                tessera::mfa::passkey_store::insert(
+                    conn,
+                    &tessera::mfa::passkey_store::PasskeyRow {
+                        id: tessera::db::new_id(),
+                        credential_id: format!("credential-of-{user_id}"),
+                        user_id,
+                        name: "Phone".into(),
+                        credential: "{}".into(),
+                        backup_eligible: 0,
+                        created_at: now,
+                        last_used_at: None,
+                    },
+                )
+            })
+            .await;
     }
 
     /// A public code-flow client named `name`, first-party unless `spec` says otherwise.

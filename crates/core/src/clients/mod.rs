@@ -1,6 +1,6 @@
 //! OAuth clients: registration (with a generated secret for confidential clients) and lookup.
 
-use crate::db::models::NewClient;
+use crate::db::models::{ClientChanges, NewClient};
 use crate::db::repo::clients;
 use crate::db::{DbConnection, DbError};
 use crate::domain::{
@@ -37,6 +37,7 @@ pub struct ClientView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    pub require_mfa: bool,
     pub created_at: i64,
     /// Only in the answer to the request that created the client.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,10 +57,8 @@ impl From<&Client> for ClientView {
             consent: c.consent.as_str(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.to_vec(),
             backchannel_logout_uri: c.backchannel_logout.as_ref().map(|b| b.uri.clone()),
-            backchannel_logout_session_required: c
-                .backchannel_logout
-                .as_ref()
-                .is_some_and(|b| b.session_required),
+            backchannel_logout_session_required: session_required(c.backchannel_logout.as_ref()),
+            require_mfa: c.require_mfa,
             created_at: c.created_at,
             client_secret: None,
         }
@@ -88,6 +87,9 @@ pub struct ClientSpec {
     pub backchannel_logout_uri: Option<String>,
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// Its users sign in with a second factor (or set one up first) before it gets a code.
+    #[serde(default)]
+    pub require_mfa: bool,
 }
 
 /// A registration, checked: what `create` stores.
@@ -102,6 +104,7 @@ pub struct ValidClient {
     pub consent: Consent,
     pub post_logout_redirect_uris: RedirectUris,
     pub backchannel_logout: Option<BackchannelLogout>,
+    pub require_mfa: bool,
 }
 
 impl ClientSpec {
@@ -165,8 +168,148 @@ impl ClientSpec {
             consent,
             post_logout_redirect_uris,
             backchannel_logout,
+            require_mfa: self.require_mfa,
         })
     }
+}
+
+/// A registration as it stands, to change a part of it and check the whole again.
+impl From<&Client> for ClientSpec {
+    fn from(c: &Client) -> Self {
+        ClientSpec {
+            name: c.name.clone(),
+            public: c.is_public(),
+            grant_types: c.grant_types.names(),
+            redirect_uris: c.redirect_uris.to_vec(),
+            scopes: c.scopes.to_vec(),
+            audiences: c.audiences.to_vec(),
+            consent: Some(c.consent.as_str().to_string()),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.to_vec(),
+            backchannel_logout_uri: c.backchannel_logout.as_ref().map(|b| b.uri.clone()),
+            backchannel_logout_session_required: session_required(c.backchannel_logout.as_ref()),
+            require_mfa: c.require_mfa,
+        }
+    }
+}
+
+/// What may change in a registration in place; a field left out stays as it is. Grant types,
+/// scopes, audiences, consent and whether the client is public do not change: tokens and
+/// refresh families already issued carry them (register a new client instead).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatch {
+    #[serde(default, deserialize_with = "given")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub redirect_uris: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "given")]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "given")]
+    pub backchannel_logout_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "given")]
+    pub backchannel_logout_session_required: Option<bool>,
+    #[serde(default, deserialize_with = "given")]
+    pub require_mfa: Option<bool>,
+}
+
+/// A field that is there (`Some`) apart from one left out (`None`, by `default`): a `null` is
+/// a value of the field's own type or refused, never taken for "left out".
+fn given<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+impl ClientPatch {
+    /// The registration with this patch applied (still to be checked).
+    fn apply(&self, current: &Client) -> ClientSpec {
+        let mut spec = ClientSpec::from(current);
+        if let Some(name) = &self.name {
+            spec.name.clone_from(name);
+        }
+        if let Some(uris) = &self.redirect_uris {
+            spec.redirect_uris.clone_from(uris);
+        }
+        if let Some(uris) = &self.post_logout_redirect_uris {
+            spec.post_logout_redirect_uris.clone_from(uris);
+        }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            spec.backchannel_logout_uri.clone_from(uri);
+            if uri.is_none() && self.backchannel_logout_session_required.is_none() {
+                spec.backchannel_logout_session_required = false;
+            }
+        }
+        if let Some(required) = self.backchannel_logout_session_required {
+            spec.backchannel_logout_session_required = required;
+        }
+        if let Some(required) = self.require_mfa {
+            spec.require_mfa = required;
+        }
+        spec
+    }
+}
+
+/// What `update` did: the client as it is now, and the names of the fields that changed.
+#[derive(Debug)]
+pub struct Updated {
+    pub client: Client,
+    pub changed: Vec<&'static str>,
+}
+
+/// Changes a client's registration in place, checked as a new one would be; `None` if there
+/// is no client `id`.
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    patch: &ClientPatch,
+    now: i64,
+) -> Result<Option<Updated>, ClientError> {
+    let Some(current) = clients::find(conn, id)? else {
+        return Ok(None);
+    };
+    let before = ClientSpec::from(&current);
+    let valid = patch.apply(&current).validate()?;
+    clients::update(
+        conn,
+        id,
+        &ClientChanges {
+            name: &valid.name,
+            redirect_uris: &valid.redirect_uris.to_string(),
+            post_logout_redirect_uris: &valid.post_logout_redirect_uris.to_string(),
+            backchannel_logout_uri: valid.backchannel_logout.as_ref().map(|b| b.uri.as_str()),
+            backchannel_logout_session_required: i64::from(session_required(
+                valid.backchannel_logout.as_ref(),
+            )),
+            require_mfa: i64::from(valid.require_mfa),
+            updated_at: now,
+        },
+    )?;
+    let client = written(conn, id)?;
+    let after = ClientSpec::from(&client);
+    let changed = [
+        ("name", before.name != after.name),
+        ("redirect_uris", before.redirect_uris != after.redirect_uris),
+        (
+            "post_logout_redirect_uris",
+            before.post_logout_redirect_uris != after.post_logout_redirect_uris,
+        ),
+        (
+            "backchannel_logout_uri",
+            before.backchannel_logout_uri != after.backchannel_logout_uri,
+        ),
+        (
+            "backchannel_logout_session_required",
+            before.backchannel_logout_session_required != after.backchannel_logout_session_required,
+        ),
+        ("require_mfa", before.require_mfa != after.require_mfa),
+    ]
+    .into_iter()
+    .filter_map(|(field, changed)| changed.then_some(field))
+    .collect();
+    Ok(Some(Updated { client, changed }))
 }
 
 /// A back-channel logout URI (Back-Channel Logout 1.0 §2.2): an absolute http(s) URL that Tessera
@@ -230,6 +373,18 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, ClientError> {
     Ok(clients::delete(conn, id)? > 0)
 }
 
+/// Whether the client needs `sid` in its logout tokens (never without a back-channel URI).
+fn session_required(backchannel: Option<&BackchannelLogout>) -> bool {
+    backchannel.is_some_and(|b| b.session_required)
+}
+
+/// The client just written, read back (in the same transaction: it is there).
+fn written(conn: &mut DbConnection, id: &str) -> Result<Client, ClientError> {
+    clients::find(conn, id)?.ok_or(ClientError::Db(DbError::Query(
+        diesel::result::Error::NotFound,
+    )))
+}
+
 /// Registers a client. Confidential clients get a 256-bit secret, returned here once and
 /// stored only as its SHA-256 (a random secret needs no slow hash).
 pub fn create(
@@ -270,17 +425,13 @@ pub fn create(
             consent: valid.consent.as_str(),
             post_logout_redirect_uris: &valid.post_logout_redirect_uris.to_string(),
             backchannel_logout_uri: valid.backchannel_logout.as_ref().map(|b| b.uri.as_str()),
-            backchannel_logout_session_required: i64::from(
-                valid
-                    .backchannel_logout
-                    .as_ref()
-                    .is_some_and(|b| b.session_required),
-            ),
+            backchannel_logout_session_required: i64::from(session_required(
+                valid.backchannel_logout.as_ref(),
+            )),
+            require_mfa: i64::from(valid.require_mfa),
         },
     )?;
-    let client = clients::find(conn, &id)?.ok_or(ClientError::Db(DbError::Query(
-        diesel::result::Error::NotFound,
-    )))?;
+    let client = written(conn, &id)?;
     Ok((client, secret))
 }
 

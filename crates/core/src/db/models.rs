@@ -55,6 +55,7 @@ pub struct ClientRow {
     pub post_logout_redirect_uris: String,
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: i64,
+    pub require_mfa: i64,
 }
 
 #[derive(Insertable)]
@@ -73,6 +74,20 @@ pub struct NewClient<'a> {
     pub post_logout_redirect_uris: &'a str,
     pub backchannel_logout_uri: Option<&'a str>,
     pub backchannel_logout_session_required: i64,
+    pub require_mfa: i64,
+}
+
+/// What `clients::update` may change in a registration.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = clients, treat_none_as_null = true)]
+pub struct ClientChanges<'a> {
+    pub name: &'a str,
+    pub redirect_uris: &'a str,
+    pub post_logout_redirect_uris: &'a str,
+    pub backchannel_logout_uri: Option<&'a str>,
+    pub backchannel_logout_session_required: i64,
+    pub require_mfa: i64,
+    pub updated_at: i64,
 }
 
 #[derive(Debug, Insertable)]
@@ -305,6 +320,7 @@ impl From<ClientRow> for crate::domain::Client {
                     session_required: row.backchannel_logout_session_required != 0,
                 }
             }),
+            require_mfa: row.require_mfa != 0,
         }
     }
 }

@@ -35,6 +35,7 @@ diesel::table! {
         post_logout_redirect_uris -> Text,
         backchannel_logout_uri -> Nullable<Text>,
         backchannel_logout_session_required -> BigInt,
+        require_mfa -> BigInt,
     }
 }
 

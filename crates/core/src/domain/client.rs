@@ -25,6 +25,8 @@ pub struct Client {
     /// Where RP-initiated logout may send the browser afterwards: matched exactly.
     pub post_logout_redirect_uris: RedirectUris,
     pub backchannel_logout: Option<BackchannelLogout>,
+    /// Its users sign in with a second factor (or set one up first) before it gets a code.
+    pub require_mfa: bool,
 }
 
 /// Whether the person is asked before a client gets what it requests.

@@ -220,6 +220,7 @@ mod tests {
             consent: Default::default(),
             post_logout_redirect_uris: Default::default(),
             backchannel_logout: None,
+            require_mfa: false,
         }
     }
 

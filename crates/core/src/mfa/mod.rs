@@ -375,11 +375,36 @@ pub fn regenerate_recovery_codes(
     })
 }
 
+/// What a removal of a second factor did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// The person has no such factor (no passkey `id`, no authenticator app).
+    NotFound,
+    /// It is the person's last second factor: ask them to confirm first.
+    NeedsConfirmation,
+}
+
+/// Whether removing the person's authenticator app would leave them no second factor (no
+/// passkey either), so that it is asked to be confirmed first.
+pub fn totp_is_last_factor(conn: &mut DbConnection, user_id: &str) -> Result<bool, MfaError> {
+    Ok(factors(conn, user_id)?.totp && passkey_store::count(conn, user_id)? == 0)
+}
+
 /// Removes the person's authenticator app (and, with no factor left, the recovery codes).
-pub fn remove_totp(conn: &mut DbConnection, user_id: &str, now: i64) -> Result<(), MfaError> {
+/// Removing the last second factor (no passkey) happens only `confirmed`.
+pub fn remove_totp(
+    conn: &mut DbConnection,
+    user_id: &str,
+    confirmed: bool,
+    now: i64,
+) -> Result<Removal, MfaError> {
     conn.transaction(|conn| {
+        if !confirmed && totp_is_last_factor(conn, user_id)? {
+            return Ok(Removal::NeedsConfirmation);
+        }
         if store::delete_totp(conn, user_id)? == 0 {
-            return Err(MfaError::NotEnrolled);
+            return Ok(Removal::NotFound);
         }
         if !factors(conn, user_id)?.any() {
             store::delete_recovery_codes(conn, user_id)?;
@@ -394,6 +419,29 @@ pub fn remove_totp(conn: &mut DbConnection, user_id: &str, now: i64) -> Result<(
             },
             now,
         )?;
-        Ok(())
+        Ok(Removal::Removed)
     })
+}
+
+/// What `reset` took away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Wiped {
+    /// An authenticator app, confirmed or still being set up.
+    pub totp: bool,
+    pub recovery_codes: usize,
+    pub passkeys: usize,
+}
+
+/// Takes away every second factor of a person (inside the caller's transaction): the
+/// authenticator app, the recovery codes, the passkeys, and what was under way with them (second
+/// steps of sign-ins in flight, WebAuthn ceremonies), so nothing begun before finishes after.
+pub fn reset(conn: &mut DbConnection, user_id: &str) -> Result<Wiped, DbError> {
+    let wiped = Wiped {
+        totp: store::delete_totp(conn, user_id)? > 0,
+        recovery_codes: store::delete_recovery_codes(conn, user_id)?,
+        passkeys: passkey_store::delete_all_of_user(conn, user_id)?,
+    };
+    pending::delete_of_user(conn, user_id)?;
+    passkey_store::delete_ceremonies_of_user(conn, user_id)?;
+    Ok(wiped)
 }

@@ -327,15 +327,7 @@ pub fn rename(
     })
 }
 
-/// What a removal did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    Removed,
-    /// The person has no passkey `id`.
-    NotFound,
-    /// It is the person's last second factor: ask them to confirm first.
-    NeedsConfirmation,
-}
+pub use super::Removal;
 
 /// Removes the person's passkey. Removing the last second factor (no other passkey, no
 /// authenticator app) happens only `confirmed`.

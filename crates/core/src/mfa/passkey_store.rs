@@ -106,6 +106,17 @@ pub fn delete(conn: &mut DbConnection, user_id: &str, id: &str) -> QueryResult<b
     .map(|n| n == 1)
 }
 
+/// Removes every passkey of the user (an MFA reset); how many there were.
+pub fn delete_all_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id))).execute(conn)
+}
+
+/// Removes the ceremonies under way for the user (an MFA reset: none may finish afterwards).
+pub fn delete_ceremonies_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(webauthn_ceremonies::table.filter(webauthn_ceremonies::user_id.eq(user_id)))
+        .execute(conn)
+}
+
 pub fn insert_ceremony(conn: &mut DbConnection, row: &CeremonyRow) -> QueryResult<()> {
     diesel::insert_into(webauthn_ceremonies::table)
         .values(row)

@@ -135,6 +135,12 @@ pub fn take(conn: &mut DbConnection, secret: &str, now: i64) -> Result<Option<Pe
         .map(Pending::from))
 }
 
+/// Deletes every second step of the user, used or not (an MFA reset: one begun before it
+/// must not finish after it).
+pub fn delete_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(mfa_pending::table.filter(mfa_pending::user_id.eq(user_id))).execute(conn)
+}
+
 /// Deletes up to `batch` second steps expired before `now` (used or not: worthless either way,
 /// so no retention).
 pub fn purge(conn: &mut DbConnection, now: i64, batch: i64) -> QueryResult<usize> {

@@ -37,6 +37,8 @@ pub enum EndReason {
     AccountDeleted,
     /// The person signed in once more than `sessions.max_live_per_user` allows: the oldest goes.
     SessionLimit,
+    /// An operator took away the person's second factors (`usecases::users::reset_mfa`).
+    MfaReset,
 }
 
 impl EndReason {
@@ -52,6 +54,7 @@ impl EndReason {
             EndReason::EmailReleased => "email_released",
             EndReason::AccountDeleted => "account_deleted",
             EndReason::SessionLimit => "session_limit",
+            EndReason::MfaReset => "mfa_reset",
         }
     }
 }

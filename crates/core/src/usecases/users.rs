@@ -156,6 +156,67 @@ pub fn verify_email(
     })
 }
 
+/// What an MFA reset did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MfaReset {
+    pub user_id: String,
+    #[serde(flatten)]
+    pub wiped: crate::mfa::Wiped,
+    /// Browser sessions and refresh token families that ended with it.
+    pub ended_sessions: usize,
+    pub revoked_refresh_families: usize,
+}
+
+/// For a person who lost every second factor (after the operator checked who asks): takes
+/// away their authenticator app, recovery codes and passkeys, and what was under way with them
+/// (`mfa::reset`), and ends everything they are signed in with, as a password reset does: a
+/// new security stamp (their access tokens stop working), every refresh token family, and
+/// every browser session (the apps that got tokens in one are sent a back-channel logout).
+/// Their next sign-in is with the password alone, and they set up their factors again.
+/// One transaction, audited as `mfa_reset` with the actor. `NotFound` if there is no such user.
+pub fn reset_mfa(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: &str,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<MfaReset, AccountError> {
+    conn.transaction(|conn| {
+        let user = repo::users::find_by_id(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        let wiped = crate::mfa::reset(conn, &user.id)?;
+        let stamp = crate::crypto::random_token(16).map_err(|e| DbError::Task(e.to_string()))?;
+        repo::users::set_security_stamp(conn, &user.id, &stamp, now)?;
+        let revoked =
+            crate::refresh::store::revoke_families_of_user(conn, &user.id, now, "mfa_reset")?;
+        let ended =
+            crate::sso::end_all_of_user(conn, &user.id, crate::sso::EndReason::MfaReset, now)?;
+        audit::record(
+            conn,
+            Event::MfaReset,
+            Record {
+                user_id: Some(&user.id),
+                ip,
+                detail: Some(json!({
+                    "by": actor.by(),
+                    "totp": wiped.totp,
+                    "recovery_codes": wiped.recovery_codes,
+                    "passkeys": wiped.passkeys,
+                    "ended_sessions": ended,
+                    "revoked_refresh_families": revoked,
+                })),
+                ..Record::default()
+            },
+            now,
+        )?;
+        Ok(MfaReset {
+            user_id: user.id.to_string(),
+            wiped,
+            ended_sessions: ended,
+            revoked_refresh_families: revoked,
+        })
+    })
+}
+
 /// Deletes an account with its sessions, codes, federated identities and unsent mail
 /// (`self_service::delete_account`, which self-deletion and the purge share).
 pub fn delete(

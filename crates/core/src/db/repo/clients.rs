@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::{ClientRow, NewClient};
+use crate::db::models::{ClientChanges, ClientRow, NewClient};
 use crate::db::schema::clients;
 use crate::domain::Client;
 
@@ -28,6 +28,16 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Client>> {
         .select(ClientRow::as_select())
         .load::<ClientRow>(conn)
         .map(|rows| rows.into_iter().map(Client::from).collect())
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    changes: &ClientChanges<'_>,
+) -> QueryResult<usize> {
+    diesel::update(clients::table.find(id))
+        .set(changes)
+        .execute(conn)
 }
 
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {

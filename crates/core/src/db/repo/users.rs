@@ -106,6 +106,18 @@ pub fn mark_email_verified(conn: &mut DbConnection, id: &str, now: i64) -> Query
     .execute(conn)
 }
 
+/// A new security stamp alone: sessions and tokens issued before end.
+pub fn set_security_stamp(
+    conn: &mut DbConnection,
+    id: &str,
+    stamp: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((users::security_stamp.eq(stamp), users::updated_at.eq(now)))
+        .execute(conn)
+}
+
 /// A new password hash with a new security stamp: sessions started before end.
 pub fn set_password(
     conn: &mut DbConnection,
