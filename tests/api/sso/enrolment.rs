@@ -234,3 +234,97 @@ async fn an_enrolment_without_its_cookie_or_too_late_makes_nothing() {
     assert_eq!(totp_confirmed(&world).await, Some(false), "not turned on");
     world.app.stop().await;
 }
+
+/// A client registered with `require_mfa` needs a multi-factor session even when the policy
+/// is optional: a password-only session made at another app answers that app silently, but
+/// this one gets the enrolment page (the person has no factor) and, with `prompt=none`,
+/// `interaction_required`. Once set up there, the same session (upgraded) answers both; and
+/// the password grant of such a client is refused with the MFA message.
+#[tokio::test]
+async fn a_client_that_requires_mfa_steps_up_a_password_session() {
+    let world = World::new().await;
+    let plain = world.client("Plain", ClientSpec::default()).await;
+    let strict = world
+        .client(
+            "Strict",
+            ClientSpec {
+                require_mfa: true,
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let mut browser = HttpBrowser::for_pages();
+    let first = world.sign_in(&mut browser, &plain, &[]).await;
+    let tokens = world.exchange(&plain, &World::code_of(&first)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id["amr"], serde_json::json!(["pwd"]));
+    let sid = id["sid"].as_str().expect("sid").to_string();
+
+    let silent = browser
+        .get(&world.authorize_url(&strict, &[("prompt", "none")]))
+        .await;
+    let location = crate::testkit::fixtures::location(&silent);
+    assert!(
+        location.contains("error=interaction_required"),
+        "{location}"
+    );
+
+    let step = browser.get(&world.authorize_url(&strict, &[])).await;
+    assert_eq!(step.status(), 200);
+    let html = step.text().await.expect("html");
+    assert!(html.contains(r#"name="enrol_totp""#), "{html}");
+    assert!(
+        !html.contains(r#"name="password""#),
+        "no password again: {html}"
+    );
+    let secret = shown_secret(&html);
+    let now = world.app.clock.now();
+    let done = answer(
+        &world,
+        &mut browser,
+        &html,
+        "enrol_totp",
+        &secret.code_at(now),
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    let on = browser.get(&world.authorize_url(&strict, &[])).await;
+    let tokens = world.exchange(&strict, &World::code_of(&on)).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(id["acr"], TESSERA_MFA);
+    assert_eq!(id["sid"], sid.as_str(), "the same session, upgraded");
+    let again = browser.get(&world.authorize_url(&plain, &[])).await;
+    World::code_of(&again);
+
+    let (password_client, client_secret) = world
+        .app
+        .create_client(ClientSpec {
+            name: "Strict first party".into(),
+            grant_types: vec!["password".into()],
+            scopes: vec!["openid".into()],
+            require_mfa: true,
+            ..ClientSpec::default()
+        })
+        .await;
+    let other = world
+        .app
+        .create_user("bo@example.com", crate::testkit::PASSWORD, &[])
+        .await;
+    assert!(!other.is_empty());
+    let refused = world
+        .app
+        .password_login(
+            (&password_client, &client_secret.expect("confidential")),
+            "bo@example.com",
+            crate::testkit::PASSWORD,
+            "openid",
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(
+        body["error_description"],
+        "multi-factor authentication is required; use the authorization code flow"
+    );
+    world.app.stop().await;
+}

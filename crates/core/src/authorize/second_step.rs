@@ -38,7 +38,7 @@ pub fn offered(factors: &Factors, passkeys_on: bool) -> Vec<SecondFactor> {
 /// Whether `request` needs a multi-factor sign-in whatever the person has set up: the
 /// provider's policy (`accounts.mfa = "required"`) or the client's (`require_mfa`).
 pub fn mfa_required(svc: &Services, request: &AuthorizationRequest) -> bool {
-    svc.settings.accounts.mfa.is_required() && request.client.id.as_str() != ""
+    svc.settings.accounts.mfa.is_required() || request.client.require_mfa
 }
 
 fn task(e: MfaError) -> DbError {

@@ -26,8 +26,8 @@ pub async fn grant(
         via: "password",
     };
     let user = login::verify_credentials(svc, username, password, attempt).await?;
-    // No second step fits this grant: whoever has or must use a second factor signs in
-    // through the browser. Said only after the password was right, so it tells a guesser nothing.
+    // No second step fits this grant: whoever has or must use a second factor (the policy's
+    // or the client's) signs in through the browser. Said only after the password was right, so it tells a guesser nothing.
     let user_id = user.id.to_string();
     let has_factor = svc
         .db
@@ -37,7 +37,7 @@ pub async fn grant(
                 .map_err(|e| crate::db::DbError::Task(e.to_string()))
         })
         .await?;
-    if svc.settings.accounts.mfa.is_required() || has_factor {
+    if svc.settings.accounts.mfa.is_required() || client.require_mfa || has_factor {
         return Err(GrantError::InvalidGrant(MFA_REQUIRED.into()));
     }
     let scope = if request.params.get("scope").is_none() {
