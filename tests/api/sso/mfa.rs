@@ -163,11 +163,38 @@ async fn the_password_grant_works_when_mfa_is_optional() {
     world.app.stop().await;
 }
 
-/// Sets up an authenticator app for the world's person through the use cases (as the account
-/// page does): the secret, to compute codes from, and the recovery codes.
-async fn enrol_totp(world: &World) -> (tessera::mfa::TotpSecret, Vec<String>) {
-    let enrolled = mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL).await;
-    (enrolled.secret, enrolled.recovery_codes)
+/// A person with an authenticator app (set up through the use cases, as the account page
+/// does), an app, and a browser that typed the password at the app's `/authorize`.
+struct SecondStep {
+    world: World,
+    app: String,
+    secret: tessera::mfa::TotpSecret,
+    recovery: Vec<String>,
+    browser: HttpBrowser,
+    /// The response to the password: the second-step page, for the test to look at.
+    step: reqwest::Response,
+}
+
+impl SecondStep {
+    async fn new() -> SecondStep {
+        let world = World::new().await;
+        let app = world.client("App", ClientSpec::default()).await;
+        let mfa::Enrolled {
+            secret,
+            recovery_codes: recovery,
+            ..
+        } = mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL).await;
+        let mut browser = HttpBrowser::for_pages();
+        let step = world.sign_in(&mut browser, &app, &[]).await;
+        SecondStep {
+            world,
+            app,
+            secret,
+            recovery,
+            browser,
+            step,
+        }
+    }
 }
 
 /// Posts the second-step form of `html` with `field` = `code`.
@@ -199,12 +226,15 @@ async fn submit_second_factor(
 /// posting again with it is refused, and so is the same code at a new sign-in (replay).
 #[tokio::test]
 async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
-    let world = World::new().await;
-    let app = world.client("App", ClientSpec::default()).await;
-    let (secret, recovery) = enrol_totp(&world).await;
+    let SecondStep {
+        world,
+        app,
+        secret,
+        recovery,
+        mut browser,
+        step,
+    } = SecondStep::new().await;
     let now = world.app.clock.now();
-    let mut browser = HttpBrowser::for_pages();
-    let step = world.sign_in(&mut browser, &app, &[]).await;
     assert_eq!(step.status(), 200, "the second-step page, not the app");
     assert!(
         browser.cookies.contains_key("tessera_mfa"),
@@ -296,13 +326,15 @@ async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
 /// browser then signs in with that same code.
 #[tokio::test]
 async fn a_second_step_without_its_cookie_is_refused() {
-    let world = World::new().await;
-    let app = world.client("App", ClientSpec::default()).await;
-    let (secret, _) = enrol_totp(&world).await;
+    let SecondStep {
+        world,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
     let now = world.app.clock.now();
-    let mut browser = HttpBrowser::for_pages();
-    let step = world.sign_in(&mut browser, &app, &[]).await;
-    let html = step.text().await.expect("html");
+    let html = second_step_page(step, "the sign-in").await;
     let mut attacker = HttpBrowser::for_pages();
     attacker.cookies = browser.cookies.clone();
     attacker.cookies.remove("tessera_mfa");
@@ -352,7 +384,8 @@ async fn acr_values_step_up_an_existing_password_session() {
     let first = world.sign_in(&mut browser, &app, &[]).await;
     let tokens = world.exchange(&app, &World::code_of(&first)).await;
     let sid = claims_of(tokens["id_token"].as_str().expect("id token"))["sid"].clone();
-    let (secret, _) = enrol_totp(&world).await;
+    let mfa::Enrolled { secret, .. } =
+        mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL).await;
     let now = world.app.clock.now();
 
     let step = browser
@@ -361,9 +394,6 @@ async fn acr_values_step_up_an_existing_password_session() {
     assert_eq!(step.status(), 200, "the second-step page");
     let html = step.text().await.expect("html");
     assert!(html.contains("Second step"), "{html}");
-    // What the browser holds as it posts the right code (the success drops the pending
-    // step's cookie and the form's CSRF cookie: a replay needs a copy taken before).
-    let copied = browser.cookies.clone();
     let done =
         submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
     let tokens = world.exchange(&app, &World::code_of(&done)).await;
@@ -438,11 +468,14 @@ async fn live_sessions(world: &World) -> i64 {
 /// the session itself stands).
 #[tokio::test]
 async fn prompt_login_and_max_age_ask_for_both_factors_again() {
-    let world = World::new().await;
-    let app = world.client("App", ClientSpec::default()).await;
-    let (secret, _) = enrol_totp(&world).await;
-    let mut browser = HttpBrowser::for_pages();
-    let step = world.sign_in(&mut browser, &app, &[]).await;
+    let SecondStep {
+        world,
+        app,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
     let html = second_step_page(step, "the first sign-in").await;
     let now = world.app.clock.now();
     let done =
@@ -496,11 +529,14 @@ async fn prompt_login_and_max_age_ask_for_both_factors_again() {
 /// it).
 #[tokio::test]
 async fn an_expired_second_step_is_refused_and_makes_no_session() {
-    let world = World::new().await;
-    let app = world.client("App", ClientSpec::default()).await;
-    let (secret, _) = enrol_totp(&world).await;
-    let mut browser = HttpBrowser::for_pages();
-    let step = world.sign_in(&mut browser, &app, &[]).await;
+    let SecondStep {
+        world,
+        app,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
     let html = second_step_page(step, "the sign-in").await;
 
     world.app.clock.advance(tessera::mfa::pending::TTL_SECS + 1);
@@ -546,13 +582,16 @@ async fn an_expired_second_step_is_refused_and_makes_no_session() {
 /// is the account's, not the pending step's); after it, the right code goes through.
 #[tokio::test]
 async fn wrong_codes_at_the_second_step_are_throttled() {
-    let world = World::new().await;
-    let app = world.client("App", ClientSpec::default()).await;
-    let (secret, _) = enrol_totp(&world).await;
+    let SecondStep {
+        world,
+        app,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
     let free = world.app.settings.throttle.account_free_attempts;
     assert!(free > 1, "a throttle that allows a typo");
-    let mut browser = HttpBrowser::for_pages();
-    let step = world.sign_in(&mut browser, &app, &[]).await;
     let mut html = second_step_page(step, "the sign-in").await;
     let wrong = mfa::wrong_code(&secret, world.app.clock.now());
     for n in 1..=free {
