@@ -4,40 +4,18 @@
 //! without its CSRF token, or from another site, or without a session changes nothing; and one
 //! person's session cannot touch another's factors.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use diesel::prelude::*;
 use tessera::clients::ClientSpec;
-use tessera::db::schema::{recovery_codes, totp_credentials};
+use tessera::db::schema::recovery_codes;
 use tessera::mfa::TotpSecret;
-use tessera::mfa::totp::{DIGITS, step_of};
+use tessera::mfa::totp::DIGITS;
 
 use crate::sso::World;
+use crate::testkit::mfa::{
+    Enrolled, Page, begin_on_page, enrol_on_page, post_security, recovery_codes_of, security_page,
+    text_of, totp_row,
+};
 use crate::testkit::{HttpBrowser, PASSWORD, csrf_field};
-
-const PAGE: &str = "/account/security";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
-
-/// The text between `<tag id="id"…>` and the next `<`.
-fn text_of(html: &str, id: &str) -> Option<String> {
-    let start = html.find(&format!("id=\"{id}\""))?;
-    let rest = &html[start..];
-    let open = rest.find('>')? + 1;
-    Some(rest[open..].split('<').next()?.to_string())
-}
-
-fn recovery_codes_of(html: &str) -> Vec<String> {
-    html.split("<li class=\"recovery-code\">")
-        .skip(1)
-        .filter_map(|part| part.split('<').next().map(String::from))
-        .collect()
-}
 
 /// A world with a person signed in in `browser` (a session cookie).
 async fn signed_in(world: &World, browser: &mut HttpBrowser) {
@@ -46,69 +24,15 @@ async fn signed_in(world: &World, browser: &mut HttpBrowser) {
     World::code_of(&response);
 }
 
-struct Page {
-    status: u16,
-    html: String,
-}
-
-async fn get(world: &World, browser: &mut HttpBrowser) -> Page {
-    let response = browser.get(&world.app.url(PAGE)).await;
-    Page {
-        status: response.status().as_u16(),
-        html: response.text().await.expect("html"),
-    }
-}
-
-/// Posts one of the page's forms with the CSRF token of `html`.
-async fn post(
-    world: &World,
-    browser: &mut HttpBrowser,
-    path: &str,
-    html: &str,
-    fields: &[(&str, &str)],
-) -> Page {
-    let csrf = csrf_field(html);
-    let mut form = vec![("csrf_token", csrf.as_str())];
-    form.extend_from_slice(fields);
-    let response = browser.post_form(&world.app.url(path), &form).await;
-    Page {
-        status: response.status().as_u16(),
-        html: response.text().await.expect("html"),
-    }
-}
-
-/// Starts the setup: the page with the QR code, and the secret it shows.
-async fn begin(world: &World, browser: &mut HttpBrowser) -> (Page, TotpSecret) {
-    let page = get(world, browser).await;
-    assert_eq!(page.status, 200, "{}", page.html);
-    let page = post(world, browser, "/account/security/totp", &page.html, &[]).await;
-    assert_eq!(page.status, 200, "{}", page.html);
-    assert!(page.html.contains("<svg"), "the QR code: {}", page.html);
-    let shown = text_of(&page.html, "totp-secret").expect("the secret is shown");
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(shown.as_bytes())
-        .expect("base32");
-    assert_eq!(bytes.len(), 20, "160 bits");
-    (page, TotpSecret::from_bytes(bytes))
-}
-
 /// Sets up and confirms; the page with the first recovery codes, the secret, and the step the
-/// confirming code was of: the one before the server's (stopped) clock's, so that the next
-/// step is still within the drift allowed however long the test has run.
+/// confirming code was of.
 async fn enrol(world: &World, browser: &mut HttpBrowser) -> (Page, TotpSecret, i64) {
-    let (page, secret) = begin(world, browser).await;
-    let now = world.app.clock.now() - 30;
-    let page = post(
-        world,
-        browser,
-        "/account/security/totp/confirm",
-        &page.html,
-        &[("code", &secret.code_at(now))],
-    )
-    .await;
-    assert_eq!(page.status, 200, "{}", page.html);
-    assert_eq!(recovery_codes_of(&page.html).len(), 10, "{}", page.html);
-    (page, secret, step_of(now))
+    let (page, Enrolled { secret, step, .. }) = enrol_on_page(&world.app, browser).await;
+    (page, secret, step)
+}
+
+fn wrong_code(world: &World, secret: &TotpSecret) -> String {
+    crate::testkit::mfa::wrong_code(secret, world.app.clock.now())
 }
 
 /// Posts the removal form of `html` with `code`, and `confirm` if given.
@@ -121,8 +45,8 @@ async fn remove_totp(
 ) -> Page {
     let mut fields = vec![("code", code)];
     fields.extend(confirm.map(|c| ("confirm", c)));
-    post(
-        world,
+    post_security(
+        &world.app,
         browser,
         "/account/security/totp/remove",
         html,
@@ -131,38 +55,11 @@ async fn remove_totp(
     .await
 }
 
-/// A six-digit code that is none of the codes near now.
-fn wrong_code(secret: &TotpSecret) -> String {
-    let step = step_of(now());
-    (0..)
-        .map(|n| format!("{:06}", 123_456 + n))
-        .find(|code| (step - 2..=step + 2).all(|s| secret.code(s, DIGITS) != *code))
-        .expect("a wrong code")
-}
-
-async fn totp_row(world: &World, user_id: &str) -> Option<(String, Option<i64>, i64)> {
-    let user_id = user_id.to_string();
-    world
-        .app
-        .query(move |c| {
-            totp_credentials::table
-                .find(user_id)
-                .select((
-                    totp_credentials::sealed_secret,
-                    totp_credentials::confirmed_at,
-                    totp_credentials::last_used_step,
-                ))
-                .get_result(c)
-                .optional()
-        })
-        .await
-}
-
 #[tokio::test]
 async fn without_a_session_the_page_says_to_sign_in_and_its_forms_change_nothing() {
     let world = World::new().await;
     let mut browser = HttpBrowser::for_pages();
-    let page = get(&world, &mut browser).await;
+    let page = security_page(&world.app, &mut browser).await;
     assert_eq!(page.status, 401);
     assert!(page.html.contains("not signed in"), "{}", page.html);
     // A CSRF pair of its own making, but no session.
@@ -170,9 +67,16 @@ async fn without_a_session_the_page_says_to_sign_in_and_its_forms_change_nothing
         .cookies
         .insert("tessera_security_csrf".into(), "x".repeat(43));
     let forged = format!(r#"name="csrf_token" value="{}""#, "x".repeat(43));
-    let page = post(&world, &mut browser, "/account/security/totp", &forged, &[]).await;
+    let page = post_security(
+        &world.app,
+        &mut browser,
+        "/account/security/totp",
+        &forged,
+        &[],
+    )
+    .await;
     assert_eq!(page.status, 401, "{}", page.html);
-    assert_eq!(totp_row(&world, &world.user_id).await, None);
+    assert_eq!(totp_row(&world.app, &world.user_id).await, None);
 }
 
 #[tokio::test]
@@ -180,9 +84,9 @@ async fn the_row_holds_the_secret_sealed_and_nothing_of_it_in_the_clear() {
     let world = World::new().await;
     let mut browser = HttpBrowser::for_pages();
     signed_in(&world, &mut browser).await;
-    let (page, secret) = begin(&world, &mut browser).await;
+    let (page, secret) = begin_on_page(&world.app, &mut browser).await;
     let shown = text_of(&page.html, "totp-secret").expect("secret");
-    let (sealed, confirmed_at, _) = totp_row(&world, &world.user_id).await.expect("a row");
+    let (sealed, confirmed_at, _) = totp_row(&world.app, &world.user_id).await.expect("a row");
     assert_eq!(confirmed_at, None, "not a factor before its first code");
     let raw = secret.as_bytes();
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -211,7 +115,7 @@ async fn the_row_holds_the_secret_sealed_and_nothing_of_it_in_the_clear() {
     assert!(!bytes.windows(raw.len()).any(|w| w == raw));
     assert!(!bytes.windows(8).any(|w| raw.windows(8).any(|r| r == w)));
     // Opening the page again shows the same setup (unsealed from the row), not a new secret.
-    let again = get(&world, &mut browser).await;
+    let again = security_page(&world.app, &mut browser).await;
     assert_eq!(text_of(&again.html, "totp-secret"), Some(shown));
 }
 
@@ -225,11 +129,11 @@ async fn setting_up_shows_recovery_codes_once_and_a_code_works_once() {
     for code in &codes {
         assert_eq!(code.len(), 19, "{code}");
     }
-    let (_, confirmed_at, last_used) = totp_row(&world, &world.user_id).await.expect("row");
+    let (_, confirmed_at, last_used) = totp_row(&world.app, &world.user_id).await.expect("row");
     assert!(confirmed_at.is_some());
     assert_eq!(last_used, step);
     // Shown once: the page opened again lists none of them.
-    let page = get(&world, &mut browser).await;
+    let page = security_page(&world.app, &mut browser).await;
     assert!(recovery_codes_of(&page.html).is_empty());
     assert!(page.html.contains("An authenticator app is set up"));
     for code in &codes {
@@ -252,8 +156,8 @@ async fn setting_up_shows_recovery_codes_once_and_a_code_works_once() {
         assert!(stored.iter().all(|h| !h.contains(&plain) && h != code));
     }
     // The code that confirmed the app, replayed: refused, and nothing changes.
-    let replay = post(
-        &world,
+    let replay = post_security(
+        &world.app,
         &mut browser,
         "/account/security/recovery-codes",
         &page.html,
@@ -264,8 +168,8 @@ async fn setting_up_shows_recovery_codes_once_and_a_code_works_once() {
     assert!(recovery_codes_of(&replay.html).is_empty());
     // A code of a later step (within the drift) is taken once, then refused.
     let later = secret.code(step + 1, DIGITS);
-    let fresh = post(
-        &world,
+    let fresh = post_security(
+        &world.app,
         &mut browser,
         "/account/security/recovery-codes",
         &page.html,
@@ -274,8 +178,8 @@ async fn setting_up_shows_recovery_codes_once_and_a_code_works_once() {
     .await;
     assert_eq!(fresh.status, 200, "{}", fresh.html);
     assert_eq!(recovery_codes_of(&fresh.html).len(), 10);
-    let again = post(
-        &world,
+    let again = post_security(
+        &world.app,
         &mut browser,
         "/account/security/recovery-codes",
         &page.html,
@@ -300,6 +204,7 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
     let svc = world.app.state.services.clone();
     let redeem = |code: String| {
         let (svc, user_id) = (svc.clone(), world.user_id.clone());
+        let now = world.app.clock.now();
         async move {
             svc.db
                 .run(move |conn| {
@@ -314,7 +219,7 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
                         &svc.settings.throttle,
                         attempt,
                         &code,
-                        now(),
+                        now,
                     )
                 })
                 .await
@@ -331,13 +236,13 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
         tessera::mfa::CodeCheck::Refused
     );
     // The page counts 9 left; a new set (asked for with one of the old codes) voids the rest.
-    let page = get(&world, &mut browser).await;
+    let page = security_page(&world.app, &mut browser).await;
     assert_eq!(
         text_of(&page.html, "recovery-codes-left").as_deref(),
         Some("9")
     );
-    let renewed = post(
-        &world,
+    let renewed = post_security(
+        &world.app,
         &mut browser,
         "/account/security/recovery-codes",
         &page.html,
@@ -372,13 +277,13 @@ async fn wrong_codes_at_confirmation_are_throttled() {
     let world = World::new().await;
     let mut browser = HttpBrowser::for_pages();
     signed_in(&world, &mut browser).await;
-    let (page, secret) = begin(&world, &mut browser).await;
-    let wrong = wrong_code(&secret);
+    let (page, secret) = begin_on_page(&world.app, &mut browser).await;
+    let wrong = wrong_code(&world, &secret);
     let mut statuses = Vec::new();
     let mut throttled = None;
     for _ in 0..40 {
-        let answer = post(
-            &world,
+        let answer = post_security(
+            &world.app,
             &mut browser,
             "/account/security/totp/confirm",
             &page.html,
@@ -396,16 +301,16 @@ async fn wrong_codes_at_confirmation_are_throttled() {
     let throttled = throttled.unwrap_or_else(|| panic!("never throttled: {statuses:?}"));
     assert!(throttled.html.contains("Too many wrong codes"));
     // While throttled, even the right code is not looked at, and the app stays unconfirmed.
-    let right = post(
-        &world,
+    let right = post_security(
+        &world.app,
         &mut browser,
         "/account/security/totp/confirm",
         &page.html,
-        &[("code", &secret.code_at(now()))],
+        &[("code", &secret.code_at(world.app.clock.now()))],
     )
     .await;
     assert_eq!(right.status, 429, "{}", right.html);
-    let (_, confirmed_at, _) = totp_row(&world, &world.user_id).await.expect("row");
+    let (_, confirmed_at, _) = totp_row(&world.app, &world.user_id).await.expect("row");
     assert_eq!(confirmed_at, None);
     let events = world.app.audit_events(&world.user_id).await;
     assert!(events.iter().any(|e| e == "second_factor_refused"));
@@ -417,7 +322,7 @@ async fn a_form_without_its_csrf_token_or_from_another_site_changes_nothing() {
     let world = World::new().await;
     let mut browser = HttpBrowser::for_pages();
     signed_in(&world, &mut browser).await;
-    let page = get(&world, &mut browser).await;
+    let page = security_page(&world.app, &mut browser).await;
     let csrf = csrf_field(&page.html);
     // No token in the form (the cookie alone, as a cross-site form would send it if it could).
     let response = browser
@@ -441,7 +346,7 @@ async fn a_form_without_its_csrf_token_or_from_another_site_changes_nothing() {
             .form(&[("csrf_token", csrf.as_str())]),
     );
     assert_eq!(request.send().await.expect("post").status(), 403);
-    assert_eq!(totp_row(&world, &world.user_id).await, None);
+    assert_eq!(totp_row(&world.app, &world.user_id).await, None);
     // And the right token from this site works.
     let response = browser
         .post_form(
@@ -450,7 +355,7 @@ async fn a_form_without_its_csrf_token_or_from_another_site_changes_nothing() {
         )
         .await;
     assert_eq!(response.status(), 200);
-    assert!(totp_row(&world, &world.user_id).await.is_some());
+    assert!(totp_row(&world.app, &world.user_id).await.is_some());
 }
 
 #[tokio::test]
@@ -476,45 +381,45 @@ async fn one_persons_session_cannot_touch_anothers_factors() {
         )
         .await;
     World::code_of(&response);
-    let page = get(&world, &mut bob).await;
+    let page = security_page(&world.app, &mut bob).await;
     assert!(page.html.contains("bob@example.com"), "{}", page.html);
     assert!(page.html.contains("No authenticator app is set up"));
-    let removal = remove_totp(
-        &world,
+    let removal = post_security(
+        &world.app,
         &mut bob,
+        "/account/security/totp/remove",
         &page.html,
-        &secret.code(step + 1, DIGITS),
-        None,
+        &[("code", &secret.code(step + 1, DIGITS))],
     )
     .await;
     assert_eq!(removal.status, 409, "{}", removal.html);
-    let (_, confirmed_at, last_used) = totp_row(&world, &world.user_id).await.expect("Ann's");
+    let (_, confirmed_at, last_used) = totp_row(&world.app, &world.user_id).await.expect("Ann's");
     assert!(confirmed_at.is_some());
     assert_eq!(last_used, step, "Ann's code was not spent by Bob's page");
-    assert_eq!(totp_row(&world, &bob_id).await, None);
+    assert_eq!(totp_row(&world.app, &bob_id).await, None);
     // A session alone (left open, or stolen) cannot remove it: a wrong code changes nothing.
-    let page = get(&world, &mut ann).await;
-    let removal = remove_totp(
-        &world,
+    let page = security_page(&world.app, &mut ann).await;
+    let removal = post_security(
+        &world.app,
         &mut ann,
+        "/account/security/totp/remove",
         &page.html,
-        &wrong_code(&secret),
-        Some("yes"),
+        &[("code", &wrong_code(&world, &secret))],
     )
     .await;
     assert_eq!(removal.status, 400, "{}", removal.html);
-    assert!(totp_row(&world, &world.user_id).await.is_some());
+    assert!(totp_row(&world.app, &world.user_id).await.is_some());
     // Ann herself removes it with that code (her last factor: confirmed).
-    let removal = remove_totp(
-        &world,
+    let removal = post_security(
+        &world.app,
         &mut ann,
+        "/account/security/totp/remove",
         &page.html,
-        &secret.code(step + 1, DIGITS),
-        Some("yes"),
+        &[("code", &secret.code(step + 1, DIGITS)), ("confirm", "yes")],
     )
     .await;
     assert_eq!(removal.status, 200, "{}", removal.html);
-    assert_eq!(totp_row(&world, &world.user_id).await, None);
+    assert_eq!(totp_row(&world.app, &world.user_id).await, None);
     let events = world.app.audit_events(&world.user_id).await;
     assert!(events.iter().any(|e| e == "mfa_removed"), "{events:?}");
 }
@@ -531,7 +436,7 @@ async fn removing_the_last_second_factor_asks_for_confirmation_first() {
     signed_in(&world, &mut ann).await;
     let (page, secret, step) = enrol(&world, &mut ann).await;
     assert!(!page.html.contains("confirm-remove"), "not asked unasked");
-    let page = get(&world, &mut ann).await;
+    let page = security_page(&world.app, &mut ann).await;
     let asked = remove_totp(
         &world,
         &mut ann,
@@ -556,7 +461,7 @@ async fn removing_the_last_second_factor_asks_for_confirmation_first() {
         "{}",
         asked.html
     );
-    let (_, confirmed_at, last_used) = totp_row(&world, &world.user_id).await.expect("kept");
+    let (_, confirmed_at, last_used) = totp_row(&world.app, &world.user_id).await.expect("kept");
     assert!(confirmed_at.is_some());
     assert_eq!(last_used, step, "the code was not spent by the question");
     let events = world.app.audit_events(&world.user_id).await;
@@ -566,12 +471,12 @@ async fn removing_the_last_second_factor_asks_for_confirmation_first() {
         &world,
         &mut ann,
         &asked.html,
-        &wrong_code(&secret),
+        &wrong_code(&world, &secret),
         Some("yes"),
     )
     .await;
     assert_eq!(wrong.status, 400, "{}", wrong.html);
-    assert!(totp_row(&world, &world.user_id).await.is_some());
+    assert!(totp_row(&world.app, &world.user_id).await.is_some());
     // Anything but "yes" is no confirmation.
     let unsure = remove_totp(
         &world,
@@ -586,7 +491,7 @@ async fn removing_the_last_second_factor_asks_for_confirmation_first() {
         "{}",
         unsure.html
     );
-    assert!(totp_row(&world, &world.user_id).await.is_some());
+    assert!(totp_row(&world.app, &world.user_id).await.is_some());
 
     let removed = remove_totp(
         &world,
@@ -603,7 +508,7 @@ async fn removing_the_last_second_factor_asks_for_confirmation_first() {
         removed.html
     );
     assert!(!removed.html.contains("confirm-remove"), "{}", removed.html);
-    assert_eq!(totp_row(&world, &world.user_id).await, None);
+    assert_eq!(totp_row(&world.app, &world.user_id).await, None);
     let user_id = world.user_id.clone();
     let codes: i64 = world
         .app
@@ -619,7 +524,7 @@ async fn removing_the_last_second_factor_asks_for_confirmation_first() {
     // With a passkey left the app is not the last factor: removed at once.
     world.plant_passkey().await;
     let (_, secret, step) = enrol(&world, &mut ann).await;
-    let page = get(&world, &mut ann).await;
+    let page = security_page(&world.app, &mut ann).await;
     let removed = remove_totp(
         &world,
         &mut ann,
@@ -630,5 +535,5 @@ async fn removing_the_last_second_factor_asks_for_confirmation_first() {
     .await;
     assert_eq!(removed.status, 200, "{}", removed.html);
     assert!(!removed.html.contains("confirm-remove"), "{}", removed.html);
-    assert_eq!(totp_row(&world, &world.user_id).await, None);
+    assert_eq!(totp_row(&world.app, &world.user_id).await, None);
 }

@@ -18,6 +18,7 @@ mod forgot_password;
 mod link;
 mod login;
 mod logout;
+mod mfa;
 mod passkeys;
 mod register;
 mod security;
@@ -451,5 +452,88 @@ impl Site {
 
     pub async fn stop(self) {
         self.handle.stop(false).await;
+    }
+}
+
+/// What an app's site serves at every path, its `/callback` included.
+pub const APP_PAGE: &str = "<!doctype html><title>App</title><p>Back in the app.</p>";
+
+/// A public code-flow app on its own origin (a `Site`), registered at Tessera with the site's
+/// `/callback` as its redirect URI, asking for `openid email`.
+pub struct SiteApp {
+    pub site: Site,
+    pub client_id: String,
+}
+
+impl SiteApp {
+    /// Registers an app named `name` for a new site.
+    pub async fn register(tessera: &crate::testkit::TestApp, name: &str) -> SiteApp {
+        let site = Site::start(APP_PAGE).await;
+        let client_id = tessera
+            .create_client(tessera::clients::ClientSpec {
+                name: name.into(),
+                public: true,
+                grant_types: vec!["authorization_code".into()],
+                redirect_uris: vec![format!("{}/callback", site.origin)],
+                scopes: ["openid", "email"].map(String::from).to_vec(),
+                ..tessera::clients::ClientSpec::default()
+            })
+            .await
+            .0;
+        SiteApp { site, client_id }
+    }
+
+    pub fn callback(&self) -> String {
+        format!("{}/callback", self.site.origin)
+    }
+
+    /// Tessera's `/authorize` for this app (PKCE with the fixtures' verifier), with `state`,
+    /// `nonce` and `extra`.
+    pub fn authorize_url(
+        &self,
+        tessera: &crate::testkit::TestApp,
+        state: &str,
+        nonce: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", &self.callback())
+            .append_pair("scope", "openid email")
+            .append_pair("state", state)
+            .append_pair("nonce", nonce)
+            .append_pair(
+                "code_challenge",
+                &crate::testkit::pkce_challenge(crate::testkit::VERIFIER),
+            )
+            .append_pair("code_challenge_method", "S256");
+        for (name, value) in extra {
+            query.append_pair(name, value);
+        }
+        format!("{}?{}", tessera.url("/authorize"), query.finish())
+    }
+
+    /// The code in `url`, where the browser came back to this app, which must carry `state`.
+    pub fn code_in(&self, url: &str, state: &str) -> String {
+        assert!(
+            url.starts_with(&self.callback()),
+            "not back at the app: {url}"
+        );
+        let query = crate::testkit::query_of(url);
+        assert_eq!(query.get("state").map(String::as_str), Some(state), "{url}");
+        query
+            .get("code")
+            .cloned()
+            .unwrap_or_else(|| panic!("no code in {url}"))
+    }
+
+    /// The ID token's claims that `code` buys this app.
+    pub async fn id_claims(&self, tessera: &crate::testkit::TestApp, code: &str) -> Value {
+        let tokens = tessera
+            .exchange_code(&self.client_id, &self.callback(), code)
+            .await;
+        crate::testkit::claims_of(tokens["id_token"].as_str().expect("an ID token"))
     }
 }

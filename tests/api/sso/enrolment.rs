@@ -11,8 +11,9 @@ use tessera::mfa::TotpSecret;
 
 use super::World;
 use crate::testkit::app::TestEnv;
-use crate::testkit::fixtures::{claims_of, csrf_field};
+use crate::testkit::fixtures::claims_of;
 use crate::testkit::http::HttpBrowser;
+use crate::testkit::mfa;
 
 const TESSERA_MFA: &str = "urn:tessera:acr:mfa";
 
@@ -24,40 +25,10 @@ async fn required_world() -> World {
     World::with(env, app).await
 }
 
-/// The text between `<tag id="id"…>` and the next `<`.
-fn text_of(html: &str, id: &str) -> Option<String> {
-    let start = html.find(&format!("id=\"{id}\""))?;
-    let rest = &html[start..];
-    let open = rest.find('>')? + 1;
-    Some(rest[open..].split('<').next()?.to_string())
-}
-
 /// The secret the enrolment page shows, as an app would read it.
 fn shown_secret(html: &str) -> TotpSecret {
-    let shown = text_of(html, "totp-secret").unwrap_or_else(|| panic!("no secret in {html}"));
-    TotpSecret::from_bytes(
-        data_encoding::BASE32_NOPAD
-            .decode(shown.trim().as_bytes())
-            .expect("the page shows base32"),
-    )
-}
-
-/// Posts the first form of the second-step page `html` with `field` = `value`.
-async fn answer(
-    world: &World,
-    browser: &mut HttpBrowser,
-    html: &str,
-    field: &str,
-    value: &str,
-) -> reqwest::Response {
-    let first_form = html.split("</form>").next().unwrap_or(html);
-    let mut form = super::hidden_fields(first_form);
-    form.push(("csrf_token".into(), csrf_field(html)));
-    form.push((field.into(), value.into()));
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    browser
-        .post_form(&world.app.url("/authorize/second-factor"), &form)
-        .await
+    let shown = mfa::text_of(html, "totp-secret").unwrap_or_else(|| panic!("no secret in {html}"));
+    mfa::secret_from_page(&shown)
 }
 
 async fn totp_confirmed(world: &World) -> Option<bool> {
@@ -95,7 +66,8 @@ async fn a_person_who_must_use_mfa_sets_up_an_app_while_signing_in() {
     let secret = shown_secret(&html);
     assert_eq!(totp_confirmed(&world).await, Some(false));
 
-    let wrong = answer(&world, &mut browser, &html, "enrol_totp", "000000").await;
+    let wrong =
+        super::mfa::submit_second_factor(&world, &mut browser, &html, "enrol_totp", "000000").await;
     assert_eq!(wrong.status(), 401);
     let html = wrong.text().await.expect("html");
     assert!(html.contains("That code is not right"), "{html}");
@@ -185,7 +157,9 @@ async fn an_enrolment_answer_is_refused_to_a_person_asked_for_a_code() {
     let step = world.sign_in(&mut attacker, &app, &[]).await;
     let html = step.text().await.expect("html");
     assert!(html.contains(r#"name="totp""#), "{html}");
-    let refused = answer(&world, &mut attacker, &html, "enrol_totp", "123456").await;
+    let refused =
+        super::mfa::submit_second_factor(&world, &mut attacker, &html, "enrol_totp", "123456")
+            .await;
     assert_eq!(refused.status(), 403);
     let page = refused.text().await.expect("html");
     assert!(!page.contains("totp-secret"), "{page}");

@@ -5,8 +5,9 @@ use serde_json::Value;
 use tessera::clients::ClientSpec;
 
 use super::World;
-use crate::testkit::fixtures::{claims_of, location, query_of};
+use crate::testkit::fixtures::{PASSWORD, claims_of, location, query_of};
 use crate::testkit::http::HttpBrowser;
+use crate::testkit::mfa;
 
 const TESSERA_MFA: &str = "urn:tessera:acr:mfa";
 const PAPE_MFA: &str = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
@@ -162,47 +163,38 @@ async fn the_password_grant_works_when_mfa_is_optional() {
     world.app.stop().await;
 }
 
-/// Sets up an authenticator app for the world's person through the use cases (as the account
-/// page does): the secret, to compute codes from, and the recovery codes.
-pub(super) async fn enrol_totp(world: &World) -> (tessera::mfa::TotpSecret, Vec<String>) {
-    let svc = world.app.state.services.clone();
-    let user_id = world.user_id.clone();
-    let now = world.app.clock.now();
-    svc.db
-        .clone()
-        .run(move |conn| {
-            let fail = |e: tessera::mfa::MfaError| tessera::db::DbError::Task(e.to_string());
-            tessera::mfa::begin_totp(conn, &svc.secrets, "Tessera", &user_id, super::EMAIL, now)
-                .map_err(fail)?;
-            let row = tessera::mfa::store::find_totp(conn, &user_id)?.expect("pending totp");
-            let secret = tessera::mfa::TotpSecret::from_bytes(
-                svc.secrets
-                    .open(&user_id, &row.sealed_secret)
-                    .expect("opens"),
-            );
-            let attempt = tessera::mfa::CodeAttempt {
-                user_id: &user_id,
-                ip: None,
-                client_id: None,
-                purpose: "enrolment",
-            };
-            let codes = match tessera::mfa::confirm_totp(
-                conn,
-                &svc.secrets,
-                &svc.settings.throttle,
-                attempt,
-                &secret.code_at(now - 30),
-                now,
-            )
-            .map_err(fail)?
-            {
-                tessera::mfa::CodeCheck::Accepted(codes) => codes,
-                other => panic!("enrolment refused: {other:?}"),
-            };
-            Ok::<_, tessera::db::DbError>((secret, codes))
-        })
-        .await
-        .expect("enrolled")
+/// A person with an authenticator app (set up through the use cases, as the account page
+/// does), an app, and a browser that typed the password at the app's `/authorize`.
+struct SecondStep {
+    world: World,
+    app: String,
+    secret: tessera::mfa::TotpSecret,
+    recovery: Vec<String>,
+    browser: HttpBrowser,
+    /// The response to the password: the second-step page, for the test to look at.
+    step: reqwest::Response,
+}
+
+impl SecondStep {
+    async fn new() -> SecondStep {
+        let world = World::new().await;
+        let app = world.client("App", ClientSpec::default()).await;
+        let mfa::Enrolled {
+            secret,
+            recovery_codes: recovery,
+            ..
+        } = mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL).await;
+        let mut browser = HttpBrowser::for_pages();
+        let step = world.sign_in(&mut browser, &app, &[]).await;
+        SecondStep {
+            world,
+            app,
+            secret,
+            recovery,
+            browser,
+            step,
+        }
+    }
 }
 
 /// Posts the second-step form of `html` with `field` = `code`.
@@ -234,12 +226,15 @@ pub(super) async fn submit_second_factor(
 /// posting again with it is refused, and so is the same code at a new sign-in (replay).
 #[tokio::test]
 async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
-    let world = World::new().await;
-    let app = world.client("App", ClientSpec::default()).await;
-    let (secret, recovery) = enrol_totp(&world).await;
+    let SecondStep {
+        world,
+        app,
+        secret,
+        recovery,
+        mut browser,
+        step,
+    } = SecondStep::new().await;
     let now = world.app.clock.now();
-    let mut browser = HttpBrowser::for_pages();
-    let step = world.sign_in(&mut browser, &app, &[]).await;
     assert_eq!(step.status(), 200, "the second-step page, not the app");
     assert!(
         browser.cookies.contains_key("tessera_mfa"),
@@ -257,11 +252,15 @@ async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
     );
     assert!(html.contains(r#"name="recovery_code""#), "{html}");
 
-    let wrong = submit_second_factor(&world, &mut browser, &html, "totp", "000000").await;
+    let wrong = mfa::wrong_code(&secret, now);
+    let wrong = submit_second_factor(&world, &mut browser, &html, "totp", &wrong).await;
     assert_eq!(wrong.status(), 401);
     let html = wrong.text().await.expect("html");
     assert!(html.contains("That code is not right"), "{html}");
 
+    // What the browser holds as it posts the right code (the success drops the pending
+    // step's cookie and the form's CSRF cookie: a replay needs a copy taken before).
+    let copied = browser.cookies.clone();
     let done =
         submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
     let tokens = world.exchange(&app, &World::code_of(&done)).await;
@@ -280,13 +279,25 @@ async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
         "{events:?}"
     );
 
-    // The pending step was spent: the same cookie and form buy nothing.
+    // The pending step was spent: the same cookies and form buy nothing, even with a code of
+    // the next step that nobody has used (which stays unspent).
+    assert!(copied.contains_key("tessera_mfa") && copied.contains_key("tessera_csrf"));
     let mut replayed = HttpBrowser::for_pages();
-    replayed.cookies = browser.cookies.clone();
-    replayed.cookies.remove("tessera_session");
-    let again =
-        submit_second_factor(&world, &mut replayed, &html, "totp", &secret.code_at(now)).await;
+    replayed.cookies = copied;
+    let spent_step = mfa::totp_row(&world.app, &world.user_id)
+        .await
+        .expect("row")
+        .2;
+    let next = secret.code_at(now + 30);
+    let again = submit_second_factor(&world, &mut replayed, &html, "totp", &next).await;
     assert_eq!(again.status(), 403);
+    let page = again.text().await.expect("html");
+    assert!(page.contains("already used"), "{page}");
+    assert!(!replayed.cookies.contains_key("tessera_session"));
+    let row = mfa::totp_row(&world.app, &world.user_id)
+        .await
+        .expect("row");
+    assert_eq!(row.2, spent_step, "the next step's code was not spent");
 
     // A new sign-in elsewhere: the code already used in its window is refused; a recovery code
     // stands in, once.
@@ -310,16 +321,20 @@ async fn a_person_with_totp_is_asked_for_a_code_after_the_password() {
 }
 
 /// The pending step's cookie from another browser is worth nothing without the page's CSRF
-/// cookie, and a browser without the pending cookie gets no sign-in from a right code.
+/// cookie; a browser without the pending cookie, or with one of its own making, gets no
+/// sign-in from a right code; and none of these spends the code or the step: the person's own
+/// browser then signs in with that same code.
 #[tokio::test]
 async fn a_second_step_without_its_cookie_is_refused() {
-    let world = World::new().await;
-    let app = world.client("App", ClientSpec::default()).await;
-    let (secret, _) = enrol_totp(&world).await;
+    let SecondStep {
+        world,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
     let now = world.app.clock.now();
-    let mut browser = HttpBrowser::for_pages();
-    let step = world.sign_in(&mut browser, &app, &[]).await;
-    let html = step.text().await.expect("html");
+    let html = second_step_page(step, "the sign-in").await;
     let mut attacker = HttpBrowser::for_pages();
     attacker.cookies = browser.cookies.clone();
     attacker.cookies.remove("tessera_mfa");
@@ -327,6 +342,33 @@ async fn a_second_step_without_its_cookie_is_refused() {
         submit_second_factor(&world, &mut attacker, &html, "totp", &secret.code_at(now)).await;
     assert_eq!(refused.status(), 403);
     assert!(!attacker.cookies.contains_key("tessera_session"));
+
+    // The pending cookie alone, in another cookie jar (the page's form copied, not its CSRF
+    // cookie): the form is not this browser's.
+    let mut stolen = HttpBrowser::for_pages();
+    stolen
+        .cookies
+        .insert("tessera_mfa".into(), browser.cookies["tessera_mfa"].clone());
+    let refused =
+        submit_second_factor(&world, &mut stolen, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(refused.status(), 403);
+    let page = refused.text().await.expect("html");
+    assert!(page.contains("did not come from this site"), "{page}");
+    assert!(!stolen.cookies.contains_key("tessera_session"));
+
+    // A pending cookie of the attacker's own making, with the page's CSRF pair.
+    let mut forged = HttpBrowser::for_pages();
+    forged.cookies = browser.cookies.clone();
+    forged.cookies.insert("tessera_mfa".into(), "x".repeat(43));
+    let refused =
+        submit_second_factor(&world, &mut forged, &html, "totp", &secret.code_at(now)).await;
+    assert_eq!(refused.status(), 403);
+    assert!(!forged.cookies.contains_key("tessera_session"));
+    assert_eq!(live_sessions(&world).await, 0);
+
+    let done =
+        submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
+    World::code_of(&done);
     world.app.stop().await;
 }
 
@@ -342,7 +384,8 @@ async fn acr_values_step_up_an_existing_password_session() {
     let first = world.sign_in(&mut browser, &app, &[]).await;
     let tokens = world.exchange(&app, &World::code_of(&first)).await;
     let sid = claims_of(tokens["id_token"].as_str().expect("id token"))["sid"].clone();
-    let (secret, _) = enrol_totp(&world).await;
+    let mfa::Enrolled { secret, .. } =
+        mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL).await;
     let now = world.app.clock.now();
 
     let step = browser
@@ -380,5 +423,215 @@ async fn acr_values_step_up_an_existing_password_session() {
         .get(&world.authorize_url(&app, &[("prompt", "none"), ("acr_values", TESSERA_MFA)]))
         .await;
     World::code_of(&silent);
+    world.app.stop().await;
+}
+
+/// The second-step page `response` must be (not a code, not the login page): its HTML.
+async fn second_step_page(response: reqwest::Response, when: &str) -> String {
+    assert_eq!(response.status(), 200, "{when}: the second-step page");
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains("Second step") && html.contains(r#"name="totp""#),
+        "{when}: {html}"
+    );
+    assert!(!html.contains(r#"name="password""#), "{when}: {html}");
+    html
+}
+
+/// The ID token's claims that the code in `response` (a redirect to the app) buys `app`.
+async fn id_claims(world: &World, app: &str, response: &reqwest::Response) -> Value {
+    let tokens = world.exchange(app, &World::code_of(response)).await;
+    claims_of(tokens["id_token"].as_str().expect("id token"))
+}
+
+/// The person's browser sessions that have not ended.
+async fn live_sessions(world: &World) -> i64 {
+    use diesel::prelude::*;
+    use tessera::db::schema::browser_sessions;
+    let user_id = world.user_id.clone();
+    world
+        .app
+        .query(move |c| {
+            browser_sessions::table
+                .filter(browser_sessions::user_id.eq(user_id))
+                .filter(browser_sessions::ended_at.is_null())
+                .count()
+                .get_result(c)
+        })
+        .await
+}
+
+/// Inside a session made with password and app, `prompt=login`, `max_age=0` and a `max_age`
+/// the sign-in is older than (the test clock moves) each ask for both factors again: the login
+/// page, then after the password the second step, not a code; the new sign-in's `auth_time`
+/// is the new one. A `max_age` the sign-in is younger than is met with no page (the contrast:
+/// the session itself stands).
+#[tokio::test]
+async fn prompt_login_and_max_age_ask_for_both_factors_again() {
+    let SecondStep {
+        world,
+        app,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
+    let html = second_step_page(step, "the first sign-in").await;
+    let now = world.app.clock.now();
+    let done =
+        submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
+    let id = id_claims(&world, &app, &done).await;
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    let mut auth_time = id["auth_time"].as_i64().expect("auth_time");
+    assert_eq!(auth_time, now);
+
+    world.app.clock.advance(120);
+    let silent = browser
+        .get(&world.authorize_url(&app, &[("max_age", "3600")]))
+        .await;
+    let id = id_claims(&world, &app, &silent).await;
+    assert_eq!(id["auth_time"], auth_time, "the same sign-in");
+    assert_eq!(id["acr"], TESSERA_MFA);
+
+    for asked in [("prompt", "login"), ("max_age", "0"), ("max_age", "60")] {
+        // A new step of the app's codes, and a sign-in older than 60 seconds.
+        world.app.clock.advance(120);
+        let login = browser.get(&world.authorize_url(&app, &[asked])).await;
+        assert_eq!(login.status(), 200, "{asked:?}: the login page");
+        let html = login.text().await.expect("html");
+        assert!(html.contains(r#"name="password""#), "{asked:?}: {html}");
+        let step = world.submit_login(&mut browser, &html, PASSWORD).await;
+        let html = second_step_page(step, &format!("{asked:?} after the password")).await;
+        let now = world.app.clock.now();
+        let done =
+            submit_second_factor(&world, &mut browser, &html, "totp", &secret.code_at(now)).await;
+        let id = id_claims(&world, &app, &done).await;
+        assert_eq!(
+            id["amr"],
+            serde_json::json!(["pwd", "otp", "mfa"]),
+            "{asked:?}"
+        );
+        assert_eq!(id["acr"], TESSERA_MFA, "{asked:?}");
+        let new_time = id["auth_time"].as_i64().expect("auth_time");
+        assert!(
+            new_time > auth_time,
+            "{asked:?}: {new_time} after {auth_time}"
+        );
+        assert_eq!(new_time, now, "{asked:?}");
+        auth_time = new_time;
+    }
+    world.app.stop().await;
+}
+
+/// A second step left for longer than its five minutes (`mfa::pending::TTL_SECS`, on the test
+/// clock) is refused with the "expired" page even with a right code, makes no session, and
+/// drops its cookie; the code it was given is not spent by the refusal (a new sign-in takes
+/// it).
+#[tokio::test]
+async fn an_expired_second_step_is_refused_and_makes_no_session() {
+    let SecondStep {
+        world,
+        app,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
+    let html = second_step_page(step, "the sign-in").await;
+
+    world.app.clock.advance(tessera::mfa::pending::TTL_SECS + 1);
+    let code = secret.code_at(world.app.clock.now());
+    let refused = submit_second_factor(&world, &mut browser, &html, "totp", &code).await;
+    assert_eq!(refused.status(), 403);
+    assert!(
+        !refused.headers().contains_key("location"),
+        "a page, not a redirect"
+    );
+    let page = refused.text().await.expect("html");
+    assert!(page.contains("This sign-in has expired"), "{page}");
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    assert!(
+        !browser.cookies.contains_key("tessera_mfa"),
+        "the pending step's cookie goes: {:?}",
+        browser.cookies
+    );
+    assert_eq!(live_sessions(&world).await, 0, "no session was made");
+    let again = browser.get(&world.authorize_url(&app, &[])).await;
+    assert_eq!(again.status(), 200);
+    assert!(
+        again
+            .text()
+            .await
+            .expect("html")
+            .contains(r#"name="password""#)
+    );
+
+    // The refused step did not spend the code: a new sign-in takes it.
+    let mut other = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut other, &app, &[]).await;
+    let html = second_step_page(step, "a new sign-in").await;
+    let done = submit_second_factor(&world, &mut other, &html, "totp", &code).await;
+    World::code_of(&done);
+    assert_eq!(live_sessions(&world).await, 1);
+    world.app.stop().await;
+}
+
+/// Wrong codes at the second step count against the throttle of the account (from this IP):
+/// after `throttle.account_free_attempts` of them, 429 with `Retry-After`. While the wait
+/// lasts even the right code is refused, also at a new sign-in in another browser (the count
+/// is the account's, not the pending step's); after it, the right code goes through.
+#[tokio::test]
+async fn wrong_codes_at_the_second_step_are_throttled() {
+    let SecondStep {
+        world,
+        app,
+        secret,
+        mut browser,
+        step,
+        ..
+    } = SecondStep::new().await;
+    let free = world.app.settings.throttle.account_free_attempts;
+    assert!(free > 1, "a throttle that allows a typo");
+    let mut html = second_step_page(step, "the sign-in").await;
+    let wrong = mfa::wrong_code(&secret, world.app.clock.now());
+    for n in 1..=free {
+        let refused = submit_second_factor(&world, &mut browser, &html, "totp", &wrong).await;
+        assert_eq!(refused.status(), 401, "wrong code {n} of {free}");
+        html = refused.text().await.expect("html");
+        assert!(html.contains("That code is not right"), "{html}");
+    }
+    let throttled = submit_second_factor(&world, &mut browser, &html, "totp", &wrong).await;
+    assert_eq!(throttled.status(), 429, "after {free} wrong codes");
+    let wait: i64 = throttled.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(wait >= 1, "{wait}");
+    let page = throttled.text().await.expect("html");
+    assert!(page.contains("Too many wrong codes"), "{page}");
+
+    let right = secret.code_at(world.app.clock.now());
+    let refused = submit_second_factor(&world, &mut browser, &html, "totp", &right).await;
+    assert_eq!(refused.status(), 429, "a right code during the wait");
+    assert!(refused.headers().contains_key("retry-after"));
+    let mut other = HttpBrowser::for_pages();
+    let step = world.sign_in(&mut other, &app, &[]).await;
+    let other_html = second_step_page(step, "a new sign-in while throttled").await;
+    let refused = submit_second_factor(&world, &mut other, &other_html, "totp", &right).await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "the account is throttled, not the step"
+    );
+    assert!(!other.cookies.contains_key("tessera_session"));
+    assert!(!browser.cookies.contains_key("tessera_session"));
+    assert_eq!(live_sessions(&world).await, 0);
+
+    world.app.clock.advance(wait);
+    let right = secret.code_at(world.app.clock.now());
+    let done = submit_second_factor(&world, &mut browser, &html, "totp", &right).await;
+    let id = id_claims(&world, &app, &done).await;
+    assert_eq!(id["acr"], TESSERA_MFA);
     world.app.stop().await;
 }

@@ -12,7 +12,7 @@ use tessera::db::schema::{
 };
 
 use super::World;
-use super::mfa::{enrol_totp, submit_second_factor};
+use super::mfa::submit_second_factor;
 use crate::testkit::fixtures::{PASSWORD, location, query_of};
 use crate::testkit::http::HttpBrowser;
 
@@ -138,7 +138,9 @@ async fn after_an_mfa_reset_the_password_alone_signs_in_and_old_sessions_are_ove
     let admin_id = world.app.create_user(ADMIN, PASSWORD, &["admin"]).await;
     let admin = access_token(&world, ADMIN, "admin").await;
     let app = world.client("App", ClientSpec::default()).await;
-    let (secret, _) = enrol_totp(&world).await;
+    let secret = crate::testkit::mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL)
+        .await
+        .secret;
     plant_passkey(&world).await;
     let now = world.app.clock.now();
 
@@ -224,7 +226,7 @@ async fn only_an_administrator_resets_and_an_unknown_user_is_not_found() {
     for (email, scope) in [(super::EMAIL, "openid"), (ADMIN, "openid")] {
         tokens.push((email, scope, access_token(&world, email, scope).await));
     }
-    enrol_totp(&world).await;
+    crate::testkit::mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL).await;
     let before = leftovers(&world).await;
     let url = world
         .app
@@ -274,7 +276,7 @@ async fn only_an_administrator_resets_and_an_unknown_user_is_not_found() {
 async fn the_cli_resets_mfa_by_email() {
     let world = World::new().await;
     let app = world.client("App", ClientSpec::default()).await;
-    enrol_totp(&world).await;
+    crate::testkit::mfa::enrol_totp(&world.app, &world.user_id, super::EMAIL).await;
     let mut browser = HttpBrowser::for_pages();
     let step = world.sign_in(&mut browser, &app, &[]).await;
     assert_eq!(step.status(), 200, "a second step before the reset");

@@ -166,22 +166,7 @@ impl World {
 
     /// Exchanges a code at the token endpoint; the token response as JSON.
     pub async fn exchange(&self, client_id: &str, code: &str) -> serde_json::Value {
-        let response = self
-            .app
-            .client
-            .post(self.app.url("/token"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", REDIRECT),
-                ("client_id", client_id),
-                ("code_verifier", VERIFIER),
-            ])
-            .send()
-            .await
-            .expect("token request");
-        assert_eq!(response.status(), 200, "the code buys tokens");
-        response.json().await.expect("json")
+        self.app.exchange_code(client_id, REDIRECT, code).await
     }
 }
 

@@ -165,6 +165,31 @@ impl TestApp {
             .expect("query")
     }
 
+    /// Exchanges an authorization code of the public client `client_id` (made with the
+    /// fixtures' PKCE verifier) at the token endpoint; the token response as JSON.
+    pub async fn exchange_code(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        code: &str,
+    ) -> serde_json::Value {
+        let response = self
+            .client
+            .post(self.url("/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("client_id", client_id),
+                ("code_verifier", super::fixtures::VERIFIER),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status(), 200, "the code buys tokens");
+        response.json().await.expect("json")
+    }
+
     /// The status GET /userinfo answers for this access token.
     pub async fn userinfo_status(&self, access_token: &str) -> u16 {
         self.client

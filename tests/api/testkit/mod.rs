@@ -5,6 +5,8 @@
 //! - `eventually`: the one way to wait for a state;
 //! - `fixtures`: shared passwords, PKCE values, JWT and redirect readers;
 //! - `http`: a cookie-keeping HTTP client that plays a browser;
+//! - `mfa`: authenticator apps set up (by the use cases or the account page), codes, what the
+//!   page shows;
 //! - `smtp`: a real SMTP server that keeps what it receives;
 //! - `upstream`: a fake upstream OpenID Connect provider.
 
@@ -17,6 +19,7 @@ pub mod database;
 pub mod eventually;
 pub mod fixtures;
 pub mod http;
+pub mod mfa;
 pub mod smtp;
 pub mod upstream;
 
