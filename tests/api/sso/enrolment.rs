@@ -80,7 +80,7 @@ async fn a_person_who_must_use_mfa_sets_up_an_app_while_signing_in() {
     assert_eq!(totp_confirmed(&world).await, Some(false));
 
     let now = world.app.clock.now();
-    let done = answer(
+    let done = super::mfa::submit_second_factor(
         &world,
         &mut browser,
         &html,
@@ -142,7 +142,7 @@ async fn an_enrolment_answer_is_refused_to_a_person_asked_for_a_code() {
     let html = step.text().await.expect("html");
     let secret = shown_secret(&html);
     let now = world.app.clock.now();
-    let done = answer(
+    let done = super::mfa::submit_second_factor(
         &world,
         &mut first,
         &html,
@@ -183,7 +183,7 @@ async fn an_enrolment_without_its_cookie_or_too_late_makes_nothing() {
     other.cookies = browser.cookies.clone();
     other.cookies.remove("tessera_mfa");
     let now = world.app.clock.now();
-    let refused = answer(
+    let refused = super::mfa::submit_second_factor(
         &world,
         &mut other,
         &html,
@@ -195,7 +195,7 @@ async fn an_enrolment_without_its_cookie_or_too_late_makes_nothing() {
 
     world.app.clock.advance(tessera::mfa::pending::TTL_SECS + 1);
     let now = world.app.clock.now();
-    let late = answer(
+    let late = super::mfa::submit_second_factor(
         &world,
         &mut browser,
         &html,
@@ -253,7 +253,7 @@ async fn a_client_that_requires_mfa_steps_up_a_password_session() {
     );
     let secret = shown_secret(&html);
     let now = world.app.clock.now();
-    let done = answer(
+    let done = super::mfa::submit_second_factor(
         &world,
         &mut browser,
         &html,
