@@ -404,7 +404,7 @@ async fn one_persons_session_cannot_touch_anothers_factors() {
         &mut ann,
         "/account/security/totp/remove",
         &page.html,
-        &[("code", &wrong_code(&world, &secret))],
+        &[("code", &wrong_code(&world, &secret)), ("confirm", "yes")],
     )
     .await;
     assert_eq!(removal.status, 400, "{}", removal.html);

@@ -609,7 +609,7 @@ async fn wrong_codes_at_the_second_step_are_throttled() {
         .expect("Retry-After in seconds");
     assert!(wait >= 1, "{wait}");
     let page = throttled.text().await.expect("html");
-    assert!(page.contains("Too many wrong codes"), "{page}");
+    assert!(page.contains("Too many wrong answers"), "{page}");
 
     let right = secret.code_at(world.app.clock.now());
     let refused = submit_second_factor(&world, &mut browser, &html, "totp", &right).await;
