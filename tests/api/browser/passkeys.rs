@@ -459,12 +459,8 @@ async fn a_passkey_registered_on_the_account_page_signs_in_without_a_password() 
     assert_eq!(claims["sub"], world.user_id.as_str());
     assert_eq!(claims["email"], EMAIL);
     assert_eq!(claims["nonce"], "pk-nonce");
-    let amr: Vec<&str> = claims["amr"]
-        .as_array()
-        .expect("amr")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let amr = crate::testkit::fixtures::amr_of(&claims);
+    let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
     assert!(amr.contains(&"hwk") || amr.contains(&"swk"), "{amr:?}");
     assert!(amr.contains(&"user") && amr.contains(&"mfa"), "{amr:?}");
     assert!(!amr.contains(&"pwd"), "{amr:?}");
@@ -827,12 +823,8 @@ async fn a_password_then_a_passkey_as_second_factor() {
     assert_eq!(query.get("state").map(String::as_str), Some("pk-state"));
     let claims = world.id_claims(query.get("code").expect("a code")).await;
     assert_eq!(claims["sub"], world.user_id.as_str());
-    let amr: Vec<&str> = claims["amr"]
-        .as_array()
-        .expect("amr")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let amr = crate::testkit::fixtures::amr_of(&claims);
+    let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
     assert!(amr.contains(&"pwd"), "{amr:?}");
     assert!(amr.contains(&"hwk") || amr.contains(&"swk"), "{amr:?}");
     assert!(amr.contains(&"mfa"), "{amr:?}");

@@ -16,6 +16,11 @@ const EMAIL: &str = "ann@example.com";
 /// secret the page shows.
 pub(super) async fn begin_setup(browser: &Browser) -> TotpSecret {
     browser.click("#totp-begin").await;
+    shown_secret(browser).await
+}
+
+/// The secret of the authenticator app being set up, as the page shows it.
+pub(super) async fn shown_secret(browser: &Browser) -> TotpSecret {
     let shown = browser
         .find("#totp-secret")
         .await

@@ -66,8 +66,14 @@ async fn a_person_who_must_use_mfa_sets_up_an_app_while_signing_in() {
     let secret = shown_secret(&html);
     assert_eq!(totp_confirmed(&world).await, Some(false));
 
-    let wrong =
-        super::mfa::submit_second_factor(&world, &mut browser, &html, "enrol_totp", "000000").await;
+    let wrong = super::mfa::submit_second_factor(
+        &world,
+        &mut browser,
+        &html,
+        "enrol_totp",
+        &mfa::wrong_code(&secret, world.app.clock.now()),
+    )
+    .await;
     assert_eq!(wrong.status(), 401);
     let html = wrong.text().await.expect("html");
     assert!(html.contains("That code is not right"), "{html}");
@@ -108,12 +114,8 @@ async fn a_person_who_must_use_mfa_sets_up_an_app_while_signing_in() {
     let on = browser.get(&world.app.url(&link)).await;
     let tokens = world.exchange(&app, &World::code_of(&on)).await;
     let id = claims_of(tokens["id_token"].as_str().expect("id token"));
-    let amr: Vec<&str> = id["amr"]
-        .as_array()
-        .expect("amr")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let amr = crate::testkit::fixtures::amr_of(&id);
+    let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
     assert!(
         amr.contains(&"pwd") && amr.contains(&"otp") && amr.contains(&"mfa"),
         "{amr:?}"

@@ -27,6 +27,16 @@ pub fn pkce_challenge(verifier: &str) -> String {
 }
 
 /// A JWT's claims, unverified (for tests that verified it elsewhere or do not need to).
+/// The `amr` of a token's claims, as names.
+pub fn amr_of(claims: &Value) -> Vec<String> {
+    claims["amr"]
+        .as_array()
+        .expect("amr")
+        .iter()
+        .filter_map(|m| m.as_str().map(String::from))
+        .collect()
+}
+
 pub fn claims_of(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))

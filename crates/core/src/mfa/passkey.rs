@@ -454,16 +454,24 @@ pub fn check_second_factor(
         return Ok(Err(Refused::Invalid));
     };
     let mut passkey: Passkey = serde_json::from_str(&row.credential)?;
-    passkey.update_credential(&result);
-    let backup_eligible = result.backup_eligible();
-    store::record_use(
-        conn,
-        &row.id,
-        &serde_json::to_string(&passkey)?,
-        backup_eligible,
-        now,
-    )?;
+    let backup_eligible = record_use(conn, &row, &mut passkey, &result, now)?;
     Ok(Ok(key_method(backup_eligible)))
+}
+
+/// Stores what a verified use changed in `passkey` (its counter, its backup flags) and when it
+/// was used; whether it is backup-eligible (synced) now.
+fn record_use(
+    conn: &mut DbConnection,
+    row: &PasskeyRow,
+    passkey: &mut Passkey,
+    result: &webauthn_rs::prelude::AuthenticationResult,
+    now: i64,
+) -> Result<bool, PasskeyError> {
+    passkey.update_credential(result);
+    let backup_eligible = result.backup_eligible();
+    let credential = serde_json::to_string(passkey)?;
+    store::record_use(conn, &row.id, &credential, backup_eligible, now)?;
+    Ok(backup_eligible)
 }
 
 /// Checks a passkey given as second factor at sign-in: throttled and audited like a code.
@@ -577,15 +585,7 @@ pub fn finish_sign_in(
         let Some(result) = verified else {
             return Ok(Err((Refused::Invalid, Some(row.user_id))));
         };
-        passkey.update_credential(&result);
-        let backup_eligible = result.backup_eligible();
-        store::record_use(
-            conn,
-            &row.id,
-            &serde_json::to_string(&passkey)?,
-            backup_eligible,
-            now,
-        )?;
+        let backup_eligible = record_use(conn, &row, &mut passkey, &result, now)?;
         throttle::succeeded(conn, &keys, now)?;
         audit::record(
             conn,
