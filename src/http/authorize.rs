@@ -44,7 +44,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         };
     }
     if !matches!(next, Next::SignIn) {
-        return super::session::respond(svc, &request, &params, next);
+        return super::session::respond_to(&req, svc, &request, &params, next);
     }
     let csrf = match crate::crypto::random_token(32) {
         Ok(token) => token,

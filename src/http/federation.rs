@@ -134,8 +134,7 @@ async fn finished_page(
             query,
             user,
         } => {
-            let params = match Params::parse(form_urlencoded::parse(query.as_bytes()).into_owned())
-            {
+            let params = match Params::from_form(query.as_bytes()) {
                 Ok(params) => params,
                 Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
             };
@@ -189,7 +188,7 @@ pub async fn link_submit(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let svc = &state.services;
-    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
+    let params = match Params::from_form(&body) {
         Ok(params) => params,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     };

@@ -125,7 +125,7 @@ pub async fn confirm(
 }
 
 fn form(body: &[u8]) -> Result<Params, Box<HttpResponse>> {
-    Params::parse(form_urlencoded::parse(body).into_owned()).map_err(|e| {
+    Params::from_form(body).map_err(|e| {
         Box::new(message_page(
             StatusCode::BAD_REQUEST,
             PROBLEM,

@@ -165,7 +165,8 @@ pub fn content_length_exceeds(req: &ServiceRequest, limit: usize) -> bool {
 
 /// Runs a request in a span with a fresh request id, refuses a declared body over the limit,
 /// logs the outcome (method, path without the query string, which may carry codes; status,
-/// latency), counts it in the metrics by route pattern and status, and echoes the id as
+/// latency: at `info` with the access log on, `log.access`, at `debug` otherwise; a 5xx always
+/// as a warning), counts it in the metrics by route pattern and status, and echoes the id as
 /// `X-Request-Id`.
 pub async fn observe(
     req: ServiceRequest,
@@ -179,9 +180,12 @@ pub async fn observe(
         path = %req.path()
     );
     let started = Instant::now();
-    let limit = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(usize::MAX, |s| s.services.settings.server.body_limit_bytes);
+    let (limit, access_log) =
+        req.app_data::<web::Data<AppState>>()
+            .map_or((usize::MAX, false), |s| {
+                let settings = &s.services.settings;
+                (settings.server.body_limit_bytes, settings.log.access)
+            });
     let result = if content_length_exceeds(&req, limit) {
         let response = ApiError::PayloadTooLarge(limit).error_response();
         Ok(req.into_response(response).map_into_right_body())
@@ -215,8 +219,10 @@ pub async fn observe(
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
         tracing::warn!(status, micros, "request failed");
-    } else {
+    } else if access_log {
         tracing::info!(status, micros, "request");
+    } else {
+        tracing::debug!(status, micros, "request");
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response

@@ -73,7 +73,7 @@ fn relying_party(svc: &Services) -> Option<std::sync::Arc<Passkeys>> {
 }
 
 fn form(body: &[u8]) -> Option<Params> {
-    Params::parse(form_urlencoded::parse(body).into_owned()).ok()
+    Params::from_form(body).ok()
 }
 
 /// The person whose SSO session this browser holds.

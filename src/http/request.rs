@@ -28,7 +28,7 @@ pub const CARRIED: &[&str] = &[
 
 /// The query string's parameters, or the error page for a malformed (e.g. repeated) one.
 pub fn query_params(req: &HttpRequest) -> Result<Params, Box<HttpResponse>> {
-    Params::parse(form_urlencoded::parse(req.query_string().as_bytes()).into_owned())
+    Params::from_form(req.query_string().as_bytes())
         .map_err(|e| Box::new(error_page(StatusCode::BAD_REQUEST, &e.to_string())))
 }
 
@@ -120,8 +120,8 @@ pub async fn posted_authorization(
     svc: &Services,
     body: &[u8],
 ) -> Result<(Params, crate::authorize::AuthorizationRequest), HttpResponse> {
-    let params = Params::parse(form_urlencoded::parse(body).into_owned())
-        .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    let params =
+        Params::from_form(body).map_err(|e| error_page(StatusCode::BAD_REQUEST, &e.to_string()))?;
     let cookie = super::cookies::LOGIN_CSRF.read(req, svc);
     if !form_is_ours(
         req,

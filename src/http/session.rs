@@ -88,6 +88,22 @@ fn with_session(
     }
 }
 
+/// As `respond`, for `GET /authorize`, which a browser with a session reaches without the
+/// login form: a browser that presents no CSRF cookie has none to forget, so its redirect
+/// with the code carries no removal (a `Set-Cookie` formatted with a date on every request).
+pub fn respond_to(
+    req: &HttpRequest,
+    svc: &Services,
+    request: &AuthorizationRequest,
+    params: &Params,
+    next: Next,
+) -> HttpResponse {
+    match next {
+        Next::Code { location } if LOGIN_CSRF.read(req, svc).is_none() => see_other(&location),
+        next => respond(svc, request, params, next),
+    }
+}
+
 /// The browser's next step as a response; `Next::SignIn` is the caller's to render.
 pub fn respond(
     svc: &Services,

@@ -40,7 +40,7 @@ fn form_request(
     endpoint: &str,
 ) -> Result<(Params, ClientAuth), ApiError> {
     require_form(req, endpoint)?;
-    let params = Params::parse(form_urlencoded::parse(body).into_owned())?;
+    let params = Params::from_form(body)?;
     let client = client_auth(req, &params)?;
     Ok((params, client))
 }

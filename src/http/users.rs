@@ -111,7 +111,7 @@ pub async fn submit_page(
     if !svc.settings.accounts.self_registration {
         return ApiError::NotFound.error_response();
     }
-    let params = match Params::parse(form_urlencoded::parse(&body).into_owned()) {
+    let params = match Params::from_form(&body) {
         Ok(params) => params,
         Err(e) => return message_page(StatusCode::BAD_REQUEST, "Create account", &e.to_string()),
     };

@@ -232,3 +232,87 @@ async fn metrics_can_be_turned_off() {
     assert!(app.metrics_address.is_none());
     app.stop().await;
 }
+
+/// The access log is opt-in (`log.access`, issue 18: writing every request's line on the HTTP
+/// worker halved the JWKS rate). Off, at the default level `info`, a request writes no line
+/// and the metrics still count it; on, each request's line is written (method, path, status).
+#[tokio::test]
+async fn the_access_log_is_opt_in_and_the_metrics_count_every_request_either_way() {
+    use crate::testkit::ServerProcess;
+    use crate::testkit::eventually::eventually;
+    use std::time::Duration;
+
+    let env = TestEnv::new();
+    let http = reqwest::Client::new();
+    let jwks_lines = |logs: Vec<String>| -> Vec<Value> {
+        logs.iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["message"] == "request")
+            .filter(|event| event["span"]["path"] == "/.well-known/jwks.json")
+            .collect()
+    };
+    let jwks_count = "tessera_http_requests_total{route=\"/.well-known/jwks.json\",status=\"200\"}";
+    let counted = |address: String| {
+        let http = http.clone();
+        async move {
+            let text = http
+                .get(format!("{address}/metrics"))
+                .send()
+                .await
+                .expect("scrape")
+                .text()
+                .await
+                .expect("text");
+            text.lines()
+                .find_map(|line| line.strip_prefix(jwks_count))
+                .map_or(0.0, |v| v.trim().parse::<f64>().expect("a number"))
+        }
+    };
+
+    for access in [false, true] {
+        let server = ServerProcess::start_with(
+            &env,
+            &[
+                ("TESSERA_LOG", "info"),
+                ("TESSERA_LOG_ACCESS", if access { "true" } else { "false" }),
+            ],
+        );
+        for _ in 0..3 {
+            let response = http
+                .get(format!("{}/.well-known/jwks.json", server.address))
+                .send()
+                .await
+                .expect("jwks");
+            assert_eq!(response.status(), 200);
+        }
+        assert_eq!(
+            counted(server.address.clone()).await,
+            3.0,
+            "access {access}"
+        );
+        if access {
+            let lines = eventually(Duration::from_secs(5), "three access log lines", || {
+                let lines = jwks_lines(server.logs());
+                async move { (lines.len() == 3).then_some(lines) }
+            })
+            .await;
+            for line in lines {
+                assert_eq!(line["level"], "INFO");
+                assert_eq!(line["status"], 200);
+                assert_eq!(line["span"]["method"], "GET");
+            }
+        } else {
+            // The process ends and its stderr is read to the end: whatever it logged is in.
+            let logs = {
+                let status = server.stop_keeping_logs();
+                assert!(status.0.success());
+                status.1
+            };
+            assert!(
+                logs.iter().any(|line| line.contains("\"listening\"")),
+                "the process logs at info: {logs:#?}"
+            );
+            assert_eq!(jwks_lines(logs.clone()), Vec::<Value>::new(), "{logs:#?}");
+        }
+    }
+}

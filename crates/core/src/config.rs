@@ -341,6 +341,10 @@ pub struct PasswordSettings {
 pub struct LogSettings {
     pub filter: String,
     pub format: LogFormat,
+    /// The access log: every request's line (method, path, status, time) at `info`; off, the
+    /// line is at `debug` (every request is still counted in the metrics, and a 5xx still
+    /// logs its warning).
+    pub access: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -57,3 +57,41 @@ async fn prompt_none_answers_login_required_without_a_session_and_a_code_with_on
     World::code_of(&silent);
     world.app.stop().await;
 }
+
+/// The 303 with a code removes the login form's CSRF cookie only from a browser that has one:
+/// a signed-in browser's silent `/authorize` sets no cookie at all, and one that left a login
+/// page open (`prompt=login`) has that page's cookie removed by its next code.
+#[tokio::test]
+async fn a_silent_code_sets_no_cookie_unless_a_login_form_was_left_open() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    World::code_of(&world.sign_in(&mut browser, &app, &[]).await);
+
+    let silent = browser.get(&world.authorize_url(&app, &[])).await;
+    World::code_of(&silent);
+    assert!(
+        silent.headers().get("set-cookie").is_none(),
+        "{:?}",
+        silent.headers()
+    );
+
+    let page = browser
+        .get(&world.authorize_url(&app, &[("prompt", "login")]))
+        .await;
+    assert_eq!(page.status(), 200);
+    let silent = browser.get(&world.authorize_url(&app, &[])).await;
+    World::code_of(&silent);
+    let set: Vec<&str> = silent
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("tessera_csrf=;") && c.contains("Max-Age=0")),
+        "the open form's CSRF cookie is removed: {set:?}"
+    );
+    world.app.stop().await;
+}

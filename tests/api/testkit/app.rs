@@ -335,6 +335,8 @@ pub struct ServerProcess {
     pub address: String,
     child: std::process::Child,
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The thread reading stderr; it ends when the process does.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerProcess {
@@ -376,7 +378,7 @@ impl ServerProcess {
         };
         // Keep draining stderr so the server never blocks on a full pipe; keep the lines.
         let kept = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 kept.lock().expect("logs").push(line);
             }
@@ -385,6 +387,7 @@ impl ServerProcess {
             address: format!("http://{address}"),
             child,
             logs,
+            reader: Some(reader),
         }
     }
 
@@ -401,6 +404,18 @@ impl ServerProcess {
     pub fn kill(mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reaped");
+    }
+
+    /// As `stop`, and every line the process wrote, read to the end of its stderr.
+    pub fn stop_keeping_logs(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let reader = self.reader.take();
+        let logs = self.logs.clone();
+        let status = self.stop();
+        if let Some(reader) = reader {
+            reader.join().expect("the log reader ends");
+        }
+        let lines = logs.lock().expect("logs").clone();
+        (status, lines)
     }
 
     /// SIGTERM, then the exit status.

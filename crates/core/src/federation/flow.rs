@@ -349,7 +349,7 @@ pub async fn carried_request(
     svc: &Services,
     query: &str,
 ) -> Result<AuthorizationRequest, FederationError> {
-    let params = Params::parse(form_urlencoded::parse(query.as_bytes()).into_owned())
+    let params = Params::from_form(query.as_bytes())
         .map_err(|e| FederationError::Internal(e.to_string()))?;
     Ok(authorize::validate(svc, &params).await?)
 }

@@ -7,7 +7,7 @@ pub mod endpoint;
 pub mod issue;
 pub mod password;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use crate::accounts::hash_pool::HashPoolError;
 use crate::clients::ClientAuth;
@@ -58,46 +58,134 @@ impl From<HashPoolError> for GrantError {
 }
 
 /// The token request's form parameters, each at most once (RFC 6749 §3.2), empty values
-/// treated as absent (§3.1).
+/// treated as absent (§3.1). Kept sorted by name (a request has a dozen at most; a binary
+/// search of a short vector costs less than hashing each name with SipHash).
 #[derive(Clone, Default)]
-pub struct Params(HashMap<String, String>);
+pub struct Params(Vec<(String, String)>);
 
 /// Names only: values include passwords, secrets and tokens.
 impl std::fmt::Debug for Params {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_set()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
     }
 }
 
+/// Beyond this many parameters, repeats are found with a hash set rather than by comparing
+/// each name with every earlier one (a body of thousands of names stays linear).
+const LINEAR_REPEAT_CHECK: usize = 16;
+
 impl Params {
     pub fn parse(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Params, GrantError> {
-        let mut map = HashMap::new();
+        let mut entries: Vec<(String, String)> = Vec::new();
+        let mut seen: Option<HashSet<String>> = None;
         for (name, value) in pairs {
             // NUL and other control characters have no business in OAuth parameters, and
             // PostgreSQL text cannot hold NUL: refuse them here rather than fail later.
-            if name.chars().chain(value.chars()).any(char::is_control) {
+            if has_control(&name) || has_control(&value) {
                 return Err(GrantError::InvalidRequest(format!(
                     "parameter {name:?} contains control characters"
                 )));
             }
-            if map.contains_key(&name) {
+            let repeated = match &mut seen {
+                Some(seen) => !seen.insert(name.clone()),
+                None => {
+                    let repeated = entries.iter().any(|(earlier, _)| *earlier == name);
+                    if !repeated && entries.len() >= LINEAR_REPEAT_CHECK {
+                        let mut names: HashSet<String> =
+                            entries.iter().map(|(earlier, _)| earlier.clone()).collect();
+                        names.insert(name.clone());
+                        seen = Some(names);
+                    }
+                    repeated
+                }
+            };
+            if repeated {
                 return Err(GrantError::InvalidRequest(format!(
                     "parameter {name:?} is repeated"
                 )));
             }
-            map.insert(name, value);
+            entries.push((name, value));
         }
-        map.retain(|_, value| !value.is_empty());
-        Ok(Params(map))
+        entries.retain(|(_, value)| !value.is_empty());
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Params(entries))
+    }
+
+    /// An `application/x-www-form-urlencoded` body or query string, read as
+    /// `form_urlencoded::parse` reads it (pieces split at `&`, empty ones skipped, `+` a space,
+    /// `%XX` a byte, invalid UTF-8 replaced), in one pass per name and value; then as `parse`.
+    pub fn from_form(input: &[u8]) -> Result<Params, GrantError> {
+        Params::parse(
+            input
+                .split(|b| *b == b'&')
+                .filter(|piece| !piece.is_empty())
+                .map(|piece| {
+                    let (name, value) = match piece.iter().position(|b| *b == b'=') {
+                        Some(at) => (&piece[..at], &piece[at + 1..]),
+                        None => (piece, &[][..]),
+                    };
+                    (form_decode(name), form_decode(value))
+                }),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0
+            .binary_search_by(|(key, _)| key.as_str().cmp(name))
+            .ok()
+            .map(|at| self.0[at].1.as_str())
     }
 
     pub fn required(&self, name: &str) -> Result<&str, GrantError> {
         self.get(name)
             .ok_or_else(|| GrantError::InvalidRequest(format!("parameter {name:?} is missing")))
+    }
+}
+
+/// Whether `text` holds a control character (`char::is_control`: the Unicode category Cc,
+/// U+0000–U+001F and U+007F–U+009F), by its UTF-8 bytes: U+0080–U+009F are 0xC2 0x80–0x9F.
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(at, &b)| {
+        b < 0x20
+            || b == 0x7F
+            || (b == 0xC2
+                && bytes
+                    .get(at + 1)
+                    .is_some_and(|next| (0x80..=0x9F).contains(next)))
+    })
+}
+
+/// One name or value of a form: `+` is a space, `%XX` (two hex digits) the byte XX, any other
+/// `%` itself; the bytes as UTF-8, invalid sequences replaced (as `form_urlencoded`).
+fn form_decode(input: &[u8]) -> String {
+    if !input.iter().any(|b| *b == b'+' || *b == b'%') {
+        return String::from_utf8_lossy(input).into_owned();
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        let b = input[at];
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |i: usize| input.get(i).and_then(|c| (*c as char).to_digit(16));
+                if let (Some(high), Some(low)) = (hex(at + 1), hex(at + 2)) {
+                    out.push((high * 16 + low) as u8);
+                    at += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            other => out.push(other),
+        }
+        at += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
 }
 
@@ -283,5 +371,81 @@ mod tests {
             Params::parse(pairs(&[("scope", ""), ("grant_type", "password")])).expect("ok");
         assert_eq!(params.get("scope"), None);
         assert_eq!(params.get("grant_type"), Some("password"));
+    }
+
+    #[test]
+    fn many_parameters_are_checked_for_repeats_too() {
+        let mut list: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("p{i}"), "v".to_string()))
+            .collect();
+        let params = Params::parse(list.clone()).expect("distinct names");
+        assert_eq!(params.get("p0"), Some("v"));
+        assert_eq!(params.get("p39"), Some("v"));
+        assert_eq!(params.get("p40"), None);
+        list.push(("p3".into(), "again".into()));
+        assert!(Params::parse(list).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_as_char_is_control_sees_them() {
+        for c in ['\0', '\n', '\u{1f}', '\u{7f}', '\u{80}', '\u{9f}'] {
+            let value = format!("a{c}b");
+            assert!(Params::parse([("x".to_string(), value)]).is_err(), "{c:?}");
+        }
+        for c in ['\u{a0}', '\u{c0}', '\u{100}', 'é', '\u{2028}'] {
+            assert!(!c.is_control());
+            let value = format!("a{c}b");
+            assert!(Params::parse([("x".to_string(), value)]).is_ok(), "{c:?}");
+        }
+        for code in 0..=0x2FFFu32 {
+            let Some(c) = char::from_u32(code) else {
+                continue;
+            };
+            assert_eq!(has_control(&c.to_string()), c.is_control(), "{code:#x}");
+        }
+    }
+
+    /// `from_form` reads what `form_urlencoded::parse` reads, byte for byte.
+    #[test]
+    fn from_form_decodes_as_form_urlencoded_does() {
+        let inputs: [&[u8]; 14] = [
+            b"a=1&b=2",
+            b"&&a=1&&",
+            b"a&b=",
+            b"=x&y",
+            b"redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&scope=openid%20email",
+            b"q=a+b%2Bc",
+            b"bad=%zz%4&half=%4",
+            b"end=%",
+            b"utf8=%C3%A9t%C3%A9&raw=\xc3\xa9",
+            b"invalid=%FF%FE&lone=\xff",
+            b"eq=a=b=c",
+            b"%61=%62",
+            b"upper=%2f%2F",
+            b"nul=%00",
+        ];
+        for input in inputs {
+            let ours: Vec<(String, String)> = input
+                .split(|b| *b == b'&')
+                .filter(|piece| !piece.is_empty())
+                .map(|piece| {
+                    let (name, value) = match piece.iter().position(|b| *b == b'=') {
+                        Some(at) => (&piece[..at], &piece[at + 1..]),
+                        None => (piece, &[][..]),
+                    };
+                    (form_decode(name), form_decode(value))
+                })
+                .collect();
+            let theirs: Vec<(String, String)> =
+                form_urlencoded::parse(input).into_owned().collect();
+            assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(input));
+            let a = Params::from_form(input)
+                .map(|p| p.0)
+                .map_err(|e| e.to_string());
+            let b = Params::parse(theirs)
+                .map(|p| p.0)
+                .map_err(|e| e.to_string());
+            assert_eq!(a, b);
+        }
     }
 }

@@ -12,7 +12,7 @@
 use super::backchannel;
 use super::store::{self, SessionRow};
 use crate::config::SessionSettings;
-use crate::db::{DbConnection, DbError, repo};
+use crate::db::{DbConnection, DbError};
 use crate::domain::{Amr, User, UserId};
 
 /// A session's last-seen time is written at most this often: `/authorize` with a live session
@@ -209,17 +209,16 @@ pub fn find(
     now: i64,
 ) -> Result<Option<(BrowserSession, User)>, DbError> {
     let hash = crate::crypto::sha256_hex(secret.as_bytes());
-    let Some(row) = store::find_by_secret(conn, &hash)? else {
+    let Some((row, user)) = store::find_by_secret_with_user(conn, &hash)? else {
         return Ok(None);
     };
     if row.idle_expires_at <= now || row.absolute_expires_at <= now {
         return Ok(None);
     }
-    let Some(user) =
-        repo::users::find_by_id(conn, &row.user_id)?.filter(|user| user.disabled_at.is_none())
-    else {
+    let user = User::from(user);
+    if user.disabled_at.is_some() {
         return Ok(None);
-    };
+    }
     Ok(Some((row.into(), user)))
 }
 

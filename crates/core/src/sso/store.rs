@@ -3,8 +3,8 @@
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::models::SessionClientRow;
-use crate::db::schema::{browser_sessions, clients, consents, session_clients};
+use crate::db::models::{SessionClientRow, UserRow};
+use crate::db::schema::{browser_sessions, clients, consents, session_clients, users};
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = browser_sessions)]
@@ -43,15 +43,18 @@ pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> QueryResult<()> {
         .map(drop)
 }
 
-/// The unended session whose cookie secret hashes to `secret_hash` (expiry is the caller's).
-pub fn find_by_secret(
+/// The unended session whose cookie secret hashes to `secret_hash`, with its user, in one
+/// statement (single sign-on's hot path: every `/authorize` with a session reads both). Expiry
+/// and the user's being enabled are the caller's.
+pub fn find_by_secret_with_user(
     conn: &mut DbConnection,
     secret_hash: &str,
-) -> QueryResult<Option<SessionRow>> {
+) -> QueryResult<Option<(SessionRow, UserRow)>> {
     crate::db::dialect::native!(conn, |c| browser_sessions::table
+        .inner_join(users::table)
         .filter(browser_sessions::secret_hash.eq(secret_hash))
         .filter(browser_sessions::ended_at.is_null())
-        .select(SessionRow::as_select())
+        .select((SessionRow::as_select(), UserRow::as_select()))
         .get_result(c)
         .optional())
 }
