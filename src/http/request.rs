@@ -24,6 +24,8 @@ pub const CARRIED: &[&str] = &[
     // `consent` must survive the login form; `login` and `max_age` are met by it.
     "prompt",
     "id_token_hint",
+    // The class asked for must reach the code issued after a form (the second step).
+    "acr_values",
 ];
 
 /// The query string's parameters, or the error page for a malformed (e.g. repeated) one.

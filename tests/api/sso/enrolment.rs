@@ -304,3 +304,46 @@ async fn a_client_that_requires_mfa_steps_up_a_password_session() {
     );
     world.app.stop().await;
 }
+
+/// The consent form is no way around a client's `require_mfa`: a password-only session's
+/// consent page for one third-party app, posted with another app's id (one that requires
+/// MFA), gets no code but the second step (here, setting up an app).
+#[tokio::test]
+async fn a_consent_form_does_not_skip_a_clients_mfa_requirement() {
+    let world = World::new().await;
+    let third_party = |require_mfa| ClientSpec {
+        consent: Some("required".into()),
+        require_mfa,
+        ..ClientSpec::default()
+    };
+    let plain = world.client("Plain", third_party(false)).await;
+    let strict = world.client("Strict", third_party(true)).await;
+    let mut browser = HttpBrowser::for_pages();
+    let consent = world.sign_in(&mut browser, &plain, &[]).await;
+    assert_eq!(consent.status(), 200);
+    let html = consent.text().await.expect("html");
+    assert!(html.contains("/authorize/consent"), "{html}");
+    let mut form: Vec<(String, String)> = super::hidden_fields(&html)
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "client_id" {
+                (k, strict.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    form.push((
+        "csrf_token".into(),
+        crate::testkit::fixtures::csrf_field(&html),
+    ));
+    form.push(("decision".into(), "allow".into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let posted = browser
+        .post_form(&world.app.url("/authorize/consent"), &form)
+        .await;
+    assert_ne!(posted.status(), 303, "no code for the strict app");
+    let page = posted.text().await.expect("html");
+    assert!(page.contains(r#"name="enrol_totp""#), "{page}");
+    world.app.stop().await;
+}

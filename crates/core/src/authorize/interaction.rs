@@ -228,6 +228,7 @@ pub async fn consented(
     now: i64,
 ) -> Result<Option<Next>, AuthorizeError> {
     let (request, shown_in, shown) = (request.clone(), shown_in.to_string(), shown.clone());
+    let svc = svc.clone();
     let next = svc
         .db
         .clone()
@@ -241,6 +242,20 @@ pub async fn consented(
                 };
                 if !crate::crypto::constant_time_eq(session.id.as_bytes(), shown_in.as_bytes()) {
                     return Ok(None);
+                }
+                // A consent form is no way around what `/authorize` asks of the session: a
+                // fresh sign-in, or a second factor (acr_values, a policy, the client's).
+                if needs_sign_in(&request, &session, &user, now) {
+                    return Ok(Some(Next::SignIn));
+                }
+                let so_far = SignInSoFar {
+                    user: &user,
+                    amr: &session.amr,
+                    persistent: session.persistent,
+                    session_id: Some(&session.id),
+                };
+                if let Some(next) = further_step(conn, &svc, &request, so_far, now)? {
+                    return Ok(Some(next));
                 }
                 let scope = crate::grants::scope_for_user(&user, &request.scope);
                 let asked = sso::consent::missing(conn, &user.id, &request.client, &scope, false)?;
