@@ -792,21 +792,7 @@ async fn an_assertion_made_for_another_relying_party_is_refused() {
 #[tokio::test]
 async fn a_password_then_a_passkey_as_second_factor() {
     let world = World::new().await;
-    let mut browser = Browser::start().await;
-    browser
-        .client
-        .issue_cmd(AddVirtualAuthenticator)
-        .await
-        .expect("a virtual authenticator");
-    world.sign_in_with_password(&browser, &world.base).await;
-    world.add_passkey(&browser, &world.base, "Phone").await;
-    browser
-        .client
-        .delete_cookie("tessera_session")
-        .await
-        .expect("cookie removed");
-
-    browser.open(&world.authorize_url()).await;
+    let mut browser = passkey_on_the_login_page(&world).await;
     browser.type_into("#email", EMAIL).await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("button.primary").await;
