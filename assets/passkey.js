@@ -72,6 +72,21 @@
     return body;
   }
 
+  // What the server takes back: the ceremony's id and the credential, its binary parts as
+  // base64url, with the ceremony's own `response` members.
+  function answerOf(body, credential, response) {
+    return {
+      ceremony: body.ceremony,
+      answer: {
+        id: credential.id,
+        rawId: toText(credential.rawId),
+        type: credential.type,
+        extensions: credential.getClientExtensionResults(),
+        response: response,
+      },
+    };
+  }
+
   async function register(form) {
     var body = await options(form);
     var publicKey = clean(body.publicKey);
@@ -82,20 +97,11 @@
     });
     var credential = await navigator.credentials.create({ publicKey: publicKey });
     var r = credential.response;
-    return {
-      ceremony: body.ceremony,
-      answer: {
-        id: credential.id,
-        rawId: toText(credential.rawId),
-        type: credential.type,
-        extensions: credential.getClientExtensionResults(),
-        response: {
-          attestationObject: toText(r.attestationObject),
-          clientDataJSON: toText(r.clientDataJSON),
-          transports: r.getTransports ? r.getTransports() : [],
-        },
-      },
-    };
+    return answerOf(body, credential, {
+      attestationObject: toText(r.attestationObject),
+      clientDataJSON: toText(r.clientDataJSON),
+      transports: r.getTransports ? r.getTransports() : [],
+    });
   }
 
   async function signIn(form) {
@@ -107,21 +113,12 @@
     });
     var credential = await navigator.credentials.get({ publicKey: publicKey });
     var r = credential.response;
-    return {
-      ceremony: body.ceremony,
-      answer: {
-        id: credential.id,
-        rawId: toText(credential.rawId),
-        type: credential.type,
-        extensions: credential.getClientExtensionResults(),
-        response: {
-          authenticatorData: toText(r.authenticatorData),
-          clientDataJSON: toText(r.clientDataJSON),
-          signature: toText(r.signature),
-          userHandle: r.userHandle ? toText(r.userHandle) : null,
-        },
-      },
-    };
+    return answerOf(body, credential, {
+      authenticatorData: toText(r.authenticatorData),
+      clientDataJSON: toText(r.clientDataJSON),
+      signature: toText(r.signature),
+      userHandle: r.userHandle ? toText(r.userHandle) : null,
+    });
   }
 
   document.querySelectorAll("form[data-passkey]").forEach(function (form) {
