@@ -84,6 +84,14 @@ pub enum KeysCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Copy the private keys of the keys directory (keys.dir) into the database, sealed under
+    /// the key-encryption key, for keys.store = "database". Run it again after any files-store
+    /// replica rotated; it imports only what is missing. The files are left: delete them (and
+    /// their backups) once every replica runs with keys.store = "database".
+    ImportFiles,
+    /// Reseal every key in the database under the current key-encryption key, in one
+    /// transaction; the previous key-encryption key is no longer needed afterwards.
+    Rewrap,
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +300,35 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                         rotation.next
                     ),
                 }
+            });
+            Ok(())
+        }
+        Command::Keys(KeysCommand::ImportFiles) => {
+            let mut conn = connect(&settings)?;
+            let done = usecases::keys::import_files(&mut conn, &settings.keys, crate::db::now())?;
+            out.print(serde_json::to_value(&done)?, || {
+                format!(
+                    "{} key(s) imported, {} already in the database; the files in {} are no \
+                     longer read with keys.store = \"database\": delete them once every \
+                     replica runs with it",
+                    done.imported.len(),
+                    done.already_stored.len(),
+                    done.dir.display()
+                )
+            });
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rewrap) => {
+            let mut conn = connect(&settings)?;
+            let done = usecases::keys::rewrap(&mut conn, &settings.keys)?;
+            out.print(serde_json::to_value(&done)?, || {
+                format!(
+                    "{} key(s) resealed, {} already under key-encryption key {}; the previous \
+                     key-encryption key may go",
+                    done.rewrapped.len(),
+                    done.unchanged.len(),
+                    done.kek_id
+                )
             });
             Ok(())
         }

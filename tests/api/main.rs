@@ -28,6 +28,7 @@ mod federation;
 mod fuzz;
 mod health;
 mod keys;
+mod keystore;
 mod layers;
 mod linking;
 mod login_page;

@@ -15,13 +15,33 @@ const DEFAULTS: &str = include_str!("../../../config/default.toml");
 /// Read when no `--config` is given and the file is present in the working directory.
 const LOCAL_CONFIG: &str = "config/default.toml";
 /// Settings that have no default value (so are absent from the defaults file) but may be set.
-const OPTIONAL_STRING_KEYS: &[&str] = &["server.issuer", "metrics.bind"];
+const OPTIONAL_STRING_KEYS: &[&str] = &[
+    "server.issuer",
+    "metrics.bind",
+    "keys.encryption_key",
+    "keys.encryption_key_file",
+    "keys.previous_encryption_key",
+    "keys.previous_encryption_key_file",
+];
 /// Short environment names for the settings people set most.
 const ENV_ALIASES: &[(&str, &str)] = &[
     ("TESSERA_BIND", "server.bind"),
     ("TESSERA_ISSUER", "server.issuer"),
     ("DATABASE_URL", "database.url"),
     ("TESSERA_KEYS_DIR", "keys.dir"),
+    ("TESSERA_KEY_ENCRYPTION_KEY", "keys.encryption_key"),
+    (
+        "TESSERA_KEY_ENCRYPTION_KEY_FILE",
+        "keys.encryption_key_file",
+    ),
+    (
+        "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS",
+        "keys.previous_encryption_key",
+    ),
+    (
+        "TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS_FILE",
+        "keys.previous_encryption_key_file",
+    ),
     ("TESSERA_LOG", "log.filter"),
     ("TESSERA_LOG_FORMAT", "log.format"),
 ];
@@ -163,12 +183,29 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySettings {
+    /// Where the private halves live: `files` in `dir`, or `database`, sealed under the
+    /// key-encryption key (`keys::store`).
+    pub store: KeyStoreKind,
     pub dir: PathBuf,
+    /// The key-encryption key (32 bytes, base64) for `store = "database"`, or a file holding it.
+    pub encryption_key: Option<Secret>,
+    pub encryption_key_file: Option<PathBuf>,
+    /// The key-encryption key before the last change, still accepted until `keys rewrap`.
+    pub previous_encryption_key: Option<Secret>,
+    pub previous_encryption_key_file: Option<PathBuf>,
     pub rsa_bits: u32,
     pub jwks_max_age_secs: u32,
     pub reload_interval_secs: u64,
     pub retire_leeway_secs: i64,
     pub rotate_interval_secs: u64,
+}
+
+/// `keys.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStoreKind {
+    Files,
+    Database,
 }
 
 impl KeySettings {

@@ -11,6 +11,10 @@ pub fn check(settings: &Settings) -> Result<(), ConfigError> {
     crate::mail::SmtpTarget::from_settings(&settings.smtp).map_err(ConfigError)?;
     crate::accounts::password::Hasher::new(&settings.passwords)
         .map_err(|e| ConfigError(format!("passwords: {e}")))?;
+    // The key-encryption key is read and checked here; whether it opens the stored keys is
+    // known once the database is reached.
+    crate::keys::KeyMaterialStore::open(&settings.keys)
+        .map_err(|e| ConfigError(format!("keys: {e}")))?;
     Ok(())
 }
 
@@ -42,11 +46,39 @@ mod tests {
             (("TESSERA_SMTP_URL", "http://mail.example.com"), "smtp.url"),
             (("TESSERA_SMTP_HOST", "mail.example.com"), "smtp.from"),
             (("TESSERA_PASSWORDS_ARGON2_MEMORY_KIB", "1"), "passwords"),
+            (
+                ("TESSERA_KEYS_STORE", "database"),
+                "TESSERA_KEY_ENCRYPTION_KEY",
+            ),
+            (
+                ("TESSERA_KEY_ENCRYPTION_KEY_FILE", "/nonexistent/kek"),
+                "/nonexistent/kek",
+            ),
+            (
+                ("TESSERA_KEY_ENCRYPTION_KEY", "c2hvcnQ="),
+                "keys.encryption_key",
+            ),
         ] {
             let err = checked(&[env]).expect_err("refused");
             let text = err.to_string();
             assert!(text.contains(needle), "{text}");
             assert!(!text.contains('\n'), "one line: {text}");
         }
+    }
+
+    #[test]
+    fn the_database_key_store_takes_its_key_from_the_environment_and_files_need_none() {
+        use base64::Engine;
+        let kek = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        assert!(
+            checked(&[
+                ("TESSERA_KEYS_STORE", "database"),
+                ("TESSERA_KEY_ENCRYPTION_KEY", &kek),
+            ])
+            .is_ok()
+        );
+        assert!(checked(&[("TESSERA_KEYS_STORE", "files")]).is_ok());
+        let err = checked(&[("TESSERA_KEYS_STORE", "s3")]).expect_err("refused");
+        assert!(err.to_string().contains("keys.store"), "{err}");
     }
 }

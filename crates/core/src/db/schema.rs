@@ -127,6 +127,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    signing_key_material (kid) {
+        kid -> Text,
+        kek_id -> Text,
+        sealed -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(refresh_token_families -> users (user_id));
 diesel::joinable!(refresh_token_families -> clients (client_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
@@ -143,6 +152,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     federated_identities,
     audit_events,
     signing_keys,
+    signing_key_material,
     login_throttles,
     revoked_access_tokens,
     federation_states,

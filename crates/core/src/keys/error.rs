@@ -43,4 +43,6 @@ pub enum KeyError {
     Conflict,
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
 }

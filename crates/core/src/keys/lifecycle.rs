@@ -1,7 +1,7 @@
 //! When signing keys change state, and how every replica learns of it without a restart.
 //!
 //! The truth is the `signing_keys` table (which key is next, active, retiring, retired) plus
-//! the shared keys directory (the private halves). Each server polls the table every
+//! the key store (the private halves: the shared keys directory, or the database). Each server polls the table every
 //! `keys.reload_interval_secs` and swaps its in-memory `KeyRing` when the published set or a
 //! state changed; the same tick moves retiring keys whose tokens have all expired to `retired`
 //! and, when `keys.rotate_interval_secs` is set, rotates on schedule. Every step is a guarded
@@ -15,16 +15,17 @@
 //!   per-client overrides, and ID tokens) + `retire_leeway_secs` + `reload_interval_secs`
 //!   after it stopped signing (a replica may sign with it until its next poll).
 //!
-//! Once retired, nothing a key signed is valid any more, so its private file is deleted: kept,
-//! it would only be a secret to lose (in a backup, a copied volume) that could mint tokens
-//! again. Each tick deletes the files of every retired key that still has one, after the
+//! Once retired, nothing a key signed is valid any more, so its private half is deleted (the
+//! file, or the sealed row): kept, it would only be a secret to lose (in a backup, a copied
+//! volume) that could mint tokens again. Each tick deletes those of every retired key that
+//! still has one, after the
 //! database says it is retired, so a deletion interrupted (or a file an older version left)
 //! goes on the next tick; the states only move forward, so a retired key never signs or
 //! verifies again, and the files of next, active and retiring keys are never touched.
 
 use std::time::Duration;
 
-use super::{KeyError, KeyRing, KeyState, Rotation, files, load, rotate};
+use super::{KeyError, KeyMaterialStore, KeyRing, KeyState, Rotation, load, rotate, store};
 use crate::config::{KeySettings, Settings};
 use crate::db::DbConnection;
 use crate::db::repo::{clients, signing_keys};
@@ -50,7 +51,7 @@ pub fn retire_after_secs(conn: &mut DbConnection, settings: &Settings) -> Result
 pub struct Maintenance {
     /// Keys that left the JWKS.
     pub retired: Vec<String>,
-    /// Retired keys whose private file this tick deleted.
+    /// Retired keys whose private half (file or sealed row) this tick deleted.
     pub deleted_files: Vec<String>,
     /// A scheduled rotation, if one was due.
     pub rotated: Option<Rotation>,
@@ -71,14 +72,7 @@ pub fn maintain(
         retired: signing_keys::retire_finished(conn, stopped_by, now)?,
         ..Maintenance::default()
     };
-    for kid in signing_keys::list_retired(conn)? {
-        match files::remove_private_key(&settings.keys.dir, &kid) {
-            Ok(true) => done.deleted_files.push(kid),
-            Ok(false) => {}
-            // The rest of the tick matters more; the next one tries again.
-            Err(error) => tracing::warn!(%kid, %error, "retired key file not deleted"),
-        }
-    }
+    done.deleted_files = store::remove_retired(conn, &settings.keys)?;
     if settings.keys.rotate_interval_secs > 0 && rotation_due(conn, &settings.keys, now)? {
         match rotate(conn, &settings.keys, now, false) {
             Ok(rotation) => done.rotated = Some(rotation),
@@ -96,7 +90,7 @@ pub fn maintain(
     let mut in_memory = published.to_vec();
     in_memory.sort_by(|a, b| a.0.cmp(&b.0));
     if in_db != in_memory {
-        done.ring = Some(load(conn, &settings.keys.dir)?);
+        done.ring = Some(load(conn, &KeyMaterialStore::open(&settings.keys)?)?);
     }
     Ok(done)
 }
@@ -148,7 +142,7 @@ pub fn spawn_watch(svc: Services) {
                         tracing::info!(%kid, "signing key retired: its tokens have expired");
                     }
                     for kid in &done.deleted_files {
-                        tracing::info!(%kid, "retired signing key's private file deleted");
+                        tracing::info!(%kid, "retired signing key's private half deleted");
                     }
                     if let Some(rotation) = &done.rotated {
                         tracing::info!(?rotation, "scheduled key rotation");

@@ -1,14 +1,15 @@
-//! RS256 signing keys: generated in-process, kept as PKCS#8 PEM files (0600) in the keys
-//! directory, their lifecycle state kept in the `signing_keys` table, published as a JWKS.
+//! RS256 signing keys: generated in-process, their private halves kept where `keys.store` says
+//! (`store.rs`: PKCS#8 PEM files (0600) in the keys directory, or sealed in the database),
+//! their lifecycle state kept in the `signing_keys` table, published as a JWKS.
 //!
 //! Where the truth lives: the database says which key is `next`, `active`, `retiring` or
-//! `retired`; the directory holds the private halves. Replicas share both, so they agree.
+//! `retired`; the store holds the private halves. Replicas share both, so they agree.
 
 mod error;
 mod files;
 pub mod lifecycle;
+pub mod store;
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
@@ -28,6 +29,7 @@ use crate::db::{DbConnection, DbError};
 pub const ALGORITHM: &str = "RS256";
 
 pub use error::KeyError;
+pub use store::KeyMaterialStore;
 
 impl From<diesel::result::Error> for KeyError {
     fn from(e: diesel::result::Error) -> Self {
@@ -259,11 +261,12 @@ fn key_size(bits: u32) -> KeySize {
     }
 }
 
-/// Generates a key pair, writes its file and records it in `state`; the file is removed again
-/// if the row cannot be written.
+/// Generates a key pair, stores its private half and records it in `state`; the private half
+/// is removed again if the row cannot be written.
 fn create_key(
     conn: &mut DbConnection,
     settings: &KeySettings,
+    store: &KeyMaterialStore,
     state: KeyState,
     now: i64,
     record: impl FnOnce(&mut DbConnection, &SigningKeyRow) -> Result<(), KeyError>,
@@ -272,7 +275,6 @@ fn create_key(
         KeyPair::generate(key_size(settings.rsa_bits)).map_err(|_| KeyError::Generate)?;
     let pkcs8 = key_pair.as_der().map_err(|_| KeyError::Generate)?;
     let key = SigningKey::from_key_pair(key_pair, state);
-    let path = files::write_private_key(&settings.dir, &key.kid, pkcs8.as_ref())?;
     let row = SigningKeyRow {
         kid: key.kid.clone(),
         algorithm: ALGORITHM.to_string(),
@@ -282,8 +284,9 @@ fn create_key(
         retiring_at: None,
         retired_at: None,
     };
+    store.write(conn, &row.kid, &row.algorithm, pkcs8.as_ref(), now)?;
     if let Err(e) = record(conn, &row) {
-        let _ = std::fs::remove_file(&path);
+        store.discard(conn, &row.kid);
         return Err(e);
     }
     tracing::info!(kid = %key.kid, state = state.as_str(), "created signing key");
@@ -292,12 +295,14 @@ fn create_key(
 
 /// Loads the published keys, generating the first active key if there is none.
 pub fn load_or_init(conn: &mut DbConnection, settings: &KeySettings) -> Result<KeyRing, KeyError> {
-    files::ensure_dir(&settings.dir)?;
+    let store = KeyMaterialStore::open(settings)?;
+    store.prepare()?;
     let rows = signing_keys::list_published(conn)?;
     if !rows.iter().any(|r| r.state == KeyState::Active.as_str()) {
         let created = create_key(
             conn,
             settings,
+            &store,
             KeyState::Active,
             crate::db::now(),
             |conn, row| Ok(signing_keys::insert(conn, row)?),
@@ -312,26 +317,17 @@ pub fn load_or_init(conn: &mut DbConnection, settings: &KeySettings) -> Result<K
             Err(e) => return Err(e),
         }
     }
-    load(conn, &settings.dir)
+    load(conn, &store)
 }
 
-/// Reads every published key from the database and its file from `dir`.
-pub fn load(conn: &mut DbConnection, dir: &Path) -> Result<KeyRing, KeyError> {
+/// Reads every published key from the database and its private half from `store`.
+pub fn load(conn: &mut DbConnection, store: &KeyMaterialStore) -> Result<KeyRing, KeyError> {
     let rows = signing_keys::list_published(conn)?;
     let mut keys = Vec::with_capacity(rows.len());
     for row in rows {
         let state = KeyState::parse(&row.state)?;
-        let path = files::key_path(dir, &row.kid);
-        let der = files::read_private_key(&path).map_err(|e| match e {
-            KeyError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                KeyError::Missing {
-                    kid: row.kid.clone(),
-                    state: row.state.clone(),
-                    path: path.clone(),
-                }
-            }
-            other => other,
-        })?;
+        let path = store.location(&row.kid);
+        let der = store.read(conn, &row)?;
         let key_pair =
             KeyPair::from_pkcs8(&der).map_err(|_| KeyError::Parse { path: path.clone() })?;
         let key = SigningKey::from_key_pair(key_pair, state);
@@ -367,7 +363,8 @@ pub fn rotate(
     now: i64,
     force: bool,
 ) -> Result<Rotation, KeyError> {
-    files::ensure_dir(&settings.dir)?;
+    let store = KeyMaterialStore::open(settings)?;
+    store.prepare()?;
     // Checked before a key is generated, so a refusal costs nothing; checked again below in
     // the transaction that acts on it.
     let rows = signing_keys::list_published(conn)?;
@@ -375,7 +372,7 @@ pub fn rotate(
         check_ready(&rows, settings, now)?;
     }
     let mut outcome = (None, None);
-    let next = create_key(conn, settings, KeyState::Next, now, |conn, row| {
+    let next = create_key(conn, settings, &store, KeyState::Next, now, |conn, row| {
         conn.transaction(|conn| {
             let rows = signing_keys::list_published(conn)?;
             let waiting = rows.iter().find(|r| r.state == KeyState::Next.as_str());

@@ -4,6 +4,7 @@
 use crate::config::KeySettings;
 use crate::db::models::SigningKeyRow;
 use crate::db::{DbConnection, DbError, repo};
+use crate::keys::store::{self, Imported, Rewrapped};
 use crate::keys::{self, KeyError, Rotation};
 
 /// Every key, whatever its state.
@@ -20,4 +21,19 @@ pub fn rotate(
 ) -> Result<Rotation, KeyError> {
     keys::load_or_init(conn, settings)?;
     keys::rotate(conn, settings, now, force)
+}
+
+/// Copies the keys directory's private keys into the database (`keys.store = "database"`):
+/// idempotent, the files left in place.
+pub fn import_files(
+    conn: &mut DbConnection,
+    settings: &KeySettings,
+    now: i64,
+) -> Result<Imported, KeyError> {
+    store::import_files(conn, settings, now)
+}
+
+/// Reseals every key in the database under the current key-encryption key.
+pub fn rewrap(conn: &mut DbConnection, settings: &KeySettings) -> Result<Rewrapped, KeyError> {
+    store::rewrap(conn, settings)
 }

@@ -11,6 +11,7 @@ pub mod federation;
 pub mod known_sign_ins;
 pub mod outbox;
 pub mod revoked;
+pub mod signing_key_material;
 pub mod signing_keys;
 pub mod throttles;
 pub mod users;
