@@ -285,6 +285,20 @@ fn holds_in_clear(text: &str, der: &[u8]) -> bool {
         || decoded.into_iter().any(|bytes| windows(&bytes))
 }
 
+/// PKCS#8 DER as a PEM `PRIVATE KEY`, as the files store writes it.
+fn pkcs8_pem(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
 /// Every signing key in the database, opened with `kek` as the test's own check.
 fn private_keys(world: &World, kek: &str) -> Vec<(String, Vec<u8>)> {
     let kek = Kek::parse(kek, "test").expect("kek");
@@ -478,7 +492,8 @@ async fn the_rows_hold_no_private_key_in_the_clear_and_a_moved_row_does_not_open
         let pem_body = STANDARD.encode(der);
         let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
         for clear in [
-            String::from_utf8_lossy(der).into_owned(),
+            // What the column would hold were the value stored unsealed.
+            format!("v1.{}", URL_SAFE_NO_PAD.encode(der)),
             pem_body.clone(),
             pem_body[64..128].to_string(),
             URL_SAFE_NO_PAD.encode(der),
@@ -505,7 +520,7 @@ async fn the_rows_hold_no_private_key_in_the_clear_and_a_moved_row_does_not_open
     let forged = jsonwebtoken::encode(
         &header,
         &claims,
-        &jsonwebtoken::EncodingKey::from_rsa_der(der),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pkcs8_pem(der).as_bytes()).expect("PKCS#8"),
     )
     .expect("signs");
     assert!(world.verifies_on(&server, &forged).await);
