@@ -515,7 +515,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 backchannel_logout_uri: add.backchannel_logout_uri,
                 backchannel_logout_session_required: add.backchannel_logout_session_required,
                 require_mfa: add.require_mfa,
-                signing_alg: add.signing_alg.map(|alg| alg.as_str().to_string()),
+                signing_alg: add.signing_alg,
             };
             let mut conn = connect(&settings)?;
             let (client, secret) =
@@ -537,7 +537,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let patch = ClientPatch {
                 name: update.name,
                 require_mfa: update.require_mfa,
-                signing_alg: update.signing_alg.map(|alg| alg.as_str().to_string()),
+                signing_alg: update.signing_alg,
                 ..ClientPatch::default()
             };
             let mut conn = connect(&settings)?;

@@ -96,7 +96,7 @@ pub struct ClientSpec {
     pub require_mfa: bool,
     /// `RS256` (the default), `EdDSA` or `ES256`: what signs its access and ID tokens.
     #[serde(default)]
-    pub signing_alg: Option<String>,
+    pub signing_alg: Option<SigningAlg>,
 }
 
 /// A registration, checked: what `create` stores.
@@ -166,12 +166,8 @@ impl ClientSpec {
             }
             None => None,
         };
-        let signing_alg = match &self.signing_alg {
-            Some(value) => SigningAlg::parse(value).map_err(|e| invalid(e.to_string()))?,
-            None => SigningAlg::default(),
-        };
         Ok(ValidClient {
-            signing_alg,
+            signing_alg: self.signing_alg.unwrap_or_default(),
             name: name.to_string(),
             public: self.public,
             grant_types,
@@ -201,7 +197,7 @@ impl From<&Client> for ClientSpec {
             backchannel_logout_uri: c.backchannel_logout.as_ref().map(|b| b.uri.clone()),
             backchannel_logout_session_required: session_required(c.backchannel_logout.as_ref()),
             require_mfa: c.require_mfa,
-            signing_alg: Some(c.signing_alg.as_str().to_string()),
+            signing_alg: Some(c.signing_alg),
         }
     }
 }
@@ -227,7 +223,7 @@ pub struct ClientPatch {
     pub require_mfa: Option<bool>,
     /// Tokens already issued keep verifying: every algorithm's keys stay published.
     #[serde(default, deserialize_with = "given")]
-    pub signing_alg: Option<String>,
+    pub signing_alg: Option<SigningAlg>,
 }
 
 /// A field that is there (`Some`) apart from one left out (`None`, by `default`): a `null` is
@@ -265,8 +261,8 @@ impl ClientPatch {
         if let Some(required) = self.require_mfa {
             spec.require_mfa = required;
         }
-        if let Some(alg) = &self.signing_alg {
-            spec.signing_alg = Some(alg.clone());
+        if let Some(alg) = self.signing_alg {
+            spec.signing_alg = Some(alg);
         }
         spec
     }

@@ -63,6 +63,15 @@ impl SigningAlg {
     }
 }
 
+/// From its JOSE name, as the admin API's JSON gives it: anything else is refused while the
+/// body is read (a 400), with the names that would do.
+impl<'de> serde::Deserialize<'de> for SigningAlg {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SigningAlg::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::fmt::Display for SigningAlg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
