@@ -14,7 +14,7 @@ use crate::accounts::{self, NewAccount, UserView, password};
 use crate::clients::{ClientPatch, ClientSpec, ClientView};
 use crate::config::{Settings, Sources};
 use crate::db::{Database, PooledConnection};
-use crate::domain::{Client, User};
+use crate::domain::{Client, SigningAlg, User};
 use crate::startup::Application;
 use crate::usecases::{self, Actor};
 
@@ -79,10 +79,14 @@ pub enum KeysCommand {
     /// Advance the lifecycle: a waiting `next` key becomes active, a new `next` is created.
     /// Refused while the waiting key has been published for less than jwks_max_age_secs +
     /// reload_interval_secs, unless --force.
+    /// Every algorithm (RS256, EdDSA, ES256) takes the step, unless --alg names one.
     Rotate {
         /// Promote the next key even if resource servers may not have fetched it yet.
         #[arg(long)]
         force: bool,
+        /// Rotate only this algorithm's keys: RS256, EdDSA or ES256.
+        #[arg(long, value_name = "ALG", value_parser = parse_signing_alg)]
+        alg: Option<SigningAlg>,
     },
     /// Copy the private keys of the keys directory (keys.dir) into the database, sealed under
     /// the key-encryption key, for keys.store = "database". Run it again after any files-store
@@ -218,6 +222,14 @@ pub struct ClientAdd {
     /// Its users sign in with a second factor (or set one up first) before it gets a code.
     #[arg(long)]
     pub require_mfa: bool,
+    /// What signs its access and ID tokens: RS256 (the default), EdDSA or ES256.
+    #[arg(long, value_name = "ALG", value_parser = parse_signing_alg)]
+    pub signing_alg: Option<SigningAlg>,
+}
+
+/// `--signing-alg` and `--alg`, held to the same rule as the admin API.
+fn parse_signing_alg(value: &str) -> Result<SigningAlg, String> {
+    SigningAlg::parse(value).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +242,9 @@ pub struct ClientUpdate {
     /// Whether its users must sign in with a second factor: true or false.
     #[arg(long, value_name = "BOOL")]
     pub require_mfa: Option<bool>,
+    /// What signs its new tokens: RS256, EdDSA or ES256 (tokens already issued still verify).
+    #[arg(long, value_name = "ALG", value_parser = parse_signing_alg)]
+    pub signing_alg: Option<SigningAlg>,
 }
 
 impl Cli {
@@ -288,18 +303,25 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate { force }) => {
+        Command::Keys(KeysCommand::Rotate { force, alg }) => {
             let mut conn = connect(&settings)?;
-            let rotation =
-                usecases::keys::rotate(&mut conn, &settings.keys, crate::db::now(), force)?;
-            out.print(serde_json::to_value(&rotation)?, || {
-                match &rotation.activated {
-                    Some(kid) => format!("{kid} is now active; {} waits as next", rotation.next),
-                    None => format!(
-                        "{} is published as next; rotate again to make it sign",
-                        rotation.next
-                    ),
-                }
+            let rotations =
+                usecases::keys::rotate(&mut conn, &settings.keys, alg, crate::db::now(), force)?;
+            out.print(serde_json::to_value(&rotations)?, || {
+                rotations
+                    .iter()
+                    .map(|rotation| match &rotation.activated {
+                        Some(kid) => format!(
+                            "{}: {kid} is now active; {} waits as next",
+                            rotation.alg, rotation.next
+                        ),
+                        None => format!(
+                            "{}: {} is published as next; rotate again to make it sign",
+                            rotation.alg, rotation.next
+                        ),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
             Ok(())
         }
@@ -530,6 +552,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 backchannel_logout_uri: add.backchannel_logout_uri,
                 backchannel_logout_session_required: add.backchannel_logout_session_required,
                 require_mfa: add.require_mfa,
+                signing_alg: add.signing_alg,
             };
             let mut conn = connect(&settings)?;
             let (client, secret) =
@@ -551,6 +574,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let patch = ClientPatch {
                 name: update.name,
                 require_mfa: update.require_mfa,
+                signing_alg: update.signing_alg,
                 ..ClientPatch::default()
             };
             let mut conn = connect(&settings)?;

@@ -14,6 +14,9 @@
 //!   write rate (and the pair against half the RS256 signing rate), measured in the same run.
 //! - `verify`: tessera-verify verifications/s on one core against raw ring RS256 verifies/s of
 //!   the same token, in the same run.
+//! - `signing`: client_credentials for an RS256, an EdDSA and an ES256 client of one server,
+//!   against its cheapest authenticated POST that signs nothing (`signing.rs` says which and
+//!   why), in rounds in the same run; load from wrk.
 //! - `all`: every one of the above in one run, each table under a heading.
 //!
 //! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use;
@@ -26,10 +29,12 @@
 //! target/release/tessera-bench refresh [--postgres postgres://postgres@127.0.0.1/postgres]
 //! target/release/tessera-bench verify
 //! target/release/tessera-bench sso
+//! target/release/tessera-bench signing [--rounds 3]
 
 mod limits;
 mod load;
 mod server;
+mod signing;
 mod sso;
 mod verify;
 mod walk;
@@ -123,6 +128,20 @@ enum Bench {
         #[arg(long, default_value_t = 32)]
         clients: usize,
     },
+    /// client_credentials with RS256, EdDSA and ES256 clients against the cheapest
+    /// authenticated POST that signs nothing, in the same run.
+    Signing {
+        #[arg(long, default_value_t = 1)]
+        server_cores: usize,
+        /// Seconds each load runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Rounds, each running every load once in turn; the median round's ratios count.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
     /// tessera-verify verifications/s on one core against raw ring RS256 verifies/s.
     Verify {
         /// Rounds of each (alternating, so both see the same machine); the best round counts.
@@ -189,6 +208,8 @@ fn main() -> Result<()> {
             }
             println!("\n## Single sign-on: /authorize with a session\n");
             sso::run(&binary, 1, seconds, 32)?;
+            println!("\n## Signing algorithms: client_credentials per algorithm\n");
+            signing::run(&binary, 1, Duration::from_secs(5), 3, 32)?;
             println!("\n## Verification by resource servers (tessera-verify)\n");
             verify::run(&binary, 5, Duration::from_secs(2), "0")
         }
@@ -197,6 +218,18 @@ fn main() -> Result<()> {
             seconds,
             clients,
         } => sso::run(&binary, server_cores, Duration::from_secs(seconds), clients),
+        Bench::Signing {
+            server_cores,
+            seconds,
+            rounds,
+            connections,
+        } => signing::run(
+            &binary,
+            server_cores,
+            Duration::from_secs(seconds),
+            rounds,
+            connections,
+        ),
         Bench::Verify {
             rounds,
             seconds,

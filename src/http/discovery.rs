@@ -64,7 +64,13 @@ impl Metadata {
         let openid = ProviderMetadata {
             userinfo_endpoint: url(paths::USERINFO),
             subject_types_supported: list(&["public"]),
-            id_token_signing_alg_values_supported: list(&[crate::keys::ALGORITHM]),
+            // Every algorithm a client may be registered with; RS256 first, as OpenID Connect
+            // Discovery §3 requires it be listed. Userinfo and introspection answer JSON, not
+            // JWTs, so their `*_signing_alg_values_supported` are not published.
+            id_token_signing_alg_values_supported: crate::domain::SigningAlg::ALL
+                .iter()
+                .map(|alg| alg.as_str().to_string())
+                .collect(),
             claims_supported: list(&[
                 "iss",
                 "sub",

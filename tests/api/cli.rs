@@ -281,7 +281,11 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         .json()
         .await
         .expect("json");
-    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        jwks["keys"].as_array().map(Vec::len),
+        Some(3),
+        "one key per algorithm"
+    );
     let status = server.stop();
     assert!(status.success(), "exit status {status:?}");
 }

@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use crate::testkit::{TestApp, TestEnv, eventually, stdout_json};
 
+/// The kids of the published RSA keys (the lifecycle tests follow RS256's keys; every
+/// algorithm has the same lifecycle, and `signing_algorithms.rs` follows the others).
 async fn published_kids(app: &TestApp) -> Vec<String> {
+    published_kids_of(app, "RSA").await
+}
+
+async fn published_kids_of(app: &TestApp, kty: &str) -> Vec<String> {
     let body: Value = app
         .get("/.well-known/jwks.json")
         .await
@@ -19,6 +25,7 @@ async fn published_kids(app: &TestApp) -> Vec<String> {
         .as_array()
         .expect("keys")
         .iter()
+        .filter(|k| k["kty"] == kty)
         .map(|k| k["kid"].as_str().expect("kid").to_string())
         .collect()
 }
@@ -36,22 +43,31 @@ fn signing_kid(app: &TestApp) -> String {
         .expect("kid")
 }
 
+/// The RS256 keys' states.
 fn key_states(env: &TestEnv) -> Vec<(String, String)> {
+    key_states_of(env, "RS256")
+}
+
+fn key_states_of(env: &TestEnv, alg: &str) -> Vec<(String, String)> {
     let db = Database::connect(&env.settings().database).expect("db");
     let mut conn = db.get().expect("conn");
     signing_keys::list_all(&mut conn)
         .expect("rows")
         .into_iter()
+        .filter(|r| r.algorithm == alg)
         .map(|r| (r.kid, r.state))
         .collect()
 }
 
 #[tokio::test]
-async fn first_start_creates_one_key_and_a_restart_keeps_it() {
+async fn first_start_creates_one_key_per_algorithm_and_a_restart_keeps_them() {
     let env = TestEnv::new();
     let app = env.spawn().await;
     let first = published_kids(&app).await;
     assert_eq!(first.len(), 1);
+    let okp = published_kids_of(&app, "OKP").await;
+    let ec = published_kids_of(&app, "EC").await;
+    assert_eq!((okp.len(), ec.len()), (1, 1), "one EdDSA and one ES256 key");
     app.stop().await;
 
     let mut files: Vec<String> = std::fs::read_dir(env.keys_dir())
@@ -65,11 +81,16 @@ async fn first_start_creates_one_key_and_a_restart_keeps_it() {
         })
         .collect();
     files.sort();
-    let mut expected = vec![format!("{}.pem", first[0]), "secrets.key".to_string()];
+    let mut expected = vec![
+        format!("{}.pem", first[0]),
+        format!("{}.pem", okp[0]),
+        format!("{}.pem", ec[0]),
+        "secrets.key".to_string(),
+    ];
     expected.sort();
     assert_eq!(
         files, expected,
-        "one signing key file and the key that seals TOTP secrets"
+        "one signing key file per algorithm and the key that seals TOTP secrets"
     );
     let secrets_key = env.keys_dir().join("secrets.key");
     let sealing_key = std::fs::read(&secrets_key).expect("secrets key");
@@ -106,6 +127,16 @@ async fn first_start_creates_one_key_and_a_restart_keeps_it() {
         key_states(&env),
         vec![(first[0].clone(), "active".to_string())]
     );
+    assert_eq!(published_kids_of(&again, "OKP").await, okp);
+    assert_eq!(published_kids_of(&again, "EC").await, ec);
+    assert_eq!(
+        key_states_of(&env, "EdDSA"),
+        vec![(okp[0].clone(), "active".to_string())]
+    );
+    assert_eq!(
+        key_states_of(&env, "ES256"),
+        vec![(ec[0].clone(), "active".to_string())]
+    );
     again.stop().await;
 }
 
@@ -116,7 +147,7 @@ async fn rotate_publishes_a_next_key_before_it_signs() {
     let original = published_kids(&app).await[0].clone();
     app.stop().await;
 
-    let first = stdout_json(&env.cli(&["keys", "rotate"], None));
+    let first = stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256"], None))[0].clone();
     assert_eq!(first["activated"], Value::Null);
     let next = first["next"].as_str().expect("next kid").to_string();
     let app = env.spawn().await;
@@ -132,7 +163,8 @@ async fn rotate_publishes_a_next_key_before_it_signs() {
     );
     app.stop().await;
 
-    let second = stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    let second =
+        stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256", "--force"], None))[0].clone();
     assert_eq!(second["activated"], next.as_str());
     assert_eq!(second["retiring"], original.as_str());
     let newest = second["next"].as_str().expect("next kid").to_string();
@@ -152,7 +184,11 @@ async fn rotate_publishes_a_next_key_before_it_signs() {
     expected.sort();
     assert_eq!(states, expected);
     let listed = stdout_json(&env.cli(&["keys", "list"], None));
-    assert_eq!(listed.as_array().expect("list").len(), 3);
+    assert_eq!(
+        listed.as_array().expect("list").len(),
+        5,
+        "three RS256 keys, the EdDSA and the ES256 key"
+    );
     for file in std::fs::read_dir(env.keys_dir()).expect("keys dir") {
         let mode = file
             .expect("entry")
@@ -165,18 +201,26 @@ async fn rotate_publishes_a_next_key_before_it_signs() {
 }
 
 #[tokio::test]
-async fn replicas_starting_together_agree_on_one_active_key() {
+async fn replicas_starting_together_agree_on_one_active_key_per_algorithm() {
     let env = TestEnv::new();
     let (a, b) = tokio::join!(env.spawn(), env.spawn());
     let kids_a = published_kids(&a).await;
     assert_eq!(kids_a, published_kids(&b).await);
     assert_eq!(kids_a.len(), 1);
     assert_eq!(signing_kid(&a), signing_kid(&b));
-    let active = key_states(&env)
-        .into_iter()
-        .filter(|(_, state)| state == "active")
-        .count();
-    assert_eq!(active, 1);
+    for alg in ["RS256", "EdDSA", "ES256"] {
+        let active = key_states_of(&env, alg)
+            .into_iter()
+            .filter(|(_, state)| state == "active")
+            .count();
+        assert_eq!(active, 1, "{alg}");
+    }
+    for kty in ["OKP", "EC"] {
+        assert_eq!(
+            published_kids_of(&a, kty).await,
+            published_kids_of(&b, kty).await
+        );
+    }
     a.stop().await;
     b.stop().await;
 }
@@ -232,9 +276,9 @@ async fn one_full_maintenance_tick(app: &TestApp, keys_dir: &std::path::Path) {
 #[tokio::test]
 async fn promoting_a_next_key_too_early_is_refused_unless_forced() {
     let env = TestEnv::new();
-    let first = stdout_json(&env.cli(&["keys", "rotate"], None));
+    let first = stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256"], None))[0].clone();
     let next = first["next"].as_str().expect("next").to_string();
-    let early = env.cli(&["keys", "rotate"], None);
+    let early = env.cli(&["keys", "rotate", "--alg", "RS256"], None);
     assert!(!early.status.success());
     let message = String::from_utf8_lossy(&early.stderr);
     assert!(
@@ -245,7 +289,8 @@ async fn promoting_a_next_key_too_early_is_refused_unless_forced() {
     assert_eq!(states.len(), 2, "a refusal creates no key: {states:?}");
     assert!(states.contains(&(next.clone(), "next".to_string())));
 
-    let forced = stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    let forced =
+        stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256", "--force"], None))[0].clone();
     assert_eq!(forced["activated"], next.as_str());
 }
 
@@ -257,7 +302,7 @@ async fn a_running_server_picks_up_rotations_without_restart() {
     let app = env.spawn_with(settings).await;
     let original = signing_kid(&app);
 
-    let first = stdout_json(&env.cli(&["keys", "rotate"], None));
+    let first = stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256"], None))[0].clone();
     let next = first["next"].as_str().expect("next").to_string();
     eventually(
         Duration::from_secs(5),
@@ -267,7 +312,7 @@ async fn a_running_server_picks_up_rotations_without_restart() {
     .await;
     assert_eq!(signing_kid(&app), original, "but does not sign yet");
 
-    stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256", "--force"], None));
     eventually(
         Duration::from_secs(5),
         "the promoted key signs without a restart",
@@ -314,8 +359,8 @@ async fn a_retiring_key_leaves_the_jwks_once_its_tokens_have_expired() {
         .await
         .expect("client ttl");
     let original = signing_kid(&app);
-    stdout_json(&env.cli(&["keys", "rotate"], None));
-    stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256"], None));
+    stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256", "--force"], None));
     eventually(
         Duration::from_secs(5),
         "the promoted key to sign",
@@ -388,8 +433,9 @@ async fn a_retired_keys_private_file_is_deleted_and_no_other_item20() {
     let a = env.spawn_with(settings.clone()).await;
     let b = env.spawn_with_clock(settings, a.clock.clone()).await;
     let original = signing_kid(&a);
-    stdout_json(&env.cli(&["keys", "rotate"], None));
-    let forced = stdout_json(&env.cli(&["keys", "rotate", "--force"], None));
+    stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256"], None));
+    let forced =
+        stdout_json(&env.cli(&["keys", "rotate", "--alg", "RS256", "--force"], None))[0].clone();
     let active = forced["activated"].as_str().expect("activated").to_string();
     let next = forced["next"].as_str().expect("next").to_string();
     let stray = env.keys_dir().join("notes.txt");

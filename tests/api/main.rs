@@ -44,6 +44,7 @@ mod resources;
 mod rotation;
 mod security;
 mod self_service;
+mod signing_algorithms;
 mod sso;
 mod throttling;
 mod wellknown;

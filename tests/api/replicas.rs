@@ -169,7 +169,12 @@ async fn key_rotation_rolls_through_replicas_without_refusing_a_token() {
     let old = access(&json(replicas.login(&a, PASSWORD).await).await);
     let old_kid = kid(&old);
 
-    let first = stdout_json(&replicas.env.cli(&["keys", "rotate"], None));
+    let first = stdout_json(
+        &replicas
+            .env
+            .cli(&["keys", "rotate", "--alg", "RS256"], None),
+    )[0]
+    .clone();
     let next_kid = first["next"].as_str().expect("next").to_string();
     assert!(b.stop().success());
     let b = replicas.start(&[]);
@@ -183,7 +188,12 @@ async fn key_rotation_rolls_through_replicas_without_refusing_a_token() {
 
     // --force: the wait for cached JWKS copies to expire is for outside verifiers (the
     // rotation test covers it); the replicas here read keys from the database.
-    let second = stdout_json(&replicas.env.cli(&["keys", "rotate", "--force"], None));
+    let second = stdout_json(
+        &replicas
+            .env
+            .cli(&["keys", "rotate", "--alg", "RS256", "--force"], None),
+    )[0]
+    .clone();
     assert_eq!(second["activated"], next_kid.as_str());
     assert!(a.stop().success());
     let a = replicas.start(&[]);

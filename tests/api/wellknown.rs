@@ -17,7 +17,7 @@ struct Claims {
 }
 
 #[tokio::test]
-async fn jwks_publishes_only_public_rs256_keys_with_cache_headers() {
+async fn jwks_publishes_only_public_keys_of_each_algorithm_with_cache_headers() {
     let env = TestEnv::new();
     let app = env.spawn().await;
     let response = app.get("/.well-known/jwks.json").await;
@@ -28,22 +28,79 @@ async fn jwks_publishes_only_public_rs256_keys_with_cache_headers() {
     assert!(headers.contains_key("etag"));
     let body: Value = response.json().await.expect("json");
     let keys = body["keys"].as_array().expect("keys array");
-    assert_eq!(keys.len(), 1);
-    let key = keys[0].as_object().expect("object");
-    let mut members: Vec<&str> = key.keys().map(String::as_str).collect();
-    members.sort();
+    assert_eq!(keys.len(), 3, "one key per algorithm");
+    let members_of = |key: &Value| {
+        let mut members: Vec<String> = key.as_object().expect("object").keys().cloned().collect();
+        members.sort();
+        members
+    };
+    let key = &keys[0];
     assert_eq!(
-        members,
+        members_of(key),
         ["alg", "e", "kid", "kty", "n", "use"],
         "nothing private"
     );
-    assert_eq!(key["kty"], "RSA");
+    assert_eq!(
+        key["kty"], "RSA",
+        "RS256 first, for clients that take keys[0]"
+    );
     assert_eq!(key["use"], "sig");
     assert_eq!(key["alg"], "RS256");
     let n = URL_SAFE_NO_PAD
         .decode(key["n"].as_str().expect("n"))
         .expect("base64url n");
     assert_eq!(n.len(), 256, "2048-bit modulus");
+    let okp = keys.iter().find(|k| k["kty"] == "OKP").expect("OKP key");
+    assert_eq!(
+        members_of(okp),
+        ["alg", "crv", "kid", "kty", "use", "x"],
+        "no `d`"
+    );
+    assert_eq!(
+        (&okp["alg"], &okp["crv"], &okp["use"]),
+        (&"EdDSA".into(), &"Ed25519".into(), &"sig".into())
+    );
+    let x = URL_SAFE_NO_PAD
+        .decode(okp["x"].as_str().expect("x"))
+        .expect("x");
+    assert_eq!(x.len(), 32);
+    let ec = keys.iter().find(|k| k["kty"] == "EC").expect("EC key");
+    assert_eq!(
+        members_of(ec),
+        ["alg", "crv", "kid", "kty", "use", "x", "y"],
+        "no `d`"
+    );
+    assert_eq!(
+        (&ec["alg"], &ec["crv"], &ec["use"]),
+        (&"ES256".into(), &"P-256".into(), &"sig".into())
+    );
+    for coordinate in ["x", "y"] {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(ec[coordinate].as_str().expect("coordinate"))
+            .expect("base64url");
+        assert_eq!(bytes.len(), 32, "{coordinate}");
+    }
+    // Kids are RFC 7638 thumbprints over exactly the required members.
+    for (key, canonical) in [
+        (
+            okp,
+            format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                okp["x"].as_str().expect("x")
+            ),
+        ),
+        (
+            ec,
+            format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                ec["x"].as_str().expect("x"),
+                ec["y"].as_str().expect("y")
+            ),
+        ),
+    ] {
+        let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+        assert_eq!(key["kid"], URL_SAFE_NO_PAD.encode(digest.as_ref()));
+    }
     app.stop().await;
 }
 
@@ -178,7 +235,7 @@ async fn discovery_documents_describe_this_issuer() {
     );
     assert_eq!(
         oidc["id_token_signing_alg_values_supported"],
-        serde_json::json!(["RS256"])
+        serde_json::json!(["RS256", "EdDSA", "ES256"])
     );
     app.stop().await;
 }

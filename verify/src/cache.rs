@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::DecodingKey;
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 
 use crate::error::SetupError;
-use crate::jwks;
+use crate::jwks::{self, Key};
 
 /// Largest discovery or JWKS document read; anything bigger is not what we asked for.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -43,7 +42,7 @@ pub struct CacheStats {
 }
 
 struct KeySet {
-    keys: HashMap<String, Arc<DecodingKey>>,
+    keys: HashMap<String, Arc<Key>>,
     /// Bumped by every completed fetch: a waiter that sees it change knows a fetch happened
     /// while it waited and need not make its own.
     generation: u64,
@@ -98,7 +97,7 @@ impl KeyCache {
     }
 
     /// The cached key for `kid`, without any I/O.
-    pub fn cached(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+    pub fn cached(&self, kid: &str) -> Option<Arc<Key>> {
         let set = match self.current.read() {
             Ok(set) => set,
             Err(poisoned) => poisoned.into_inner(),
@@ -118,7 +117,7 @@ impl KeyCache {
     /// The key for a `kid` the cache did not know: refetches the JWKS unless another task just
     /// did (then its result is used) or an unknown-kid fetch happened less than the configured
     /// interval ago (so a flood of forged kids cannot make us hammer the issuer).
-    pub async fn key_for_unknown(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+    pub async fn key_for_unknown(&self, kid: &str) -> Option<Arc<Key>> {
         let seen = self.current().generation;
         let mut state = self.fetch.lock().await;
         let now = self.current();

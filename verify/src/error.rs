@@ -5,7 +5,7 @@ pub enum VerifyError {
     #[error("the token is not a well-formed JWS")]
     Malformed,
     /// The header's `alg` (kept for logs; not repeated to the client).
-    #[error("the token's algorithm is not accepted (RS256 only)")]
+    #[error("the token's algorithm is not accepted (RS256, ES256 or EdDSA, that of its key)")]
     Algorithm(String),
     #[error("the token is not an access token (typ must be at+jwt)")]
     WrongType,

@@ -7,8 +7,10 @@
 //! interval when a token names an unknown `kid` (concurrent misses share one fetch), and keeps
 //! serving the cached keys while the issuer is unreachable.
 //!
-//! A token is accepted only if it is a JWS signed RS256 by a key from that set (`none`, every
-//! HS* and every other algorithm are refused; so are keys whose `alg`/`use` do not fit), its
+//! A token is accepted only if it is a JWS signed RS256, ES256 or EdDSA by a key from that set,
+//! with the algorithm of that key's type (`none`, every HS* and every other algorithm are
+//! refused, and so is an `alg` that does not match the key its `kid` names, or a key whose
+//! `alg`/`use` do not fit), its
 //! header `typ` is `at+jwt`, its `iss` is the issuer, its `aud` contains the configured
 //! audience, and `exp`/`nbf` hold within a small leeway.
 //!
@@ -81,10 +83,10 @@ pub struct Verifier {
 
 struct Inner {
     cache: Arc<KeyCache>,
-    validation: Validation,
+    validation: PerAlgorithm,
     /// For logout tokens: `sub` is optional (`sid` may stand instead), and `iat` is checked
     /// by hand.
-    logout_validation: Validation,
+    logout_validation: PerAlgorithm,
     refresher: std::sync::OnceLock<()>,
 }
 
@@ -189,6 +191,10 @@ impl VerifierBuilder {
         validation.leeway = self.leeway.as_secs();
         let mut logout_validation = validation.clone();
         logout_validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let (validation, logout_validation) = (
+            PerAlgorithm::new(&validation),
+            PerAlgorithm::new(&logout_validation),
+        );
         let cache = Arc::new(KeyCache::new(
             CacheConfig {
                 issuer,
@@ -209,6 +215,47 @@ impl VerifierBuilder {
         };
         verifier.ensure_refresher();
         Ok(verifier)
+    }
+}
+
+/// The algorithms a token may be signed with, each one's validation accepting it alone
+/// (jsonwebtoken refuses a validation listing algorithms of several key families).
+struct PerAlgorithm {
+    rs256: Validation,
+    es256: Validation,
+    eddsa: Validation,
+}
+
+impl PerAlgorithm {
+    fn new(base: &Validation) -> PerAlgorithm {
+        let with = |alg| {
+            let mut validation = base.clone();
+            validation.algorithms = vec![alg];
+            validation
+        };
+        PerAlgorithm {
+            rs256: with(Algorithm::RS256),
+            es256: with(Algorithm::ES256),
+            eddsa: with(Algorithm::EdDSA),
+        }
+    }
+
+    /// The algorithm a header names, if it is one we accept (names are case-sensitive).
+    fn parse(alg: &str) -> Option<Algorithm> {
+        match alg {
+            "RS256" => Some(Algorithm::RS256),
+            "ES256" => Some(Algorithm::ES256),
+            "EdDSA" => Some(Algorithm::EdDSA),
+            _ => None,
+        }
+    }
+
+    fn get(&self, alg: Algorithm) -> &Validation {
+        match alg {
+            Algorithm::ES256 => &self.es256,
+            Algorithm::EdDSA => &self.eddsa,
+            _ => &self.rs256,
+        }
     }
 }
 
@@ -255,9 +302,9 @@ impl Verifier {
 
     /// Verifies `token` (the compact JWS, without "Bearer ") and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
-        let kid = checked_header(token, Typ::Access)?;
-        let key = self.key(&kid).await?;
-        jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
+        let (alg, kid) = checked_header(token, Typ::Access)?;
+        let key = self.key(alg, &kid).await?;
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, self.inner.validation.get(alg))
             .map(|data| data.claims)
             .map_err(refusal)
     }
@@ -266,7 +313,7 @@ impl Verifier {
     /// `logout_token` an issuer POSTs to an app's `backchannel_logout_uri`, for the app whose
     /// client id is this verifier's audience:
     ///
-    /// - a JWS signed RS256 by a key of the issuer's JWKS (steps 2, 3), typed `logout+jwt`
+    /// - a JWS signed by a key of the issuer's JWKS with that key's algorithm (steps 2, 3), typed `logout+jwt`
     ///   (§2.4; `application/logout+jwt` too), so no access or ID token passes for one;
     /// - `iss` the issuer, `aud` the client id, `exp` not past and `iat` present and not in
     ///   the future, both within the leeway (step 4);
@@ -277,10 +324,10 @@ impl Verifier {
     /// replay (step 8; a retried delivery carries the same `jti`), and match `sub`/`sid` to
     /// its own sessions (steps 9 to 11).
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, VerifyError> {
-        let kid = checked_header(token, Typ::Logout)?;
-        let key = self.key(&kid).await?;
-        let validation = &self.inner.logout_validation;
-        let claims = jsonwebtoken::decode::<LogoutClaims>(token, &key, validation)
+        let (alg, kid) = checked_header(token, Typ::Logout)?;
+        let key = self.key(alg, &kid).await?;
+        let validation = self.inner.logout_validation.get(alg);
+        let claims = jsonwebtoken::decode::<LogoutClaims>(token, &key.decoding, validation)
             .map(|data| data.claims)
             .map_err(refusal)?;
         let now = std::time::SystemTime::now()
@@ -298,19 +345,24 @@ impl Verifier {
         Ok(claims)
     }
 
-    /// The key `kid` names: cached, or fetched once if it is new.
-    async fn key(&self, kid: &str) -> Result<Arc<jsonwebtoken::DecodingKey>, VerifyError> {
-        match self.inner.cache.cached(kid) {
-            Some(key) => Ok(key),
+    /// The key `kid` names (cached, or fetched once if it is new), if it is a key of `alg`: a
+    /// token cannot borrow a key of another type by naming its kid.
+    async fn key(&self, alg: Algorithm, kid: &str) -> Result<Arc<jwks::Key>, VerifyError> {
+        let key = match self.inner.cache.cached(kid) {
+            Some(key) => key,
             None => {
                 self.ensure_refresher();
                 self.inner
                     .cache
                     .key_for_unknown(kid)
                     .await
-                    .ok_or(VerifyError::UnknownKey)
+                    .ok_or(VerifyError::UnknownKey)?
             }
+        };
+        if key.alg != alg {
+            return Err(VerifyError::Algorithm(format!("{alg:?}")));
         }
+        Ok(key)
     }
 
     /// Started lazily too, for a verifier built outside a runtime.
@@ -369,8 +421,8 @@ impl Typ {
     }
 }
 
-/// Checks the header before any key is looked up, and returns its `kid`.
-fn checked_header(token: &str, expected: Typ) -> Result<String, VerifyError> {
+/// Checks the header before any key is looked up, and returns its `alg` and `kid`.
+fn checked_header(token: &str, expected: Typ) -> Result<(Algorithm, String), VerifyError> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -381,9 +433,9 @@ fn checked_header(token: &str, expected: Typ) -> Result<String, VerifyError> {
         .decode(header)
         .map_err(|_| VerifyError::Malformed)?;
     let header: Header = serde_json::from_slice(&header).map_err(|_| VerifyError::Malformed)?;
-    if header.alg != "RS256" {
+    let Some(alg) = PerAlgorithm::parse(&header.alg) else {
         return Err(VerifyError::Algorithm(header.alg));
-    }
+    };
     // RFC 9068 §4: the resource server MUST check typ is at+jwt (or application/at+jwt);
     // logout tokens are typed logout+jwt, so no other kind of token passes for one.
     if !header.typ.as_deref().is_some_and(|t| expected.accepts(t)) {
@@ -393,5 +445,8 @@ fn checked_header(token: &str, expected: Typ) -> Result<String, VerifyError> {
     if header.crit.is_some() {
         return Err(VerifyError::UnsupportedHeader);
     }
-    header.kid.ok_or(VerifyError::UnknownKey)
+    header
+        .kid
+        .map(|kid| (alg, kid))
+        .ok_or(VerifyError::UnknownKey)
 }

@@ -52,6 +52,78 @@ async fn a_good_token_verifies_and_exposes_its_claims() {
     assert!(verifier.verify(&key.token(&one)).await.is_ok());
 }
 
+/// Tessera signs RS256, EdDSA and ES256 (issue 18): each verifies against its published key,
+/// and a token whose `alg` is not its key's is refused before any signature is checked, even
+/// when it was signed with the named key's algorithm under another header.
+#[tokio::test]
+async fn tokens_of_each_algorithm_verify_and_an_alg_that_is_not_its_keys_is_refused() {
+    let (rsa, ed, ec) = (
+        TestKey::generate("rsa"),
+        TestKey::ed25519("ed"),
+        TestKey::p256("ec"),
+    );
+    let server = JwksServer::start(&[&rsa, &ed, &ec], "max-age=300").await;
+    let verifier = verifier(&server);
+    let good = claims(&server.issuer);
+    for key in [&rsa, &ed, &ec] {
+        let token = key.token(&good);
+        let verified = verifier.verify(&token).await;
+        assert!(verified.is_ok(), "{}: {verified:?}", key.alg());
+        // A flipped signature byte is refused for each.
+        let mut bad = token.into_bytes();
+        let last = bad.len() - 2;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert_eq!(
+            refused(&verifier, &bad).await,
+            VerifyError::Signature,
+            "{}",
+            key.alg()
+        );
+    }
+    // Every alg/kid pairing that is not the key's own: refused as the wrong algorithm.
+    for key in [&rsa, &ed, &ec] {
+        for alg in ["RS256", "EdDSA", "ES256"]
+            .into_iter()
+            .filter(|a| *a != key.alg())
+        {
+            let header = json!({ "alg": alg, "typ": "at+jwt", "kid": key.kid });
+            let token = key.sign(&header, &good);
+            assert_eq!(
+                refused(&verifier, &token).await,
+                VerifyError::Algorithm(alg.into()),
+                "{alg} with the {} key",
+                key.alg()
+            );
+        }
+    }
+    // An ES256 signature (64 bytes, r || s) in DER form is not accepted.
+    let token = ec.token(&good);
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let raw = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    let mut der = vec![0x30, 68, 0x02, 32];
+    der.extend_from_slice(&raw[..32]);
+    der.extend_from_slice(&[0x02, 32]);
+    der.extend_from_slice(&raw[32..]);
+    let der_token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(der));
+    assert_eq!(refused(&verifier, &der_token).await, VerifyError::Signature);
+    // HS256 with the EdDSA key's public bytes as the secret.
+    let input = signing_input(
+        &json!({ "alg": "HS256", "typ": "at+jwt", "kid": "ed" }),
+        &good,
+    );
+    let secret = ed.jwk()["x"].as_str().unwrap().to_string();
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes()),
+        input.as_bytes(),
+    );
+    let hs = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+    assert_eq!(
+        refused(&verifier, &hs).await,
+        VerifyError::Algorithm("HS256".into())
+    );
+}
+
 #[tokio::test]
 async fn discovery_finds_the_jwks() {
     let key = TestKey::generate("k1");

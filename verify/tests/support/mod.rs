@@ -1,4 +1,4 @@
-//! The verifier's peers for tests: RSA keys that sign tokens the way Tessera does, and a small
+//! The verifier's peers for tests: RSA, Ed25519 and P-256 keys that sign tokens the way Tessera does, and a small
 #![allow(dead_code)]
 //! loopback HTTP server publishing a JWKS (and discovery) with the Cache-Control it is told.
 
@@ -7,29 +7,72 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+enum Pair {
+    Rsa(KeyPair),
+    Ed25519(Ed25519KeyPair),
+    P256(EcdsaKeyPair),
+}
+
+/// A key of one of the three algorithms Tessera signs with.
 pub struct TestKey {
     pub kid: String,
-    pair: KeyPair,
+    pair: Pair,
 }
 
 impl TestKey {
+    /// An RSA key (RS256).
     pub fn generate(kid: &str) -> TestKey {
         TestKey {
             kid: kid.to_string(),
-            pair: KeyPair::generate(KeySize::Rsa2048).expect("keygen"),
+            pair: Pair::Rsa(KeyPair::generate(KeySize::Rsa2048).expect("keygen")),
+        }
+    }
+
+    /// An Ed25519 key (EdDSA).
+    pub fn ed25519(kid: &str) -> TestKey {
+        TestKey {
+            kid: kid.to_string(),
+            pair: Pair::Ed25519(Ed25519KeyPair::generate().expect("keygen")),
+        }
+    }
+
+    /// A P-256 key (ES256).
+    pub fn p256(kid: &str) -> TestKey {
+        TestKey {
+            kid: kid.to_string(),
+            pair: Pair::P256(
+                EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen"),
+            ),
+        }
+    }
+
+    pub fn alg(&self) -> &'static str {
+        match self.pair {
+            Pair::Rsa(_) => "RS256",
+            Pair::Ed25519(_) => "EdDSA",
+            Pair::P256(_) => "ES256",
+        }
+    }
+
+    fn rsa(&self) -> &KeyPair {
+        match &self.pair {
+            Pair::Rsa(pair) => pair,
+            _ => panic!("not an RSA key"),
         }
     }
 
     pub fn n(&self) -> String {
         URL_SAFE_NO_PAD.encode(
-            self.pair
+            self.rsa()
                 .public_key()
                 .modulus()
                 .big_endian_without_leading_zero(),
@@ -38,7 +81,7 @@ impl TestKey {
 
     pub fn e(&self) -> String {
         URL_SAFE_NO_PAD.encode(
-            self.pair
+            self.rsa()
                 .public_key()
                 .exponent()
                 .big_endian_without_leading_zero(),
@@ -46,28 +89,51 @@ impl TestKey {
     }
 
     pub fn jwk(&self) -> Value {
-        json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": self.n(), "e": self.e() })
+        match &self.pair {
+            Pair::Rsa(_) => {
+                json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": self.n(), "e": self.e() })
+            }
+            Pair::Ed25519(pair) => json!({
+                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": self.kid,
+                "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())
+            }),
+            Pair::P256(pair) => {
+                let point = pair.public_key().as_ref();
+                json!({
+                    "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+                    "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                    "y": URL_SAFE_NO_PAD.encode(&point[33..65])
+                })
+            }
+        }
     }
 
-    /// A compact JWS with `header` and `claims`, signed RS256.
+    /// A compact JWS with `header` and `claims`, signed with this key's algorithm (whatever
+    /// the header says).
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
         let input = signing_input(header, claims);
-        let mut signature = vec![0; self.pair.public_modulus_len()];
-        self.pair
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .expect("sign");
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let signature = match &self.pair {
+            Pair::Rsa(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature)
+                    .expect("sign");
+                signature
+            }
+            Pair::Ed25519(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
+            Pair::P256(pair) => pair
+                .sign(&rng, input.as_bytes())
+                .expect("sign")
+                .as_ref()
+                .to_vec(),
+        };
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
     /// An access token as Tessera issues it.
     pub fn token(&self, claims: &Value) -> String {
         self.sign(
-            &json!({ "alg": "RS256", "typ": "at+jwt", "kid": self.kid }),
+            &json!({ "alg": self.alg(), "typ": "at+jwt", "kid": self.kid }),
             claims,
         )
     }

@@ -5,6 +5,7 @@ use crate::db::repo::clients;
 use crate::db::{DbConnection, DbError};
 use crate::domain::{
     Audiences, BackchannelLogout, Client, Consent, GrantType, GrantTypes, RedirectUris, ScopeSet,
+    SigningAlg,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub struct ClientView {
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
     pub require_mfa: bool,
+    /// `RS256`, `EdDSA` or `ES256`: what signs its access and ID tokens.
+    pub signing_alg: &'static str,
     pub created_at: i64,
     /// Only in the answer to the request that created the client.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,6 +62,7 @@ impl From<&Client> for ClientView {
             backchannel_logout_uri: c.backchannel_logout.as_ref().map(|b| b.uri.clone()),
             backchannel_logout_session_required: session_required(c.backchannel_logout.as_ref()),
             require_mfa: c.require_mfa,
+            signing_alg: c.signing_alg.as_str(),
             created_at: c.created_at,
             client_secret: None,
         }
@@ -90,6 +94,9 @@ pub struct ClientSpec {
     /// Its users sign in with a second factor (or set one up first) before it gets a code.
     #[serde(default)]
     pub require_mfa: bool,
+    /// `RS256` (the default), `EdDSA` or `ES256`: what signs its access and ID tokens.
+    #[serde(default)]
+    pub signing_alg: Option<SigningAlg>,
 }
 
 /// A registration, checked: what `create` stores.
@@ -105,6 +112,7 @@ pub struct ValidClient {
     pub post_logout_redirect_uris: RedirectUris,
     pub backchannel_logout: Option<BackchannelLogout>,
     pub require_mfa: bool,
+    pub signing_alg: SigningAlg,
 }
 
 impl ClientSpec {
@@ -159,6 +167,7 @@ impl ClientSpec {
             None => None,
         };
         Ok(ValidClient {
+            signing_alg: self.signing_alg.unwrap_or_default(),
             name: name.to_string(),
             public: self.public,
             grant_types,
@@ -188,6 +197,7 @@ impl From<&Client> for ClientSpec {
             backchannel_logout_uri: c.backchannel_logout.as_ref().map(|b| b.uri.clone()),
             backchannel_logout_session_required: session_required(c.backchannel_logout.as_ref()),
             require_mfa: c.require_mfa,
+            signing_alg: Some(c.signing_alg),
         }
     }
 }
@@ -211,6 +221,9 @@ pub struct ClientPatch {
     pub backchannel_logout_session_required: Option<bool>,
     #[serde(default, deserialize_with = "given")]
     pub require_mfa: Option<bool>,
+    /// Tokens already issued keep verifying: every algorithm's keys stay published.
+    #[serde(default, deserialize_with = "given")]
+    pub signing_alg: Option<SigningAlg>,
 }
 
 /// A field that is there (`Some`) apart from one left out (`None`, by `default`): a `null` is
@@ -248,6 +261,9 @@ impl ClientPatch {
         if let Some(required) = self.require_mfa {
             spec.require_mfa = required;
         }
+        if let Some(alg) = self.signing_alg {
+            spec.signing_alg = Some(alg);
+        }
         spec
     }
 }
@@ -284,6 +300,7 @@ pub fn update(
                 valid.backchannel_logout.as_ref(),
             )),
             require_mfa: i64::from(valid.require_mfa),
+            signing_alg: valid.signing_alg.as_str(),
             updated_at: now,
         },
     )?;
@@ -305,6 +322,7 @@ pub fn update(
             before.backchannel_logout_session_required != after.backchannel_logout_session_required,
         ),
         ("require_mfa", before.require_mfa != after.require_mfa),
+        ("signing_alg", before.signing_alg != after.signing_alg),
     ]
     .into_iter()
     .filter_map(|(field, changed)| changed.then_some(field))
@@ -429,6 +447,7 @@ pub fn create(
                 valid.backchannel_logout.as_ref(),
             )),
             require_mfa: i64::from(valid.require_mfa),
+            signing_alg: valid.signing_alg.as_str(),
         },
     )?;
     let client = written(conn, &id)?;

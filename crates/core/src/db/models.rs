@@ -56,6 +56,7 @@ pub struct ClientRow {
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: i64,
     pub require_mfa: i64,
+    pub signing_alg: String,
 }
 
 #[derive(Insertable)]
@@ -75,6 +76,7 @@ pub struct NewClient<'a> {
     pub backchannel_logout_uri: Option<&'a str>,
     pub backchannel_logout_session_required: i64,
     pub require_mfa: i64,
+    pub signing_alg: &'a str,
 }
 
 /// What `clients::update` may change in a registration.
@@ -87,6 +89,7 @@ pub struct ClientChanges<'a> {
     pub backchannel_logout_uri: Option<&'a str>,
     pub backchannel_logout_session_required: i64,
     pub require_mfa: i64,
+    pub signing_alg: &'a str,
     pub updated_at: i64,
 }
 
@@ -321,6 +324,7 @@ impl From<ClientRow> for crate::domain::Client {
                 }
             }),
             require_mfa: row.require_mfa != 0,
+            signing_alg: crate::domain::SigningAlg::from_stored(&row.signing_alg),
         }
     }
 }

@@ -36,6 +36,7 @@ diesel::table! {
         backchannel_logout_uri -> Nullable<Text>,
         backchannel_logout_session_required -> BigInt,
         require_mfa -> BigInt,
+        signing_alg -> Text,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Client {
     pub backchannel_logout: Option<BackchannelLogout>,
     /// Its users sign in with a second factor (or set one up first) before it gets a code.
     pub require_mfa: bool,
+    /// What signs its access and ID tokens.
+    pub signing_alg: super::SigningAlg,
 }
 
 /// Whether the person is asked before a client gets what it requests.

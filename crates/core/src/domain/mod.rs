@@ -14,6 +14,7 @@ mod invalid;
 mod redirect;
 mod roles;
 mod scope;
+mod signing_alg;
 mod user;
 
 pub use audience::Audiences;
@@ -25,4 +26,5 @@ pub use invalid::Invalid;
 pub use redirect::RedirectUris;
 pub use roles::Roles;
 pub use scope::ScopeSet;
+pub use signing_alg::SigningAlg;
 pub use user::User;

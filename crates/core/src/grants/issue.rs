@@ -91,7 +91,9 @@ pub fn mint(
     };
     let (access_jti, access_expires_at) = (claims.jti.clone(), claims.exp);
     let ring = svc.keys.current();
-    let access_token = sign(ring.active(), crate::tokens::ACCESS_TOKEN_TYPE, &claims)?;
+    // The client's algorithm signs both of its tokens.
+    let key = ring.active_for(client.signing_alg);
+    let access_token = sign(key, crate::tokens::ACCESS_TOKEN_TYPE, &claims)?;
     let id_token = match subject {
         Subject::User { user, auth } if scope.contains("openid") => {
             let claims = IdClaims {
@@ -107,7 +109,7 @@ pub fn mint(
                 sid: auth.session_id.clone(),
                 user: user_claims(user, scope),
             };
-            Some(sign(ring.active(), "JWT", &claims)?)
+            Some(sign(key, "JWT", &claims)?)
         }
         _ => None,
     };

@@ -309,6 +309,7 @@ mod tests {
             post_logout_redirect_uris: Default::default(),
             backchannel_logout: None,
             require_mfa: false,
+            signing_alg: Default::default(),
         }
     }
 

@@ -3,8 +3,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("RSA key generation failed")]
-    Generate,
+    #[error("{0} key generation failed")]
+    Generate(crate::domain::SigningAlg),
+    #[error("cannot serialise the JWKS")]
+    Serialise,
     #[error("signing failed")]
     Sign,
     #[error("{action} {path}: {source}")]
@@ -13,8 +15,13 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a PKCS#8 RSA private key")]
+    #[error("{path} is not a PKCS#8 private key")]
     Parse { path: PathBuf },
+    #[error("{path} is not a PKCS#8 {alg} private key")]
+    WrongKind {
+        path: PathBuf,
+        alg: crate::domain::SigningAlg,
+    },
     #[error("key {kid} is {state} in the database but its file {path} is missing")]
     Missing {
         kid: String,
@@ -23,8 +30,10 @@ pub enum KeyError {
     },
     #[error("{path} holds a different key than its name (thumbprint {actual})")]
     Mismatch { path: PathBuf, actual: String },
-    #[error("the database lists no active signing key")]
-    NoActive,
+    #[error("the database lists no active {0} signing key")]
+    NoActive(crate::domain::SigningAlg),
+    #[error("unknown signing algorithm {0:?} in the database")]
+    UnknownAlgorithm(String),
     #[error("unknown key state {0:?} in the database")]
     UnknownState(String),
     #[error(

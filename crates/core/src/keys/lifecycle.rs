@@ -25,10 +25,11 @@
 
 use std::time::Duration;
 
-use super::{KeyError, KeyMaterialStore, KeyRing, KeyState, Rotation, load, rotate, store};
+use super::{KeyError, KeyMaterialStore, KeyRing, KeyState, Rotation, load, rotate, rows_of, store};
 use crate::config::{KeySettings, Settings};
 use crate::db::DbConnection;
 use crate::db::repo::{clients, signing_keys};
+use crate::domain::SigningAlg;
 use crate::services::Services;
 
 /// How long after a key stopped signing it must stay published.
@@ -53,8 +54,8 @@ pub struct Maintenance {
     pub retired: Vec<String>,
     /// Retired keys whose private half (file or sealed row) this tick deleted.
     pub deleted_files: Vec<String>,
-    /// A scheduled rotation, if one was due.
-    pub rotated: Option<Rotation>,
+    /// The scheduled rotations that were due (each algorithm keeps its own schedule).
+    pub rotated: Vec<Rotation>,
     /// The new key ring, if the published keys differ from `published`.
     pub ring: Option<KeyRing>,
 }
@@ -73,9 +74,13 @@ pub fn maintain(
         ..Maintenance::default()
     };
     done.deleted_files = store::remove_retired(conn, &settings.keys)?;
-    if settings.keys.rotate_interval_secs > 0 && rotation_due(conn, &settings.keys, now)? {
-        match rotate(conn, &settings.keys, now, false) {
-            Ok(rotation) => done.rotated = Some(rotation),
+    for alg in SigningAlg::ALL {
+        if settings.keys.rotate_interval_secs == 0 || !rotation_due(conn, &settings.keys, alg, now)?
+        {
+            continue;
+        }
+        match rotate(conn, &settings.keys, alg, now, false) {
+            Ok(rotation) => done.rotated.push(rotation),
             // Another replica rotated (or its next key is not ready yet): its result is read
             // below like any other change.
             Err(KeyError::Conflict | KeyError::TooEarly { .. }) => {}
@@ -95,14 +100,15 @@ pub fn maintain(
     Ok(done)
 }
 
-/// With a schedule: a `next` key is created as soon as there is none, and promoted once the
-/// active key has signed for `rotate_interval_secs` and the next key is ready.
+/// With a schedule: a `next` key of `alg` is created as soon as there is none, and promoted
+/// once the active key has signed for `rotate_interval_secs` and the next key is ready.
 fn rotation_due(
     conn: &mut DbConnection,
     settings: &KeySettings,
+    alg: SigningAlg,
     now: i64,
 ) -> Result<bool, KeyError> {
-    let rows = signing_keys::list_published(conn)?;
+    let rows = rows_of(&signing_keys::list_published(conn)?, alg);
     let Some(active) = rows.iter().find(|r| r.state == KeyState::Active.as_str()) else {
         return Ok(false);
     };
@@ -144,7 +150,7 @@ pub fn spawn_watch(svc: Services) {
                     for kid in &done.deleted_files {
                         tracing::info!(%kid, "retired signing key's private half deleted");
                     }
-                    if let Some(rotation) = &done.rotated {
+                    for rotation in &done.rotated {
                         tracing::info!(?rotation, "scheduled key rotation");
                     }
                     if let Some(ring) = done.ring {

@@ -1,10 +1,15 @@
-//! RS256 signing keys: generated in-process, their private halves kept where `keys.store` says
-//! (`store.rs`: PKCS#8 PEM files (0600) in the keys directory, or sealed in the database),
-//! their lifecycle state kept in the `signing_keys` table, published as a JWKS.
+//! Signing keys (RS256, EdDSA, ES256): generated in-process, their private halves kept where
+//! `keys.store` says (`store.rs`: PKCS#8 PEM files (0600) in the keys directory, or sealed in
+//! the database), their lifecycle state kept in the `signing_keys` table, published as a JWKS.
 //!
 //! Where the truth lives: the database says which key is `next`, `active`, `retiring` or
-//! `retired`; the store holds the private halves. Replicas share both, so they agree.
+//! `retired`; the store holds the private halves. Replicas share both, so they agree. Each
+//! algorithm has its own lifecycle: one active key per algorithm, one waiting `next` key per
+//! algorithm. All three algorithms always have an active key (created at the first start, or
+//! at the first start of a version that knows the algorithm), so a client switched to any of
+//! them signs at once.
 
+mod algorithm;
 mod error;
 mod files;
 pub mod lifecycle;
@@ -12,9 +17,6 @@ pub mod store;
 
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::Connection;
@@ -25,9 +27,9 @@ use crate::config::KeySettings;
 use crate::db::models::SigningKeyRow;
 use crate::db::repo::signing_keys;
 use crate::db::{DbConnection, DbError};
+use crate::domain::SigningAlg;
 
-pub const ALGORITHM: &str = "RS256";
-
+pub use algorithm::{KeyPair, thumbprint};
 pub use error::KeyError;
 pub use store::KeyMaterialStore;
 
@@ -86,6 +88,7 @@ impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
             .field("kid", &self.kid)
+            .field("alg", &self.alg())
             .field("state", &self.state)
             .finish_non_exhaustive()
     }
@@ -93,26 +96,11 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     fn from_key_pair(key_pair: KeyPair, state: KeyState) -> SigningKey {
-        let public = key_pair.public_key();
-        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
-        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
-        let kid = thumbprint(&n, &e);
-        let decoding = jsonwebtoken::DecodingKey::from_rsa_raw_components(
-            public.modulus().big_endian_without_leading_zero(),
-            public.exponent().big_endian_without_leading_zero(),
-        );
+        let (jwk, decoding) = key_pair.public();
         SigningKey {
+            kid: jwk.kid.clone().unwrap_or_default(),
             decoding,
-            jwk: Jwk {
-                kty: "RSA".into(),
-                use_: Some("sig".into()),
-                key_ops: None,
-                alg: Some(ALGORITHM.into()),
-                kid: Some(kid.clone()),
-                n: Some(n),
-                e: Some(e),
-            },
-            kid,
+            jwk,
             state,
             key_pair,
         }
@@ -120,6 +108,10 @@ impl SigningKey {
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    pub fn alg(&self) -> SigningAlg {
+        self.key_pair.alg()
     }
 
     pub fn state(&self) -> KeyState {
@@ -130,34 +122,23 @@ impl SigningKey {
         &self.jwk
     }
 
-    /// RSASSA-PKCS1-v1_5 with SHA-256 over `message` (JWA RS256).
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut signature = vec![0; self.key_pair.public_modulus_len()];
-        self.key_pair
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                message,
-                &mut signature,
-            )
-            .map_err(|_| KeyError::Sign)?;
-        Ok(signature)
+    /// What verifies this key's signatures.
+    pub fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {
+        &self.decoding
     }
-}
 
-/// RFC 7638 thumbprint of an RSA public key: SHA-256 over the required members in
-/// lexicographic order, no whitespace, base64url.
-pub fn thumbprint(n: &str, e: &str) -> String {
-    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
-    URL_SAFE_NO_PAD.encode(digest.as_ref())
+    /// The JWS signature of this key's algorithm over `message`.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.key_pair.sign(message)
+    }
 }
 
 /// The published keys with the JWKS already serialised, so serving it costs no work.
 #[derive(Debug)]
 pub struct KeyRing {
     keys: Vec<Arc<SigningKey>>,
-    active: Arc<SigningKey>,
+    /// The active key of each algorithm, indexed by `SigningAlg::index`.
+    active: [Arc<SigningKey>; 3],
     jwks: bytes::Bytes,
     etag: String,
 }
@@ -165,18 +146,28 @@ pub struct KeyRing {
 impl KeyRing {
     fn new(keys: Vec<SigningKey>) -> Result<KeyRing, KeyError> {
         let mut keys: Vec<Arc<SigningKey>> = keys.into_iter().map(Arc::new).collect();
-        // The active key first: naive clients that take keys[0] still verify new tokens.
-        keys.sort_by_key(|k| match k.state {
-            KeyState::Active => 0,
-            KeyState::Next => 1,
-            KeyState::Retiring => 2,
-            KeyState::Retired => 3,
+        // The active keys first, RS256's before the others: naive clients that take keys[0]
+        // still verify new RS256 tokens.
+        keys.sort_by_key(|k| {
+            let state = match k.state {
+                KeyState::Active => 0,
+                KeyState::Next => 1,
+                KeyState::Retiring => 2,
+                KeyState::Retired => 3,
+            };
+            (state, k.alg().index())
         });
-        let active = keys
-            .iter()
-            .find(|k| k.state == KeyState::Active)
-            .cloned()
-            .ok_or(KeyError::NoActive)?;
+        let active_of = |alg: SigningAlg| {
+            keys.iter()
+                .find(|k| k.state == KeyState::Active && k.alg() == alg)
+                .cloned()
+                .ok_or(KeyError::NoActive(alg))
+        };
+        let active = [
+            active_of(SigningAlg::Rs256)?,
+            active_of(SigningAlg::EdDsa)?,
+            active_of(SigningAlg::Es256)?,
+        ];
         let published = JwkSet {
             keys: keys
                 .iter()
@@ -184,7 +175,7 @@ impl KeyRing {
                 .map(|k| k.jwk.clone())
                 .collect(),
         };
-        let jwks = serde_json::to_vec(&published).map_err(|_| KeyError::Generate)?;
+        let jwks = serde_json::to_vec(&published).map_err(|_| KeyError::Serialise)?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &jwks);
         let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..18]));
         Ok(KeyRing {
@@ -195,20 +186,27 @@ impl KeyRing {
         })
     }
 
+    /// The active RS256 key (the default algorithm's).
     pub fn active(&self) -> &Arc<SigningKey> {
-        &self.active
+        self.active_for(SigningAlg::default())
+    }
+
+    /// The key that signs new tokens of `alg`.
+    pub fn active_for(&self, alg: SigningAlg) -> &Arc<SigningKey> {
+        &self.active[alg.index()]
     }
 
     pub fn keys(&self) -> &[Arc<SigningKey>] {
         &self.keys
     }
 
-    /// The verification key for `kid`, if that key is published.
-    pub fn decoding_key(&self, kid: &str) -> Option<&jsonwebtoken::DecodingKey> {
+    /// The key `kid` names, if it is published: its algorithm is the only one a token naming
+    /// it may claim.
+    pub fn published_key(&self, kid: &str) -> Option<&SigningKey> {
         self.keys
             .iter()
             .find(|k| k.kid == kid && k.state != KeyState::Retired)
-            .map(|k| &k.decoding)
+            .map(|k| k.as_ref())
     }
 
     /// The JWKS document (`{"keys":[…]}`), serialised once.
@@ -253,31 +251,22 @@ impl KeyStore {
     }
 }
 
-fn key_size(bits: u32) -> KeySize {
-    match bits {
-        4096 => KeySize::Rsa4096,
-        3072 => KeySize::Rsa3072,
-        _ => KeySize::Rsa2048,
-    }
-}
-
-/// Generates a key pair, stores its private half and records it in `state`; the private half
-/// is removed again if the row cannot be written.
+/// Generates a key pair of `alg`, stores its private half and records it in `state`; the
+/// private half is removed again if the row cannot be written.
 fn create_key(
     conn: &mut DbConnection,
     settings: &KeySettings,
     store: &KeyMaterialStore,
+    alg: SigningAlg,
     state: KeyState,
     now: i64,
     record: impl FnOnce(&mut DbConnection, &SigningKeyRow) -> Result<(), KeyError>,
 ) -> Result<String, KeyError> {
-    let key_pair =
-        KeyPair::generate(key_size(settings.rsa_bits)).map_err(|_| KeyError::Generate)?;
-    let pkcs8 = key_pair.as_der().map_err(|_| KeyError::Generate)?;
+    let (key_pair, pkcs8) = KeyPair::generate(alg, settings.rsa_bits)?;
     let key = SigningKey::from_key_pair(key_pair, state);
     let row = SigningKeyRow {
         kid: key.kid.clone(),
-        algorithm: ALGORITHM.to_string(),
+        algorithm: alg.as_str().to_string(),
         state: state.as_str().to_string(),
         created_at: now,
         activated_at: (state == KeyState::Active).then_some(now),
@@ -289,20 +278,40 @@ fn create_key(
         store.discard(conn, &row.kid);
         return Err(e);
     }
-    tracing::info!(kid = %key.kid, state = state.as_str(), "created signing key");
+    tracing::info!(kid = %key.kid, %alg, state = state.as_str(), "created signing key");
     Ok(key.kid)
 }
 
-/// Loads the published keys, generating the first active key if there is none.
+/// The algorithm a row names.
+fn row_alg(row: &SigningKeyRow) -> Result<SigningAlg, KeyError> {
+    SigningAlg::parse(&row.algorithm).map_err(|_| KeyError::UnknownAlgorithm(row.algorithm.clone()))
+}
+
+/// The rows of one algorithm.
+fn rows_of(rows: &[SigningKeyRow], alg: SigningAlg) -> Vec<SigningKeyRow> {
+    rows.iter()
+        .filter(|r| r.algorithm == alg.as_str())
+        .cloned()
+        .collect()
+}
+
+/// Loads the published keys, generating the first active key of each algorithm that has none.
 pub fn load_or_init(conn: &mut DbConnection, settings: &KeySettings) -> Result<KeyRing, KeyError> {
     let store = KeyMaterialStore::open(settings)?;
     store.prepare()?;
     let rows = signing_keys::list_published(conn)?;
-    if !rows.iter().any(|r| r.state == KeyState::Active.as_str()) {
+    for alg in SigningAlg::ALL {
+        if rows
+            .iter()
+            .any(|r| r.algorithm == alg.as_str() && r.state == KeyState::Active.as_str())
+        {
+            continue;
+        }
         let created = create_key(
             conn,
             settings,
             &store,
+            alg,
             KeyState::Active,
             crate::db::now(),
             |conn, row| Ok(signing_keys::insert(conn, row)?),
@@ -313,7 +322,7 @@ pub fn load_or_init(conn: &mut DbConnection, settings: &KeySettings) -> Result<K
             Err(KeyError::Db(DbError::Query(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,
-            )))) => tracing::info!("another process created the first key; using it"),
+            )))) => tracing::info!(%alg, "another process created the first key; using it"),
             Err(e) => return Err(e),
         }
     }
@@ -326,10 +335,13 @@ pub fn load(conn: &mut DbConnection, store: &KeyMaterialStore) -> Result<KeyRing
     let mut keys = Vec::with_capacity(rows.len());
     for row in rows {
         let state = KeyState::parse(&row.state)?;
+        let alg = row_alg(&row)?;
         let path = store.location(&row.kid);
         let der = store.read(conn, &row)?;
-        let key_pair =
-            KeyPair::from_pkcs8(&der).map_err(|_| KeyError::Parse { path: path.clone() })?;
+        let key_pair = KeyPair::from_pkcs8(alg, &der).ok_or_else(|| KeyError::WrongKind {
+            path: path.clone(),
+            alg,
+        })?;
         let key = SigningKey::from_key_pair(key_pair, state);
         if key.kid != row.kid {
             return Err(KeyError::Mismatch {
@@ -345,6 +357,8 @@ pub fn load(conn: &mut DbConnection, store: &KeyMaterialStore) -> Result<KeyRing
 /// What `rotate` did, for the CLI to report.
 #[derive(Debug, Serialize)]
 pub struct Rotation {
+    /// The algorithm whose keys moved.
+    pub alg: &'static str,
     /// The key that became active, if a `next` key was waiting.
     pub activated: Option<String>,
     /// The key that moved from active to retiring.
@@ -353,13 +367,15 @@ pub struct Rotation {
     pub next: String,
 }
 
-/// Advances the lifecycle one step: a waiting `next` key becomes active (the active one
+/// Advances `alg`'s lifecycle one step: a waiting `next` key becomes active (the active one
 /// retiring), and a fresh `next` key is created. A key therefore always appears in the JWKS at
 /// least one rotation before it signs; unless `force`, a `next` key is promoted only once it
-/// has been published for `KeySettings::publish_before_signing_secs` (else `TooEarly`).
+/// has been published for `KeySettings::publish_before_signing_secs` (else `TooEarly`). The
+/// other algorithms' keys are not touched.
 pub fn rotate(
     conn: &mut DbConnection,
     settings: &KeySettings,
+    alg: SigningAlg,
     now: i64,
     force: bool,
 ) -> Result<Rotation, KeyError> {
@@ -367,14 +383,17 @@ pub fn rotate(
     store.prepare()?;
     // Checked before a key is generated, so a refusal costs nothing; checked again below in
     // the transaction that acts on it.
-    let rows = signing_keys::list_published(conn)?;
     if !force {
-        check_ready(&rows, settings, now)?;
+        check_ready(
+            &rows_of(&signing_keys::list_published(conn)?, alg),
+            settings,
+            now,
+        )?;
     }
     let mut outcome = (None, None);
-    let next = create_key(conn, settings, &store, KeyState::Next, now, |conn, row| {
+    let next = create_key(conn, settings, &store, alg, KeyState::Next, now, |conn, row| {
         conn.transaction(|conn| {
-            let rows = signing_keys::list_published(conn)?;
+            let rows = rows_of(&signing_keys::list_published(conn)?, alg);
             let waiting = rows.iter().find(|r| r.state == KeyState::Next.as_str());
             let active = rows.iter().find(|r| r.state == KeyState::Active.as_str());
             if let Some(waiting) = waiting {
@@ -404,13 +423,36 @@ pub fn rotate(
         })
     })?;
     Ok(Rotation {
+        alg: alg.as_str(),
         activated: outcome.0,
         retiring: outcome.1,
         next,
     })
 }
 
-/// `TooEarly` if the waiting `next` key has not been published long enough.
+/// `rotate` for each of `algs`, after checking that every one of them is ready (so a refusal
+/// changes nothing). A conflict part-way leaves the earlier algorithms rotated; rotating the
+/// rest with `--alg` finishes the step.
+pub fn rotate_each(
+    conn: &mut DbConnection,
+    settings: &KeySettings,
+    algs: &[SigningAlg],
+    now: i64,
+    force: bool,
+) -> Result<Vec<Rotation>, KeyError> {
+    if !force {
+        let rows = signing_keys::list_published(conn)?;
+        for alg in algs {
+            check_ready(&rows_of(&rows, *alg), settings, now)?;
+        }
+    }
+    algs.iter()
+        .map(|alg| rotate(conn, settings, *alg, now, force))
+        .collect()
+}
+
+/// `TooEarly` if the waiting `next` key among `rows` (one algorithm's) has not been published
+/// long enough.
 pub fn check_ready(
     rows: &[SigningKeyRow],
     settings: &KeySettings,
@@ -438,42 +480,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thumbprint_matches_rfc7638_example() {
-        // RFC 7638 §3.1.
-        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        assert_eq!(
-            thumbprint(n, "AQAB"),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+    fn a_ring_signs_each_algorithm_with_its_own_active_key() {
+        let keys = SigningAlg::ALL
+            .into_iter()
+            .map(|alg| {
+                let (key_pair, _) = KeyPair::generate(alg, 2048).expect("generate");
+                SigningKey::from_key_pair(key_pair, KeyState::Active)
+            })
+            .collect();
+        let ring = KeyRing::new(keys).expect("ring");
+        for alg in SigningAlg::ALL {
+            let key = ring.active_for(alg);
+            assert_eq!(key.alg(), alg);
+            assert_eq!(key.jwk().alg.as_deref(), Some(alg.as_str()));
+            let found = ring.published_key(key.kid()).expect("published");
+            assert_eq!(found.alg(), alg);
+        }
+        assert_eq!(ring.active().alg(), SigningAlg::Rs256);
+        let jwks: JwkSet = serde_json::from_slice(ring.jwks_json()).expect("jwks");
+        assert_eq!(jwks.keys[0].kty, "RSA", "RS256 first for naive clients");
+        assert_eq!(jwks.keys.len(), 3);
     }
 
     #[test]
-    fn a_signature_verifies_with_the_published_jwk() {
-        let key_pair = KeyPair::generate(KeySize::Rsa2048).expect("generate");
-        let key = SigningKey::from_key_pair(key_pair, KeyState::Active);
-        let signature = key.sign(b"payload").expect("sign");
-        let n = URL_SAFE_NO_PAD
-            .decode(key.jwk.n.as_deref().expect("n"))
-            .expect("n");
-        let e = URL_SAFE_NO_PAD
-            .decode(key.jwk.e.as_deref().expect("e"))
-            .expect("e");
-        let public = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e };
-        public
-            .verify(
-                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-                b"payload",
-                &signature,
-            )
-            .expect("verifies");
-        assert!(
-            public
-                .verify(
-                    &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-                    b"other",
-                    &signature
-                )
-                .is_err()
-        );
+    fn a_ring_without_an_active_key_of_some_algorithm_is_refused() {
+        let (key_pair, _) = KeyPair::generate(SigningAlg::EdDsa, 2048).expect("generate");
+        let keys = vec![SigningKey::from_key_pair(key_pair, KeyState::Active)];
+        assert!(matches!(
+            KeyRing::new(keys),
+            Err(KeyError::NoActive(SigningAlg::Rs256))
+        ));
     }
 }

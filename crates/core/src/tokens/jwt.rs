@@ -4,7 +4,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Serialize;
 
 use super::claims::AccessClaims;
-use crate::keys::{ALGORITHM, KeyError, KeyRing, SigningKey};
+use crate::domain::SigningAlg;
+use crate::keys::{KeyError, KeyRing, SigningKey};
 
 /// The JOSE `typ` of access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -41,11 +42,11 @@ struct Header<'a> {
     kid: &'a str,
 }
 
-/// A compact JWS (RFC 7515) over `claims`, signed RS256 by `key`, with `typ` in the header
-/// (`at+jwt` for access tokens per RFC 9068, `JWT` for ID tokens).
+/// A compact JWS (RFC 7515) over `claims`, signed by `key` with its algorithm, with `alg`, `kid`
+/// and `typ` in the header (`at+jwt` for access tokens per RFC 9068, `JWT` for ID tokens).
 pub fn sign<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> Result<String, TokenError> {
     let header = serde_json::to_vec(&Header {
-        alg: ALGORITHM,
+        alg: key.alg().as_str(),
         typ,
         kid: key.kid(),
     })?;
@@ -77,8 +78,8 @@ pub fn verify_access_token(
     }
 }
 
-/// Checks that `token` is one of our unexpired access tokens: RS256 only, a published key,
-/// `typ` at+jwt, our issuer. Used as is by introspection and revocation, which serve every
+/// Checks that `token` is one of our unexpired access tokens: a published key and the
+/// algorithm of that key, `typ` at+jwt, our issuer. Used as is by introspection and revocation, which serve every
 /// audience.
 pub fn decode_access_token(
     token: &str,
@@ -86,11 +87,11 @@ pub fn decode_access_token(
     issuer: &str,
     now: i64,
 ) -> Result<AccessClaims, VerifyError> {
-    let key = our_key(token, ring, |typ| {
+    let (key, alg) = our_key(token, ring, |typ| {
         typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
             || typ.eq_ignore_ascii_case("application/at+jwt")
     })?;
-    let mut validation = Validation::new(Algorithm::RS256);
+    let mut validation = Validation::new(alg);
     validation.set_issuer(&[issuer]);
     validation.validate_aud = false;
     validation.leeway = 0;
@@ -110,7 +111,7 @@ pub fn decode_access_token(
 }
 
 /// Reads one of this provider's own ID tokens given back as a hint (`id_token_hint` at
-/// `/authorize` and `/logout`): RS256, a key still in the ring, `typ` JWT, our issuer, and a
+/// `/authorize` and `/logout`): a key still in the ring and its algorithm, `typ` JWT, our issuer, and a
 /// valid signature. Expired ones are accepted (OpenID Connect Core §3.1.2.1, RP-Initiated
 /// Logout §2): the hint says who the app believes is signed in, not that anyone is.
 pub fn decode_id_token_hint(
@@ -118,8 +119,8 @@ pub fn decode_id_token_hint(
     ring: &KeyRing,
     issuer: &str,
 ) -> Result<super::claims::IdClaims, VerifyError> {
-    let key = our_key(token, ring, |typ| typ.eq_ignore_ascii_case("JWT"))?;
-    let mut validation = Validation::new(Algorithm::RS256);
+    let (key, alg) = our_key(token, ring, |typ| typ.eq_ignore_ascii_case("JWT"))?;
+    let mut validation = Validation::new(alg);
     validation.set_issuer(&[issuer]);
     validation.validate_aud = false;
     validation.validate_exp = false;
@@ -129,23 +130,41 @@ pub fn decode_id_token_hint(
         .map_err(|_| VerifyError::Invalid)
 }
 
-/// The key in our ring that `token`'s header names, if the header is one we sign: RS256 and a
-/// `typ` that `typ_ok` accepts.
+/// The JOSE name jsonwebtoken knows the algorithm by.
+pub fn jose_algorithm(alg: SigningAlg) -> Algorithm {
+    match alg {
+        SigningAlg::Rs256 => Algorithm::RS256,
+        SigningAlg::EdDsa => Algorithm::EdDSA,
+        SigningAlg::Es256 => Algorithm::ES256,
+    }
+}
+
+/// The key in our ring that `token`'s header names, if the header is one we sign: the `alg`
+/// of that very key (so a token cannot claim HS256, `none`, or another key type's algorithm
+/// with our kid) and a `typ` that `typ_ok` accepts.
 fn our_key<'r>(
     token: &str,
     ring: &'r KeyRing,
     typ_ok: impl Fn(&str) -> bool,
-) -> Result<&'r jsonwebtoken::DecodingKey, VerifyError> {
+) -> Result<(&'r jsonwebtoken::DecodingKey, Algorithm), VerifyError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-    if header.alg != Algorithm::RS256 {
+    if !SigningAlg::ALL
+        .into_iter()
+        .any(|alg| jose_algorithm(alg) == header.alg)
+    {
         return Err(VerifyError::Invalid);
     }
     if !header.typ.as_deref().is_some_and(typ_ok) {
         return Err(VerifyError::WrongType);
     }
-    header
+    let key = header
         .kid
         .as_deref()
-        .and_then(|kid| ring.decoding_key(kid))
-        .ok_or(VerifyError::UnknownKey)
+        .and_then(|kid| ring.published_key(kid))
+        .ok_or(VerifyError::UnknownKey)?;
+    let alg = jose_algorithm(key.alg());
+    if alg != header.alg {
+        return Err(VerifyError::Invalid);
+    }
+    Ok((key.decoding_key(), alg))
 }

@@ -28,7 +28,11 @@ pub fn add(
 ) -> Result<(Client, Option<String>), ClientError> {
     conn.transaction(|conn| {
         let (client, secret) = clients::create(conn, spec)?;
-        let detail = json!({ "by": actor.by(), "require_mfa": client.require_mfa });
+        let detail = json!({
+            "by": actor.by(),
+            "require_mfa": client.require_mfa,
+            "signing_alg": client.signing_alg.as_str(),
+        });
         record(conn, Event::ClientCreated, &client.id, detail, now)?;
         Ok((client, secret))
     })

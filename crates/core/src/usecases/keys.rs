@@ -4,6 +4,7 @@
 use crate::config::KeySettings;
 use crate::db::models::SigningKeyRow;
 use crate::db::{DbConnection, DbError, repo};
+use crate::domain::SigningAlg;
 use crate::keys::store::{self, Imported, Rewrapped};
 use crate::keys::{self, KeyError, Rotation};
 
@@ -12,15 +13,21 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<SigningKeyRow>, KeyError> {
     repo::signing_keys::list_all(conn).map_err(|e| KeyError::from(DbError::from(e)))
 }
 
-/// One step of the lifecycle (`keys::rotate`), after making sure the key ring exists.
+/// One step of the lifecycle (`keys::rotate`) for `alg`, or for every algorithm when `None`,
+/// after making sure the key ring exists.
 pub fn rotate(
     conn: &mut DbConnection,
     settings: &KeySettings,
+    alg: Option<SigningAlg>,
     now: i64,
     force: bool,
-) -> Result<Rotation, KeyError> {
+) -> Result<Vec<Rotation>, KeyError> {
     keys::load_or_init(conn, settings)?;
-    keys::rotate(conn, settings, now, force)
+    let algs = match alg {
+        Some(alg) => vec![alg],
+        None => SigningAlg::ALL.to_vec(),
+    };
+    keys::rotate_each(conn, settings, &algs, now, force)
 }
 
 /// Copies the keys directory's private keys into the database (`keys.store = "database"`):
