@@ -27,6 +27,7 @@ mod faults;
 mod federation;
 mod fuzz;
 mod health;
+
 mod keys;
 mod layers;
 mod linking;
@@ -45,6 +46,7 @@ mod security;
 mod self_service;
 mod sso;
 mod throttling;
+mod topology;
 mod wellknown;
 
 /// Backend-only tests are the only ignored ones, so `--include-ignored` on a pass runs
