@@ -75,7 +75,12 @@ fn the_script_nginx_and_compose_describe_the_same_topology() {
         );
     }
     assert!(!compose.contains("tessera-4:") && !nginx.contains("tessera-4:"));
-    let exported: Vec<&str> = script
+    let replica = script
+        .split("\nstart_replica() {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .expect("start_replica in the script");
+    let exported: Vec<&str> = replica
         .lines()
         .filter_map(|l| l.trim().strip_prefix("export "))
         .filter_map(|l| l.split('=').next())
@@ -95,18 +100,20 @@ fn the_script_nginx_and_compose_describe_the_same_topology() {
 async fn postgres_only_the_topology_loses_nothing_across_a_kill_and_a_graceful_restart() {
     let admin = crate::testkit::database::postgres_admin_url()
         .expect("PostgreSQL only: set TEST_DATABASE_URL");
-    let env = [
-        ("PG_ADMIN_URL", admin.as_str()),
-        ("TESSERA_TOKENS_REFRESH_REUSE_GRACE_SECS", "10"),
-        ("TESSERA_PASSWORDS_ARGON2_MEMORY_KIB", "1024"),
-        ("TESSERA_PASSWORDS_ARGON2_ITERATIONS", "1"),
-        ("TESSERA_LOG", "warn"),
-    ];
     let tessera = Path::new(env!("CARGO_BIN_EXE_tessera"));
-    let topology = tokio::task::spawn_blocking(move || Topology::up(&script(), tessera, &env))
-        .await
-        .expect("join")
-        .expect("deploy/topology.sh up");
+    let topology = tokio::task::spawn_blocking(move || {
+        let env = [
+            ("PG_ADMIN_URL", admin.as_str()),
+            ("TESSERA_TOKENS_REFRESH_REUSE_GRACE_SECS", "10"),
+            ("TESSERA_PASSWORDS_ARGON2_MEMORY_KIB", "1024"),
+            ("TESSERA_PASSWORDS_ARGON2_ITERATIONS", "1"),
+            ("TESSERA_LOG", "warn"),
+        ];
+        Topology::up(&script(), tessera, &env)
+    })
+    .await
+    .expect("join")
+    .expect("deploy/topology.sh up");
     let topology = Arc::new(topology);
     let actors = {
         let topology = topology.clone();
