@@ -27,7 +27,7 @@ mod faults;
 mod federation;
 mod fuzz;
 mod health;
-
+mod k8s;
 mod keys;
 mod layers;
 mod linking;
