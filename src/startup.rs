@@ -101,6 +101,7 @@ impl Application {
         let cors_origins = settings.server.cors_allowed_origins.clone();
         let app_state = state.clone();
         let metrics_here = settings.metrics.enabled && settings.metrics.bind.is_none();
+        let own_handle = Arc::new(std::sync::OnceLock::new());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -123,12 +124,19 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(http::error::json_error_body))
                 .wrap(from_fn(http::observe))
         })
-        .listen(listener)?
+        .listen(listener.try_clone()?)?
+        .shutdown_signal(drain_on_signal(
+            state.clone(),
+            listener,
+            own_handle.clone(),
+            std::time::Duration::from_secs(settings.server.drain_secs),
+        ))
         .shutdown_timeout(settings.server.shutdown_timeout_secs);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         let server = server.run();
+        let _ = own_handle.set(server.handle());
         let metrics = match settings.metrics.bind.filter(|_| settings.metrics.enabled) {
             Some(bind) => Some(metrics_server(bind, state.clone())?),
             None => None,
@@ -168,7 +176,8 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGINT/SIGTERM (or `handle().stop()`), letting in-flight requests finish.
+    /// Serves until SIGINT/SIGTERM and the drain after it (or `handle().stop()`), letting
+    /// in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let metrics = self.metrics.map(|(_, server)| {
             let handle = server.handle();
@@ -181,6 +190,56 @@ impl Application {
         }
         result
     }
+}
+
+/// Resolves when the server should stop: after SIGTERM or SIGINT, and the drain.
+///
+/// actix's own stop closes the listener and, at once, every idle keep-alive connection. A
+/// proxy's pooled connection is idle in Tessera's eyes while the proxy is writing the next
+/// request into it, and a POST that was sent is not retried elsewhere: it fails. So first the
+/// listener stops listening (new connections are refused, which a proxy retries on another
+/// replica), and for `drain` every answer carries `Connection: close`, so each pooled
+/// connection is closed by the proxy after its next answer, or by the proxy's own idle timeout
+/// when it is not used; only then does actix stop, with nothing left to cut.
+async fn drain_on_signal(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    handle: Arc<std::sync::OnceLock<ServerHandle>>,
+    drain: std::time::Duration,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stopping only when told to");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Accept no more (so actix does not poll the socket it is about to lose), then
+    // shutdown(2) on the listening socket takes it out of LISTEN on Linux: connections waiting
+    // in its queue are reset and new ones refused, while accepted ones stay open.
+    if let Some(handle) = handle.get() {
+        handle.pause().await;
+    }
+    let stopped = std::net::TcpStream::from(std::os::fd::OwnedFd::from(listener))
+        .shutdown(std::net::Shutdown::Both);
+    if let Err(error) = stopped {
+        tracing::warn!(%error, "cannot stop listening before the drain");
+    }
+    tracing::info!(
+        signal = name,
+        drain_secs = drain.as_secs(),
+        "draining: not listening, closing each connection after its answer"
+    );
+    tokio::time::sleep(drain).await;
+    tracing::info!("drained; stopping");
 }
 
 /// A one-worker listener serving only `/metrics`, so scrapes can stay on a private address.

@@ -18,6 +18,10 @@
 //!   against its cheapest authenticated POST that signs nothing (`signing.rs` says which and
 //!   why), in rounds in the same run; load from wrk.
 //! - `all`: every one of the above in one run, each table under a heading.
+//! - `topology`: the failover soak (not part of `all`): `deploy/topology.sh` starts nginx,
+//!   three replicas and PostgreSQL; logins, refreshes and JWKS reads go through nginx while one
+//!   replica is killed with `kill -9` and another restarted with SIGTERM, again and again; then
+//!   every refresh token family is checked in the database (see `topology.rs`).
 //!
 //! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use;
 //! refresh's load comes from `walk`, which presents each token once (oha picks at random).
@@ -30,12 +34,14 @@
 //! target/release/tessera-bench verify
 //! target/release/tessera-bench sso
 //! target/release/tessera-bench signing [--rounds 3]
+//! target/release/tessera-bench topology [--seconds 60]
 
 mod limits;
 mod load;
 mod server;
 mod signing;
 mod sso;
+mod topology;
 mod verify;
 mod walk;
 
@@ -142,6 +148,21 @@ enum Bench {
         #[arg(long, default_value_t = 32)]
         connections: usize,
     },
+    /// The failover soak: nginx, three replicas and PostgreSQL under logins, refreshes and
+    /// JWKS reads, with a `kill -9` and a graceful restart every cycle.
+    Topology {
+        /// Seconds of load; a kill and a graceful restart happen in every 20 s of it.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Clients holding a refresh token family each.
+        #[arg(long, default_value_t = 16)]
+        refreshers: usize,
+        #[arg(long, default_value_t = 4)]
+        jwks_readers: usize,
+        /// Refreshes before a client starts a new family with a password login.
+        #[arg(long, default_value_t = 20)]
+        refreshes_per_login: u32,
+    },
     /// tessera-verify verifications/s on one core against raw ring RS256 verifies/s.
     Verify {
         /// Rounds of each (alternating, so both see the same machine); the best round counts.
@@ -229,6 +250,18 @@ fn main() -> Result<()> {
             Duration::from_secs(seconds),
             rounds,
             connections,
+        ),
+        Bench::Topology {
+            seconds,
+            refreshers,
+            jwks_readers,
+            refreshes_per_login,
+        } => soak(
+            &binary,
+            seconds,
+            refreshers,
+            jwks_readers,
+            refreshes_per_login,
         ),
         Bench::Verify {
             rounds,
@@ -601,4 +634,62 @@ fn split_lines(path: &Path, parts: usize) -> Result<Vec<PathBuf>> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// `tessera-bench topology`: prints the report; fails when a target is missed.
+fn soak(
+    binary: &Path,
+    seconds: u64,
+    refreshers: usize,
+    jwks_readers: usize,
+    refreshes_per_login: u32,
+) -> Result<()> {
+    use topology::{Fault, Plan, Topology};
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/topology.sh");
+    let env = [
+        ("TESSERA_TOKENS_REFRESH_REUSE_GRACE_SECS", "10"),
+        ("TESSERA_LOG", "warn"),
+    ];
+    let topology = std::sync::Arc::new(Topology::up(&script, binary, &env)?);
+    let actors = topology::prepare(&topology, refreshers)?;
+    // Every 20 s: kill -9 one replica at 5 s (started again 2 s later), restart another
+    // gracefully at 13 s; the replicas take turns.
+    let mut faults = Vec::new();
+    for cycle in 0..(seconds / 20).max(1) {
+        let base = Duration::from_secs(cycle * 20);
+        let killed = u8::try_from(cycle % 3).unwrap_or(0) + 1;
+        let restarted = killed % 3 + 1;
+        faults.push((
+            base + Duration::from_secs(5),
+            Fault::Kill {
+                replica: killed,
+                restart_after: Duration::from_secs(2),
+            },
+        ));
+        faults.push((
+            base + Duration::from_secs(13),
+            Fault::Restart { replica: restarted },
+        ));
+    }
+    let plan = Plan {
+        duration: Duration::from_secs(seconds.max(20)),
+        jwks_readers,
+        refreshes_per_login,
+        faults,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(topology::run(topology.clone(), actors, plan))?;
+    println!("{}", report.markdown());
+    let missed = report.missed_targets();
+    drop(runtime);
+    if let Ok(topology) = std::sync::Arc::try_unwrap(topology) {
+        topology.down()?;
+    }
+    if !missed.is_empty() {
+        anyhow::bail!("targets missed:\n{}", missed.join("\n"));
+    }
+    Ok(())
 }

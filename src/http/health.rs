@@ -11,8 +11,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// The database answers and signing keys are loaded: safe to route traffic here.
+/// The database answers and signing keys are loaded: safe to route traffic here. Not while
+/// draining after SIGTERM: the process is on its way out.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.is_draining() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .json(json!({ "status": "draining" }));
+    }
     let database = state.services.db.is_ready().await;
     let keys = !state.services.keys.current().keys().is_empty();
     let body = json!({

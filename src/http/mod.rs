@@ -229,5 +229,17 @@ pub async fn observe(
             .headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), value);
     }
+    // Draining: the client (a proxy's keep-alive pool) closes this connection after the
+    // answer, so Tessera never closes one under a request being sent.
+    if response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.is_draining())
+    {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
     Ok(response)
 }

@@ -10,6 +10,15 @@ pub struct AppState {
     pub services: Services,
     pub metadata: Metadata,
     pub jwks_cache_control: HeaderValue,
+    /// Set on SIGTERM/SIGINT (`server.drain_secs`): every answer closes its connection and
+    /// `/readyz` says 503.
+    pub draining: std::sync::atomic::AtomicBool,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl AppState {
@@ -20,6 +29,7 @@ impl AppState {
             jwks_cache_control: HeaderValue::from_str(&format!("public, max-age={max_age}"))
                 .unwrap_or(HeaderValue::from_static("public, max-age=300")),
             services,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

@@ -27,6 +27,7 @@ mod faults;
 mod federation;
 mod fuzz;
 mod health;
+mod k8s;
 mod keys;
 mod keystore;
 mod layers;
@@ -47,6 +48,7 @@ mod self_service;
 mod signing_algorithms;
 mod sso;
 mod throttling;
+mod topology;
 mod wellknown;
 
 /// Backend-only tests are the only ignored ones, so `--include-ignored` on a pass runs

@@ -167,6 +167,7 @@ pub struct ServerSettings {
     pub workers: usize,
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    pub drain_secs: u64,
     pub cors_allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -454,6 +455,9 @@ impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(issuer) = &self.server.issuer {
             validate_issuer(issuer)?;
+        }
+        if self.server.drain_secs > 300 {
+            return Err(ConfigError("server.drain_secs: must be at most 300".into()));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError(

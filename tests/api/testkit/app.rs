@@ -20,6 +20,7 @@ pub fn test_settings(database_url: &str, keys_dir: &Path) -> Settings {
     settings.server.bind = "127.0.0.1:0".parse().expect("addr");
     settings.server.workers = 1;
     settings.server.shutdown_timeout_secs = 1;
+    settings.server.drain_secs = 0;
     settings.database.url = database_url.to_string();
     settings.database.max_connections = 4;
     settings.keys.dir = keys_dir.to_path_buf();
@@ -353,7 +354,9 @@ impl ServerProcess {
             .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
             .env("DATABASE_URL", &env.db.url)
             .env("TESSERA_KEYS_DIR", env.keys_dir())
-            .env("TESSERA_LOG", "tessera::startup=info,warn");
+            .env("TESSERA_LOG", "tessera::startup=info,warn")
+            // Stopping takes no drain unless a test asks for one.
+            .env("TESSERA_SERVER_DRAIN_SECS", "0");
         for (name, value) in vars {
             command.env(name, value);
         }
