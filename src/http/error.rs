@@ -85,7 +85,8 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         if e.is_unavailable() {
             // The operator needs the cause (PostgreSQL down, disk full …); the client does not.
-            if matches!(e, DbError::Busy) {
+            // The breaker logs its opening once, not each request it refuses.
+            if matches!(e, DbError::Busy | DbError::Down) {
                 tracing::debug!(error = %e, "database unavailable");
             } else {
                 tracing::warn!(error = %e, "database unavailable");

@@ -38,6 +38,7 @@ mod notes_api;
 mod pages;
 mod passkeys;
 mod password_grant;
+mod postgres_tls;
 mod redirect_uris;
 mod refresh;
 mod replicas;

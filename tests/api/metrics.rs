@@ -8,7 +8,7 @@ use crate::testkit::PASSWORD;
 use crate::testkit::{TestApp, TestEnv};
 
 /// Every sample of a scrape, by its name with labels as written (`name{a="b"}`).
-async fn scrape(app: &TestApp, base: &str) -> HashMap<String, f64> {
+pub(crate) async fn scrape(app: &TestApp, base: &str) -> HashMap<String, f64> {
     let response = app
         .client
         .get(format!("{base}/metrics"))
@@ -37,7 +37,7 @@ async fn scrape(app: &TestApp, base: &str) -> HashMap<String, f64> {
     samples
 }
 
-fn value(samples: &HashMap<String, f64>, name: &str) -> f64 {
+pub(crate) fn value(samples: &HashMap<String, f64>, name: &str) -> f64 {
     *samples
         .get(name)
         .unwrap_or_else(|| panic!("{name} missing from {samples:#?}"))

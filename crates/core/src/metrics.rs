@@ -177,6 +177,11 @@ pub struct Gauges {
     pub hash_queue_depth: u64,
     /// Read from the hashing pool, which counts them itself; a counter, not a gauge.
     pub password_hashes: u64,
+    /// 1 while the database breaker is open (PostgreSQL unreachable, work refused), else 0.
+    pub db_breaker_open: u64,
+    /// Counters kept by the database layer.
+    pub db_breaker_trips: u64,
+    pub db_serialization_retries: u64,
 }
 
 type U64Gauge = Gauge<u64, AtomicU64>;
@@ -185,6 +190,9 @@ type U64Gauge = Gauge<u64, AtomicU64>;
 #[derive(Debug, Default)]
 struct ScrapeTime {
     password_hashes: ReadCounter,
+    db_breaker_trips: ReadCounter,
+    db_serialization_retries: ReadCounter,
+    db_breaker_open: U64Gauge,
     db_connections_in_use: U64Gauge,
     db_connections_idle: U64Gauge,
     db_queue_depth: U64Gauge,
@@ -256,7 +264,22 @@ impl Metrics {
             "Argon2 hashes computed for new passwords (registrations, resets, changes, rehashes)",
             scrape_time.password_hashes.clone(),
         );
+        registry.register(
+            "tessera_db_breaker_trips",
+            "Times the database breaker opened (PostgreSQL found unreachable)",
+            scrape_time.db_breaker_trips.clone(),
+        );
+        registry.register(
+            "tessera_db_serialization_retries",
+            "Database jobs run again after a serialization failure (SQLSTATE 40001)",
+            scrape_time.db_serialization_retries.clone(),
+        );
         for (name, help, gauge) in [
+            (
+                "tessera_db_breaker_open",
+                "1 while the database breaker is open: database work is refused at once (503)",
+                &scrape_time.db_breaker_open,
+            ),
             (
                 "tessera_db_connections_in_use",
                 "Database connections checked out of the pool",
@@ -324,6 +347,15 @@ impl Metrics {
             .password_hashes
             .0
             .store(gauges.password_hashes, Relaxed);
+        scrape
+            .db_breaker_trips
+            .0
+            .store(gauges.db_breaker_trips, Relaxed);
+        scrape
+            .db_serialization_retries
+            .0
+            .store(gauges.db_serialization_retries, Relaxed);
+        scrape.db_breaker_open.set(gauges.db_breaker_open);
         scrape
             .db_connections_in_use
             .set(gauges.db_connections_in_use);
@@ -393,7 +425,13 @@ mod tests {
             db_queue_depth: 0,
             hash_queue_depth: 7,
             password_hashes: 4,
+            db_breaker_open: 1,
+            db_breaker_trips: 2,
+            db_serialization_retries: 9,
         });
+        assert!(text.contains("tessera_db_breaker_open 1\n"));
+        assert!(text.contains("tessera_db_breaker_trips_total 2\n"));
+        assert!(text.contains("tessera_db_serialization_retries_total 9\n"));
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"refresh_token\"} 2"));
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"password\"} 0"));
         assert!(text.contains(

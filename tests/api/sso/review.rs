@@ -45,13 +45,16 @@ async fn a_code_exchanged_while_its_session_is_being_ended_buys_nothing() {
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<()>();
     let db = world.app.state.services.db.clone();
+    let mut ended_tx = Some(ended_tx);
     let ending = tokio::spawn(async move {
         db.run(move |conn| {
             use diesel::Connection;
             conn.transaction(|conn| {
                 let ended =
                     tessera::sso::end(conn, &session_id, tessera::sso::EndReason::Revoked, now)?;
-                let _ = ended_tx.send(());
+                if let Some(ended) = ended_tx.take() {
+                    let _ = ended.send(());
+                }
                 let _ = commit_rx.recv_timeout(Duration::from_secs(30));
                 Ok::<_, tessera::db::DbError>(ended)
             })

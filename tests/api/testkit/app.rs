@@ -158,12 +158,7 @@ impl TestApp {
         &self,
         work: impl FnOnce(&mut tessera::db::DbConnection) -> diesel::QueryResult<T> + Send + 'static,
     ) -> T {
-        self.state
-            .services
-            .db
-            .run(move |conn| work(conn).map_err(tessera::db::DbError::from))
-            .await
-            .expect("query")
+        self.state.services.db.run(once(work)).await.expect("query")
     }
 
     /// Exchanges an authorization code of the public client `client_id` (made with the
@@ -205,6 +200,18 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.handle.stop(true).await;
+    }
+}
+
+/// A test's one-off query as a database job, which may be run again after a serialization
+/// failure: a second run (no test runs at SERIALIZABLE but the one that says so) is an error.
+pub fn once<T>(
+    work: impl FnOnce(&mut tessera::db::DbConnection) -> diesel::QueryResult<T>,
+) -> impl FnMut(&mut tessera::db::DbConnection) -> Result<T, tessera::db::DbError> {
+    let mut work = Some(work);
+    move |conn| match work.take() {
+        Some(work) => work(conn).map_err(tessera::db::DbError::from),
+        None => Err(tessera::db::DbError::Task("a test query ran twice".into())),
     }
 }
 

@@ -71,6 +71,16 @@ impl TestDatabase {
         self.postgres.is_some()
     }
 
+    /// PostgreSQL: `ALTER DATABASE <this one> SET <setting>`, for the sessions opened after it
+    /// (e.g. `default_transaction_isolation = 'serializable'`).
+    pub fn set(&self, setting: &str) {
+        let (admin_url, name) = self.postgres.as_ref().expect("a PostgreSQL database");
+        let statement = format!("ALTER DATABASE {name} SET {setting}");
+        admin(admin_url)
+            .batch_execute(&statement)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
     /// For a `postgres_only_` test: run by name on SQLite, it fails rather than pass idle.
     pub fn require_postgres(&self) {
         assert!(

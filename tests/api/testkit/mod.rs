@@ -23,7 +23,7 @@ pub mod mfa;
 pub mod smtp;
 pub mod upstream;
 
-pub use app::{ServerProcess, TestApp, TestEnv, run_cli, stdout_json, test_settings};
+pub use app::{ServerProcess, TestApp, TestEnv, once, run_cli, stdout_json, test_settings};
 pub use backchannel::LogoutReceiver;
 pub use database::{TestDatabase, on_postgres};
 pub use eventually::{DEADLINE, eventually};

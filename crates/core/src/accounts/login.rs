@@ -98,9 +98,9 @@ async fn verify(
                 None => false,
             };
             let keys = if known {
-                throttle::for_known(all_keys)
+                throttle::for_known(all_keys.clone())
             } else {
-                all_keys
+                all_keys.clone()
             };
             let throttled = throttle::reserve(conn, &keys, now)?;
             Ok::<_, DbError>((throttled, user, keys))

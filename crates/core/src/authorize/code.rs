@@ -46,8 +46,8 @@ pub async fn grant(svc: &Services, client: &Client, params: &Params) -> Result<I
                     conn,
                     &hash,
                     &client.id,
-                    redirect_uri.or(sole_redirect),
-                    verifier,
+                    redirect_uri.clone().or_else(|| sole_redirect.clone()),
+                    verifier.clone(),
                     now,
                 )? {
                     Outcome::Accepted(code) => code,

@@ -48,7 +48,7 @@ pub async fn start(
         .db
         .run(move |conn| {
             let client = repo::clients::find(conn, &client_id)?;
-            let request = match request::check(&params, client, hint) {
+            let request = match request::check(&params, client, hint.clone()) {
                 Ok(request) => request,
                 Err(refused) => return Ok(Err(refused)),
             };
@@ -196,14 +196,20 @@ pub async fn signed_in(
                     &svc.settings.sessions,
                     SignedIn {
                         user: &fresh.user,
-                        amr: fresh.amr,
+                        amr: fresh.amr.clone(),
                         persistent: fresh.persistent,
-                        origin: fresh.origin,
+                        origin: fresh.origin.clone(),
                     },
                     previous.as_ref(),
                     now,
                 )?;
-                let next = after_sign_in(conn, &request, fresh.user, started.session.clone(), now)?;
+                let next = after_sign_in(
+                    conn,
+                    &request,
+                    fresh.user.clone(),
+                    started.session.clone(),
+                    now,
+                )?;
                 Ok::<_, DbError>(Completed {
                     started: Some(started),
                     next,

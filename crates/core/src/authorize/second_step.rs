@@ -105,7 +105,7 @@ pub(super) fn further_step(
 }
 
 /// What the person gave on the second-step page.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum SecondFactorAnswer {
     Totp(String),
     RecoveryCode(String),
@@ -168,7 +168,8 @@ pub async fn second_step(
                 return Ok(SecondStepOutcome::Gone);
             };
             let user_id = pending.user_id.to_string();
-            let Some((check, why)) = check(conn, &svc, &request, &user_id, &origin, answer, now)?
+            let Some((check, why)) =
+                check(conn, &svc, &request, &user_id, &origin, answer.clone(), now)?
             else {
                 return Ok(SecondStepOutcome::Gone);
             };
@@ -210,7 +211,7 @@ pub async fn second_step(
                         user: &user,
                         amr: pending.amr.with(&[method]),
                         persistent: pending.persistent,
-                        origin,
+                        origin: origin.clone(),
                     },
                     previous.as_ref(),
                     now,

@@ -69,7 +69,25 @@ pub struct ConnectionManager {
 }
 
 impl ConnectionManager {
+    /// The PostgreSQL URL goes to libpq as it is (every `sslmode`, `sslrootcert` and other
+    /// parameter is libpq's to read), with `connect_timeout` added unless it names its own:
+    /// without one, a connection to an address that drops packets waits for TCP to give up
+    /// (minutes), and so would the breaker's probe.
     pub fn new(target: DatabaseTarget, sqlite_busy_timeout_ms: u32) -> Self {
+        ConnectionManager::with_connect_timeout(target, sqlite_busy_timeout_ms, 10)
+    }
+
+    pub fn with_connect_timeout(
+        target: DatabaseTarget,
+        sqlite_busy_timeout_ms: u32,
+        connect_timeout_secs: u64,
+    ) -> Self {
+        let target = match target {
+            DatabaseTarget::Postgres { url } => DatabaseTarget::Postgres {
+                url: with_connect_timeout(&url, connect_timeout_secs.max(1)),
+            },
+            sqlite => sqlite,
+        };
         ConnectionManager {
             target,
             sqlite_busy_timeout_ms,
@@ -78,9 +96,12 @@ impl ConnectionManager {
 
     fn establish(&self) -> Result<DbConnection, ConnectError> {
         match &self.target {
-            DatabaseTarget::Postgres { url } => Ok(DbConnection::Postgres(
-                diesel::PgConnection::establish(url)?,
-            )),
+            DatabaseTarget::Postgres { url } => {
+                let mut pg = diesel::PgConnection::establish(url)?;
+                // Tells `Database::run` whether a failed job met a serialization failure.
+                pg.set_instrumentation(super::retry::observe);
+                Ok(DbConnection::Postgres(pg))
+            }
             DatabaseTarget::Sqlite { path } => Ok(DbConnection::Sqlite(sqlite::establish(
                 path,
                 self.sqlite_busy_timeout_ms,
@@ -119,6 +140,19 @@ pub(super) fn discard_connection() {
     CONNECTION_DEAD.set(true);
 }
 
+/// `url` with libpq's `connect_timeout` parameter, unless it has one.
+fn with_connect_timeout(url: &str, secs: u64) -> String {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    if query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("connect_timeout"))
+    {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}connect_timeout={secs}")
+}
+
 #[derive(Debug)]
 struct PoolErrorLogger;
 
@@ -143,7 +177,11 @@ pub(super) fn open(
     settings: &crate::config::DatabaseSettings,
     prepare: impl FnOnce(&mut DbConnection) -> Result<(), DbError>,
 ) -> Result<Opened, DbError> {
-    let manager = ConnectionManager::new(target.clone(), settings.sqlite_busy_timeout_ms);
+    let manager = ConnectionManager::with_connect_timeout(
+        target.clone(),
+        settings.sqlite_busy_timeout_ms,
+        settings.connect_timeout_secs,
+    );
     {
         // Processes starting together on one SQLite file take turns: switching a new file to
         // WAL and migrating it do not wait for each other on SQLite's own locks.
@@ -211,5 +249,26 @@ mod tests {
         assert!(DatabaseTarget::parse("mysql://x").is_err());
         assert!(DatabaseTarget::parse("data/t.db").is_err());
         assert!(DatabaseTarget::parse("sqlite://").is_err());
+    }
+
+    /// libpq reads every other parameter (sslmode, sslrootcert …) as given; only a missing
+    /// connect_timeout is added.
+    #[test]
+    fn a_connect_timeout_is_added_and_nothing_else_changes() {
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db", 3),
+            "postgres://u@h/db?connect_timeout=3"
+        );
+        assert_eq!(
+            with_connect_timeout(
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=/c.pem",
+                3
+            ),
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/c.pem&connect_timeout=3"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db?connect_timeout=7&sslmode=require", 3),
+            "postgres://u@h/db?connect_timeout=7&sslmode=require"
+        );
     }
 }

@@ -16,19 +16,34 @@ pub enum DbError {
     Task(String),
     #[error("too much database work is waiting")]
     Busy,
+    /// The breaker is open: the database was found unreachable and no probe has reached it
+    /// since. Refused without trying, so it costs the request nothing.
+    #[error("the database is unreachable (refused at once until a probe reaches it)")]
+    Down,
+    /// Serialization failures (SQLSTATE 40001) beyond the retries, or after part of the job
+    /// had committed.
+    #[error("the transaction kept conflicting with concurrent ones (serialization failure)")]
+    Conflict,
 }
 
 impl DbError {
     /// True when the database cannot be reached at all, as opposed to a query going wrong: the
     /// HTTP layer answers these with 503 and `Retry-After`. A connection that died under a
     /// query (the server restarted, the network dropped) counts: the same request will work
-    /// once the pool has reconnected.
+    /// once the pool has reconnected. So does a serialization failure the retries did not
+    /// get past: the same request is likely to pass a moment later.
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            DbError::Connect(_) | DbError::Unavailable(_) | DbError::Busy => true,
+            DbError::Connect(_)
+            | DbError::Unavailable(_)
+            | DbError::Busy
+            | DbError::Down
+            | DbError::Conflict => true,
             DbError::Query(Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::SerializationFailure,
                 _,
             ))
             | DbError::Query(Error::BrokenTransactionManager) => true,

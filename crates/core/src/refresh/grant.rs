@@ -36,6 +36,11 @@ enum Outcome {
     Issued(Box<Issued>),
     /// Refused, with a state change (a revoked family) that must be committed.
     Refused,
+    /// Refused as a replay: the family is revoked (counted once the job has committed, as the
+    /// job may run again after a serialization failure).
+    Reused {
+        family: String,
+    },
 }
 
 /// A refresh token as stored, with its family, the family's user and its client.
@@ -66,6 +71,11 @@ pub async fn grant(
     match outcome {
         Outcome::Issued(issued) => Ok(*issued),
         Outcome::Refused => Err(invalid()),
+        Outcome::Reused { family } => {
+            tracing::warn!(%family, "refresh token reuse: family revoked");
+            svc.metrics.refresh_reuse_detected();
+            Err(invalid())
+        }
     }
 }
 
@@ -121,9 +131,7 @@ fn rotate_carefully(
     let (token, family, user, client) = find_authenticated(conn, auth, hash, now)?;
     if !consumed && !within_grace(conn, svc, &token, now_ms)? {
         revoke(conn, &family, now, "reuse", Event::RefreshTokenReuse)?;
-        tracing::warn!(family = %family.id, "refresh token reuse: family revoked");
-        svc.metrics.refresh_reuse_detected();
-        return Ok(Outcome::Refused);
+        return Ok(Outcome::Reused { family: family.id });
     }
     if user_changed(&user, &family) {
         revoke(conn, &family, now, "user_changed", Event::SessionsRevoked)?;
