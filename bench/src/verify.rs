@@ -68,7 +68,9 @@ fn mint(setup: &Setup, dir: &Path, issuer: &str) -> Result<(String, Vec<u8>, Vec
     settings.database.url = setup.database_url().to_string();
     let db = tessera::db::Database::connect(&settings.database)?;
     let mut conn = db.get()?;
-    let ring = tessera::keys::load(&mut conn, &dir.join("keys"))?;
+    settings.keys.dir = dir.join("keys");
+    let store = tessera::keys::KeyMaterialStore::open(&settings.keys)?;
+    let ring = tessera::keys::load(&mut conn, &store)?;
     let now = tessera::db::now();
     let claims = tessera::tokens::AccessClaims {
         iss: issuer.to_string(),
