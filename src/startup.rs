@@ -96,6 +96,7 @@ impl Application {
         // Always, mail or not: sessions end whether or not mail is configured.
         crate::sso::backchannel::spawn_sender(state.services.clone());
         keys::lifecycle::spawn_watch(state.services.clone());
+        crate::accounts::password::spawn_idle_memory_release();
 
         let body_limit = settings.server.body_limit_bytes;
         let cors_origins = settings.server.cors_allowed_origins.clone();

@@ -38,6 +38,7 @@
 
 mod limits;
 mod load;
+mod memory;
 mod server;
 mod signing;
 mod sso;
@@ -163,6 +164,18 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         refreshes_per_login: u32,
     },
+    /// RSS after a storm of concurrent password logins: the peak against the hashing threads'
+    /// argon2 memory, and how soon it comes back.
+    Memory {
+        #[arg(long, default_value_t = 32)]
+        logins: usize,
+        /// The RSS to come back under, in MiB.
+        #[arg(long, default_value_t = 20)]
+        target_mib: u64,
+        /// Seconds it may take.
+        #[arg(long, default_value_t = 10)]
+        within_secs: u64,
+    },
     /// tessera-verify verifications/s on one core against raw ring RS256 verifies/s.
     Verify {
         /// Rounds of each (alternating, so both see the same machine); the best round counts.
@@ -231,9 +244,21 @@ fn main() -> Result<()> {
             sso::run(&binary, 1, seconds, 32)?;
             println!("\n## Signing algorithms: client_credentials per algorithm\n");
             signing::run(&binary, 1, Duration::from_secs(5), 3, 32)?;
+            println!();
+            memory::run(&binary, 32, 20, Duration::from_secs(10))?;
             println!("\n## Verification by resource servers (tessera-verify)\n");
             verify::run(&binary, 5, Duration::from_secs(2), "0")
         }
+        Bench::Memory {
+            logins,
+            target_mib,
+            within_secs,
+        } => memory::run(
+            &binary,
+            logins,
+            target_mib,
+            Duration::from_secs(within_secs),
+        ),
         Bench::Sso {
             server_cores,
             seconds,

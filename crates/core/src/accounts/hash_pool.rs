@@ -38,15 +38,20 @@ impl std::fmt::Debug for HashPool {
     }
 }
 
+/// The hashing threads for the `passwords.hash_threads` setting: 0 means one per core.
+pub fn thread_count(configured: usize) -> usize {
+    if configured == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        configured
+    }
+}
+
 impl HashPool {
     /// `threads` 0 means one per core; `queue` is how many hashes may wait for a thread. The
     /// threads end when the last handle is dropped.
     pub fn new(hasher: Hasher, threads: usize, queue: usize) -> std::io::Result<HashPool> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
+        let threads = thread_count(threads);
         let jobs = Executor::start(
             Lane {
                 name: "hash",
