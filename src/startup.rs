@@ -47,11 +47,26 @@ impl Application {
             db.run(move |conn| keys::load_or_init(conn, &key_settings))
                 .await?
         };
-        let secrets = {
-            let dir = settings.keys.dir.clone();
-            tokio::task::spawn_blocking(move || tessera_core::mfa::SecretBox::load_or_create(&dir))
+        // The key sealing TOTP secrets: in the database with `keys.store = "database"` (so
+        // replicas need no shared directory), else `secrets.key` in the keys directory.
+        let from_database = {
+            let key_settings = settings.keys.clone();
+            db.run(move |conn| {
+                keys::store::secrets_key(conn, &key_settings, tessera_core::db::now())
+            })
+            .await?
+        };
+        let secrets = match from_database {
+            Some(bytes) => tessera_core::mfa::SecretBox::from_secret(&bytes)
+                .context("the database's secrets key is not an AES-256 key")?,
+            None => {
+                let dir = settings.keys.dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    tessera_core::mfa::SecretBox::load_or_create(&dir)
+                })
                 .await
                 .context("secrets key start-up task")??
+            }
         };
         let hashes = HashPool::new(
             Hasher::new(&settings.passwords)?,

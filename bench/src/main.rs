@@ -123,6 +123,10 @@ enum Bench {
         /// here; SQLite otherwise.
         #[arg(long)]
         postgres: Option<String>,
+        /// The client's signing algorithm (RS256, EdDSA, ES256); the limit printed stays
+        /// RS256 signatures, so with another one the ratio only compares it with RS256's.
+        #[arg(long, default_value = "RS256")]
+        signing_alg: String,
     },
     /// `/authorize` with a live session (and then the code exchange) against the database's
     /// single-row write rate.
@@ -222,7 +226,18 @@ fn main() -> Result<()> {
             println!("\n## Token endpoint, JWKS, discovery, introspection\n");
             tokens(&binary, 1, seconds, 16, 32, 1000)?;
             println!("\n## Refresh on SQLite\n");
-            refresh(&binary, 1, Duration::from_secs(4), 5, 32, 250_000, None)?;
+            refresh(
+                &binary,
+                1,
+                Duration::from_secs(4),
+                5,
+                32,
+                250_000,
+                RefreshTarget {
+                    postgres: None,
+                    signing_alg: tessera::domain::SigningAlg::default(),
+                },
+            )?;
             let postgres = postgres.or_else(|| {
                 std::net::TcpStream::connect("127.0.0.1:5432")
                     .ok()
@@ -237,7 +252,10 @@ fn main() -> Result<()> {
                     5,
                     32,
                     120_000,
-                    Some(url),
+                    RefreshTarget {
+                        postgres: Some(url),
+                        signing_alg: tessera::domain::SigningAlg::default(),
+                    },
                 )?;
             }
             println!("\n## Single sign-on: /authorize with a session\n");
@@ -300,6 +318,7 @@ fn main() -> Result<()> {
             clients,
             families,
             postgres,
+            signing_alg,
         } => refresh(
             &binary,
             server_cores,
@@ -307,7 +326,11 @@ fn main() -> Result<()> {
             rounds.max(1),
             clients,
             families,
-            postgres,
+            RefreshTarget {
+                postgres,
+                signing_alg: tessera::domain::SigningAlg::parse(&signing_alg)
+                    .map_err(|_| anyhow::anyhow!("--signing-alg: RS256, EdDSA or ES256"))?,
+            },
         ),
     }
 }
@@ -517,6 +540,13 @@ fn tokens(
     Ok(())
 }
 
+/// What a refresh load runs against: the database, and the client's signing algorithm.
+struct RefreshTarget {
+    /// A PostgreSQL admin URL; SQLite when `None`.
+    postgres: Option<String>,
+    signing_alg: tessera::domain::SigningAlg,
+}
+
 fn refresh(
     binary: &Path,
     server_cores: usize,
@@ -524,8 +554,12 @@ fn refresh(
     rounds: usize,
     clients: usize,
     families: usize,
-    postgres: Option<String>,
+    target: RefreshTarget,
 ) -> Result<()> {
+    let RefreshTarget {
+        postgres,
+        signing_alg,
+    } = target;
     let (server_cpus, load_cpus) = split_cores(server_cores)?;
     let dir = tempfile::tempdir()?;
     let fresh = match &postgres {
@@ -540,7 +574,7 @@ fn refresh(
     };
     let setup = server::Setup::new(binary, dir.path(), database_url, Some(server_cpus.clone()));
 
-    let seed = setup.seed(100, families)?;
+    let seed = setup.seed_signing_with(100, families, signing_alg)?;
     // Each round draws from tokens of its own: one used in an earlier round would be reuse.
     let round_tokens = split_lines(&seed.refreshes, rounds)?;
     let update_limit = limits::single_row_updates_per_sec(setup.database_url())?;
@@ -583,7 +617,7 @@ fn refresh(
     let lower = sign_limit.min(update_limit);
     let throughput = median.outcome.ok_per_sec;
     println!(
-        "{backend}; server pinned to {server_cores} core(s) ({server_cpus}), the load (each token presented once, in order) on {load_cpus}; {rounds} rounds of {} s, the signing limit measured for 1 s before and after each; {clients} clients; {families} live families.",
+        "{backend}, a {signing_alg} client; server pinned to {server_cores} core(s) ({server_cpus}), the load (each token presented once, in order) on {load_cpus}; {rounds} rounds of {} s, the signing limit measured for 1 s before and after each; {clients} clients; {families} live families.",
         seconds.as_secs()
     );
     println!();

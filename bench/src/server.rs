@@ -68,6 +68,16 @@ impl Setup {
     /// database through Tessera's own code (one shared password hash, so seeding is quick),
     /// plus the request bodies for oha: one line each, oha picks lines at random.
     pub fn seed(&self, users: usize, families: usize) -> Result<Seed> {
+        self.seed_signing_with(users, families, tessera::domain::SigningAlg::default())
+    }
+
+    /// `seed`, with a client whose tokens `signing_alg` signs.
+    pub fn seed_signing_with(
+        &self,
+        users: usize,
+        families: usize,
+        signing_alg: tessera::domain::SigningAlg,
+    ) -> Result<Seed> {
         use diesel::Connection;
         use tessera::accounts::{self, NewAccount};
         use tessera::clients::{self, ClientSpec};
@@ -104,6 +114,7 @@ impl Setup {
                         .map(String::from)
                         .to_vec(),
                     scopes: vec!["api".into()],
+                    signing_alg: Some(signing_alg),
                     ..ClientSpec::default()
                 },
             )?;

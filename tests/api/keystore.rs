@@ -337,20 +337,24 @@ async fn replicas_with_no_shared_directory_rotate_and_verify_each_others_tokens(
         assert!(world.verifies_on(&a, token).await && world.verifies_on(&b, token).await);
     }
 
-    let output = world.cli(&dir_cli, &traced, &["keys", "rotate"]);
+    let output = world.cli(&dir_cli, &traced, &["keys", "rotate", "--alg", "RS256"]);
     logs.push(String::from_utf8_lossy(&output.stderr).into_owned());
     let rotated = stdout_json(&output);
-    let next = rotated["next"].as_str().expect("next").to_string();
+    let next = rotated[0]["next"].as_str().expect("next").to_string();
     for server in [&a, &b] {
         eventually(DEADLINE, "both replicas publish the next key", || async {
             world.published(server).await.contains(&next)
         })
         .await;
     }
-    let output = world.cli(&dir_cli, &traced, &["keys", "rotate", "--force"]);
+    let output = world.cli(
+        &dir_cli,
+        &traced,
+        &["keys", "rotate", "--alg", "RS256", "--force"],
+    );
     logs.push(String::from_utf8_lossy(&output.stderr).into_owned());
     let promoted = stdout_json(&output);
-    assert_eq!(promoted["activated"], next.as_str());
+    assert_eq!(promoted[0]["activated"], next.as_str());
     let mut signed = Vec::new();
     for server in [&a, &b] {
         let token = eventually(
@@ -433,7 +437,11 @@ async fn a_wrong_or_missing_key_encryption_key_stops_the_start_in_one_line() {
     assert!(!stderr.contains(&short), "{stderr}");
 
     let right = new_kek();
-    let made = stdout_json(&world.cli(&dir, &database(&right), &["keys", "rotate"]));
+    let made = stdout_json(&world.cli(
+        &dir,
+        &database(&right),
+        &["keys", "rotate", "--alg", "RS256"],
+    ));
     let wrong = new_kek();
     let (status, stderr) = world.start_fails(&dir, &database(&wrong));
     assert_ne!(status, 0);
@@ -446,7 +454,7 @@ async fn a_wrong_or_missing_key_encryption_key_stops_the_start_in_one_line() {
         .into_iter()
         .map(|k| k.kid)
         .collect();
-    assert!(kids.contains(&made["next"].as_str().expect("next").to_string()));
+    assert!(kids.contains(&made[0]["next"].as_str().expect("next").to_string()));
     assert!(
         kids.iter().any(|kid| stderr.contains(kid.as_str())),
         "names the kid: {stderr}"
@@ -589,8 +597,12 @@ async fn the_key_encryption_key_rotates_with_the_old_one_accepted_until_rewrap()
     assert_eq!(world.published(&during).await, published);
     assert!(world.verifies_on(&during, &token).await);
     // A key made meanwhile is sealed under the new key.
-    let rotated = stdout_json(&world.cli(&dir, &both, &["keys", "rotate", "--force"]));
-    let made = rotated["next"].as_str().expect("next").to_string();
+    let rotated = stdout_json(&world.cli(
+        &dir,
+        &both,
+        &["keys", "rotate", "--alg", "RS256", "--force"],
+    ));
+    let made = rotated[0]["next"].as_str().expect("next").to_string();
     let sealed_under = |kid: &str| {
         world
             .material()
@@ -602,9 +614,26 @@ async fn the_key_encryption_key_rotates_with_the_old_one_accepted_until_rewrap()
     let (status, logs) = during.stop_keeping_logs();
     assert!(status.success());
 
+    // Every row under the old KEK is resealed: each algorithm's keys, and the key that seals
+    // TOTP secrets.
+    let under_old: std::collections::BTreeSet<String> = world
+        .material()
+        .into_iter()
+        .filter(|m| m.kek_id == old_id)
+        .map(|m| m.kid)
+        .collect();
+    assert!(under_old.contains(tessera::keys::store::SECRETS_KEY_ROW));
+    assert!(under_old.len() >= 5, "{under_old:?}");
     let rewrapped = stdout_json(&world.cli(&dir, &both, &["keys", "rewrap"]));
     assert_eq!(rewrapped["kek_id"], new_id.as_str());
-    assert_eq!(rewrapped["rewrapped"].as_array().expect("list").len(), 2);
+    let kids = |list: &Value| -> std::collections::BTreeSet<String> {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .map(|kid| kid.as_str().expect("kid").to_string())
+            .collect()
+    };
+    assert_eq!(kids(&rewrapped["rewrapped"]), under_old);
     assert_eq!(rewrapped["unchanged"], serde_json::json!([made]));
     assert!(world.material().iter().all(|m| m.kek_id == new_id));
     let again = stdout_json(&world.cli(&dir, &both, &["keys", "rewrap"]));
@@ -721,4 +750,127 @@ async fn a_key_encryption_key_file_readable_by_others_is_warned_about() {
     let output = world.cli(&dir, &both, &["keys", "list"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("both set"));
+}
+
+/// Settings of an in-process replica with its own keys directory `dir`, and the database store
+/// under `kek` when given (the files store otherwise).
+fn replica_settings(env: &TestEnv, dir: &str, kek: Option<&str>) -> tessera::config::Settings {
+    let mut settings = env.settings();
+    settings.keys.dir = env.dir.path().join(dir);
+    if let Some(kek) = kek {
+        settings.keys.store = tessera::config::KeyStoreKind::Database;
+        settings.keys.encryption_key = Some(tessera::config::Secret::new(kek));
+    }
+    settings
+}
+
+#[tokio::test]
+async fn with_the_database_store_a_totp_secret_sealed_on_one_replica_opens_on_another() {
+    let env = TestEnv::new();
+    let kek = new_kek();
+    let secret = b"a TOTP secret of twenty";
+
+    // The control: with the files store and directories of their own, the replicas made two
+    // secrets keys, and one's sealed secret does not open on the other.
+    let c = env.spawn_with(replica_settings(&env, "c", None)).await;
+    let d = env.spawn_with(replica_settings(&env, "d", None)).await;
+    let sealed = c
+        .state
+        .services
+        .secrets
+        .seal("user-1", secret)
+        .expect("seal");
+    assert!(d.state.services.secrets.open("user-1", &sealed).is_err());
+    c.stop().await;
+    d.stop().await;
+
+    let a = env
+        .spawn_with(replica_settings(&env, "a", Some(&kek)))
+        .await;
+    let b = env
+        .spawn_with(replica_settings(&env, "b", Some(&kek)))
+        .await;
+    let sealed = a
+        .state
+        .services
+        .secrets
+        .seal("user-1", secret)
+        .expect("seal");
+    assert_eq!(
+        b.state
+            .services
+            .secrets
+            .open("user-1", &sealed)
+            .expect("opens"),
+        secret
+    );
+    for dir in ["a", "b"] {
+        assert!(
+            !env.dir.path().join(dir).join("secrets.key").exists(),
+            "no secrets key file in {dir}"
+        );
+    }
+    // One row holds it, sealed under the KEK: its bytes are nowhere in the row.
+    let row = {
+        let url = env.db.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut settings = tessera::config::Settings::defaults().expect("defaults");
+            settings.database.url = url;
+            let db = Database::connect(&settings.database).expect("connect");
+            let mut conn = db.get().expect("connection");
+            signing_key_material::find(&mut conn, tessera::keys::store::SECRETS_KEY_ROW)
+                .expect("query")
+                .expect("the secrets key's row")
+        })
+        .await
+        .expect("task")
+    };
+    assert_eq!(row.kek_id, Kek::parse(&kek, "test").expect("kek").id());
+    assert!(row.sealed.starts_with("v1."), "{}", row.sealed);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_start_with_the_database_store_takes_over_the_secrets_key_file() {
+    let env = TestEnv::new();
+    let kek = new_kek();
+    let secret = b"sealed before the move";
+    let files = env.spawn_with(replica_settings(&env, "shared", None)).await;
+    let sealed = files
+        .state
+        .services
+        .secrets
+        .seal("user-2", secret)
+        .expect("seal");
+    files.stop().await;
+
+    // The same directory, now with the database store: the file's key moves into the row.
+    let moved = env
+        .spawn_with(replica_settings(&env, "shared", Some(&kek)))
+        .await;
+    assert_eq!(
+        moved
+            .state
+            .services
+            .secrets
+            .open("user-2", &sealed)
+            .expect("opens"),
+        secret
+    );
+    moved.stop().await;
+    // A replica that never saw the directory opens it too.
+    let fresh = env
+        .spawn_with(replica_settings(&env, "elsewhere", Some(&kek)))
+        .await;
+    assert_eq!(
+        fresh
+            .state
+            .services
+            .secrets
+            .open("user-2", &sealed)
+            .expect("opens"),
+        secret
+    );
+    fresh.stop().await;
 }

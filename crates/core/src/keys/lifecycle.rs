@@ -25,7 +25,9 @@
 
 use std::time::Duration;
 
-use super::{KeyError, KeyMaterialStore, KeyRing, KeyState, Rotation, load, rotate, rows_of, store};
+use super::{
+    KeyError, KeyMaterialStore, KeyRing, KeyState, Rotation, load, rotate, rows_of, store,
+};
 use crate::config::{KeySettings, Settings};
 use crate::db::DbConnection;
 use crate::db::repo::{clients, signing_keys};

@@ -391,37 +391,45 @@ pub fn rotate(
         )?;
     }
     let mut outcome = (None, None);
-    let next = create_key(conn, settings, &store, alg, KeyState::Next, now, |conn, row| {
-        conn.transaction(|conn| {
-            let rows = rows_of(&signing_keys::list_published(conn)?, alg);
-            let waiting = rows.iter().find(|r| r.state == KeyState::Next.as_str());
-            let active = rows.iter().find(|r| r.state == KeyState::Active.as_str());
-            if let Some(waiting) = waiting {
-                if !force {
-                    check_ready(&rows, settings, now)?;
+    let next = create_key(
+        conn,
+        settings,
+        &store,
+        alg,
+        KeyState::Next,
+        now,
+        |conn, row| {
+            conn.transaction(|conn| {
+                let rows = rows_of(&signing_keys::list_published(conn)?, alg);
+                let waiting = rows.iter().find(|r| r.state == KeyState::Next.as_str());
+                let active = rows.iter().find(|r| r.state == KeyState::Active.as_str());
+                if let Some(waiting) = waiting {
+                    if !force {
+                        check_ready(&rows, settings, now)?;
+                    }
+                    // Each update must hit exactly its row: if another process rotated meanwhile,
+                    // the counts differ and nothing of this rotation is kept.
+                    if let Some(active) = active
+                        && signing_keys::retire_active_key(conn, &active.kid, now)? != 1
+                    {
+                        return Err(KeyError::Conflict);
+                    }
+                    if signing_keys::activate(conn, &waiting.kid, now)? != 1 {
+                        return Err(KeyError::Conflict);
+                    }
+                    outcome = (Some(waiting.kid.clone()), active.map(|a| a.kid.clone()));
                 }
-                // Each update must hit exactly its row: if another process rotated meanwhile,
-                // the counts differ and nothing of this rotation is kept.
-                if let Some(active) = active
-                    && signing_keys::retire_active_key(conn, &active.kid, now)? != 1
-                {
-                    return Err(KeyError::Conflict);
-                }
-                if signing_keys::activate(conn, &waiting.kid, now)? != 1 {
-                    return Err(KeyError::Conflict);
-                }
-                outcome = (Some(waiting.kid.clone()), active.map(|a| a.kid.clone()));
-            }
-            signing_keys::insert(conn, row).map_err(|e| match e {
-                diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _,
-                ) => KeyError::Conflict,
-                other => other.into(),
-            })?;
-            Ok::<_, KeyError>(())
-        })
-    })?;
+                signing_keys::insert(conn, row).map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    ) => KeyError::Conflict,
+                    other => other.into(),
+                })?;
+                Ok::<_, KeyError>(())
+            })
+        },
+    )?;
     Ok(Rotation {
         alg: alg.as_str(),
         activated: outcome.0,

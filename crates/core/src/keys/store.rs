@@ -34,6 +34,14 @@ use crate::db::repo::signing_keys;
 const PREFIX: &str = "v1.";
 /// What the KEK id is the hash of, besides the KEK: this id means nothing elsewhere.
 const KEK_ID_CONTEXT: &[u8] = b"tessera key-encryption key id v1\0";
+/// The row holding the key that seals TOTP secrets (`mfa::SecretBox`) with the database store.
+/// It is no signing key, so no `signing_keys` row names it (and a kid, a 43-character
+/// thumbprint, never looks like this), and it is sealed under the KEK like them.
+pub const SECRETS_KEY_ROW: &str = "totp-secrets-key";
+/// The algorithm in its associated data: the AES-256-GCM key it is.
+const SECRETS_KEY_ALGORITHM: &str = "A256GCM";
+/// The secrets key's file in `keys.dir` (`mfa::sealed`), taken over by the database store.
+const SECRETS_KEY_FILE: &str = "secrets.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,6 +86,13 @@ pub enum StoreError {
     NoMaterial { kid: String, state: String },
     #[error("this needs keys.store = \"database\" (TESSERA_KEYS_STORE=database)")]
     NotDatabase,
+    #[error("{path} is not a secrets key (32 bytes, base64); restore it from a backup")]
+    BadSecretsKey { path: PathBuf },
+    #[error("cannot read the secrets key {path}: {source}")]
+    SecretsKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Random(#[from] crate::crypto::RandomError),
 }
@@ -371,6 +386,90 @@ pub fn remove_retired(
     }
 }
 
+/// The 32 bytes that seal TOTP secrets, with the database store: sealed under the KEK in the
+/// `SECRETS_KEY_ROW` row, so replicas share it without a shared directory. The first start
+/// with the database store takes over `keys.dir`'s `secrets.key` if there is one (so secrets
+/// sealed before keep opening), or makes a random key; replicas starting at once agree through
+/// the row's primary key. `None` with the files store, which keeps the key in `keys.dir`.
+pub fn secrets_key(
+    conn: &mut DbConnection,
+    settings: &KeySettings,
+    now: i64,
+) -> Result<Option<Vec<u8>>, KeyError> {
+    match KeyMaterialStore::open(settings)? {
+        KeyMaterialStore::Files(_) => Ok(None),
+        KeyMaterialStore::Database(keks) => Ok(Some(
+            secrets_key_in_database(conn, &keks, &settings.dir, now)?.0,
+        )),
+    }
+}
+
+/// The secrets key from its row, stored first if missing; whether this call stored it.
+fn secrets_key_in_database(
+    conn: &mut DbConnection,
+    keks: &Keks,
+    dir: &Path,
+    now: i64,
+) -> Result<(Vec<u8>, bool), KeyError> {
+    let open = |material: &KeyMaterialRow| -> Result<Vec<u8>, KeyError> {
+        Ok(keks.for_row(SECRETS_KEY_ROW, &material.kek_id)?.open(
+            SECRETS_KEY_ROW,
+            SECRETS_KEY_ALGORITHM,
+            &material.sealed,
+        )?)
+    };
+    if let Some(material) = signing_key_material::find(conn, SECRETS_KEY_ROW)? {
+        return open(&material);
+    }
+    let from_file = match std::fs::read_to_string(dir.join(SECRETS_KEY_FILE)) {
+        Ok(text) => Some(
+            STANDARD
+                .decode(text.trim())
+                .ok()
+                .filter(|bytes| bytes.len() == 32)
+                .ok_or(StoreError::BadSecretsKey {
+                    path: dir.join(SECRETS_KEY_FILE),
+                })?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(StoreError::SecretsKeyFile {
+                path: dir.join(SECRETS_KEY_FILE),
+                source,
+            }
+            .into());
+        }
+    };
+    let key = match from_file {
+        Some(bytes) => bytes,
+        None => random_bytes::<32>().map_err(StoreError::from)?.to_vec(),
+    };
+    let row = KeyMaterialRow {
+        kid: SECRETS_KEY_ROW.to_string(),
+        kek_id: keks.current.id.clone(),
+        sealed: keks
+            .current
+            .seal(SECRETS_KEY_ROW, SECRETS_KEY_ALGORITHM, &key)?,
+        created_at: now,
+    };
+    match signing_key_material::insert(conn, &row) {
+        Ok(()) => {
+            tracing::info!("the key that seals TOTP secrets is now in the database");
+            Ok((key, true))
+        }
+        // Another replica stored one first: everyone uses that one.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            let material =
+                signing_key_material::find(conn, SECRETS_KEY_ROW)?.ok_or(KeyError::Conflict)?;
+            Ok((open(&material)?, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What `import_files` did.
 #[derive(Debug, Serialize)]
 pub struct Imported {
@@ -378,6 +477,8 @@ pub struct Imported {
     pub imported: Vec<String>,
     /// Keys the database already held (a second run imports nothing).
     pub already_stored: Vec<String>,
+    /// Whether `secrets.key` (which seals TOTP secrets) was copied in by this run.
+    pub secrets_key_imported: bool,
     /// The directory the files were read from; they are left in place.
     pub dir: PathBuf,
 }
@@ -400,8 +501,13 @@ pub fn import_files(
         let mut done = Imported {
             imported: Vec::new(),
             already_stored: Vec::new(),
+            secrets_key_imported: false,
             dir: settings.dir.clone(),
         };
+        let KeyMaterialStore::Database(keks) = &store else {
+            return Err(StoreError::NotDatabase.into());
+        };
+        done.secrets_key_imported = secrets_key_in_database(conn, keks, &settings.dir, now)?.1;
         for row in signing_keys::list_published(conn)? {
             if signing_key_material::find(conn, &row.kid)?.is_some() {
                 done.already_stored.push(row.kid);
@@ -449,7 +555,11 @@ pub fn rewrap(conn: &mut DbConnection, settings: &KeySettings) -> Result<Rewrapp
                 continue;
             }
             // A row without its key (an interrupted creation) has no algorithm to open with.
-            let Some(algorithm) = algorithms.get(&material.kid) else {
+            let Some(algorithm) = algorithms
+                .get(&material.kid)
+                .map(String::as_str)
+                .or((material.kid == SECRETS_KEY_ROW).then_some(SECRETS_KEY_ALGORITHM))
+            else {
                 continue;
             };
             let der = keks.for_row(&material.kid, &material.kek_id)?.open(

@@ -109,6 +109,11 @@ impl SecretBox {
         SecretBox::from_key(&bytes).ok_or_else(bad)
     }
 
+    /// From the 32 bytes the database store keeps (`keys::store::secrets_key`).
+    pub fn from_secret(bytes: &[u8]) -> Option<SecretBox> {
+        SecretBox::from_key(bytes)
+    }
+
     fn from_key(bytes: &[u8]) -> Option<SecretBox> {
         let key = UnboundKey::new(&AES_256_GCM, bytes).ok()?;
         Some(SecretBox {
