@@ -873,4 +873,42 @@ async fn the_first_start_with_the_database_store_takes_over_the_secrets_key_file
         secret
     );
     fresh.stop().await;
+
+    // A leftover secrets.key that is not the database's stops the start, in words.
+    let other = env.dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    std::fs::write(other.join("secrets.key"), format!("{}\n", new_kek())).expect("write");
+    let refused = tessera::startup::Application::build(replica_settings(&env, "other", Some(&kek)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("is not the key the database holds for TOTP secrets"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn the_database_store_makes_no_new_secrets_key_while_totp_secrets_exist() {
+    let env = TestEnv::new();
+    let kek = new_kek();
+    // An authenticator set up under the files store, whose secrets.key is then lost.
+    let files = env.spawn_with(replica_settings(&env, "lost", None)).await;
+    let user = files
+        .create_user("tina@example.com", crate::testkit::PASSWORD, &[])
+        .await;
+    crate::testkit::mfa::enrol_totp(&files, &user, "tina@example.com").await;
+    files.stop().await;
+    let refused = tessera::startup::Application::build(replica_settings(&env, "empty", Some(&kek)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("TOTP secrets exist but the database holds no key"),
+        "{refused}"
+    );
 }

@@ -300,6 +300,11 @@ pub fn load_or_init(conn: &mut DbConnection, settings: &KeySettings) -> Result<K
     let store = KeyMaterialStore::open(settings)?;
     store.prepare()?;
     let rows = signing_keys::list_published(conn)?;
+    // The keys there are must open before one is added: a replica given a wrong KEK must not
+    // seal a new key that the others cannot open.
+    for row in &rows {
+        store.read(conn, row)?;
+    }
     for alg in SigningAlg::ALL {
         if rows
             .iter()

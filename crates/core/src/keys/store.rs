@@ -88,6 +88,16 @@ pub enum StoreError {
     NotDatabase,
     #[error("{path} is not a secrets key (32 bytes, base64); restore it from a backup")]
     BadSecretsKey { path: PathBuf },
+    #[error(
+        "{path} is not the key the database holds for TOTP secrets: remove it (the database's \
+         key is the one in use) or restore the database's row from a backup"
+    )]
+    SecretsKeyDiffers { path: PathBuf },
+    #[error(
+        "TOTP secrets exist but the database holds no key for them and {path} is missing: copy \
+         the secrets.key the files store used there and start again"
+    )]
+    SecretsKeyMissing { path: PathBuf },
     #[error("cannot read the secrets key {path}: {source}")]
     SecretsKeyFile {
         path: PathBuf,
@@ -418,30 +428,31 @@ fn secrets_key_in_database(
             &material.sealed,
         )?)
     };
+    let from_file = read_secrets_key_file(dir)?;
     if let Some(material) = signing_key_material::find(conn, SECRETS_KEY_ROW)? {
-        return open(&material);
-    }
-    let from_file = match std::fs::read_to_string(dir.join(SECRETS_KEY_FILE)) {
-        Ok(text) => Some(
-            STANDARD
-                .decode(text.trim())
-                .ok()
-                .filter(|bytes| bytes.len() == 32)
-                .ok_or(StoreError::BadSecretsKey {
-                    path: dir.join(SECRETS_KEY_FILE),
-                })?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(StoreError::SecretsKeyFile {
+        let key = open(&material)?;
+        // A leftover file that is not the database's key means two keys sealed secrets: say so
+        // rather than let the file's secrets stop opening unnoticed.
+        if from_file
+            .as_ref()
+            .is_some_and(|file| !crate::crypto::constant_time_eq(file, &key))
+        {
+            return Err(StoreError::SecretsKeyDiffers {
                 path: dir.join(SECRETS_KEY_FILE),
-                source,
             }
             .into());
         }
-    };
+        return Ok((key, false));
+    }
     let key = match from_file {
         Some(bytes) => bytes,
+        // A fresh key would open none of the secrets already sealed.
+        None if crate::mfa::store::any_totp(conn)? => {
+            return Err(StoreError::SecretsKeyMissing {
+                path: dir.join(SECRETS_KEY_FILE),
+            }
+            .into());
+        }
         None => random_bytes::<32>().map_err(StoreError::from)?.to_vec(),
     };
     let row = KeyMaterialRow {
@@ -467,6 +478,21 @@ fn secrets_key_in_database(
             Ok((open(&material)?, false))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `keys.dir`'s `secrets.key`, if there is one.
+fn read_secrets_key_file(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+    let path = dir.join(SECRETS_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => STANDARD
+            .decode(text.trim())
+            .ok()
+            .filter(|bytes| bytes.len() == 32)
+            .map(Some)
+            .ok_or_else(|| StoreError::BadSecretsKey { path }.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::SecretsKeyFile { path, source }.into()),
     }
 }
 
@@ -507,7 +533,8 @@ pub fn import_files(
         let KeyMaterialStore::Database(keks) = &store else {
             return Err(StoreError::NotDatabase.into());
         };
-        done.secrets_key_imported = secrets_key_in_database(conn, keks, &settings.dir, now)?.1;
+        let (_, stored) = secrets_key_in_database(conn, keks, &settings.dir, now)?;
+        done.secrets_key_imported = stored && settings.dir.join(SECRETS_KEY_FILE).exists();
         for row in signing_keys::list_published(conn)? {
             if signing_key_material::find(conn, &row.kid)?.is_some() {
                 done.already_stored.push(row.kid);
@@ -517,7 +544,8 @@ pub fn import_files(
             store.write(conn, &row.kid, &row.algorithm, &der, now)?;
             done.imported.push(row.kid);
         }
-        super::load(conn, &store)?;
+        // As a server starts: an algorithm an older version did not know gets its first key.
+        super::load_or_init(conn, settings)?;
         Ok::<_, KeyError>(done)
     })
 }

@@ -15,6 +15,11 @@ pub struct TotpRow {
     pub last_used_step: i64,
 }
 
+/// Whether anyone has an authenticator (confirmed or not), i.e. a secret sealed by the secrets key.
+pub fn any_totp(conn: &mut DbConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(totp_credentials::table)).get_result(conn)
+}
+
 pub fn find_totp(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<TotpRow>> {
     totp_credentials::table
         .find(user_id)
