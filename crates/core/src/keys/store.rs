@@ -277,7 +277,7 @@ fn read_kek(
 #[derive(Debug)]
 pub enum KeyMaterialStore {
     Files(PathBuf),
-    Database(Keks),
+    Database(Box<Keks>),
 }
 
 impl KeyMaterialStore {
@@ -285,7 +285,9 @@ impl KeyMaterialStore {
     pub fn open(settings: &KeySettings) -> Result<KeyMaterialStore, KeyError> {
         Ok(match settings.store {
             KeyStoreKind::Files => KeyMaterialStore::Files(settings.dir.clone()),
-            KeyStoreKind::Database => KeyMaterialStore::Database(Keks::from_settings(settings)?),
+            KeyStoreKind::Database => {
+                KeyMaterialStore::Database(Box::new(Keks::from_settings(settings)?))
+            }
         })
     }
 

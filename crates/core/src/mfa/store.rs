@@ -17,7 +17,10 @@ pub struct TotpRow {
 
 /// Whether anyone has an authenticator (confirmed or not), i.e. a secret sealed by the secrets key.
 pub fn any_totp(conn: &mut DbConnection) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(totp_credentials::table)).get_result(conn)
+    diesel::select(diesel::dsl::exists(
+        totp_credentials::table.select(totp_credentials::user_id),
+    ))
+    .get_result(conn)
 }
 
 pub fn find_totp(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<TotpRow>> {
