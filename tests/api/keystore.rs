@@ -308,8 +308,15 @@ fn private_keys(world: &World, kek: &str) -> Vec<(String, Vec<u8>)> {
         .material()
         .into_iter()
         .map(|m| {
-            let key = keys.iter().find(|k| k.kid == m.kid).expect("its key");
-            let der = kek.open(&m.kid, &key.algorithm, &m.sealed).expect("opens");
+            // The key that seals TOTP secrets is sealed beside the signing keys.
+            let algorithm = match keys.iter().find(|k| k.kid == m.kid) {
+                Some(key) => key.algorithm.as_str(),
+                None if m.kid == tessera::keys::store::SECRETS_KEY_ROW => {
+                    tessera::keys::store::SECRETS_KEY_ALGORITHM
+                }
+                None => panic!("material {} has no key", m.kid),
+            };
+            let der = kek.open(&m.kid, algorithm, &m.sealed).expect("opens");
             (m.kid, der)
         })
         .collect()
@@ -390,10 +397,11 @@ async fn replicas_with_no_shared_directory_rotate_and_verify_each_others_tokens(
             "no private key on disk"
         );
     }
+    let keys = signing_keys::list_all(&mut world.connect()).expect("keys");
     assert_eq!(
         world.material().len(),
-        3,
-        "three keys, each sealed in the database"
+        keys.len() + 1,
+        "every key, and the key that seals TOTP secrets, sealed in the database"
     );
     let logs = logs.join("\n");
     assert!(logs.len() > 10_000, "trace logs were written");
@@ -482,7 +490,7 @@ async fn the_rows_hold_no_private_key_in_the_clear_and_a_moved_row_does_not_open
     let dir = world.dir("keys");
     stdout_json(&world.cli(&dir, &db, &["keys", "rotate"]));
     let keys = private_keys(&world, &kek);
-    assert_eq!(keys.len(), 2);
+    assert_eq!(keys.len(), 6);
     let mut conn = world.connect();
     let mut columns: Vec<String> = Vec::new();
     for m in signing_key_material::list(&mut conn).expect("material") {
@@ -492,7 +500,8 @@ async fn the_rows_hold_no_private_key_in_the_clear_and_a_moved_row_does_not_open
         columns.extend([k.kid, k.algorithm, k.state]);
     }
     for (kid, der) in &keys {
-        assert!(der.len() > 1000, "an RSA PKCS#8 key");
+        // The smallest, Ed25519's PKCS#8, is 48 bytes.
+        assert!(der.len() >= 48, "a PKCS#8 key");
         for column in &columns {
             assert!(!holds_in_clear(column, der), "{kid} in clear in {column}");
         }
@@ -503,7 +512,7 @@ async fn the_rows_hold_no_private_key_in_the_clear_and_a_moved_row_does_not_open
             // What the column would hold were the value stored unsealed.
             format!("v1.{}", URL_SAFE_NO_PAD.encode(der)),
             pem_body.clone(),
-            pem_body[64..128].to_string(),
+            pem_body[pem_body.len() / 4..pem_body.len() * 3 / 4].to_string(),
             URL_SAFE_NO_PAD.encode(der),
             hex,
         ] {
@@ -515,7 +524,7 @@ async fn the_rows_hold_no_private_key_in_the_clear_and_a_moved_row_does_not_open
     let active = signing_keys::list_all(&mut conn)
         .expect("keys")
         .into_iter()
-        .find(|k| k.state == "active")
+        .find(|k| k.state == "active" && k.algorithm == "RS256")
         .expect("active");
     let der = &keys
         .iter()
@@ -671,15 +680,26 @@ async fn keys_imported_from_files_keep_the_jwks_and_the_old_tokens() {
     let files_server = world.start(&files_dir, &[]);
     let token = world.login(&files_server).await;
     let published = world.published(&files_server).await;
-    assert_eq!(published.len(), 2);
+    // An active and a next key of each of the three algorithms.
+    assert_eq!(published.len(), 6);
+    let rsa: Vec<String> = world
+        .jwks(&files_server)
+        .await
+        .keys
+        .into_iter()
+        .filter(|k| matches!(k.algorithm, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)))
+        .filter_map(|k| k.common.key_id)
+        .collect();
+    assert_eq!(rsa.len(), 2, "the active and the next RSA key");
     assert!(files_server.stop().success());
     let kek = new_kek();
     let db = database(&kek);
 
     // A file that holds another key than its name (a mix-up, or a planted key).
-    let swapped = files_dir.join(format!("{}.pem", published[0]));
+    // Two keys of one algorithm, so the file parses and only its thumbprint gives it away.
+    let swapped = files_dir.join(format!("{}.pem", rsa[0]));
     let genuine = std::fs::read(&swapped).expect("key file");
-    std::fs::copy(files_dir.join(format!("{}.pem", published[1])), &swapped).expect("swap");
+    std::fs::copy(files_dir.join(format!("{}.pem", rsa[1])), &swapped).expect("swap");
     let refused = world.cli(&files_dir, &db, &["keys", "import-files"]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -701,10 +721,10 @@ async fn keys_imported_from_files_keep_the_jwks_and_the_old_tokens() {
     assert_eq!(kids, published);
     let again = stdout_json(&world.cli(&files_dir, &db, &["keys", "import-files"]));
     assert_eq!(again["imported"], serde_json::json!([]));
-    assert_eq!(again["already_stored"].as_array().expect("list").len(), 2);
+    assert_eq!(again["already_stored"].as_array().expect("list").len(), 6);
     assert_eq!(
         pem_files(&files_dir).len(),
-        2,
+        6,
         "the files are left in place"
     );
 
@@ -739,7 +759,7 @@ async fn a_key_encryption_key_file_readable_by_others_is_warned_about() {
     assert!(!stderr.contains(&kek));
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let output = world.cli(&dir, &vars, &["keys", "list"]);
-    assert_eq!(stdout_json(&output).as_array().expect("list").len(), 2);
+    assert_eq!(stdout_json(&output).as_array().expect("list").len(), 6);
     assert!(!String::from_utf8_lossy(&output.stderr).contains("readable by others"));
     // The key given both ways is refused rather than one silently winning.
     let both = [
@@ -764,26 +784,25 @@ fn replica_settings(env: &TestEnv, dir: &str, kek: Option<&str>) -> tessera::con
     settings
 }
 
+/// `keys import-files` through its use case, with `settings`.
+async fn import_files(
+    settings: tessera::config::Settings,
+) -> Result<tessera::keys::store::Imported, String> {
+    tokio::task::spawn_blocking(move || {
+        let db = Database::connect(&settings.database).expect("connect");
+        let mut conn = db.get().expect("connection");
+        tessera::usecases::keys::import_files(&mut conn, &settings.keys, tessera::db::now())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("task")
+}
+
 #[tokio::test]
 async fn with_the_database_store_a_totp_secret_sealed_on_one_replica_opens_on_another() {
     let env = TestEnv::new();
     let kek = new_kek();
     let secret = b"a TOTP secret of twenty";
-
-    // The control: with the files store and directories of their own, the replicas made two
-    // secrets keys, and one's sealed secret does not open on the other.
-    let c = env.spawn_with(replica_settings(&env, "c", None)).await;
-    let d = env.spawn_with(replica_settings(&env, "d", None)).await;
-    let sealed = c
-        .state
-        .services
-        .secrets
-        .seal("user-1", secret)
-        .expect("seal");
-    assert!(d.state.services.secrets.open("user-1", &sealed).is_err());
-    c.stop().await;
-    d.stop().await;
-
     let a = env
         .spawn_with(replica_settings(&env, "a", Some(&kek)))
         .await;
@@ -796,21 +815,25 @@ async fn with_the_database_store_a_totp_secret_sealed_on_one_replica_opens_on_an
         .secrets
         .seal("user-1", secret)
         .expect("seal");
-    assert_eq!(
-        b.state
-            .services
-            .secrets
-            .open("user-1", &sealed)
-            .expect("opens"),
-        secret
-    );
+    let opened = b
+        .state
+        .services
+        .secrets
+        .open("user-1", &sealed)
+        .expect("opens");
+    assert_eq!(opened, secret);
+    // The control: a secrets key of a directory of its own (what each replica had made before)
+    // does not open it.
+    let stranger = tessera::mfa::SecretBox::load_or_create(&env.dir.path().join("stranger"))
+        .expect("a key of its own");
+    assert!(stranger.open("user-1", &sealed).is_err());
     for dir in ["a", "b"] {
         assert!(
             !env.dir.path().join(dir).join("secrets.key").exists(),
             "no secrets key file in {dir}"
         );
     }
-    // One row holds it, sealed under the KEK: its bytes are nowhere in the row.
+    // One row holds it, sealed under the KEK.
     let row = {
         let url = env.db.url.clone();
         tokio::task::spawn_blocking(move || {
@@ -832,7 +855,7 @@ async fn with_the_database_store_a_totp_secret_sealed_on_one_replica_opens_on_an
 }
 
 #[tokio::test]
-async fn the_first_start_with_the_database_store_takes_over_the_secrets_key_file() {
+async fn keys_import_files_takes_over_the_secrets_key_file() {
     let env = TestEnv::new();
     let kek = new_kek();
     let secret = b"sealed before the move";
@@ -845,34 +868,30 @@ async fn the_first_start_with_the_database_store_takes_over_the_secrets_key_file
         .expect("seal");
     files.stop().await;
 
-    // The same directory, now with the database store: the file's key moves into the row.
-    let moved = env
-        .spawn_with(replica_settings(&env, "shared", Some(&kek)))
-        .await;
-    assert_eq!(
-        moved
+    let imported = import_files(replica_settings(&env, "shared", Some(&kek)))
+        .await
+        .expect("imported");
+    assert!(imported.secrets_key_imported);
+    assert_eq!(imported.imported.len(), 3, "each algorithm's active key");
+    let again = import_files(replica_settings(&env, "shared", Some(&kek)))
+        .await
+        .expect("imported");
+    assert!(!again.secrets_key_imported && again.imported.is_empty());
+    // The same directory still works (its file is the database's key), and so does a replica
+    // that never saw it.
+    for dir in ["shared", "elsewhere"] {
+        let app = env
+            .spawn_with(replica_settings(&env, dir, Some(&kek)))
+            .await;
+        let opened = app
             .state
             .services
             .secrets
             .open("user-2", &sealed)
-            .expect("opens"),
-        secret
-    );
-    moved.stop().await;
-    // A replica that never saw the directory opens it too.
-    let fresh = env
-        .spawn_with(replica_settings(&env, "elsewhere", Some(&kek)))
-        .await;
-    assert_eq!(
-        fresh
-            .state
-            .services
-            .secrets
-            .open("user-2", &sealed)
-            .expect("opens"),
-        secret
-    );
-    fresh.stop().await;
+            .expect("opens");
+        assert_eq!(opened, secret, "{dir}");
+        app.stop().await;
+    }
 
     // A leftover secrets.key that is not the database's stops the start, in words.
     let other = env.dir.path().join("other");
@@ -891,7 +910,7 @@ async fn the_first_start_with_the_database_store_takes_over_the_secrets_key_file
 }
 
 #[tokio::test]
-async fn the_database_store_makes_no_new_secrets_key_while_totp_secrets_exist() {
+async fn no_new_secrets_key_is_made_while_totp_secrets_exist() {
     let env = TestEnv::new();
     let kek = new_kek();
     // An authenticator set up under the files store, whose secrets.key is then lost.
@@ -901,14 +920,12 @@ async fn the_database_store_makes_no_new_secrets_key_while_totp_secrets_exist() 
         .await;
     crate::testkit::mfa::enrol_totp(&files, &user, "tina@example.com").await;
     files.stop().await;
-    let refused = tessera::startup::Application::build(replica_settings(&env, "empty", Some(&kek)))
+    std::fs::remove_file(env.dir.path().join("lost").join("secrets.key")).expect("lose it");
+    let refused = import_files(replica_settings(&env, "lost", Some(&kek)))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
-        refused
-            .to_string()
-            .contains("TOTP secrets exist but the database holds no key"),
+        refused.contains("TOTP secrets exist but the database holds no key"),
         "{refused}"
     );
 }

@@ -7,7 +7,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
-use super::conn::{DbConnection, DbError};
+use super::conn::{ConnectionManager, DatabaseTarget, DbConnection, DbError};
 use super::migrate;
 use super::models::{RefreshToken, RevokedAccessToken, SessionClientRow, ThrottleRow};
 use super::schema::{login_throttles, refresh_tokens, revoked_access_tokens, session_clients};
@@ -31,6 +31,22 @@ macro_rules! native {
 pub(crate) use native;
 
 /// Applies every pending migration for the connection's backend; the versions applied.
+/// What the circuit breaker probes with: a fresh connection to a server that can go away
+/// (PostgreSQL). None for an embedded file (SQLite), whose lock is not an outage.
+pub fn breaker_probe(
+    target: &DatabaseTarget,
+    settings: &crate::config::DatabaseSettings,
+) -> Option<ConnectionManager> {
+    match target {
+        DatabaseTarget::Postgres { .. } => Some(ConnectionManager::with_connect_timeout(
+            target.clone(),
+            settings.sqlite_busy_timeout_ms,
+            settings.connect_timeout_secs,
+        )),
+        DatabaseTarget::Sqlite { .. } => None,
+    }
+}
+
 pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     match conn {
         DbConnection::Sqlite(c) => migrate::apply_sqlite(c),

@@ -57,14 +57,7 @@ impl Database {
     pub fn connect(settings: &crate::config::DatabaseSettings) -> Result<Database, DbError> {
         let target = DatabaseTarget::parse(&settings.url).map_err(DbError::InvalidUrl)?;
         let opened = conn::open(&target, settings, |first| run_migrations(first).map(drop))?;
-        let breaker = Arc::new(Breaker::new(match target {
-            DatabaseTarget::Postgres { .. } => Some(ConnectionManager::with_connect_timeout(
-                target.clone(),
-                settings.sqlite_busy_timeout_ms,
-                settings.connect_timeout_secs,
-            )),
-            DatabaseTarget::Sqlite { .. } => None,
-        }));
+        let breaker = Arc::new(Breaker::new(dialect::breaker_probe(&target, settings)));
         breaker::start_prober(
             breaker.clone(),
             opened.pool.clone(),

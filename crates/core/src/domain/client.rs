@@ -28,7 +28,7 @@ pub struct Client {
     /// Its users sign in with a second factor (or set one up first) before it gets a code.
     pub require_mfa: bool,
     /// What signs its access and ID tokens.
-    pub signing_alg: super::SigningAlg,
+    pub signing_alg: super::signing_alg::SigningAlg,
 }
 
 /// Whether the person is asked before a client gets what it requests.

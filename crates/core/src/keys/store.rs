@@ -22,7 +22,9 @@ use diesel::Connection;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::Serialize;
 
-use super::{KeyError, files};
+use super::error::KeyError;
+pub use super::error::StoreError;
+use super::files;
 use crate::config::{KeySettings, KeyStoreKind, Secret};
 use crate::crypto::random_bytes;
 use crate::db::DbConnection;
@@ -39,73 +41,9 @@ const KEK_ID_CONTEXT: &[u8] = b"tessera key-encryption key id v1\0";
 /// thumbprint, never looks like this), and it is sealed under the KEK like them.
 pub const SECRETS_KEY_ROW: &str = "totp-secrets-key";
 /// The algorithm in its associated data: the AES-256-GCM key it is.
-const SECRETS_KEY_ALGORITHM: &str = "A256GCM";
+pub const SECRETS_KEY_ALGORITHM: &str = "A256GCM";
 /// The secrets key's file in `keys.dir` (`mfa::sealed`), taken over by the database store.
 const SECRETS_KEY_FILE: &str = "secrets.key";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "keys.store = \"database\" needs a key-encryption key: set TESSERA_KEY_ENCRYPTION_KEY \
-         (32 random bytes, base64: `openssl rand -base64 32`) or keys.encryption_key_file \
-         (TESSERA_KEY_ENCRYPTION_KEY_FILE)"
-    )]
-    NoKek,
-    #[error("{0} and {0}_file are both set: give the key one way")]
-    BothGiven(&'static str),
-    #[error(
-        "{0} is not a key-encryption key: it must be 32 bytes in base64 (standard alphabet), \
-         e.g. from `openssl rand -base64 32`"
-    )]
-    BadKek(&'static str),
-    #[error("cannot read the key-encryption key file {path}: {source}")]
-    KekFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "signing key {kid} is sealed under key-encryption key {kek_id}, but the key-encryption \
-         key given is {current}{previous}: start with the key it was sealed under (as \
-         TESSERA_KEY_ENCRYPTION_KEY_PREVIOUS beside the new one, then run `tessera keys rewrap`)"
-    )]
-    UnknownKek {
-        kid: String,
-        kek_id: String,
-        current: String,
-        previous: String,
-    },
-    #[error(
-        "signing key {kid} does not open with key-encryption key {kek_id}: its sealed row was \
-         altered or copied from another key"
-    )]
-    Unreadable { kid: String, kek_id: String },
-    #[error(
-        "signing key {kid} is {state} in the database but its private key is not stored there: \
-         run `tessera keys import-files` with the keys directory it is in"
-    )]
-    NoMaterial { kid: String, state: String },
-    #[error("this needs keys.store = \"database\" (TESSERA_KEYS_STORE=database)")]
-    NotDatabase,
-    #[error("{path} is not a secrets key (32 bytes, base64); restore it from a backup")]
-    BadSecretsKey { path: PathBuf },
-    #[error(
-        "{path} is not the key the database holds for TOTP secrets: remove it (the database's \
-         key is the one in use) or restore the database's row from a backup"
-    )]
-    SecretsKeyDiffers { path: PathBuf },
-    #[error(
-        "TOTP secrets exist but the database holds no key for them and {path} is missing: copy \
-         the secrets.key the files store used there and start again"
-    )]
-    SecretsKeyMissing { path: PathBuf },
-    #[error("cannot read the secrets key {path}: {source}")]
-    SecretsKeyFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Random(#[from] crate::crypto::RandomError),
-}
 
 /// A key-encryption key and its public name.
 pub struct Kek {
@@ -512,13 +450,14 @@ pub struct Imported {
 }
 
 /// Copies the private key of every published key from `keys.dir` into the database, sealed
-/// under the current KEK, in one transaction, then loads every key from the database as a
-/// server would (so a file holding another key than its name is refused before anything is
-/// kept). Idempotent; the files are left where they are.
+/// under the current KEK, in one transaction, then runs `check` in it (the use case loads every
+/// key from the database as a server would, so a file holding another key than its name is
+/// refused before anything is kept). Idempotent; the files are left where they are.
 pub fn import_files(
     conn: &mut DbConnection,
     settings: &KeySettings,
     now: i64,
+    check: impl Fn(&mut DbConnection) -> Result<(), KeyError>,
 ) -> Result<Imported, KeyError> {
     let KeyMaterialStore::Database(keks) = KeyMaterialStore::open(settings)? else {
         return Err(StoreError::NotDatabase.into());
@@ -546,8 +485,7 @@ pub fn import_files(
             store.write(conn, &row.kid, &row.algorithm, &der, now)?;
             done.imported.push(row.kid);
         }
-        // As a server starts: an algorithm an older version did not know gets its first key.
-        super::load_or_init(conn, settings)?;
+        check(conn)?;
         Ok::<_, KeyError>(done)
     })
 }

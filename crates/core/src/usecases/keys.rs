@@ -37,7 +37,12 @@ pub fn import_files(
     settings: &KeySettings,
     now: i64,
 ) -> Result<Imported, KeyError> {
-    store::import_files(conn, settings, now)
+    // Inside the import's transaction, every key is loaded as a server starting would load it
+    // (an algorithm an older version did not know gets its first key), so a file holding
+    // another key than its name is refused and nothing is kept.
+    store::import_files(conn, settings, now, |conn| {
+        keys::load_or_init(conn, settings).map(drop)
+    })
 }
 
 /// Reseals every key in the database under the current key-encryption key.
