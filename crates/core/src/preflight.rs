@@ -15,6 +15,18 @@ pub fn check(settings: &Settings) -> Result<(), ConfigError> {
     // known once the database is reached.
     crate::keys::KeyMaterialStore::open(&settings.keys)
         .map_err(|e| ConfigError(format!("keys: {e}")))?;
+    // A key-encryption key given beside the files store is checked too: a malformed one is a
+    // mistake to report now, not on the day the store is switched.
+    let keys = &settings.keys;
+    let kek_given = keys.encryption_key.as_ref().is_some_and(|k| !k.is_empty())
+        || keys
+            .encryption_key_file
+            .as_ref()
+            .is_some_and(|f| !f.as_os_str().is_empty());
+    if matches!(keys.store, crate::config::KeyStoreKind::Files) && kek_given {
+        crate::keys::store::Keks::from_settings(keys)
+            .map_err(|e| ConfigError(format!("keys: {e}")))?;
+    }
     Ok(())
 }
 
