@@ -177,6 +177,11 @@ pub(super) fn open(
     settings: &crate::config::DatabaseSettings,
     prepare: impl FnOnce(&mut DbConnection) -> Result<(), DbError>,
 ) -> Result<Opened, DbError> {
+    // libpq speaks TLS through OpenSSL, which otherwise registers an exit handler that frees
+    // its state while a pool thread may still be in a handshake: a command ending just then
+    // crashed (SIGSEGV in r2d2-worker, seen under the PostgreSQL suite). Initialised here
+    // first, without that handler.
+    openssl::init();
     let manager = ConnectionManager::with_connect_timeout(
         target.clone(),
         settings.sqlite_busy_timeout_ms,
