@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod listener;
 pub mod startup;
 pub mod telemetry;
 

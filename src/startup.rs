@@ -151,6 +151,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        server = server.max_connections(settings.server.max_connections_per_worker);
         let server = server.run();
         let _ = own_handle.set(server.handle());
         let metrics = match settings.metrics.bind.filter(|_| settings.metrics.enabled) {
@@ -214,7 +215,8 @@ impl Application {
 /// proxy's pooled connection is idle in Tessera's eyes while the proxy is writing the next
 /// request into it, and a POST that was sent is not retried elsewhere: it fails. So first the
 /// listener stops listening (new connections are refused, which a proxy retries on another
-/// replica), and for `drain` every answer carries `Connection: close`, so each pooled
+/// replica, and those already in the listen queue are served first: `crate::listener`), and
+/// for `drain` every answer carries `Connection: close`, so each pooled
 /// connection is closed by the proxy after its next answer, or by the proxy's own idle timeout
 /// when it is not used; only then does actix stop, with nothing left to cut.
 async fn drain_on_signal(
@@ -238,17 +240,7 @@ async fn drain_on_signal(
     state
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    // Accept no more (so actix does not poll the socket it is about to lose), then
-    // shutdown(2) on the listening socket takes it out of LISTEN on Linux: connections waiting
-    // in its queue are reset and new ones refused, while accepted ones stay open.
-    if let Some(handle) = handle.get() {
-        handle.pause().await;
-    }
-    let stopped = std::net::TcpStream::from(std::os::fd::OwnedFd::from(listener))
-        .shutdown(std::net::Shutdown::Both);
-    if let Err(error) = stopped {
-        tracing::warn!(%error, "cannot stop listening before the drain");
-    }
+    crate::listener::stop_listening(listener, handle.get()).await;
     tracing::info!(
         signal = name,
         drain_secs = drain.as_secs(),

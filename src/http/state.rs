@@ -37,9 +37,12 @@ impl AppState {
 /// The client's address: the socket's peer, unless that peer is a trusted proxy, in which
 /// case the last X-Forwarded-For address that is not itself a trusted proxy. Forwarded headers
 /// from anyone else are ignored: a client must not choose the IP it is throttled by.
-pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[std::net::IpAddr]) -> Option<String> {
-    let peer = req.peer_addr()?.ip();
-    if !trusted.contains(&peer) {
+pub fn client_ip(
+    req: &actix_web::HttpRequest,
+    trusted: &tessera_core::domain::TrustedProxies,
+) -> Option<String> {
+    let peer = req.peer_addr()?.ip().to_canonical();
+    if !trusted.contains(peer) {
         return Some(peer.to_string());
     }
     let forwarded = req
@@ -48,11 +51,12 @@ pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[std::net::IpAddr]) -> 
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .collect::<Vec<_>>();
     let client = forwarded
         .into_iter()
         .rev()
-        .find(|ip| !trusted.contains(ip))
+        .find(|ip| !trusted.contains(*ip))
         .unwrap_or(peer);
     Some(client.to_string())
 }

@@ -797,7 +797,8 @@ async fn upstream_sign_in_starts_are_limited_per_ip() {
         settings.google.client_secret = Secret::new(upstream::CLIENT_SECRET);
         settings.google.issuer = issuer.into();
         settings.federation.sign_ins_per_ip = 4;
-        settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+        settings.server.trusted_proxies =
+            tessera::domain::TrustedProxies::parse(&["127.0.0.1"]).expect("a proxy");
     })
     .await;
     let start = |ip: &'static str| {

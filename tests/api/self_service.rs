@@ -1381,7 +1381,8 @@ async fn registrations_are_throttled_per_ip() {
     let env = TestEnv::new();
     let mut settings = env.settings();
     settings.accounts.registrations_per_ip = 3;
-    settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    settings.server.trusted_proxies =
+        tessera::domain::TrustedProxies::parse(&["127.0.0.1"]).expect("a proxy");
     let app = env.spawn_with(settings).await;
     let from = |ip: &'static str, email: String| {
         let app = &app;

@@ -220,6 +220,58 @@ async fn forwarded_for_is_ignored_from_untrusted_peers() {
     app.stop().await;
 }
 
+/// Five wrong passwords, each forwarded for another address, as `proxies` are trusted and with
+/// `hops` (other proxies' addresses) after the client's in X-Forwarded-For; the statuses.
+async fn forwarded_attempts(proxies: &[&str], hops: &str) -> Vec<u16> {
+    let env = TestEnv::new();
+    let mut settings = env.settings();
+    settings.throttle.ip_free_attempts = 3;
+    settings.server.trusted_proxies =
+        tessera::domain::TrustedProxies::parse(proxies).expect("proxies");
+    let app = env.spawn_with(settings).await;
+    let client = app.first_party_client().await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let response = app
+            .client
+            .post(app.url("/token"))
+            .basic_auth(&client.0, Some(&client.1))
+            .header("X-Forwarded-For", format!("203.0.113.{i}{hops}"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", &format!("user{i}@example.com")),
+                ("password", "whatever pass"),
+            ])
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+    }
+    app.stop().await;
+    statuses
+}
+
+/// Behind a Kubernetes ingress the proxies' addresses change; a range of them is trusted, and
+/// only what it contains.
+#[tokio::test]
+async fn a_range_of_trusted_proxies_is_believed_and_only_from_inside_it() {
+    assert_eq!(
+        forwarded_attempts(&["127.0.0.0/8"], "").await,
+        [400; 5],
+        "each forwarded address is counted on its own"
+    );
+    assert_eq!(
+        forwarded_attempts(&["127.0.0.0/8"], ", 127.3.2.1").await,
+        [400; 5],
+        "a second proxy inside the range is skipped"
+    );
+    assert_eq!(
+        forwarded_attempts(&["10.0.0.0/8", "::1"], "").await,
+        [400, 400, 400, 429, 429],
+        "a peer outside every range cannot pick its IP"
+    );
+}
+
 #[tokio::test]
 async fn hostile_usernames_get_a_clear_error_not_a_500() {
     let env = TestEnv::new();
@@ -373,7 +425,8 @@ async fn grant_from(
 async fn targeted_lockout_spares_the_owners_known_ips_and_devices() {
     let env = TestEnv::new();
     let mut settings = env.settings();
-    settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    settings.server.trusted_proxies =
+        tessera::domain::TrustedProxies::parse(&["127.0.0.1"]).expect("a proxy");
     let app = env.spawn_with(settings).await;
     app.create_user("ann@example.com", PASSWORD, &[]).await;
     let client = app.first_party_client().await;

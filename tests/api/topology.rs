@@ -161,8 +161,18 @@ async fn postgres_only_the_topology_loses_nothing_across_a_kill_and_a_graceful_r
 /// One request on a kept-alive connection; the answer's status line and headers (lower
 /// case) and body.
 fn exchange(stream: &mut std::net::TcpStream, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
+    send(stream, path);
+    answer(stream)
+}
+
+fn send(stream: &mut std::net::TcpStream, path: &str) {
+    use std::io::Write;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
+}
+
+/// The next answer on `stream`: its status line and headers (lower case), and its body.
+fn answer(stream: &mut std::net::TcpStream) -> (String, String) {
+    use std::io::Read;
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -240,4 +250,64 @@ fn a_replica_told_to_stop_refuses_new_connections_and_closes_kept_ones_after_the
         took >= Duration::from_secs(2),
         "exited after {took:?}, before the drain ended"
     );
+}
+
+/// A connection the kernel had queued before SIGTERM, its request already written, is answered
+/// when the replica stops listening, not reset: a proxy does not resend a POST it has sent, so
+/// a reset there is a failed request. One worker that serves one connection at a time keeps a
+/// second connection in the listen queue for as long as the first stays open.
+#[test]
+fn a_connection_waiting_in_the_listen_queue_at_sigterm_is_answered_not_reset() {
+    use std::io::Read;
+    let env = crate::testkit::TestEnv::new();
+    let server = crate::testkit::ServerProcess::start_with(
+        &env,
+        &[
+            ("TESSERA_SERVER_DRAIN_SECS", "2"),
+            ("TESSERA_SERVER_WORKERS", "1"),
+            ("TESSERA_SERVER_MAX_CONNECTIONS_PER_WORKER", "1"),
+        ],
+    );
+    let address = server.address.trim_start_matches("http://").to_string();
+    let mut served = std::net::TcpStream::connect(&address).expect("connect");
+    served
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (head, _) = exchange(&mut served, "/readyz");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    let mut queued = std::net::TcpStream::connect(&address).expect("the kernel completes it");
+    send(&mut queued, "/.well-known/jwks.json");
+    queued
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    let waiting = queued.read(&mut byte);
+    assert!(
+        matches!(&waiting, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the second connection should wait in the listen queue, not be served: {waiting:?}"
+    );
+
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    // The replica is draining while the queued connection still waits: the first connection's
+    // next answer says so, and closes it, which frees the worker for the queued one.
+    std::thread::sleep(Duration::from_millis(300));
+    let (head, body) = exchange(&mut served, "/readyz");
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(body.contains("draining"), "{body}");
+
+    queued
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (head, body) = answer(&mut queued);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(body.contains("\"keys\""), "{body}");
+
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
 }

@@ -165,11 +165,12 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     pub issuer: Option<String>,
     pub workers: usize,
+    pub max_connections_per_worker: usize,
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub drain_secs: u64,
     pub cors_allowed_origins: Vec<String>,
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: crate::domain::TrustedProxies,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -458,6 +459,11 @@ impl Settings {
         }
         if self.server.drain_secs > 300 {
             return Err(ConfigError("server.drain_secs: must be at most 300".into()));
+        }
+        if self.server.max_connections_per_worker == 0 {
+            return Err(ConfigError(
+                "server.max_connections_per_worker: must be at least 1".into(),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError(
@@ -1144,6 +1150,18 @@ mod tests {
             ),
             (("TESSERA_KEYS_RSA_BITS", "1024"), "keys.rsa_bits"),
             (("TESSERA_LOG_FORMAT", "xml"), "log.format"),
+            (
+                ("TESSERA_SERVER_TRUSTED_PROXIES", "10.0.0.1,0.0.0.0/0"),
+                "server.trusted_proxies",
+            ),
+            (
+                ("TESSERA_SERVER_TRUSTED_PROXIES", "ingress.local"),
+                "server.trusted_proxies",
+            ),
+            (
+                ("TESSERA_SERVER_MAX_CONNECTIONS_PER_WORKER", "0"),
+                "server.max_connections_per_worker",
+            ),
             (
                 ("TESSERA_SERVER_CORS_ALLOWED_ORIGINS", "*"),
                 "cors_allowed_origins",
