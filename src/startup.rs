@@ -49,12 +49,15 @@ impl Application {
         };
         // The key sealing TOTP secrets: in the database with `keys.store = "database"` (so
         // replicas need no shared directory), else `secrets.key` in the keys directory.
-        let from_database = {
-            let key_settings = settings.keys.clone();
-            db.run(move |conn| {
-                keys::store::secrets_key(conn, &key_settings, tessera_core::db::now())
-            })
-            .await?
+        let from_database = match settings.keys.store {
+            tessera_core::config::KeyStoreKind::Files => None,
+            tessera_core::config::KeyStoreKind::Database => {
+                let key_settings = settings.keys.clone();
+                db.run(move |conn| {
+                    keys::store::secrets_key(conn, &key_settings, tessera_core::db::now())
+                })
+                .await?
+            }
         };
         let secrets = match from_database {
             Some(bytes) => tessera_core::mfa::SecretBox::from_secret(&bytes)

@@ -42,36 +42,7 @@ impl World {
     fn new() -> World {
         let env = TestEnv::new();
         // Users and clients need no key: these run with the files store in the test's dir.
-        stdout_json(&env.cli(
-            &[
-                "user",
-                "add",
-                "--email",
-                "ann@example.com",
-                "--password-stdin",
-            ],
-            Some(PASSWORD),
-        ));
-        let created = stdout_json(&env.cli(
-            &[
-                "client",
-                "add",
-                "--name",
-                "app",
-                "--grant-types",
-                "password",
-                "--scopes",
-                "openid email api",
-            ],
-            None,
-        ));
-        let client = (
-            created["client_id"].as_str().expect("id").to_string(),
-            created["client_secret"]
-                .as_str()
-                .expect("secret")
-                .to_string(),
-        );
+        let client = env.cli_user_and_client("password");
         World {
             env,
             http: reqwest::Client::new(),

@@ -18,36 +18,7 @@ struct Replicas {
 impl Replicas {
     fn new() -> Replicas {
         let env = TestEnv::new();
-        stdout_json(&env.cli(
-            &[
-                "user",
-                "add",
-                "--email",
-                "ann@example.com",
-                "--password-stdin",
-            ],
-            Some(PASSWORD),
-        ));
-        let created = stdout_json(&env.cli(
-            &[
-                "client",
-                "add",
-                "--name",
-                "app",
-                "--grant-types",
-                "password,refresh_token",
-                "--scopes",
-                "openid email api",
-            ],
-            None,
-        ));
-        let client = (
-            created["client_id"].as_str().expect("id").to_string(),
-            created["client_secret"]
-                .as_str()
-                .expect("secret")
-                .to_string(),
-        );
+        let client = env.cli_user_and_client("password,refresh_token");
         Replicas {
             env,
             http: reqwest::Client::new(),

@@ -12,6 +12,7 @@ use tessera::http::AppState;
 use tessera::startup::Application;
 
 use super::database::{Start, TestDatabase};
+use super::fixtures::PASSWORD;
 
 /// Settings for a test server: port 0, the given database and keys directory, one worker,
 /// cheap argon2 so tests do not crawl.
@@ -288,6 +289,42 @@ impl TestEnv {
                 ("TESSERA_KEYS_DIR", &self.keys_dir().to_string_lossy()),
             ],
             stdin,
+        )
+    }
+
+    /// Through the CLI, as an operator sets up a fresh installation: ann@example.com with
+    /// `PASSWORD`, and a first-party client "app" with `grant_types` and the scopes
+    /// `openid email api`; the client's id and secret.
+    pub fn cli_user_and_client(&self, grant_types: &str) -> (String, String) {
+        stdout_json(&self.cli(
+            &[
+                "user",
+                "add",
+                "--email",
+                "ann@example.com",
+                "--password-stdin",
+            ],
+            Some(PASSWORD),
+        ));
+        let created = stdout_json(&self.cli(
+            &[
+                "client",
+                "add",
+                "--name",
+                "app",
+                "--grant-types",
+                grant_types,
+                "--scopes",
+                "openid email api",
+            ],
+            None,
+        ));
+        (
+            created["client_id"].as_str().expect("id").to_string(),
+            created["client_secret"]
+                .as_str()
+                .expect("secret")
+                .to_string(),
         )
     }
 }
