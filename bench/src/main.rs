@@ -190,6 +190,10 @@ enum Bench {
         /// Promotions of a `next` key.
         #[arg(long, default_value_t = 3)]
         rotations: usize,
+        /// A control run: promote with `keys rotate --force` 1 s after each publication,
+        /// before caches can know the key (the run should then report failures).
+        #[arg(long)]
+        force_promotions: bool,
     },
     /// RSS after a storm of concurrent password logins: the peak against the hashing threads'
     /// argon2 memory, and how soon it comes back.
@@ -334,6 +338,7 @@ fn main() -> Result<()> {
             connections,
             verifiers,
             rotations,
+            force_promotions,
         } => rotation::run(
             &binary,
             &rotation::Options {
@@ -341,6 +346,7 @@ fn main() -> Result<()> {
                 connections,
                 verifiers,
                 rotations,
+                force: force_promotions,
             },
         ),
         Bench::Verify {

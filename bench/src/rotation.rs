@@ -103,6 +103,9 @@ pub struct Options {
     pub verifiers: usize,
     /// Promotions (`next` → `active`); one more `keys rotate` publishes the first `next` key.
     pub rotations: usize,
+    /// A control: promote with `keys rotate --force` one second after each publication, before
+    /// caches can know the key, to show what the bench reports when rotation goes wrong.
+    pub force: bool,
 }
 
 pub fn run(binary: &Path, options: &Options) -> Result<()> {
@@ -376,8 +379,9 @@ async fn drive(
         .collect();
 
     let rotations = {
-        let (topology, shared, count) = (topology.clone(), shared.clone(), options.rotations);
-        tokio::task::spawn_blocking(move || rotate_through(&topology, &shared, count))
+        let (topology, shared) = (topology.clone(), shared.clone());
+        let (count, force) = (options.rotations, options.force);
+        tokio::task::spawn_blocking(move || rotate_through(&topology, &shared, count, force))
     };
     let steps = rotations.await?;
     shared.issuing.store(false, Ordering::Relaxed);
@@ -620,28 +624,36 @@ async fn watch_jwks(
 /// The rotations, on a blocking thread: a lead-in, the `keys rotate` that publishes the first
 /// `next` key, then `count` promotions each as soon as the CLI allows, then load until the key
 /// the last promotion retired has served its tokens' lifetime and left the JWKS.
-fn rotate_through(topology: &Topology, shared: &Shared, count: usize) -> Result<Vec<Step>> {
-    let steps = rotations(topology, shared, count);
+fn rotate_through(
+    topology: &Topology,
+    shared: &Shared,
+    count: usize,
+    force: bool,
+) -> Result<Vec<Step>> {
+    let steps = rotations(topology, shared, count, force);
     // Stops the load whatever happened, so a failed step does not leave it running.
     shared.issuing.store(false, Ordering::Relaxed);
     steps
 }
 
-fn rotations(topology: &Topology, shared: &Shared, count: usize) -> Result<Vec<Step>> {
+fn rotations(topology: &Topology, shared: &Shared, count: usize, force: bool) -> Result<Vec<Step>> {
     std::thread::sleep(Duration::from_secs(5));
     let mut steps = Vec::new();
     for promotion in 0..=count {
         if let Some(previous) = steps.last().map(|s: &Step| s.ended) {
             // The key the last call published must have been so for strictly longer than
             // publish_before_signing_secs, in the whole seconds the database keeps.
-            let ready = previous
-                + Duration::from_secs(INTERVALS.publish_before_signing_secs() + 1)
-                + Duration::from_millis(100);
+            let wait = if force {
+                1
+            } else {
+                INTERVALS.publish_before_signing_secs() + 1
+            };
+            let ready = previous + Duration::from_secs(wait) + Duration::from_millis(100);
             if let Some(wait) = ready.checked_sub(shared.started.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
-        let step = rotate_once(topology, shared)?;
+        let step = rotate_once(topology, shared, force && promotion > 0)?;
         let promoted = step.moves.iter().all(|m| m.1.is_some());
         if promoted != (promotion > 0) {
             bail!(
@@ -660,12 +672,17 @@ fn rotations(topology: &Topology, shared: &Shared, count: usize) -> Result<Vec<S
 }
 
 /// `keys rotate` until it is not refused as too early (the CLI's own readiness check).
-fn rotate_once(topology: &Topology, shared: &Shared) -> Result<Step> {
+fn rotate_once(topology: &Topology, shared: &Shared, force: bool) -> Result<Step> {
     let mut refused = 0;
+    let args: &[&str] = if force {
+        &["keys", "rotate", "--force"]
+    } else {
+        &["keys", "rotate"]
+    };
     loop {
         let stats_before = stats(&shared.verifiers);
         let started = shared.started.elapsed();
-        match topology.cli(&["keys", "rotate"], None) {
+        match topology.cli(args, None) {
             Ok(output) => {
                 let ended = shared.started.elapsed();
                 let moves: serde_json::Value = serde_json::from_slice(&output.stdout)?;
@@ -834,12 +851,17 @@ impl Report {
         let verifiers = options.verifiers;
         let rate = issued as f64 / self.load_seconds;
         out.push_str(&format!(
-            "Two replicas ({}), PostgreSQL, keys.store = database; {} promotions by `tessera keys rotate`; \
+            "Two replicas ({}), PostgreSQL, keys.store = database; {} promotions by `tessera keys rotate`{}; \
              jwks_max_age_secs {}, reload_interval_secs {}, retire_leeway_secs {}, token lifetime {} s (a next key signs after > {} s, a retiring key leaves after {} s). \
              Load: client_credentials offered at {}/s by {} requesters, RS256, EdDSA and ES256 clients in turn, both replicas in turn; \
              {verifiers} tessera-verify verifiers, each token checked by each at issue and {LATE_CHECK_BEFORE_EXP_SECS:.0} s before its exp.\n\n",
             replicas.join(", "),
             options.rotations,
+            if options.force {
+                " --force, 1 s after each publication (a control: caches cannot know the keys yet)"
+            } else {
+                ""
+            },
             INTERVALS.jwks_max_age_secs,
             INTERVALS.reload_interval_secs,
             INTERVALS.retire_leeway_secs,
