@@ -22,6 +22,8 @@
 #                  (default postgres://postgres@127.0.0.1:5432/postgres)
 #   NGINX_PORT     nginx's port (default: a free one)
 #   NGINX_CONF     the nginx configuration to render (default deploy/nginx.conf)
+#   TOPOLOGY_REPLICAS  how many replicas `up` starts, 1-3 (default 3); nginx gets the upstream
+#                  lines of those, the others are left out of its configuration
 # Replicas get the same variables as in docker-compose.yml; any other TESSERA_* variable in
 # the caller's environment reaches them too.
 set -euo pipefail
@@ -31,7 +33,7 @@ repo="$(dirname "$here")"
 TESSERA_BIN="${TESSERA_BIN:-$repo/target/release/tessera}"
 NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-REPLICAS=3
+REPLICAS="${TOPOLOGY_REPLICAS:-3}"
 # Absolute, as replicas run in the state directory.
 if [ -e "$TESSERA_BIN" ]; then
   TESSERA_BIN="$(realpath "$TESSERA_BIN")"
@@ -56,7 +58,8 @@ free_port() {
 }
 
 # deploy/nginx.conf with the compose service names replaced by loopback ports ($1 = output
-# directory, then the nginx port and the three replica ports).
+# directory, then the nginx port and the replica ports); upstreams beyond the ports given
+# are left out.
 render_nginx() {
   local out="$1" listen="$2"
   shift 2
@@ -67,6 +70,7 @@ render_nginx() {
     script+=(-e "s|server tessera-$n:8080 |server 127.0.0.1:$port |")
     n=$((n + 1))
   done
+  script+=(-e "/server tessera-[0-9]*:8080 /d")
   # Temporary files under the state directory, so nginx needs no /var/lib/nginx.
   script+=(-e "s|^http {|http {\n    client_body_temp_path $out/tmp/body;\n    proxy_temp_path $out/tmp/proxy;\n    fastcgi_temp_path $out/tmp/fastcgi;\n    uwsgi_temp_path $out/tmp/uwsgi;\n    scgi_temp_path $out/tmp/scgi;|")
   sed "${script[@]}" "${NGINX_CONF:-$here/nginx.conf}" >"$out/nginx.conf"
@@ -160,6 +164,10 @@ signal_replica() {
 up() {
   [ -x "$TESSERA_BIN" ] || die "$TESSERA_BIN: no such binary (cargo build --release, or set TESSERA_BIN)"
   [ -x "$NGINX_BIN" ] || die "$NGINX_BIN: no nginx (apt-get install nginx, or set NGINX_BIN)"
+  case "$REPLICAS" in
+  1 | 2 | 3) ;;
+  *) die "TOPOLOGY_REPLICAS: 1, 2 or 3 (deploy/nginx.conf names three upstreams)" ;;
+  esac
   TOPOLOGY_DIR="${TOPOLOGY_DIR:-$(mktemp -d /tmp/tessera-topology.XXXXXX)}"
   mkdir -p "$TOPOLOGY_DIR/keys"
   chmod 0700 "$TOPOLOGY_DIR/keys"
@@ -171,6 +179,7 @@ up() {
     echo "DATABASE_URL=$base/$db"
     echo "NGINX_PORT=$nginx_port"
     echo "NGINX_URL=http://127.0.0.1:$nginx_port"
+    echo "REPLICAS=$REPLICAS"
     for n in $(seq 1 $REPLICAS); do
       echo "PORT_$n=$(free_port)"
       echo "METRICS_$n=$(free_port)"

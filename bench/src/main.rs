@@ -22,6 +22,10 @@
 //!   three replicas and PostgreSQL; logins, refreshes and JWKS reads go through nginx while one
 //!   replica is killed with `kill -9` and another restarted with SIGTERM, again and again; then
 //!   every refresh token family is checked in the database (see `topology.rs`).
+//! - `rotation`: key rotation under load (not part of `all`): two replicas from
+//!   `deploy/topology.sh` with the keys in PostgreSQL, client_credentials on both, every token
+//!   checked by several tessera-verify verifiers at issue and before it expires, through three
+//!   promotions by `tessera keys rotate` (see `rotation.rs`).
 //!
 //! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use;
 //! refresh's load comes from `walk`, which presents each token once (oha picks at random).
@@ -35,10 +39,12 @@
 //! target/release/tessera-bench sso
 //! target/release/tessera-bench signing [--rounds 3]
 //! target/release/tessera-bench topology [--seconds 60]
+//! target/release/tessera-bench rotation [--rate 500] [--verifiers 3] [--rotations 3]
 
 mod limits;
 mod load;
 mod memory;
+mod rotation;
 mod server;
 mod signing;
 mod sso;
@@ -167,6 +173,27 @@ enum Bench {
         /// Refreshes before a client starts a new family with a password login.
         #[arg(long, default_value_t = 20)]
         refreshes_per_login: u32,
+    },
+    /// Key rotation under load: two replicas on PostgreSQL (keys in the database), tokens from
+    /// both checked by several tessera-verify verifiers through `keys rotate` promotions.
+    Rotation {
+        /// Token requests offered per second, over both replicas.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// Concurrent requesters sharing that rate.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// tessera-verify verifiers, each with its own JWKS cache (from replica 1, replica 2
+        /// and discovery through nginx, in turn).
+        #[arg(long, default_value_t = 3)]
+        verifiers: usize,
+        /// Promotions of a `next` key.
+        #[arg(long, default_value_t = 3)]
+        rotations: usize,
+        /// A control run: promote with `keys rotate --force` 1 s after each publication,
+        /// before caches can know the key (the run should then report failures).
+        #[arg(long)]
+        force_promotions: bool,
     },
     /// RSS after a storm of concurrent password logins: the peak against the hashing threads'
     /// argon2 memory, and how soon it comes back.
@@ -305,6 +332,22 @@ fn main() -> Result<()> {
             refreshers,
             jwks_readers,
             refreshes_per_login,
+        ),
+        Bench::Rotation {
+            rate,
+            connections,
+            verifiers,
+            rotations,
+            force_promotions,
+        } => rotation::run(
+            &binary,
+            &rotation::Options {
+                rate,
+                connections,
+                verifiers,
+                rotations,
+                force: force_promotions,
+            },
         ),
         Bench::Verify {
             rounds,

@@ -143,7 +143,7 @@ fn parse_wrk(text: &str) -> Result<Rate> {
 
 /// Signatures per second by one thread on `cpus` for each algorithm, the key parsed once:
 /// RS256 (2048-bit), EdDSA (Ed25519), ES256 (P-256).
-fn signs_per_sec(cpus: &str, time: Duration) -> Result<[f64; 3]> {
+pub(crate) fn signs_per_sec(cpus: &str, time: Duration) -> Result<[f64; 3]> {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
     let rsa = crate::limits::rs256_signs_per_sec_for(cpus, time)?;
     let first_cpu = cpus.split(',').next().unwrap_or("0").to_string();
