@@ -22,6 +22,9 @@
 //!   three replicas and PostgreSQL; logins, refreshes and JWKS reads go through nginx while one
 //!   replica is killed with `kill -9` and another restarted with SIGTERM, again and again; then
 //!   every refresh token family is checked in the database (see `topology.rs`).
+//! - `peers`: (not part of `all`) Tessera beside nginx serving its JWKS as a static file and
+//!   node-oidc-provider, all on one core under the same wrk loads: JWKS GETs and
+//!   client_credentials, against each other and the RS256 signing limit (see `peers.rs`).
 //!
 //! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use;
 //! refresh's load comes from `walk`, which presents each token once (oha picks at random).
@@ -35,10 +38,12 @@
 //! target/release/tessera-bench sso
 //! target/release/tessera-bench signing [--rounds 3]
 //! target/release/tessera-bench topology [--seconds 60]
+//! target/release/tessera-bench peers [--seconds 10]
 
 mod limits;
 mod load;
 mod memory;
+mod peers;
 mod server;
 mod signing;
 mod sso;
@@ -167,6 +172,21 @@ enum Bench {
         /// Refreshes before a client starts a new family with a password login.
         #[arg(long, default_value_t = 20)]
         refreshes_per_login: u32,
+    },
+    /// Tessera beside nginx (its JWKS as a static file) and node-oidc-provider on one core:
+    /// JWKS GETs and client_credentials under the same loads. Installs node-oidc-provider
+    /// into the cache dir on first use; needs nginx, node and wrk.
+    Peers {
+        /// Seconds each measured load runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Seconds of unmeasured load on each endpoint first.
+        #[arg(long, default_value_t = 2)]
+        warmup_seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        jwks_connections: usize,
+        #[arg(long, default_value_t = 32)]
+        cc_connections: usize,
     },
     /// RSS after a storm of concurrent password logins: the peak against the hashing threads'
     /// argon2 memory, and how soon it comes back.
@@ -305,6 +325,20 @@ fn main() -> Result<()> {
             refreshers,
             jwks_readers,
             refreshes_per_login,
+        ),
+        Bench::Peers {
+            seconds,
+            warmup_seconds,
+            jwks_connections,
+            cc_connections,
+        } => peers::run(
+            &binary,
+            &peers::Options {
+                seconds: Duration::from_secs(seconds),
+                warmup: Duration::from_secs(warmup_seconds),
+                jwks_connections,
+                cc_connections,
+            },
         ),
         Bench::Verify {
             rounds,
