@@ -1,7 +1,8 @@
 //! Load from `oha`, a standard HTTP load generator, pinned to the cores the server does not
-//! use; its JSON summary gives throughput and latency percentiles.
+//! use; its JSON summary gives throughput and latency percentiles. And load from wrk, for the
+//! benches that use it (`signing`, `peers`), pinned the same way.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -177,4 +178,153 @@ fn parse(child: Child) -> Result<Outcome> {
         p50_ms: latency["p50"].as_f64().unwrap_or(f64::NAN),
         p99_ms: latency["p99"].as_f64().unwrap_or(f64::NAN),
     })
+}
+
+/// One wrk load's result, as wrk reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    /// Answers per second, whatever their status.
+    pub per_sec: f64,
+    /// Answers with a status other than the expected one's class (wrk's non-2xx count until
+    /// `post` turns it round for a load whose answers should be 4xx).
+    pub unexpected: u64,
+    pub total: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Load from wrk (Debian's package), one thread, pinned to the cores the server does not use.
+pub struct Wrk {
+    cpus: String,
+    dir: PathBuf,
+}
+
+impl Wrk {
+    /// `dir` holds the Lua scripts that POST loads need.
+    pub fn find(cpus: &str, dir: &Path) -> Result<Wrk> {
+        let found = Command::new("wrk").arg("--version").output();
+        if found.is_err() {
+            bail!("wrk not found: apt-get install wrk");
+        }
+        Ok(Wrk {
+            cpus: cpus.to_string(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// GETs `url` from `connections` connections for `time`; the answers should be 2xx.
+    pub fn get(&self, url: &str, connections: usize, time: Duration) -> Result<Rate> {
+        self.run(None, url, connections, time)
+    }
+
+    /// POSTs `body` with HTTP Basic `basic` to `url` from `connections` connections for
+    /// `time`; `ok` says whether the answers should be 2xx (else 4xx).
+    pub fn post(
+        &self,
+        url: &str,
+        basic: &str,
+        body: &str,
+        connections: usize,
+        time: Duration,
+        ok: bool,
+    ) -> Result<Rate> {
+        use base64::Engine;
+        let script = self.dir.join(format!("post-{}.lua", std::process::id()));
+        let auth = base64::engine::general_purpose::STANDARD.encode(basic);
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = \"POST\"\n\
+                 wrk.body = \"{body}\"\n\
+                 wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n\
+                 wrk.headers[\"Authorization\"] = \"Basic {auth}\"\n"
+            ),
+        )?;
+        let mut rate = self.run(Some(&script), url, connections, time)?;
+        if !ok {
+            // Expected: every answer a 4xx, which wrk counts as non-2xx.
+            rate.unexpected = rate.total - rate.unexpected;
+        }
+        Ok(rate)
+    }
+
+    fn run(
+        &self,
+        script: Option<&Path>,
+        url: &str,
+        connections: usize,
+        time: Duration,
+    ) -> Result<Rate> {
+        let mut command = Command::new("taskset");
+        command
+            .args(["-c", &self.cpus, "wrk", "-t1"])
+            .args(["-c", &connections.to_string()])
+            .args(["-d", &format!("{}s", time.as_secs())])
+            .arg("--latency");
+        if let Some(script) = script {
+            command.arg("-s").arg(script);
+        }
+        let output = command.arg(url).output().context("run wrk")?;
+        if !output.status.success() {
+            bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        parse_wrk(&String::from_utf8_lossy(&output.stdout))
+    }
+}
+
+/// Requests/sec, the 50% and 99% latencies, the requests made and the non-2xx answers.
+fn parse_wrk(text: &str) -> Result<Rate> {
+    let mut rate = Rate {
+        per_sec: 0.0,
+        unexpected: 0,
+        total: 0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+    };
+    let duration_ms = |value: &str| -> f64 {
+        let split = value
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(value.len());
+        let (number, unit) = value.split_at(split);
+        let number: f64 = number.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => number / 1000.0,
+            "ms" => number,
+            "s" => number * 1000.0,
+            "m" => number * 60_000.0,
+            _ => f64::NAN,
+        }
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", value] => rate.per_sec = value.parse().unwrap_or(0.0),
+            ["50%", value] => rate.p50_ms = duration_ms(value),
+            ["99%", value] => rate.p99_ms = duration_ms(value),
+            ["Non-2xx", "or", "3xx", "responses:", value] => {
+                rate.unexpected = value.parse().unwrap_or(0)
+            }
+            [count, "requests", "in", ..] => rate.total = count.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    if rate.per_sec == 0.0 {
+        bail!("no Requests/sec in wrk's output:\n{text}");
+    }
+    Ok(rate)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read() {
+        let text = "Running 1s test @ http://127.0.0.1:1/token\n  1 threads and 32 connections\n  Latency Distribution\n     50%  812.00us\n     75%    1.10ms\n     90%    1.50ms\n     99%    2.31ms\n  1234 requests in 1.00s, 1.00MB read\n  Non-2xx or 3xx responses: 3\nRequests/sec:   1234.50\nTransfer/sec:      1.00MB\n";
+        let rate = parse_wrk(text).expect("parses");
+        assert_eq!(rate.per_sec, 1234.5);
+        assert_eq!(rate.unexpected, 3);
+        assert_eq!(rate.total, 1234);
+        assert!((rate.p50_ms - 0.812).abs() < 1e-9);
+        assert!((rate.p99_ms - 2.31).abs() < 1e-9);
+    }
 }

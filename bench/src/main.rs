@@ -26,6 +26,9 @@
 //!   `deploy/topology.sh` with the keys in PostgreSQL, client_credentials on both, every token
 //!   checked by several tessera-verify verifiers at issue and before it expires, through three
 //!   promotions by `tessera keys rotate` (see `rotation.rs`).
+//! - `peers`: (not part of `all`) Tessera beside nginx serving its JWKS as a static file and
+//!   node-oidc-provider, all on one core under the same wrk loads: JWKS GETs and
+//!   client_credentials, against each other and the RS256 signing limit (see `peers.rs`).
 //!
 //! Load comes from `oha` (`cargo install oha`), pinned to the cores the server does not use;
 //! refresh's load comes from `walk`, which presents each token once (oha picks at random).
@@ -40,10 +43,12 @@
 //! target/release/tessera-bench signing [--rounds 3]
 //! target/release/tessera-bench topology [--seconds 60]
 //! target/release/tessera-bench rotation [--rate 500] [--verifiers 3] [--rotations 3]
+//! target/release/tessera-bench peers [--seconds 10]
 
 mod limits;
 mod load;
 mod memory;
+mod peers;
 mod rotation;
 mod server;
 mod signing;
@@ -194,6 +199,21 @@ enum Bench {
         /// before caches can know the key (the run should then report failures).
         #[arg(long)]
         force_promotions: bool,
+    },
+    /// Tessera beside nginx (its JWKS as a static file) and node-oidc-provider on one core:
+    /// JWKS GETs and client_credentials under the same loads. Installs node-oidc-provider
+    /// into the cache dir on first use; needs nginx, node and wrk.
+    Peers {
+        /// Seconds each measured load runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Seconds of unmeasured load on each endpoint first.
+        #[arg(long, default_value_t = 2)]
+        warmup_seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        jwks_connections: usize,
+        #[arg(long, default_value_t = 32)]
+        cc_connections: usize,
     },
     /// RSS after a storm of concurrent password logins: the peak against the hashing threads'
     /// argon2 memory, and how soon it comes back.
@@ -347,6 +367,20 @@ fn main() -> Result<()> {
                 verifiers,
                 rotations,
                 force: force_promotions,
+            },
+        ),
+        Bench::Peers {
+            seconds,
+            warmup_seconds,
+            jwks_connections,
+            cc_connections,
+        } => peers::run(
+            &binary,
+            &peers::Options {
+                seconds: Duration::from_secs(seconds),
+                warmup: Duration::from_secs(warmup_seconds),
+                jwks_connections,
+                cc_connections,
             },
         ),
         Bench::Verify {

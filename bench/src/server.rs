@@ -229,19 +229,11 @@ impl Server {
 
     /// Polls until the JWKS answers 200; returns how long that took from `since`.
     pub fn wait_for_jwks(&mut self, since: Instant) -> Result<Duration> {
-        let deadline = since + Duration::from_secs(30);
-        loop {
-            if jwks_answers(self.port) {
-                return Ok(since.elapsed());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("tessera exited early: {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("no JWKS answer within 30 s");
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
+        wait_for_keys(&mut self.child, "tessera", self.port, JWKS_PATH, since)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn rss_kib(&self) -> Result<u64> {
@@ -268,21 +260,7 @@ impl Server {
     /// One form POST with client_secret_basic on a fresh connection (setting up a load, not
     /// load itself); returns the body of a 200 answer.
     pub fn post_form(&self, path: &str, basic: &str, body: &str) -> Result<String> {
-        use base64::Engine;
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        let auth = base64::engine::general_purpose::STANDARD.encode(basic);
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes())?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let (head, body) = response.split_once("\r\n\r\n").context("no HTTP answer")?;
-        if !head.starts_with("HTTP/1.1 200") {
-            bail!("POST {path}: {head}");
-        }
-        Ok(body.to_string())
+        post_form(self.port, path, basic, body)
     }
 
     pub fn stop(mut self) -> Result<()> {
@@ -294,12 +272,78 @@ impl Server {
     }
 }
 
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// Polls `port` until `path` answers 200 with a key set, or `child` (called `name` in the
+/// error) exits; returns how long that took from `since`.
+pub fn wait_for_keys(
+    child: &mut Child,
+    name: &str,
+    port: u16,
+    path: &str,
+    since: Instant,
+) -> Result<Duration> {
+    let deadline = since + Duration::from_secs(30);
+    loop {
+        if keys_answer(port, path) {
+            return Ok(since.elapsed());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited early: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("no answer from {name}'s {path} within 30 s");
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// One form POST with client_secret_basic to 127.0.0.1:`port` on a fresh connection (setting
+/// up a load, not load itself); returns the body of a 200 answer.
+pub fn post_form(port: u16, path: &str, basic: &str, body: &str) -> Result<String> {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(basic);
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (head, body) = exchange(port, &request)?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("POST {path}: {head}");
+    }
+    Ok(String::from_utf8(body)?)
+}
+
+/// One GET to 127.0.0.1:`port` on a fresh connection; the head and body of a 200 answer.
+pub fn get(port: u16, path: &str) -> Result<(String, Vec<u8>)> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    let (head, body) = exchange(port, &request)?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {head}");
+    }
+    Ok((head, body))
+}
+
+/// Sends `request` on a fresh connection and reads the answer to its close: head and body.
+fn exchange(port: u16, request: &str) -> Result<(String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP answer")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    Ok((head, response[split + 4..].to_vec()))
+}
+
 /// One request on a fresh connection: start-up polling, not load.
-fn jwks_answers(port: u16) -> bool {
+fn keys_answer(port: u16, path: &str) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let request = "GET /.well-known/jwks.json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }

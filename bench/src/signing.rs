@@ -17,129 +17,13 @@
 //! round's ratios count, and the spread over rounds is printed.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine;
 
+use crate::load::{Rate, Wrk};
 use crate::server::{self, Server};
-
-/// One load's result, as wrk reports it.
-#[derive(Clone, Copy, Debug)]
-struct Rate {
-    /// Answers per second, whatever their status.
-    per_sec: f64,
-    /// Answers with a status other than the expected one's class (wrk's non-2xx count until
-    /// `post` turns it round for a load whose answers should be 4xx).
-    unexpected: u64,
-    total: u64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-struct Wrk {
-    cpus: String,
-    dir: std::path::PathBuf,
-}
-
-impl Wrk {
-    fn find(cpus: &str, dir: &Path) -> Result<Wrk> {
-        let found = Command::new("wrk").arg("--version").output();
-        if found.is_err() {
-            bail!("wrk not found: apt-get install wrk");
-        }
-        Ok(Wrk {
-            cpus: cpus.to_string(),
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// POSTs `body` with HTTP Basic `basic` to `url` from `connections` connections for
-    /// `time`; `ok` says whether the answers should be 2xx (else 4xx).
-    fn post(
-        &self,
-        url: &str,
-        basic: &str,
-        body: &str,
-        connections: usize,
-        time: Duration,
-        ok: bool,
-    ) -> Result<Rate> {
-        let script = self.dir.join(format!("post-{}.lua", std::process::id()));
-        let auth = base64::engine::general_purpose::STANDARD.encode(basic);
-        std::fs::write(
-            &script,
-            format!(
-                "wrk.method = \"POST\"\n\
-                 wrk.body = \"{body}\"\n\
-                 wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n\
-                 wrk.headers[\"Authorization\"] = \"Basic {auth}\"\n"
-            ),
-        )?;
-        let output = Command::new("taskset")
-            .args(["-c", &self.cpus, "wrk", "-t1"])
-            .args(["-c", &connections.to_string()])
-            .args(["-d", &format!("{}s", time.as_secs())])
-            .arg("--latency")
-            .arg("-s")
-            .arg(&script)
-            .arg(url)
-            .output()
-            .context("run wrk")?;
-        if !output.status.success() {
-            bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        let mut rate = parse_wrk(&String::from_utf8_lossy(&output.stdout))?;
-        if !ok {
-            // Expected: every answer a 4xx, which wrk counts as non-2xx.
-            rate.unexpected = rate.total - rate.unexpected;
-        }
-        Ok(rate)
-    }
-}
-
-/// Requests/sec, the 50% and 99% latencies, the requests made and the non-2xx answers.
-fn parse_wrk(text: &str) -> Result<Rate> {
-    let mut rate = Rate {
-        per_sec: 0.0,
-        unexpected: 0,
-        total: 0,
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-    };
-    let duration_ms = |value: &str| -> f64 {
-        let split = value
-            .find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(value.len());
-        let (number, unit) = value.split_at(split);
-        let number: f64 = number.parse().unwrap_or(f64::NAN);
-        match unit {
-            "us" => number / 1000.0,
-            "ms" => number,
-            "s" => number * 1000.0,
-            "m" => number * 60_000.0,
-            _ => f64::NAN,
-        }
-    };
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["Requests/sec:", value] => rate.per_sec = value.parse().unwrap_or(0.0),
-            ["50%", value] => rate.p50_ms = duration_ms(value),
-            ["99%", value] => rate.p99_ms = duration_ms(value),
-            ["Non-2xx", "or", "3xx", "responses:", value] => {
-                rate.unexpected = value.parse().unwrap_or(0)
-            }
-            [count, "requests", "in", ..] => rate.total = count.parse().unwrap_or(0),
-            _ => {}
-        }
-    }
-    if rate.per_sec == 0.0 {
-        bail!("no Requests/sec in wrk's output:\n{text}");
-    }
-    Ok(rate)
-}
 
 /// Signatures per second by one thread on `cpus` for each algorithm, the key parsed once:
 /// RS256 (2048-bit), EdDSA (Ed25519), ES256 (P-256).
@@ -176,7 +60,7 @@ pub(crate) fn signs_per_sec(cpus: &str, time: Duration) -> Result<[f64; 3]> {
 
 /// A confidential client_credentials client signing with `alg`, straight into the database
 /// through Tessera's own code.
-fn client(setup: &server::Setup, alg: &str) -> Result<(String, String)> {
+pub(crate) fn client(setup: &server::Setup, alg: &str) -> Result<(String, String)> {
     let mut settings = tessera::config::Settings::defaults()?;
     settings.database.url = setup.database_url().to_string();
     let db = tessera::db::Database::connect(&settings.database)?;
@@ -197,12 +81,12 @@ fn client(setup: &server::Setup, alg: &str) -> Result<(String, String)> {
     ))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-fn spread(values: &[f64]) -> String {
+pub(crate) fn spread(values: &[f64]) -> String {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!("{min:.2}–{max:.2}")
@@ -353,20 +237,4 @@ pub fn run(
         rss as f64 / 1024.0
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrk_output_is_read() {
-        let text = "Running 1s test @ http://127.0.0.1:1/token\n  1 threads and 32 connections\n  Latency Distribution\n     50%  812.00us\n     75%    1.10ms\n     90%    1.50ms\n     99%    2.31ms\n  1234 requests in 1.00s, 1.00MB read\n  Non-2xx or 3xx responses: 3\nRequests/sec:   1234.50\nTransfer/sec:      1.00MB\n";
-        let rate = parse_wrk(text).expect("parses");
-        assert_eq!(rate.per_sec, 1234.5);
-        assert_eq!(rate.unexpected, 3);
-        assert_eq!(rate.total, 1234);
-        assert!((rate.p50_ms - 0.812).abs() < 1e-9);
-        assert!((rate.p99_ms - 2.31).abs() < 1e-9);
-    }
 }
