@@ -250,7 +250,7 @@ pub fn run(binary: &Path, options: &Options) -> Result<()> {
         tessera_cc.per_sec / provider_cc.per_sec
     );
     println!(
-        "| Tessera client_credentials ÷ RS256 signing limit ({sign_limit:.0}/s = 1 core × signs/s) | {:.2} | ≥ 0.85 |",
+        "| Tessera client_credentials ÷ RS256 signing limit ({sign_limit:.0}/s = 1 core × signs/s) | {:.2} | ≥ 0.9 |",
         tessera_cc.per_sec / sign_limit
     );
     println!(
