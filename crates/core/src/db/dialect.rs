@@ -17,8 +17,10 @@ use super::schema::{login_throttles, refresh_tokens, revoked_access_tokens, sess
 /// wrapper. The wrapper serializes every statement's SQL text again at each call, even one
 /// its prepared-statement cache already holds; a backend's own connection finds a statement
 /// of a fixed shape in its cache by the statement's type, without building any SQL. For the
-/// hot path's statements (single sign-on's `/authorize`: the client, the session, the user,
-/// the code row). `DbConnection` must be in scope where it is used (every repository file has
+/// hot paths' statements: single sign-on's `/authorize` (the client, the session, the user,
+/// the code row), the refresh grant (the token with its family, user and client: ~60 columns,
+/// whose SQL the wrapper rendered twice per call; the consuming UPDATE, the next token's
+/// INSERT) and introspection's revocation look-up (bench/RESULTS.md, session 12). `DbConnection` must be in scope where it is used (every repository file has
 /// it), so that the macro names no path back into `db`.
 macro_rules! native {
     ($conn:expr, |$c:ident| $body:expr) => {

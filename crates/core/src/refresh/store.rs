@@ -30,10 +30,10 @@ pub fn insert_family(conn: &mut DbConnection, family: &RefreshFamily) -> QueryRe
 }
 
 pub fn insert_token(conn: &mut DbConnection, token: &RefreshToken) -> QueryResult<()> {
-    diesel::insert_into(refresh_tokens::table)
+    crate::db::dialect::native!(conn, |c| diesel::insert_into(refresh_tokens::table)
         .values(token)
-        .execute(conn)
-        .map(drop)
+        .execute(c))
+    .map(drop)
 }
 
 pub fn find_token(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<RefreshToken>> {
@@ -55,7 +55,7 @@ pub fn consume(
     successor: &str,
     now_ms: i64,
 ) -> QueryResult<usize> {
-    diesel::update(
+    crate::db::dialect::native!(conn, |c| diesel::update(
         refresh_tokens::table
             .find(token_hash)
             .filter(refresh_tokens::used_at.is_null()),
@@ -65,7 +65,7 @@ pub fn consume(
         refresh_tokens::used_at_ms.eq(now_ms),
         refresh_tokens::replaced_by.eq(successor),
     ))
-    .execute(conn)
+    .execute(c))
 }
 
 /// Retires an unused token without a successor (the one a grace-window re-presentation
@@ -112,7 +112,7 @@ pub fn find_session(
     conn: &mut DbConnection,
     token_hash: &str,
 ) -> QueryResult<Option<(RefreshToken, RefreshFamily, User, Client)>> {
-    refresh_tokens::table
+    crate::db::dialect::native!(conn, |c| refresh_tokens::table
         .inner_join(
             refresh_token_families::table
                 .inner_join(users::table)
@@ -125,11 +125,11 @@ pub fn find_session(
             UserRow::as_select(),
             ClientRow::as_select(),
         ))
-        .get_result::<(RefreshToken, RefreshFamily, UserRow, ClientRow)>(conn)
-        .optional()
-        .map(|found| {
-            found.map(|(token, family, user, client)| (token, family, user.into(), client.into()))
-        })
+        .get_result::<(RefreshToken, RefreshFamily, UserRow, ClientRow)>(c)
+        .optional())
+    .map(|found| {
+        found.map(|(token, family, user, client)| (token, family, user.into(), client.into()))
+    })
 }
 
 pub fn revoke_family(

@@ -10,7 +10,10 @@ pub fn insert(conn: &mut DbConnection, jti: &str, expires_at: i64) -> QueryResul
 }
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(revoked_access_tokens::table.find(jti))).get_result(conn)
+    crate::db::dialect::native!(conn, |c| diesel::select(diesel::dsl::exists(
+        revoked_access_tokens::table.find(jti)
+    ))
+    .get_result(c))
 }
 
 /// Deletes up to `batch` records of tokens that have expired by now anyway.
