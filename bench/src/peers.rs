@@ -176,7 +176,7 @@ pub fn run(binary: &Path, options: &Options) -> Result<()> {
     let sign_limit = (signs_before.per_wall_sec + signs_after.per_wall_sec) / 2.0;
     let cpu_sign_limit = (signs_before.per_cpu_sec + signs_after.per_cpu_sec) / 2.0;
     let tessera_rss = tessera.rss_kib()?;
-    let provider_rss = rss_kib(provider.child.id())?;
+    let provider_rss = server::rss_kib(provider.child.id())?;
     tessera.stop()?;
     nginx.stop()?;
     provider.stop()?;
@@ -388,16 +388,6 @@ fn random_secret() -> Result<String> {
         .fill(&mut bytes)
         .map_err(|_| anyhow::anyhow!("no random bytes"))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS not found")
 }
 
 /// The first line a tool prints for `args` (nginx prints its version on stderr).
