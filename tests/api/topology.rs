@@ -294,9 +294,16 @@ fn a_connection_waiting_in_the_listen_queue_at_sigterm_is_answered_not_reset() {
         .expect("kill");
     assert!(sent.success());
     // The replica is draining while the queued connection still waits: the first connection's
-    // next answer says so, and closes it, which frees the worker for the queued one.
-    std::thread::sleep(Duration::from_millis(300));
-    let (head, body) = exchange(&mut served, "/readyz");
+    // next answer says so, and closes it, which frees the worker for the queued one. (Until
+    // the signal is handled, the answers are 200 and keep the connection.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (head, body) = loop {
+        let (head, body) = exchange(&mut served, "/readyz");
+        if !head.starts_with("http/1.1 200") || std::time::Instant::now() > deadline {
+            break (head, body);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(head.starts_with("http/1.1 503"), "{head}");
     assert!(body.contains("draining"), "{body}");
 
