@@ -242,13 +242,7 @@ impl Server {
 
     /// The most memory the process has held (VmHWM): its RSS under the loads it has served.
     pub fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmHWM not found")
+        status_kib(self.child.id(), "VmHWM")
     }
 
     /// One form POST with client_secret_basic on a fresh connection (setting up a load, not
@@ -429,11 +423,16 @@ impl Drop for PinnedPostgres {
 
 /// The resident set of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// One memory line (`VmRSS`, `VmHWM`, …) of `/proc/<pid>/status`, in KiB.
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("VmRSS not found")
+        .with_context(|| format!("{field} not found"))
 }
