@@ -180,6 +180,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub connect_timeout_secs: u64,
     pub sqlite_busy_timeout_ms: u32,
+    /// SQLite: the hot paths' writes waiting at the same moment share one COMMIT
+    /// (`db::group`). Off, each commits alone.
+    pub group_commit: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -182,6 +182,9 @@ pub struct Gauges {
     /// Counters kept by the database layer.
     pub db_breaker_trips: u64,
     pub db_serialization_retries: u64,
+    /// SQLite's group commits (`db::group`): commits that answered several jobs, and those jobs.
+    pub db_group_commits: u64,
+    pub db_grouped_jobs: u64,
 }
 
 type U64Gauge = Gauge<u64, AtomicU64>;
@@ -192,6 +195,8 @@ struct ScrapeTime {
     password_hashes: ReadCounter,
     db_breaker_trips: ReadCounter,
     db_serialization_retries: ReadCounter,
+    db_group_commits: ReadCounter,
+    db_grouped_jobs: ReadCounter,
     db_breaker_open: U64Gauge,
     db_connections_in_use: U64Gauge,
     db_connections_idle: U64Gauge,
@@ -274,6 +279,16 @@ impl Metrics {
             "Database jobs run again after a serialization failure (SQLSTATE 40001)",
             scrape_time.db_serialization_retries.clone(),
         );
+        registry.register(
+            "tessera_db_group_commits",
+            "SQLite commits that answered several waiting jobs at once (group commit)",
+            scrape_time.db_group_commits.clone(),
+        );
+        registry.register(
+            "tessera_db_grouped_jobs",
+            "Database jobs answered by a group commit",
+            scrape_time.db_grouped_jobs.clone(),
+        );
         for (name, help, gauge) in [
             (
                 "tessera_db_breaker_open",
@@ -355,6 +370,14 @@ impl Metrics {
             .db_serialization_retries
             .0
             .store(gauges.db_serialization_retries, Relaxed);
+        scrape
+            .db_group_commits
+            .0
+            .store(gauges.db_group_commits, Relaxed);
+        scrape
+            .db_grouped_jobs
+            .0
+            .store(gauges.db_grouped_jobs, Relaxed);
         scrape.db_breaker_open.set(gauges.db_breaker_open);
         scrape
             .db_connections_in_use
@@ -428,10 +451,14 @@ mod tests {
             db_breaker_open: 1,
             db_breaker_trips: 2,
             db_serialization_retries: 9,
+            db_group_commits: 3,
+            db_grouped_jobs: 11,
         });
         assert!(text.contains("tessera_db_breaker_open 1\n"));
         assert!(text.contains("tessera_db_breaker_trips_total 2\n"));
         assert!(text.contains("tessera_db_serialization_retries_total 9\n"));
+        assert!(text.contains("tessera_db_group_commits_total 3\n"));
+        assert!(text.contains("tessera_db_grouped_jobs_total 11\n"));
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"refresh_token\"} 2"));
         assert!(text.contains("tessera_tokens_issued_total{grant_type=\"password\"} 0"));
         assert!(text.contains(

@@ -39,10 +39,13 @@ impl Services {
     pub fn render_metrics(&self) -> String {
         let (in_use, idle, db_waiting) = self.db.load();
         let (breaker_open, breaker_trips, retries) = self.db.health();
+        let (group_commits, grouped_jobs) = self.db.group_commits();
         self.metrics.render(crate::metrics::Gauges {
             db_breaker_open: breaker_open.into(),
             db_breaker_trips: breaker_trips,
             db_serialization_retries: retries,
+            db_group_commits: group_commits,
+            db_grouped_jobs: grouped_jobs,
             db_connections_in_use: in_use.into(),
             db_connections_idle: idle.into(),
             db_queue_depth: db_waiting as u64,

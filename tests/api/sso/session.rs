@@ -95,3 +95,44 @@ async fn a_silent_code_sets_no_cookie_unless_a_login_form_was_left_open() {
     );
     world.app.stop().await;
 }
+
+/// Many browsers' silent `/authorize` at once. On SQLite their codes share commits (group
+/// commit, `tessera_db_grouped_jobs_total` counts them), and still every answer carries a code of
+/// its own, stored, that exchanges for tokens. PostgreSQL commits each alone.
+#[tokio::test]
+async fn concurrent_silent_authorizations_each_get_a_code_of_their_own() {
+    let world = World::new().await;
+    let app = world.client("App", ClientSpec::default()).await;
+    let mut browser = HttpBrowser::for_pages();
+    World::code_of(&world.sign_in(&mut browser, &app, &[]).await);
+    let url = world.authorize_url(&app, &[]);
+    let mut codes = std::collections::HashSet::new();
+    let mut answered = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let burst = (0..32).map(|_| browser.prepare(browser.http.get(&url)).send());
+        for response in futures::future::join_all(burst).await {
+            codes.insert(World::code_of(&response.expect("answer")));
+            answered += 1;
+        }
+        let samples = crate::metrics::scrape(&world.app, &world.app.address).await;
+        let grouped = crate::metrics::value(&samples, "tessera_db_grouped_jobs_total");
+        if world.env.db.is_postgres() {
+            assert_eq!(grouped, 0.0, "PostgreSQL commits each job alone");
+            break;
+        }
+        if grouped > 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{answered} concurrent requests and no commit shared"
+        );
+    }
+    assert_eq!(codes.len(), answered, "a code of its own for each");
+    for code in &codes {
+        let tokens = world.exchange(&app, code).await;
+        assert!(tokens["id_token"].is_string(), "{tokens}");
+    }
+    world.app.stop().await;
+}

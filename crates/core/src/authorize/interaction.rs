@@ -44,9 +44,10 @@ pub async fn start(
     let hint = request::decode_hint(svc, params);
     let now = svc.clock.now();
     let (svc_inner, params) = (svc.clone(), params.clone());
+    // Grouped: with many browsers at once, their codes share a commit (`db::group`).
     let checked = svc
         .db
-        .run(move |conn| {
+        .run_grouped(move |conn| {
             let client = repo::clients::find(conn, &client_id)?;
             let request = match request::check(&params, client, hint.clone()) {
                 Ok(request) => request,

@@ -68,6 +68,28 @@ pub fn connection_is_dead(conn: &mut DbConnection) -> bool {
     }
 }
 
+/// Opens a group commit's transaction (`group`): on SQLite `BEGIN IMMEDIATE`, which takes the
+/// write lock at once (waiting up to the busy timeout), so no statement inside meets a stale
+/// snapshot. Only SQLite groups its commits; PostgreSQL gets a plain `BEGIN`.
+pub(super) fn begin_write(conn: &mut DbConnection) -> QueryResult<()> {
+    use diesel::connection::AnsiTransactionManager;
+    match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
+    }
+}
+
+/// Commits what `begin_write` opened.
+pub(super) fn commit(conn: &mut DbConnection) -> QueryResult<()> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::commit_transaction(c),
+        DbConnection::Postgres(c) => AnsiTransactionManager::commit_transaction(c),
+    }
+}
+
 /// Rows that can be inserted unless a row with the same key exists. MultiConnection has no
 /// upsert: each backend says "insert unless present" its own way.
 pub trait InsertOrIgnore {

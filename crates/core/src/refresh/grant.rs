@@ -102,9 +102,11 @@ async fn rotate_quickly(
     let (next, next_hash) = crate::refresh::family::new_token()?;
     let child = successor(svc, &client, &family, &token, next_hash, now);
     let mut issued = mint_for_session(svc, &client, &user, &family, &scope, now)?;
+    // Grouped: concurrent rotations share a commit (`db::group`); `rotate` is one
+    // transaction of its own.
     let consumed = svc
         .db
-        .run(move |conn| {
+        .run_grouped(move |conn| {
             crate::refresh::store::rotate(conn, &child, now_ms).map_err(GrantError::from)
         })
         .await?;
