@@ -134,11 +134,7 @@ pub async fn introspect(
 ) -> Result<HttpResponse, ApiError> {
     let svc = &state.services;
     let (params, client) = form_request(&req, &body, "the introspection endpoint")?;
-    let client = grants::authenticate_client(svc, &client).await?;
-    if client.secret_hash.is_none() {
-        return Err(ApiError::InvalidClient);
-    }
-    let answer = crate::tokens::status::introspect(svc, params.required("token")?).await?;
+    let answer = crate::tokens::status::introspect(svc, &client, params.required("token")).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(answer))

@@ -411,6 +411,93 @@ async fn introspection_describes_live_tokens_and_nothing_else() {
     app.stop().await;
 }
 
+/// Introspection answers a client that does not authenticate, or is public, with
+/// `invalid_client` and nothing about the token, live or not, access or refresh; a missing
+/// `token` matters only once the client has authenticated.
+#[tokio::test]
+async fn introspection_by_a_client_that_does_not_authenticate_reveals_nothing() {
+    let env = TestEnv::new();
+    let (app, _user, client) = setup_with(&env, env.settings()).await;
+    let session = login(&app, &client, "openid api").await;
+    let (public, _) = app
+        .create_client(ClientSpec {
+            name: "spa".into(),
+            public: true,
+            grant_types: vec!["password".into()],
+            ..ClientSpec::default()
+        })
+        .await;
+    let send = |form: Vec<(&'static str, String)>, basic: Option<(String, String)>| {
+        let mut request = app.client.post(app.url("/introspect")).form(&form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("json");
+            (status, body)
+        }
+    };
+    let wrong = format!("{}x", client.1);
+    for token in [session.access.as_str(), session.refresh.as_str(), "garbage"] {
+        let token = token.to_string();
+        let attempts = [
+            (
+                "a wrong secret",
+                vec![("token", token.clone())],
+                Some((client.0.clone(), wrong.clone())),
+            ),
+            (
+                "a wrong secret in the body",
+                vec![
+                    ("token", token.clone()),
+                    ("client_id", client.0.clone()),
+                    ("client_secret", wrong.clone()),
+                ],
+                None,
+            ),
+            (
+                "an unknown client",
+                vec![("token", token.clone())],
+                Some(("nobody".into(), client.1.clone())),
+            ),
+            (
+                "a public client",
+                vec![("token", token.clone()), ("client_id", public.clone())],
+                None,
+            ),
+        ];
+        for (what, form, basic) in attempts {
+            let (status, body) = send(form, basic).await;
+            assert_eq!(status, 401, "{what}: {body}");
+            assert_eq!(body["error"], "invalid_client", "{what}: {body}");
+            assert!(body.get("active").is_none(), "{what}: {body}");
+        }
+    }
+    // No token: invalid_client first, then invalid_request once the client is known.
+    let (status, body) = send(vec![], Some((client.0.clone(), wrong.clone()))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, body) = send(vec![], Some(client.clone())).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // The same client with its secret: both tokens are live.
+    assert_eq!(
+        introspect(&app, &client, &session.access).await["active"],
+        true
+    );
+    assert_eq!(
+        introspect(&app, &client, &session.refresh).await["active"],
+        true
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn revocation_ends_refresh_families_and_access_tokens() {
     let env = TestEnv::new();

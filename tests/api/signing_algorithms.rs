@@ -567,3 +567,77 @@ async fn algorithm_confusion_tokens_are_refused_everywhere() {
     }
     app.stop().await;
 }
+
+/// An honest header (our kid, that key's own algorithm, at+jwt) over a signature that key did
+/// not make: by the active key of each other algorithm, and by a key of the same algorithm
+/// that is not ours. Introspection and userinfo refuse each, so the key a header names is the
+/// one whose signature counts, whatever verifies the signature.
+#[tokio::test]
+async fn a_signature_by_another_key_under_our_kid_is_refused() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    app.create_user("rs@example.com", "correct horse battery", &[])
+        .await;
+    let (id, secret) = app
+        .create_client(tessera::clients::ClientSpec {
+            name: "rs app".into(),
+            grant_types: vec!["password".into()],
+            scopes: vec!["openid".into(), "notes".into()],
+            audiences: vec!["notes".into()],
+            ..Default::default()
+        })
+        .await;
+    let client = (id, secret.expect("secret"));
+    let response = app
+        .password_login(
+            (&client.0, &client.1),
+            "rs@example.com",
+            "correct horse battery",
+            "openid notes",
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let genuine = body["access_token"].as_str().expect("access").to_string();
+    let mut claims = decode(genuine.split('.').nth(1).expect("claims"));
+    // Valid for this provider's own endpoints too, so userinfo would accept it if signed.
+    claims["aud"] = json!(["notes", app.state.services.issuer.clone()]);
+    let header_of = |alg: SigningAlg| json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": active_kid(&app, alg) });
+    let mut forged = Vec::new();
+    for named in SigningAlg::ALL {
+        // The control: signed by the key the header names, the token is live.
+        let honest = forge(&app, named, &header_of(named), &claims);
+        assert_eq!(
+            introspect(&app, &client, &honest).await["active"],
+            true,
+            "{named}"
+        );
+        assert_eq!(app.userinfo_status(&honest).await, 200, "{named}");
+        for signer in SigningAlg::ALL.into_iter().filter(|a| *a != named) {
+            forged.push((
+                format!("{named} kid, signed by the {signer} key"),
+                forge(&app, signer, &header_of(named), &claims),
+            ));
+        }
+        let (stranger, _) = tessera::keys::KeyPair::generate(named, 2048).expect("key");
+        let input = forge(&app, named, &header_of(named), &claims)
+            .rsplit_once('.')
+            .expect("parts")
+            .0
+            .to_string();
+        let signature = stranger.sign(input.as_bytes()).expect("sign");
+        forged.push((
+            format!("{named} kid, signed by a {named} key not ours"),
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)),
+        ));
+    }
+    for (what, token) in &forged {
+        assert_eq!(
+            introspect(&app, &client, token).await,
+            json!({"active": false}),
+            "introspection: {what}"
+        );
+        assert_eq!(app.userinfo_status(token).await, 401, "userinfo: {what}");
+    }
+    app.stop().await;
+}

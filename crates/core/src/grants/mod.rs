@@ -78,16 +78,21 @@ const LINEAR_REPEAT_CHECK: usize = 16;
 
 impl Params {
     pub fn parse(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Params, GrantError> {
+        Params::collect(
+            pairs
+                .into_iter()
+                .map(|(name, value)| without_control(name, value)),
+        )
+    }
+
+    /// `parse` of pairs whose control characters have been looked for already.
+    fn collect(
+        pairs: impl Iterator<Item = Result<(String, String), GrantError>>,
+    ) -> Result<Params, GrantError> {
         let mut entries: Vec<(String, String)> = Vec::new();
         let mut seen: Option<HashSet<String>> = None;
-        for (name, value) in pairs {
-            // NUL and other control characters have no business in OAuth parameters, and
-            // PostgreSQL text cannot hold NUL: refuse them here rather than fail later.
-            if has_control(&name) || has_control(&value) {
-                return Err(GrantError::InvalidRequest(format!(
-                    "parameter {name:?} contains control characters"
-                )));
-            }
+        for pair in pairs {
+            let (name, value) = pair?;
             let repeated = match &mut seen {
                 Some(seen) => !seen.insert(name.clone()),
                 None => {
@@ -116,8 +121,11 @@ impl Params {
     /// An `application/x-www-form-urlencoded` body or query string, read as
     /// `form_urlencoded::parse` reads it (pieces split at `&`, empty ones skipped, `+` a space,
     /// `%XX` a byte, invalid UTF-8 replaced), in one pass per name and value; then as `parse`.
+    /// A name or value of printable ASCII without `+` or `%` (a token, an id, most values) is
+    /// already its decoded self and has no control character, so the one pass that finds that
+    /// out is all it costs.
     pub fn from_form(input: &[u8]) -> Result<Params, GrantError> {
-        Params::parse(
+        Params::collect(
             input
                 .split(|b| *b == b'&')
                 .filter(|piece| !piece.is_empty())
@@ -126,7 +134,10 @@ impl Params {
                         Some(at) => (&piece[..at], &piece[at + 1..]),
                         None => (piece, &[][..]),
                     };
-                    (form_decode(name), form_decode(value))
+                    match (plain(name), plain(value)) {
+                        (Some(name), Some(value)) => Ok((name.to_owned(), value.to_owned())),
+                        _ => without_control(form_decode(name), form_decode(value)),
+                    }
                 }),
         )
     }
@@ -141,6 +152,31 @@ impl Params {
     pub fn required(&self, name: &str) -> Result<&str, GrantError> {
         self.get(name)
             .ok_or_else(|| GrantError::InvalidRequest(format!("parameter {name:?} is missing")))
+    }
+}
+
+/// The pair, unless its name or value holds a control character: NUL and the others have no
+/// business in OAuth parameters, and PostgreSQL text cannot hold NUL, so they are refused here
+/// rather than fail later.
+fn without_control(name: String, value: String) -> Result<(String, String), GrantError> {
+    if has_control(&name) || has_control(&value) {
+        return Err(GrantError::InvalidRequest(format!(
+            "parameter {name:?} contains control characters"
+        )));
+    }
+    Ok((name, value))
+}
+
+/// `bytes` as text if they are printable ASCII (U+0020–U+007E) other than `+` and `%`: what
+/// `form_decode` would return unchanged, with no control character.
+fn plain(bytes: &[u8]) -> Option<&str> {
+    if bytes
+        .iter()
+        .all(|b| (b' '..=b'~').contains(b) && *b != b'+' && *b != b'%')
+    {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
     }
 }
 

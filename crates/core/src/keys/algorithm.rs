@@ -5,7 +5,8 @@
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{self, KeySize};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair as _, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -93,6 +94,23 @@ impl KeyPair {
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| KeyError::Sign),
         }
+    }
+
+    /// The public half parsed once for verifying this key's signatures, with the parameters
+    /// jsonwebtoken verifies the algorithm with (RS256: PKCS#1 v1.5 over SHA-256, moduli of
+    /// 2048 to 8192 bits; ES256: r || s; EdDSA: Ed25519). Parsing it once keeps the RSA
+    /// Montgomery set-up, which verifying from the modulus and exponent rebuilds every time.
+    pub fn verifier(&self) -> Result<ParsedPublicKey, KeyError> {
+        let parsed = match self {
+            KeyPair::Rsa(key) => {
+                ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key.public_key().as_ref())
+            }
+            KeyPair::Ed25519(key) => ParsedPublicKey::new(&ED25519, key.public_key().as_ref()),
+            KeyPair::P256(key) => {
+                ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.public_key().as_ref())
+            }
+        };
+        parsed.map_err(|_| KeyError::Verifier(self.alg()))
     }
 
     /// The public JWK, with its thumbprint as kid, and the key verification uses.
@@ -219,6 +237,18 @@ mod tests {
             let encoded = URL_SAFE_NO_PAD.encode(&signature);
             assert!(verify(&encoded, b"header.payload", &decoding, jose).expect("verify"));
             assert!(!verify(&encoded, b"header.other", &decoding, jose).unwrap_or(false));
+            // The parsed verifier agrees with jsonwebtoken's.
+            let verifier = parsed.verifier().expect("verifier");
+            assert!(verifier.verify_sig(b"header.payload", &signature).is_ok());
+            assert!(verifier.verify_sig(b"header.other", &signature).is_err());
+            for other in SigningAlg::ALL.into_iter().filter(|o| *o != alg) {
+                let (other_key, _) = KeyPair::generate(other, 2048).expect("generate");
+                let foreign = other_key.sign(b"header.payload").expect("sign");
+                assert!(
+                    verifier.verify_sig(b"header.payload", &foreign).is_err(),
+                    "{alg} verifier accepted a {other} signature"
+                );
+            }
             // A key of another algorithm does not parse as this one.
             for other in SigningAlg::ALL.into_iter().filter(|o| *o != alg) {
                 assert!(

@@ -9,6 +9,8 @@ pub enum KeyError {
     Serialise,
     #[error("signing failed")]
     Sign,
+    #[error("cannot parse the public half of a {0} key for verification")]
+    Verifier(crate::domain::SigningAlg),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

@@ -81,7 +81,10 @@ pub struct SigningKey {
     /// The public half as a JWK (RFC 7517): exactly the members a verifier needs, nothing
     /// private.
     jwk: Jwk,
+    /// For jsonwebtoken (ID token hints).
     decoding: jsonwebtoken::DecodingKey,
+    /// The public half parsed once: what access-token verification uses.
+    verifier: aws_lc_rs::signature::ParsedPublicKey,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -95,15 +98,17 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    fn from_key_pair(key_pair: KeyPair, state: KeyState) -> SigningKey {
+    fn from_key_pair(key_pair: KeyPair, state: KeyState) -> Result<SigningKey, KeyError> {
         let (jwk, decoding) = key_pair.public();
-        SigningKey {
+        let verifier = key_pair.verifier()?;
+        Ok(SigningKey {
             kid: jwk.kid.clone().unwrap_or_default(),
             decoding,
+            verifier,
             jwk,
             state,
             key_pair,
-        }
+        })
     }
 
     pub fn kid(&self) -> &str {
@@ -125,6 +130,11 @@ impl SigningKey {
     /// What verifies this key's signatures.
     pub fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {
         &self.decoding
+    }
+
+    /// Whether `signature` is this key's JWS signature of its algorithm over `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verify_sig(message, signature).is_ok()
     }
 
     /// The JWS signature of this key's algorithm over `message`.
@@ -263,7 +273,7 @@ fn create_key(
     record: impl FnOnce(&mut DbConnection, &SigningKeyRow) -> Result<(), KeyError>,
 ) -> Result<String, KeyError> {
     let (key_pair, pkcs8) = KeyPair::generate(alg, settings.rsa_bits)?;
-    let key = SigningKey::from_key_pair(key_pair, state);
+    let key = SigningKey::from_key_pair(key_pair, state)?;
     let row = SigningKeyRow {
         kid: key.kid.clone(),
         algorithm: alg.as_str().to_string(),
@@ -347,7 +357,7 @@ pub fn load(conn: &mut DbConnection, store: &KeyMaterialStore) -> Result<KeyRing
             path: path.clone(),
             alg,
         })?;
-        let key = SigningKey::from_key_pair(key_pair, state);
+        let key = SigningKey::from_key_pair(key_pair, state)?;
         if key.kid != row.kid {
             return Err(KeyError::Mismatch {
                 path,
@@ -498,7 +508,7 @@ mod tests {
             .into_iter()
             .map(|alg| {
                 let (key_pair, _) = KeyPair::generate(alg, 2048).expect("generate");
-                SigningKey::from_key_pair(key_pair, KeyState::Active)
+                SigningKey::from_key_pair(key_pair, KeyState::Active).expect("key")
             })
             .collect();
         let ring = KeyRing::new(keys).expect("ring");
@@ -518,7 +528,7 @@ mod tests {
     #[test]
     fn a_ring_without_an_active_key_of_some_algorithm_is_refused() {
         let (key_pair, _) = KeyPair::generate(SigningAlg::EdDsa, 2048).expect("generate");
-        let keys = vec![SigningKey::from_key_pair(key_pair, KeyState::Active)];
+        let keys = vec![SigningKey::from_key_pair(key_pair, KeyState::Active).expect("key")];
         assert!(matches!(
             KeyRing::new(keys),
             Err(KeyError::NoActive(SigningAlg::Rs256))

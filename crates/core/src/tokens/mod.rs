@@ -1,6 +1,7 @@
 //! Tokens: RFC 9068 access tokens and OIDC ID tokens (JWTs minted with the active key, parsed
-//! once, see `keys`; verified with `jsonwebtoken` against the published keys), and opaque
-//! refresh tokens stored only as hashes.
+//! once, see `keys`; verified against the published keys: access tokens with each key's
+//! public half parsed once, ID token hints with `jsonwebtoken`), and opaque refresh tokens
+//! stored only as hashes.
 
 mod claims;
 mod jwt;
