@@ -180,8 +180,12 @@ pub(super) fn open(
     // libpq speaks TLS through OpenSSL, which otherwise registers an exit handler that frees
     // its state while a pool thread may still be in a handshake: a command ending just then
     // crashed (SIGSEGV in r2d2-worker, seen under the PostgreSQL suite). Initialised here
-    // first, without that handler.
-    openssl::init();
+    // first, without that handler. Not for SQLite: libpq is OpenSSL's only user in the
+    // process (`cargo tree -i openssl-sys`), and initialising it anyway put its code into an
+    // idle SQLite server's memory (issue 18).
+    if matches!(target, DatabaseTarget::Postgres { .. }) {
+        openssl::init();
+    }
     let manager = ConnectionManager::with_connect_timeout(
         target.clone(),
         settings.sqlite_busy_timeout_ms,

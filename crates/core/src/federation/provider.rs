@@ -29,6 +29,14 @@ pub struct Federation {
 
 impl Federation {
     pub fn new(settings: &Settings, issuer: &str) -> Result<Federation, UpstreamError> {
+        let upstreams = settings.enabled_upstreams();
+        // No upstream, no HTTP client: building one (rustls, the web PKI roots, hyper) at
+        // start-up is code an idle server would keep resident for nothing (issue 18).
+        if upstreams.is_empty() {
+            return Ok(Federation {
+                providers: Vec::new(),
+            });
+        }
         let timeout = Duration::from_secs(settings.federation.http_timeout_secs);
         // No redirects: a token endpoint that redirects is misconfigured or hostile, and the
         // code and client secret must not follow it anywhere.
@@ -39,8 +47,7 @@ impl Federation {
             .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| UpstreamError(format!("HTTP client: {e}")))?;
-        let providers = settings
-            .enabled_upstreams()
+        let providers = upstreams
             .into_iter()
             .map(|upstream| {
                 let redirect_uri = format!("{issuer}/auth/{}/callback", upstream.name);

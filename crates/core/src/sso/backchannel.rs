@@ -60,27 +60,58 @@ pub fn enqueue(
 /// short enough that one caught in a log is worth nothing soon.
 pub const TOKEN_TTL_SECS: i64 = 120;
 
+/// The deliveries' HTTP client, built for the first delivery rather than at start-up: most
+/// deployments have no app listening, and building it (rustls, the web PKI roots, hyper) put
+/// code into the idle server's resident memory for nothing (issue 18). One sender task owns it.
+pub struct Http {
+    timeout: Duration,
+    client: Option<reqwest::Client>,
+    /// The client could not be built: nothing will be sent.
+    broken: bool,
+}
+
+impl Http {
+    pub fn new(timeout: Duration) -> Http {
+        Http {
+            timeout,
+            client: None,
+            broken: false,
+        }
+    }
+
+    /// The client, built on first use; `None` (logged once) if it cannot be built.
+    fn client(&mut self) -> Option<reqwest::Client> {
+        if self.client.is_none() && !self.broken {
+            match reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(self.timeout)
+                .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+                .build()
+            {
+                Ok(client) => self.client = Some(client),
+                Err(error) => {
+                    tracing::error!(%error, "back-channel logout: no HTTP client, nothing will be sent");
+                    self.broken = true;
+                }
+            }
+        }
+        self.client.clone()
+    }
+}
+
 /// Runs the sender until the process ends. Always started, mail or not: sessions end either
 /// way. Every delivery is a POST to an app, at most `backchannel.timeout_secs` long and never
 /// following a redirect.
 pub fn spawn_sender(svc: Services) {
     let settings = svc.settings.backchannel.clone();
-    let http = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(settings.timeout_secs))
-        .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(http) => http,
-        Err(error) => {
-            tracing::error!(%error, "back-channel logout: no HTTP client, nothing will be sent");
-            return;
-        }
-    };
+    let mut http = Http::new(Duration::from_secs(settings.timeout_secs));
     let poll = Duration::from_millis(settings.poll_interval_ms);
     tokio::spawn(async move {
         loop {
-            match send_due(&svc, &http).await {
+            match send_due(&svc, &mut http).await {
+                // Without a client the sender stops; a claim it took lapses, as a dead
+                // sender's does, for another replica to deliver.
+                _ if http.broken => return,
                 // A full batch: more may be waiting.
                 Ok(claimed) if claimed >= settings.batch_size as usize => continue,
                 Ok(_) => {}
@@ -98,7 +129,7 @@ pub fn spawn_sender(svc: Services) {
 /// hold up the others), each claimed with one conditional UPDATE just before it starts, and
 /// waits for them; returns how many it claimed. A claim outlives the delivery's timeout, so
 /// no two deliveries of one message are ever in flight at once.
-pub async fn send_due(svc: &Services, http: &reqwest::Client) -> Result<usize, DbError> {
+pub async fn send_due(svc: &Services, http: &mut Http) -> Result<usize, DbError> {
     let claim_id = crate::db::new_id();
     let settings = svc.settings.backchannel.clone();
     let mut deliveries = tokio::task::JoinSet::new();
@@ -123,7 +154,8 @@ pub async fn send_due(svc: &Services, http: &reqwest::Client) -> Result<usize, D
         };
         let Some(row) = claimed else { break };
         count += 1;
-        let (svc, http, claim_id) = (svc.clone(), http.clone(), claim_id.clone());
+        let Some(http) = http.client() else { break };
+        let (svc, claim_id) = (svc.clone(), claim_id.clone());
         deliveries.spawn(async move {
             let id = row.id.clone();
             if let Err(error) = deliver(&svc, &http, row, &claim_id).await {
