@@ -389,14 +389,7 @@ async fn introspection_describes_live_tokens_and_nothing_else() {
         "expired"
     );
 
-    let (public, _) = app
-        .create_client(ClientSpec {
-            name: "spa".into(),
-            public: true,
-            grant_types: vec!["password".into()],
-            ..ClientSpec::default()
-        })
-        .await;
+    let public = public_spa(&app).await;
     let response = app
         .client
         .post(app.url("/introspect"))
@@ -411,6 +404,18 @@ async fn introspection_describes_live_tokens_and_nothing_else() {
     app.stop().await;
 }
 
+/// A public client (no secret), which may not introspect.
+async fn public_spa(app: &TestApp) -> String {
+    app.create_client(ClientSpec {
+        name: "spa".into(),
+        public: true,
+        grant_types: vec!["password".into()],
+        ..ClientSpec::default()
+    })
+    .await
+    .0
+}
+
 /// Introspection answers a client that does not authenticate, or is public, with
 /// `invalid_client` and nothing about the token, live or not, access or refresh; a missing
 /// `token` matters only once the client has authenticated.
@@ -419,14 +424,7 @@ async fn introspection_by_a_client_that_does_not_authenticate_reveals_nothing() 
     let env = TestEnv::new();
     let (app, _user, client) = setup_with(&env, env.settings()).await;
     let session = login(&app, &client, "openid api").await;
-    let (public, _) = app
-        .create_client(ClientSpec {
-            name: "spa".into(),
-            public: true,
-            grant_types: vec!["password".into()],
-            ..ClientSpec::default()
-        })
-        .await;
+    let public = public_spa(&app).await;
     let send = |form: Vec<(&'static str, String)>, basic: Option<(String, String)>| {
         let mut request = app.client.post(app.url("/introspect")).form(&form);
         if let Some((id, secret)) = basic {

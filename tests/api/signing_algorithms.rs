@@ -467,21 +467,19 @@ fn forge(app: &TestApp, by: SigningAlg, header: &Value, claims: &Value) -> Strin
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
-/// `alg: none`, HS256 keyed with a public key, and every pairing of an algorithm with a key of
-/// another type: refused by introspection, userinfo and tessera-verify alike.
-#[tokio::test]
-async fn algorithm_confusion_tokens_are_refused_everywhere() {
-    let env = TestEnv::new();
-    let app = env.spawn().await;
-    app.create_user("ed@example.com", "correct horse battery", &[])
-        .await;
+/// A password-grant client signing with `alg`, and the claims of a user's access token from
+/// it, made valid for this provider's own endpoints too (so userinfo would accept them if
+/// they were signed): what the forgeries below are made of.
+async fn claims_to_forge(app: &TestApp, alg: SigningAlg) -> ((String, String), Value) {
+    let email = format!("{}@example.com", alg.as_str().to_lowercase());
+    app.create_user(&email, "correct horse battery", &[]).await;
     let (id, secret) = app
         .create_client(tessera::clients::ClientSpec {
-            name: "ed app".into(),
+            name: format!("{alg} app"),
             grant_types: vec!["password".into()],
             scopes: vec!["openid".into(), "notes".into()],
             audiences: vec!["notes".into()],
-            signing_alg: Some(SigningAlg::EdDsa),
+            signing_alg: Some(alg),
             ..Default::default()
         })
         .await;
@@ -489,17 +487,26 @@ async fn algorithm_confusion_tokens_are_refused_everywhere() {
     let response = app
         .password_login(
             (&client.0, &client.1),
-            "ed@example.com",
+            &email,
             "correct horse battery",
             "openid notes",
         )
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
-    let genuine = body["access_token"].as_str().expect("access").to_string();
+    let genuine = body["access_token"].as_str().expect("access");
     let mut claims = decode(genuine.split('.').nth(1).expect("claims"));
-    // Valid for this provider's own endpoints too, so userinfo would accept it if signed.
     claims["aud"] = json!(["notes", app.state.services.issuer.clone()]);
+    (client, claims)
+}
+
+/// `alg: none`, HS256 keyed with a public key, and every pairing of an algorithm with a key of
+/// another type: refused by introspection, userinfo and tessera-verify alike.
+#[tokio::test]
+async fn algorithm_confusion_tokens_are_refused_everywhere() {
+    let env = TestEnv::new();
+    let app = env.spawn().await;
+    let (client, claims) = claims_to_forge(&app, SigningAlg::EdDsa).await;
     let verifier = verifier(&app);
     let keys = jwks(&app).await;
     let mut forged = Vec::new();
@@ -576,32 +583,7 @@ async fn algorithm_confusion_tokens_are_refused_everywhere() {
 async fn a_signature_by_another_key_under_our_kid_is_refused() {
     let env = TestEnv::new();
     let app = env.spawn().await;
-    app.create_user("rs@example.com", "correct horse battery", &[])
-        .await;
-    let (id, secret) = app
-        .create_client(tessera::clients::ClientSpec {
-            name: "rs app".into(),
-            grant_types: vec!["password".into()],
-            scopes: vec!["openid".into(), "notes".into()],
-            audiences: vec!["notes".into()],
-            ..Default::default()
-        })
-        .await;
-    let client = (id, secret.expect("secret"));
-    let response = app
-        .password_login(
-            (&client.0, &client.1),
-            "rs@example.com",
-            "correct horse battery",
-            "openid notes",
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.expect("json");
-    let genuine = body["access_token"].as_str().expect("access").to_string();
-    let mut claims = decode(genuine.split('.').nth(1).expect("claims"));
-    // Valid for this provider's own endpoints too, so userinfo would accept it if signed.
-    claims["aud"] = json!(["notes", app.state.services.issuer.clone()]);
+    let (client, claims) = claims_to_forge(&app, SigningAlg::Rs256).await;
     let header_of = |alg: SigningAlg| json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": active_kid(&app, alg) });
     let mut forged = Vec::new();
     for named in SigningAlg::ALL {

@@ -358,26 +358,18 @@ impl Metrics {
     /// The Prometheus text exposition of everything, with `gauges` read by the caller.
     pub fn render(&self, gauges: Gauges) -> String {
         let scrape = &self.scrape_time;
-        scrape
-            .password_hashes
-            .0
-            .store(gauges.password_hashes, Relaxed);
-        scrape
-            .db_breaker_trips
-            .0
-            .store(gauges.db_breaker_trips, Relaxed);
-        scrape
-            .db_serialization_retries
-            .0
-            .store(gauges.db_serialization_retries, Relaxed);
-        scrape
-            .db_group_commits
-            .0
-            .store(gauges.db_group_commits, Relaxed);
-        scrape
-            .db_grouped_jobs
-            .0
-            .store(gauges.db_grouped_jobs, Relaxed);
+        for (counter, value) in [
+            (&scrape.password_hashes, gauges.password_hashes),
+            (&scrape.db_breaker_trips, gauges.db_breaker_trips),
+            (
+                &scrape.db_serialization_retries,
+                gauges.db_serialization_retries,
+            ),
+            (&scrape.db_group_commits, gauges.db_group_commits),
+            (&scrape.db_grouped_jobs, gauges.db_grouped_jobs),
+        ] {
+            counter.0.store(value, Relaxed);
+        }
         scrape.db_breaker_open.set(gauges.db_breaker_open);
         scrape
             .db_connections_in_use
