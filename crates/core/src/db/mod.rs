@@ -364,6 +364,9 @@ mod tests {
         assert_eq!(rows.iter().map(|r| r.n).collect::<Vec<_>>(), vec![2]);
     }
 
+    /// A job for `run_grouped` with its answer of type `T`.
+    type Grouped<T> = Box<dyn FnMut(&mut DbConnection) -> Result<T, DbError> + Send>;
+
     /// A database with a table, and a runtime with threads for tasks that wait on it.
     fn grouped_fixture(schema: &str) -> (tempfile::TempDir, Database, tokio::runtime::Runtime) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -388,7 +391,7 @@ mod tests {
     fn run_held_together<T: Send + 'static>(
         db: &Database,
         runtime: &tokio::runtime::Runtime,
-        jobs: Vec<Box<dyn FnMut(&mut DbConnection) -> Result<T, DbError> + Send>>,
+        jobs: Vec<Grouped<T>>,
     ) -> Vec<Result<T, DbError>> {
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, has_started) = std::sync::mpsc::channel::<()>();
@@ -447,7 +450,7 @@ mod tests {
         rows.iter().map(|r| r.n).collect()
     }
 
-    type GroupedJob = Box<dyn FnMut(&mut DbConnection) -> Result<(), DbError> + Send>;
+    type GroupedJob = Grouped<()>;
 
     fn insert(table: &'static str, n: i64) -> GroupedJob {
         Box::new(move |conn: &mut DbConnection| {
