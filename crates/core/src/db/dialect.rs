@@ -68,6 +68,12 @@ pub fn connection_is_dead(conn: &mut DbConnection) -> bool {
     }
 }
 
+/// Whether the backend gains from group commit (`group`): SQLite's one writer does;
+/// PostgreSQL's connections write in parallel, and their own commits spread the load.
+pub(super) fn groups_commits(target: &DatabaseTarget) -> bool {
+    matches!(target, DatabaseTarget::Sqlite { .. })
+}
+
 /// Opens a group commit's transaction (`group`): on SQLite `BEGIN IMMEDIATE`, which takes the
 /// write lock at once (waiting up to the busy timeout), so no statement inside meets a stale
 /// snapshot. Only SQLite groups its commits; PostgreSQL gets a plain `BEGIN`.

@@ -22,7 +22,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::{DbConnection, DbError, Jobs, conn, dialect, with_connection};
+use super::conn::{self, DbConnection, DbError};
+use super::dialect;
+use super::job::{Jobs, with_connection};
 
 /// The most jobs one COMMIT answers; the rest wait for the next.
 const MAX_GROUP: usize = 64;
@@ -132,8 +134,8 @@ where
 
 /// Runs the jobs waiting now, together if there are several: the drain job of every grouped
 /// job, on a database thread.
-pub(super) fn run(jobs: &Jobs) {
-    let mut members = jobs.group.take();
+pub(super) fn run(waiting: &Waiting, jobs: &Jobs) {
+    let mut members = waiting.take();
     if members.len() < 2 {
         if let Some(member) = members.pop() {
             member.run_alone(jobs);
@@ -147,8 +149,8 @@ pub(super) fn run(jobs: &Jobs) {
     };
     match run_together(&mut conn, &mut members) {
         Ok(()) => {
-            jobs.group.groups.fetch_add(1, Relaxed);
-            jobs.group.grouped.fetch_add(members.len() as u64, Relaxed);
+            waiting.groups.fetch_add(1, Relaxed);
+            waiting.grouped.fetch_add(members.len() as u64, Relaxed);
             members.into_iter().for_each(|m| m.answer());
         }
         Err(panicked) => {

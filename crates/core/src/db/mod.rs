@@ -10,6 +10,7 @@ pub mod dialect;
 mod error;
 pub mod executor;
 mod group;
+mod job;
 mod migrate;
 pub mod models;
 pub mod repo;
@@ -26,7 +27,7 @@ pub use conn::{
 };
 pub use dialect::run_migrations;
 use executor::{Executor, Lane, Refused, Scheduling};
-use retry::Conflict;
+use job::{Jobs, with_connection};
 
 /// The pool, and the executor lane that hands database work to the threads that own its
 /// connections.
@@ -47,15 +48,6 @@ pub struct Database {
 /// Database work waiting beyond this is refused with 503 rather than queued without bound.
 const QUEUE_CAPACITY: usize = 4096;
 
-/// What every database thread holds: the pool, the breaker, the count of jobs run again.
-#[derive(Clone)]
-struct Jobs {
-    pool: Pool,
-    breaker: Arc<Breaker>,
-    retries: Arc<AtomicU64>,
-    group: Arc<group::Waiting>,
-}
-
 impl Database {
     /// Connects once directly (so a bad URL or a down server reports its real error), applies
     /// pending migrations, then builds the pool. Blocking: call before the server starts.
@@ -70,11 +62,8 @@ impl Database {
         )
         .map_err(|e| DbError::Task(e.to_string()))?;
         let retries = Arc::new(AtomicU64::new(0));
-        let waiting = Arc::new(group::Waiting::default());
-        // One writer (SQLite) gains from sharing a commit; PostgreSQL's connections write in
-        // parallel, and their own commits are what spreads the load over them.
-        let group = (settings.group_commit && matches!(target, DatabaseTarget::Sqlite { .. }))
-            .then(|| waiting.clone());
+        let group = (settings.group_commit && dialect::groups_commits(&target))
+            .then(|| Arc::new(group::Waiting::default()));
         // The threads are as many as the connections. A lone thread (SQLite's) is a batch
         // thread: it takes every job queued while the HTTP worker ran, in one go.
         let jobs = Executor::start(
@@ -92,7 +81,6 @@ impl Database {
                 pool: opened.pool.clone(),
                 breaker: breaker.clone(),
                 retries: retries.clone(),
-                group: waiting,
             },
         )
         .map_err(|e| DbError::Task(e.to_string()))?;
@@ -164,7 +152,11 @@ impl Database {
             done,
             span: tracing::Span::current(),
         }));
-        if let Err(refused) = self.jobs.submit(Box::new(group::run)) {
+        let drain = waiting.clone();
+        if let Err(refused) = self
+            .jobs
+            .submit(Box::new(move |jobs| group::run(&drain, jobs)))
+        {
             // Unless a group took it meanwhile (then its answer comes), it was never run.
             if waiting.withdraw(id) {
                 return Err(refused_error(refused).into());
@@ -217,70 +209,6 @@ fn refused_error(refused: Refused) -> DbError {
         Refused::Busy => DbError::Busy,
         Refused::Gone => DbError::Task("the database threads are gone".into()),
         Refused::Ended => DbError::Task("a database task ended early".into()),
-    }
-}
-
-/// One database job, on a database thread: a pooled connection for `work`, run again after a
-/// serialization failure, and a connection that a failure or a panic may have left unfit is
-/// closed rather than handed out again; one that died takes the breaker's check with it.
-fn with_connection<T, E, F>(jobs: &Jobs, mut work: F) -> Result<T, E>
-where
-    F: FnMut(&mut DbConnection) -> Result<T, E>,
-    E: From<DbError>,
-{
-    // Queued before the breaker opened.
-    if jobs.breaker.is_open() {
-        return Err(DbError::Down.into());
-    }
-    let mut conn = match jobs.pool.get() {
-        Ok(conn) => conn,
-        Err(e) => {
-            jobs.breaker.trip(&e);
-            return Err(DbError::from(e).into());
-        }
-    };
-    let mut attempt = 0;
-    loop {
-        retry::begin();
-        let run = std::panic::AssertUnwindSafe(|| work(&mut conn));
-        match std::panic::catch_unwind(run) {
-            Ok(Ok(done)) => return Ok(done),
-            Ok(Err(failed)) => {
-                // Read before the check below, whose own statement would count as committed.
-                let conflict = retry::conflict();
-                if dialect::connection_is_dead(&mut conn) {
-                    conn::discard_connection();
-                    drop(conn);
-                    jobs.breaker.connection_died();
-                    return Err(failed);
-                }
-                match conflict {
-                    Conflict::None => return Err(failed),
-                    Conflict::Retryable if attempt < retry::RETRIES => {
-                        attempt += 1;
-                        jobs.retries.fetch_add(1, Relaxed);
-                        tracing::debug!(attempt, "serialization failure: running the job again");
-                        std::thread::sleep(retry::backoff(attempt));
-                    }
-                    conflict => {
-                        tracing::warn!(
-                            attempts = attempt + 1,
-                            after_commit = conflict == Conflict::AfterCommit,
-                            "serialization failure: the job is not run again"
-                        );
-                        return Err(DbError::Conflict.into());
-                    }
-                }
-            }
-            // A bug, not input: it fails this request only. The thread lives on (SQLite has
-            // just the one), and the connection, which may be left inside a transaction nothing
-            // will commit, is closed, not reused.
-            Err(_) => {
-                conn::discard_connection();
-                tracing::error!("a database job panicked");
-                return Err(DbError::Task("a database job failed".into()).into());
-            }
-        }
     }
 }
 
