@@ -407,7 +407,12 @@ mod tests {
         let failed: Vec<usize> = (0..answers.len())
             .filter(|i| answers[*i].is_err())
             .collect();
-        assert_eq!(failed, vec![5, 6], "{answers:?}");
+        // The jobs queue in whatever order their tasks ran: of the two that insert 3, the
+        // second to run is the duplicate.
+        assert!(
+            failed == vec![2, 6] || failed == vec![5, 6],
+            "one of the two inserts of 3, and the job's own refusal: {answers:?}"
+        );
         assert_eq!(db.group_commits(), (1, 8), "one commit answered all eight");
         assert_eq!(
             numbers(&dir.path().join("t.db"), "t"),
