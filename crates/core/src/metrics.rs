@@ -264,31 +264,35 @@ impl Metrics {
         }
 
         let scrape_time = ScrapeTime::default();
-        registry.register(
-            "tessera_password_hashes",
-            "Argon2 hashes computed for new passwords (registrations, resets, changes, rehashes)",
-            scrape_time.password_hashes.clone(),
-        );
-        registry.register(
-            "tessera_db_breaker_trips",
-            "Times the database breaker opened (PostgreSQL found unreachable)",
-            scrape_time.db_breaker_trips.clone(),
-        );
-        registry.register(
-            "tessera_db_serialization_retries",
-            "Database jobs run again after a serialization failure (SQLSTATE 40001)",
-            scrape_time.db_serialization_retries.clone(),
-        );
-        registry.register(
-            "tessera_db_group_commits",
-            "SQLite commits that answered several waiting jobs at once (group commit)",
-            scrape_time.db_group_commits.clone(),
-        );
-        registry.register(
-            "tessera_db_grouped_jobs",
-            "Database jobs answered by a group commit",
-            scrape_time.db_grouped_jobs.clone(),
-        );
+        for (name, help, counter) in [
+            (
+                "tessera_password_hashes",
+                "Argon2 hashes computed for new passwords (registrations, resets, changes, rehashes)",
+                &scrape_time.password_hashes,
+            ),
+            (
+                "tessera_db_breaker_trips",
+                "Times the database breaker opened (PostgreSQL found unreachable)",
+                &scrape_time.db_breaker_trips,
+            ),
+            (
+                "tessera_db_serialization_retries",
+                "Database jobs run again after a serialization failure (SQLSTATE 40001)",
+                &scrape_time.db_serialization_retries,
+            ),
+            (
+                "tessera_db_group_commits",
+                "SQLite commits that answered several waiting jobs at once (group commit)",
+                &scrape_time.db_group_commits,
+            ),
+            (
+                "tessera_db_grouped_jobs",
+                "Database jobs answered by a group commit",
+                &scrape_time.db_grouped_jobs,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         for (name, help, gauge) in [
             (
                 "tessera_db_breaker_open",
