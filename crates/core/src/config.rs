@@ -651,7 +651,9 @@ impl Settings {
                 "backchannel.poll_interval_ms: must be at least 10".into(),
             ));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+        self.log
+            .filter
+            .parse::<tracing_subscriber::filter::Targets>()
             .map_err(|e| ConfigError(format!("log.filter: {e}")))?;
         if self.federation.http_timeout_secs == 0 {
             return Err(ConfigError(
