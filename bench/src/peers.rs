@@ -67,8 +67,11 @@ pub fn run(binary: &Path, options: &Options) -> Result<()> {
         &nginx_binary,
         &server_cpus,
         dir.path(),
-        &jwks,
-        &cache_control,
+        &[StaticFile {
+            path: server::JWKS_PATH,
+            body: &jwks,
+            cache_control: &cache_control,
+        }],
     )?;
     let (_, served) = server::get(nginx.port, server::JWKS_PATH)?;
     anyhow::ensure!(served == jwks, "nginx does not serve Tessera's JWKS bytes");
@@ -365,7 +368,7 @@ fn load_average() -> Result<String> {
 }
 
 /// The value of header `name` (lower case) in an HTTP answer's head.
-fn header(head: &str, name: &str) -> Option<String> {
+pub(crate) fn header(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.eq_ignore_ascii_case(name)
@@ -417,7 +420,7 @@ fn oidc_provider_version() -> Result<String> {
     Ok(format!("oidc-provider {version}"))
 }
 
-fn find_nginx() -> Result<PathBuf> {
+pub(crate) fn find_nginx() -> Result<PathBuf> {
     let debian = PathBuf::from("/usr/sbin/nginx");
     if debian.is_file() {
         return Ok(debian);
@@ -484,24 +487,40 @@ fn terminate(mut child: Child) -> Result<()> {
     Ok(())
 }
 
+/// A file nginx serves as it is, with the `Cache-Control` its origin sent.
+pub(crate) struct StaticFile<'a> {
+    pub path: &'a str,
+    pub body: &'a [u8],
+    pub cache_control: &'a str,
+}
+
 /// nginx in the foreground (master and one worker) with a configuration of its own in `dir`.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Nginx {
-    fn start(
+    /// Serves `files` (the first must answer while nginx starts) on a free loopback port.
+    pub(crate) fn start(
         binary: &Path,
         cpus: &str,
         dir: &Path,
-        jwks: &[u8],
-        cache_control: &str,
+        files: &[StaticFile],
     ) -> Result<Nginx> {
         let prefix = dir.join("nginx");
         let root = prefix.join("www");
-        std::fs::create_dir_all(root.join(".well-known"))?;
-        std::fs::write(root.join(server::JWKS_PATH.trim_start_matches('/')), jwks)?;
+        let mut locations = String::new();
+        for file in files {
+            let on_disk = root.join(file.path.trim_start_matches('/'));
+            std::fs::create_dir_all(on_disk.parent().context("a file at the root")?)?;
+            std::fs::write(&on_disk, file.body)?;
+            locations.push_str(&format!(
+                "        location = {} {{\n            default_type application/json;\n            add_header Cache-Control \"{}\";\n        }}\n",
+                file.path, file.cache_control
+            ));
+        }
+        let first = files.first().context("nginx needs a file to serve")?.path;
         let port = free_port()?;
         // As root, the worker would otherwise run as nobody, who may not read a private
         // temporary directory.
@@ -536,15 +555,10 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
-        location = {path} {{
-            default_type application/json;
-            add_header Cache-Control \"{cache_control}\";
-        }}
-    }}
+{locations}    }}
 }}
 ",
             root = root.display(),
-            path = server::JWKS_PATH,
         );
         let config_path = prefix.join("nginx.conf");
         std::fs::write(&config_path, config)?;
@@ -562,7 +576,7 @@ http {{
             .spawn()
             .context("start nginx")?;
         if let Err(e) =
-            server::wait_for_keys(&mut child, "nginx", port, server::JWKS_PATH, Instant::now())
+            server::wait_for_keys(&mut child, "nginx", port, first, Instant::now())
         {
             let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
             let _ = terminate(child);
@@ -571,7 +585,7 @@ http {{
         Ok(Nginx { child, port })
     }
 
-    fn stop(self) -> Result<()> {
+    pub(crate) fn stop(self) -> Result<()> {
         terminate(self.child)
     }
 }
