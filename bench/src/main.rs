@@ -513,10 +513,18 @@ fn static_peer(
     let nginx = peers::Nginx::start(&binary, cpus, dir, &files)?;
     for (path, body, _) in &bodies {
         let (_, served) = server::get(nginx.port, path)?;
-        anyhow::ensure!(&served == body, "nginx does not serve Tessera's bytes of {path}");
+        anyhow::ensure!(
+            &served == body,
+            "nginx does not serve Tessera's bytes of {path}"
+        );
     }
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
-    let jwks = oha.run(&load::Request::get(&url(server::JWKS_PATH)), 64, seconds, None);
+    let jwks = oha.run(
+        &load::Request::get(&url(server::JWKS_PATH)),
+        64,
+        seconds,
+        None,
+    );
     let discovery = oha.run(&load::Request::get(&url(DISCOVERY_PATH)), 64, seconds, None);
     nginx.stop()?;
     Ok(Some((jwks?, discovery?)))

@@ -575,9 +575,7 @@ http {{
             .stderr(Stdio::null())
             .spawn()
             .context("start nginx")?;
-        if let Err(e) =
-            server::wait_for_keys(&mut child, "nginx", port, first, Instant::now())
-        {
+        if let Err(e) = server::wait_for_keys(&mut child, "nginx", port, first, Instant::now()) {
             let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
             let _ = terminate(child);
             bail!("{e}\nnginx's error log:\n{log}");
