@@ -1143,6 +1143,25 @@ mod tests {
         assert!(err.to_string().contains("log.filter"), "{err}");
     }
 
+    /// The filter is tracing-subscriber's `Targets` (issue 18: no regex engine in the binary): a
+    /// level and target=level directives. EnvFilter's span filters with field values are refused
+    /// in one line that names the key.
+    #[test]
+    fn the_log_filter_takes_levels_and_targets_and_refuses_span_filters() {
+        for filter in [
+            "warn",
+            "tessera::startup=info,warn",
+            "tessera=debug,actix_server=off",
+        ] {
+            let settings = load(&[("TESSERA_LOG", filter)], None).expect(filter);
+            assert_eq!(settings.log.filter, filter);
+        }
+        for filter in ["tessera[login{user=alice}]=debug", "[{user=1}]=trace"] {
+            let err = load(&[("TESSERA_LOG", filter)], None).expect_err(filter);
+            assert!(err.to_string().contains("log.filter"), "{filter}: {err}");
+        }
+    }
+
     #[test]
     fn bad_values_are_one_line_and_name_the_key() {
         for (env, needle) in [
