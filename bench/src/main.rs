@@ -495,29 +495,13 @@ fn static_peer(
             return Ok(None);
         }
     };
-    let mut bodies = Vec::new();
-    for path in [server::JWKS_PATH, DISCOVERY_PATH] {
-        let (head, body) = server::get(port, path)?;
-        let cache_control = peers::header(&head, "cache-control")
-            .with_context(|| format!("no Cache-Control on {path}"))?;
-        bodies.push((path, body, cache_control));
-    }
-    let files: Vec<peers::StaticFile> = bodies
-        .iter()
-        .map(|(path, body, cache_control)| peers::StaticFile {
-            path,
-            body,
-            cache_control,
-        })
-        .collect();
-    let nginx = peers::Nginx::start(&binary, cpus, dir, &files)?;
-    for (path, body, _) in &bodies {
-        let (_, served) = server::get(nginx.port, path)?;
-        anyhow::ensure!(
-            &served == body,
-            "nginx does not serve Tessera's bytes of {path}"
-        );
-    }
+    let nginx = peers::Nginx::mirror(
+        &binary,
+        cpus,
+        dir,
+        port,
+        &[server::JWKS_PATH, DISCOVERY_PATH],
+    )?;
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
     let jwks = oha.run(
         &load::Request::get(&url(server::JWKS_PATH)),

@@ -60,21 +60,14 @@ pub fn run(binary: &Path, options: &Options) -> Result<()> {
     let started = Instant::now();
     let mut tessera = Server::start(&setup)?;
     tessera.wait_for_jwks(started)?;
-    let (head, jwks) = server::get(tessera.port, server::JWKS_PATH)?;
-    let cache_control = header(&head, "cache-control").context("no Cache-Control on the JWKS")?;
-
-    let nginx = Nginx::start(
+    let nginx = Nginx::mirror(
         &nginx_binary,
         &server_cpus,
         dir.path(),
-        &[StaticFile {
-            path: server::JWKS_PATH,
-            body: &jwks,
-            cache_control: &cache_control,
-        }],
+        tessera.port,
+        &[server::JWKS_PATH],
     )?;
-    let (_, served) = server::get(nginx.port, server::JWKS_PATH)?;
-    anyhow::ensure!(served == jwks, "nginx does not serve Tessera's JWKS bytes");
+    let jwks_bytes = nginx.bodies[0].len();
 
     let peer_secret = random_secret()?;
     let provider = Provider::start(&provider_dir, &server_cpus, dir.path(), &peer_secret)?;
@@ -197,7 +190,7 @@ pub fn run(binary: &Path, options: &Options) -> Result<()> {
             .next()
             .unwrap_or(&v)
             .to_string())?,
-        jwks.len(),
+        jwks_bytes,
     );
     println!();
     println!(
@@ -487,40 +480,43 @@ fn terminate(mut child: Child) -> Result<()> {
     Ok(())
 }
 
-/// A file nginx serves as it is, with the `Cache-Control` its origin sent.
-pub(crate) struct StaticFile<'a> {
-    pub path: &'a str,
-    pub body: &'a [u8],
-    pub cache_control: &'a str,
-}
-
-/// nginx in the foreground (master and one worker) with a configuration of its own in `dir`.
+/// nginx in the foreground (master and one worker) with a configuration of its own in `dir`,
+/// serving as static files what an origin served.
 pub(crate) struct Nginx {
     child: Child,
     pub port: u16,
+    /// The bytes of each path, as the origin served them and nginx serves them.
+    pub bodies: Vec<Vec<u8>>,
 }
 
 impl Nginx {
-    /// Serves `files` (the first must answer while nginx starts) on a free loopback port.
-    pub(crate) fn start(
+    /// Serves the bytes that the server on `origin_port` answers at each of `paths` (the first
+    /// must answer while nginx starts), with the origin's Cache-Control, on a free loopback
+    /// port; checks byte for byte that nginx serves them.
+    pub(crate) fn mirror(
         binary: &Path,
         cpus: &str,
         dir: &Path,
-        files: &[StaticFile],
+        origin_port: u16,
+        paths: &[&str],
     ) -> Result<Nginx> {
         let prefix = dir.join("nginx");
         let root = prefix.join("www");
         let mut locations = String::new();
-        for file in files {
-            let on_disk = root.join(file.path.trim_start_matches('/'));
+        let mut bodies = Vec::new();
+        for path in paths {
+            let (head, body) = server::get(origin_port, path)?;
+            let cache_control = header(&head, "cache-control")
+                .with_context(|| format!("no Cache-Control on {path}"))?;
+            let on_disk = root.join(path.trim_start_matches('/'));
             std::fs::create_dir_all(on_disk.parent().context("a file at the root")?)?;
-            std::fs::write(&on_disk, file.body)?;
+            std::fs::write(&on_disk, &body)?;
             locations.push_str(&format!(
-                "        location = {} {{\n            default_type application/json;\n            add_header Cache-Control \"{}\";\n        }}\n",
-                file.path, file.cache_control
+                "        location = {path} {{\n            default_type application/json;\n            add_header Cache-Control \"{cache_control}\";\n        }}\n"
             ));
+            bodies.push(body);
         }
-        let first = files.first().context("nginx needs a file to serve")?.path;
+        let first = *paths.first().context("nginx needs a file to serve")?;
         let port = free_port()?;
         // As root, the worker would otherwise run as nobody, who may not read a private
         // temporary directory.
@@ -580,7 +576,19 @@ http {{
             let _ = terminate(child);
             bail!("{e}\nnginx's error log:\n{log}");
         }
-        Ok(Nginx { child, port })
+        let nginx = Nginx {
+            child,
+            port,
+            bodies,
+        };
+        for (path, body) in paths.iter().zip(&nginx.bodies) {
+            let (_, served) = server::get(port, path)?;
+            anyhow::ensure!(
+                &served == body,
+                "nginx does not serve the origin's bytes of {path}"
+            );
+        }
+        Ok(nginx)
     }
 
     pub(crate) fn stop(self) -> Result<()> {
