@@ -581,12 +581,19 @@ http {{
             port,
             bodies,
         };
-        for (path, body) in paths.iter().zip(&nginx.bodies) {
-            let (_, served) = server::get(port, path)?;
-            anyhow::ensure!(
-                &served == body,
-                "nginx does not serve the origin's bytes of {path}"
-            );
+        let check = || -> Result<()> {
+            for (path, body) in paths.iter().zip(&nginx.bodies) {
+                let (_, served) = server::get(port, path)?;
+                anyhow::ensure!(
+                    &served == body,
+                    "nginx does not serve the origin's bytes of {path}"
+                );
+            }
+            Ok(())
+        };
+        if let Err(e) = check() {
+            let _ = nginx.stop();
+            return Err(e);
         }
         Ok(nginx)
     }
